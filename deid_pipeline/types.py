@@ -1,0 +1,94 @@
+"""Values passed between stages. None of them may hold PHI (no header values, no OCR text, no paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Region:
+    """An axis-aligned box in stored-frame pixel coordinates (x = column, y = row, origin top-left)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float = 1.0
+    source: str = "model"  # "model" | "fixed" (configs/fixed_regions) | other detector names
+
+    def clipped(self, rows: int, cols: int) -> "Region | None":
+        """The part of this box inside a rows x cols frame, or None when nothing is left."""
+        x0, y0 = max(0, self.x), max(0, self.y)
+        x1, y1 = min(cols, self.x + self.w), min(rows, self.y + self.h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return Region(x0, y0, x1 - x0, y1 - y0, self.score, self.source)
+
+    def as_list(self) -> list[int]:
+        return [self.x, self.y, self.w, self.h]
+
+
+@dataclass
+class PixelReport:
+    """What the pixel stage did to one file; goes into the manifest as ``pixel``."""
+
+    scanned: bool = False
+    reason: str = ""  # why not scanned: "no-pixel-data", "profile-pixels-none", "triage-skip", ...
+    detector: str = ""
+    weights_sha256: str = ""
+    device: str = ""
+    mode: str = ""  # "all-text" | "phi-text" | "none"
+    frames: int = 0
+    frames_scanned: int = 0  # distinct frames actually run through the detector
+    regions_per_frame: list[list[list[int]]] = field(default_factory=list)  # [[x,y,w,h], ...] per frame
+    reencoded_transfer_syntax: str = ""  # set when PixelData was rewritten
+    pixel_data_unchanged: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scanned": self.scanned}
+        if not self.scanned:
+            out["reason"] = self.reason
+            return out
+        out.update(
+            detector=self.detector,
+            weights_sha256=self.weights_sha256,
+            device=self.device,
+            mode=self.mode,
+            frames=self.frames,
+            frames_scanned=self.frames_scanned,
+            regions_redacted=sum(len(r) for r in self.regions_per_frame),
+            boxes_per_frame=self.regions_per_frame,
+            pixel_data_unchanged=self.pixel_data_unchanged,
+        )
+        if self.reencoded_transfer_syntax:
+            out["reencoded_transfer_syntax"] = self.reencoded_transfer_syntax
+        return out
+
+
+@dataclass
+class HeaderResult:
+    """Outcome of the header stage: action counts only. ``phi_terms`` stays in memory, never serialised."""
+
+    action_counts: dict[str, int] = field(default_factory=dict)
+    phi_terms: frozenset[str] = frozenset()
+
+
+@dataclass
+class FileResult:
+    """Outcome of one input file. Serialised (without ``rel_input``) into one manifest record."""
+
+    rel_input: str  # input path relative to INPUT: private, goes only to the journal
+    input_sha256: str
+    input_size: int
+    status: str  # "written" | "skipped" | "quarantined" | "failed"
+    reason_code: str = ""
+    reason: str = ""
+    output_path: str = ""  # relative to OUTPUT
+    output_sha256: str = ""
+    actions: dict[str, int] = field(default_factory=dict)
+    pixel: dict[str, Any] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    images: int = 0  # frames processed, for images/s
+    study_key: str = ""  # pseudonymous study UID (for grouping in reports), never an original value
+    series_key: str = ""
