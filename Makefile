@@ -1,0 +1,38 @@
+# Two commands on a fresh machine:
+#   make demo   build .venv and de-identify sample_data/ into out/sample
+#   make test   build .venv and run the test suite (the same command .ci/run runs)
+# On a CUDA host pick the CUDA build of torch, e.g.:
+#   make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deid-installed
+
+.PHONY: env demo test test-slow sample-data clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf out/sample out/sample.private
+	$(VENV)/bin/deid run sample_data out/sample --profile safe-harbor --workers 2
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+sample-data: $(STAMP)
+	$(PY) scripts/make_sample_data.py
+
+clean:
+	rm -rf out $(VENV)

@@ -1,0 +1,1 @@
+"""Thin command-line layer: parse options, call the library, print results."""

@@ -1,0 +1,5 @@
+"""``python -m deid_pipeline.cli``."""
+
+from .main import main
+
+main()

@@ -1,0 +1,26 @@
+"""``deid``: the command group."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .inspect_cmd import inspect_cmd
+from .profiles import profiles
+from .run import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deid")
+def cli() -> None:
+    """deid: DICOM de-identification (PS3.15 Annex E, HIPAA Safe Harbor, burned-in text)."""
+
+
+cli.add_command(run)
+cli.add_command(profiles)
+cli.add_command(inspect_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

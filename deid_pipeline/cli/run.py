@@ -1,0 +1,71 @@
+"""``deid run INPUT OUTPUT``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError
+from ..runner import RunOptions, execute, prepare_run
+from ..types import FileResult
+from .logs import setup_logging
+from .progress import Feedback
+
+
+@click.command()
+@click.argument("input_dir", metavar="INPUT", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--profile", "profile", default="safe-harbor", show_default=True, help="Profile name, combined spec (basic+retain-uids) or YAML path.")
+@click.option("--workers", type=int, default=None, help="Local Dask worker processes (default: one per core, or per GPU). 0 runs in-process.")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Use an existing Dask cluster, e.g. tcp://host:8786.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), envvar="DEID_KEY_FILE", default=None, help="Secret key for pseudonyms (or DEID_KEY_FILE). Mode 600.")
+@click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None, help="Private folder for the input-path journal (default OUTPUT.private beside OUTPUT).")
+@click.option("--pixels", type=click.Choice(["profile", "all", "triage", "none"]), default="profile", show_default=True, help="Which images the text detector scans.")
+@click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task.")
+@click.option("--quiet", is_flag=True, help="No progress bar, no summary; errors only.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--debug", is_flag=True, hidden=True, help="Re-raise per-file errors (development).")
+def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
+        key_file: Path | None, journal: Path | None, pixels: str, linkage: Path | None, batch_size: int,
+        quiet: bool, log_format: str, debug: bool) -> None:
+    """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""
+    setup_logging(log_format, quiet)
+    opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
+                      workers=workers, scheduler=scheduler, device=device, pixels=pixels, batch_size=batch_size,
+                      linkage=linkage, debug=debug)
+    try:
+        prepare_run(opts)
+    except ConfigError as exc:
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
+    feedback = Feedback(enabled=not quiet and sys.stderr.isatty())
+
+    def on_start(info: dict[str, Any]) -> None:
+        if not quiet:
+            for note in info.get("notes", []):
+                click.echo(f"deid: {note}", err=True)
+        feedback.start()
+
+    def on_result(result: FileResult, rec: dict[str, Any]) -> None:
+        feedback.advance(result.images)
+
+    try:
+        summary = execute(opts, on_result=on_result, on_start=on_start)
+    except ConfigError as exc:
+        feedback.stop()
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        feedback.stop()
+        click.echo("deid: interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    feedback.stop()
+    if not quiet:
+        feedback.summary(summary.data)
+    sys.exit(summary.exit_code)

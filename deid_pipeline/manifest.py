@@ -1,0 +1,212 @@
+"""The provenance manifest, the private journal and ``run.json``.
+
+Only the driver writes these. ``OUTPUT/manifest.jsonl`` holds one record per input and no PHI; each
+record carries the sha256 of the record before it, so the file is a hash chain whose head
+``run.json`` authenticates with an HMAC under the run key. The private journal (outside OUTPUT,
+mode 0600) maps records to input paths; resume reads both and keeps their common prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .types import FileResult
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1.0"
+GENESIS = "0" * 64
+MANIFEST_NAME = "manifest.jsonl"
+RUN_NAME = "run.json"
+JOURNAL_NAME = "journal.jsonl"
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, no spaces) used for hashing and records."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def chain_hmac(key: bytes, head: str, count: int) -> str:
+    """HMAC-SHA256 over the chain head and record count, under the run key."""
+    return hmac.new(key, f"deid-manifest-chain:{head}:{count}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A public fingerprint of the key: tells runs with the same key apart, reveals nothing."""
+    return hmac.new(key, b"deid-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def record_for(result: FileResult, profile_info: dict[str, str], tool_version: str, prev: str) -> dict[str, Any]:
+    """The manifest record of one result (no input path, no values)."""
+    rec: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "input_sha256": result.input_sha256,
+        "input_size": result.input_size,
+        "status": result.status,
+        "reason": {"code": result.reason_code, "message": result.reason} if result.reason_code else None,
+        "output_path": result.output_path or None,
+        "output_sha256": result.output_sha256 or None,
+        "profile": profile_info,
+        "tool_version": tool_version,
+        "pixel": result.pixel,
+        "actions": dict(sorted(result.actions.items())),
+        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+        "prev_record_sha256": prev,
+    }
+    return rec
+
+
+def atomic_write_json(path: Path, obj: Any, mode: int = 0o640) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    """Complete, parseable JSON lines of ``path``; a torn last line is dropped."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] != b"":
+        lines = lines[:-1]  # no trailing newline: the last line was torn by a kill
+    out: list[bytes] = []
+    for line in lines:
+        if not line:
+            continue
+        try:
+            json.loads(line)
+        except ValueError:
+            break
+        out.append(line)
+    return out
+
+
+def _rewrite(path: Path, lines: list[bytes], mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        for line in lines:
+            fh.write(line + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Ledger:
+    """Appends records to the manifest and the journal, and keeps the run's counts."""
+
+    output_dir: Path
+    private_dir: Path
+    key: bytes
+    profile_info: dict[str, str]
+    tool_version: str
+    done_inputs: set[str] = field(default_factory=set)
+    seen_sha: dict[str, str] = field(default_factory=dict)  # input sha256 -> output path of the first written
+    status_counts: Counter[str] = field(default_factory=Counter)
+    reason_counts: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    head: str = GENESIS
+    images: int = 0
+    _manifest: IO[bytes] | None = None
+    _journal: IO[bytes] | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.output_dir / MANIFEST_NAME
+
+    @property
+    def journal_path(self) -> Path:
+        return self.private_dir / JOURNAL_NAME
+
+    def open(self) -> int:
+        """Open for appending, reconciling what an interrupted run left; returns records kept."""
+        man = _read_lines(self.manifest_path)
+        jour = _read_lines(self.journal_path)
+        n = min(len(man), len(jour))
+        for i in range(n):
+            if json.loads(man[i]).get("input_sha256") != json.loads(jour[i]).get("input_sha256"):
+                n = i
+                break
+        man, jour = man[:n], jour[:n]
+        _rewrite(self.manifest_path, man, 0o640)
+        _rewrite(self.journal_path, jour, 0o600)
+        for mline, jline in zip(man, jour):
+            rec = json.loads(mline)
+            self.done_inputs.add(json.loads(jline)["input"])
+            self._count(rec)
+            if rec["status"] == "written" and rec["input_sha256"] not in self.seen_sha:
+                self.seen_sha[rec["input_sha256"]] = rec["output_path"]
+            self.head = hashlib.sha256(mline).hexdigest()
+        self.records = n
+        self._manifest = open(self.manifest_path, "ab")
+        self._journal = open(self.journal_path, "ab")
+        return n
+
+    def _count(self, rec: dict[str, Any]) -> None:
+        self.status_counts[rec["status"]] += 1
+        if rec.get("reason"):
+            self.reason_counts[rec["reason"]["code"]] += 1
+
+    def add(self, result: FileResult) -> dict[str, Any]:
+        """Append one result (after de-duplicating identical inputs) and return its record."""
+        assert self._manifest is not None and self._journal is not None
+        if result.status == "written":
+            first = self.seen_sha.get(result.input_sha256)
+            if first is not None:
+                result.status = "skipped"
+                result.reason_code = "duplicate-input"
+                result.reason = "identical content to an earlier input; its output already exists"
+                result.output_path = first
+            else:
+                self.seen_sha[result.input_sha256] = result.output_path
+        rec = record_for(result, self.profile_info, self.tool_version, self.head)
+        line = canonical(rec)
+        self._manifest.write(line + b"\n")
+        self._manifest.flush()
+        jrec = {
+            "line": self.records + 1,
+            "input": result.rel_input,
+            "input_sha256": result.input_sha256,
+            "status": result.status,
+            "reason": result.reason_code,
+            "output_path": result.output_path,
+        }
+        self._journal.write(canonical(jrec) + b"\n")
+        self._journal.flush()
+        self.head = hashlib.sha256(line).hexdigest()
+        self.records += 1
+        self.done_inputs.add(result.rel_input)
+        self._count(rec)
+        self.images += result.images
+        return rec
+
+    def close(self) -> None:
+        for fh in (self._manifest, self._journal):
+            if fh is not None:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+        self._manifest = self._journal = None
+
+    def chain(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "head_sha256": self.head,
+            "hmac_sha256": chain_hmac(self.key, self.head, self.records),
+        }

@@ -1,0 +1,432 @@
+"""De-identify files: the one place that turns a per-file failure into a recorded outcome.
+
+``process_batch`` is what Dask maps over batches of inputs. It loads every file of the batch, runs
+the pixel stage over the frames of all of them together (so a GPU sees full batches), then finishes
+each file: pixel redaction, header de-identification, one atomic write. A file is written only after
+every stage succeeded; anything else becomes a ``skipped``/``quarantined``/``failed`` record.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import yaml
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+
+from . import __version__
+from .config import RunContext
+from .discover import Candidate
+from .errors import FileError, SkipFile
+from .resources import configs_dir
+from .types import FileResult, PixelReport, Region
+
+log = logging.getLogger(__name__)
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+TMP_PREFIX = ".deid-tmp-"
+_SAFE_COMPONENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-_]{0,63}$")
+_UNDEFINED = 0xFFFFFFFF
+
+
+@dataclass
+class Loaded:
+    """A file read and checked, waiting for the pixel scan and the finish."""
+
+    result: FileResult
+    ds: Dataset
+    phi_terms: frozenset[str]
+    patient_folder: str
+    frames: np.ndarray | None = None
+    originals: tuple[str, str] | None = None  # (patient ID, study UID), only with --linkage
+    report: PixelReport = field(default_factory=PixelReport)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def sniff(data: bytes) -> str:
+    """``"part10"`` (preamble + DICM), ``"raw"`` (a preamble-less data set) or ``"not-dicom"``."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "part10"
+    if len(data) >= 8:
+        group = int.from_bytes(data[0:2], "little")
+        elem = int.from_bytes(data[2:4], "little")
+        vr = data[4:6]
+        plausible_vr = vr.isalpha() and vr.isupper()
+        if group in (0x0002, 0x0008) and (elem < 0x0200) and (plausible_vr or int.from_bytes(data[4:8], "little") < 0x10000):
+            return "raw"
+    return "not-dicom"
+
+
+def _check_truncation(ds: Dataset) -> None:
+    """Raise ``truncated`` when a top-level value is shorter than its declared length."""
+    for tag in list(ds._dict.keys()):
+        raw = ds._dict[tag]
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if length is None or length == _UNDEFINED or not isinstance(value, (bytes, bytearray)):
+            continue
+        if len(value) < length:
+            raise FileError("truncated", "the file ends inside an element: transfer incomplete")
+    if "PixelData" in ds and "Rows" in ds and "Columns" in ds:
+        elem = ds["PixelData"]
+        if not elem.is_undefined_length and not ds.file_meta.get("TransferSyntaxUID", UID("")).is_compressed:
+            bits = int(ds.get("BitsAllocated", 8) or 8)
+            frames = int(ds.get("NumberOfFrames", 1) or 1)
+            spp = int(ds.get("SamplesPerPixel", 1) or 1)
+            expected = int(ds.Rows) * int(ds.Columns) * frames * spp * bits // 8
+            if bits == 1:
+                expected = (int(ds.Rows) * int(ds.Columns) * frames * spp + 7) // 8
+            if len(elem.value or b"") < expected:
+                raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
+
+
+def _read_dataset(data: bytes, kind: str) -> Dataset:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=(kind == "raw"))
+    except (InvalidDicomError, EOFError) as exc:
+        raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
+    except Exception:  # pydicom raises many types on malformed input
+        raise FileError("parse-error", "the file does not parse as DICOM") from None
+    _check_truncation(ds)
+    try:
+        for _ in ds.iterall():  # converts every element, nested ones included
+            pass
+    except Exception:
+        raise FileError("parse-error", "an element or sequence does not parse") from None
+    if kind == "raw" and "SOPClassUID" not in ds and "PixelData" not in ds:
+        raise SkipFile("not-dicom", "no DICOM preamble and no SOP class or pixel data")
+    return ds
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+@functools.lru_cache(maxsize=4)
+def _triage_rules(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["scan_if"]
+
+
+def triage_wants_scan(ds: Dataset) -> bool:
+    """The data-driven triage rule (``configs/pixel_triage.yaml``)."""
+    rules = _triage_rules(str(configs_dir() / "pixel_triage.yaml"))
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() in rules.get("burned_in_annotation", []):
+        return True
+    if str(ds.get("Modality", "")).strip().upper() in rules.get("modalities", []):
+        return True
+    sop = str(ds.get("SOPClassUID", ""))
+    if any(sop.startswith(p) for p in rules.get("sop_class_prefixes", [])):
+        return True
+    image_type = ds.get("ImageType", [])
+    values = [str(v).upper() for v in (image_type if isinstance(image_type, (list, MultiValue)) else [image_type])]
+    return any(v in rules.get("image_type_values", []) for v in values)
+
+
+def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
+    from . import pixels
+
+    if not pixels.has_pixels(ds):
+        return False, "no-pixel-data"
+    rule = ctx.pixel_rule
+    if rule == "none":
+        return False, "pixels-none"
+    if ctx.profile.settings.pixel_mode == "none":
+        return False, "pixel-mode-none"
+    if rule == "triage" and not triage_wants_scan(ds):
+        return False, "triage-skip"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _patient_identity(ds: Dataset) -> str:
+    pid = str(ds.get("PatientID", "") or "").strip()
+    if pid:
+        return "id:" + pid + "|" + str(ds.get("IssuerOfPatientID", "") or "").strip()
+    name = str(ds.get("PatientName", "") or "").strip()
+    if name:
+        return "name:" + name
+    return "study:" + str(ds.get("StudyInstanceUID", "") or "")
+
+
+def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResult:
+    """Read, recognise and check one input; decode its frames when they will be scanned."""
+    from . import pixels
+    from .pseudonym import Pseudonymizer
+    from .tags import collect_phi_terms
+
+    t0 = time.perf_counter()
+    result = FileResult(rel_input=cand.rel, input_sha256="", input_size=0, status="failed")
+    try:
+        if cand.outside_link:
+            raise SkipFile("link-outside-input", "a symbolic link that leaves INPUT; not followed")
+        data = (root / cand.rel).read_bytes()
+        result.input_sha256 = hashlib.sha256(data).hexdigest()
+        result.input_size = len(data)
+        if not data:
+            raise SkipFile("empty-file", "zero-byte file")
+        kind = sniff(data)
+        if kind == "not-dicom":
+            raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+        ds = _read_dataset(data, kind)
+        del data
+        sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+        if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            raise SkipFile("dicomdir", "a DICOMDIR index; never copied (it indexes PHI)")
+        result.timings_ms["read"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        phi_terms = collect_phi_terms(ds, ctx.profile)
+        folder = Pseudonymizer(ctx.key).patient_id(_patient_identity(ds))
+        loaded = Loaded(result=result, ds=ds, phi_terms=phi_terms, patient_folder=folder)
+        if ctx.linkage:
+            loaded.originals = (str(ds.get("PatientID", "") or ""), str(ds.get("StudyInstanceUID", "") or ""))
+        scan, why = _plan_pixels(ds, ctx)
+        loaded.report.reason = why
+        if pixels.has_pixels(ds):
+            loaded.report.frames = pixels.frame_count(ds)
+        if scan:
+            loaded.frames = pixels.decode_frames(ds)
+            loaded.report.frames = int(loaded.frames.shape[0])
+            result.timings_ms["decode"] = (time.perf_counter() - t1) * 1000
+        result.images = loaded.report.frames
+        return loaded
+    except FileError as exc:
+        return _fail(result, exc)
+    except Exception as exc:  # a bug or an unforeseen malformation: record, never pass the file through
+        if ctx.debug:
+            raise
+        return _internal(result, exc, "load")
+
+
+def _fail(result: FileResult, exc: FileError) -> FileResult:
+    result.status = exc.status
+    result.reason_code = exc.code
+    result.reason = exc.message
+    return result
+
+
+def _internal(result: FileResult, exc: BaseException, stage: str) -> FileResult:
+    log.error("internal error in stage %s: %s", stage, type(exc).__name__)
+    result.status = "failed"
+    result.reason_code = "internal-error"
+    result.reason = f"unexpected {type(exc).__name__} in stage {stage}; the file was not written"
+    return result
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def _folder_component(value: str, fallback: str) -> str:
+    return value if _SAFE_COMPONENT.match(value) else fallback
+
+
+def _file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
+    """A fresh file meta group: nothing from the input's meta survives except what is required."""
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"DEID_{__version__}"[:16]
+    return meta
+
+
+def serialise(ds: Dataset) -> bytes:
+    """Part 10 bytes with an empty preamble and a rebuilt file meta group."""
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
+    if not ts:
+        ts = pydicom.uid.ImplicitVRLittleEndian if getattr(ds, "is_implicit_VR", True) else pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta = _file_meta(ds, ts)
+    ds.preamble = b"\x00" * 128  # a preamble may hold a TIFF header or anything else
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def write_exclusive(out_root: Path, rel_out: str, data: bytes, sha: str) -> str:
+    """Write ``data`` at ``rel_out`` atomically without ever replacing a different file.
+
+    Identical content already there (a resumed run) is accepted; different content under the same
+    name (two versions of one SOP instance) goes to a name derived from its hash.
+    """
+    final = out_root / rel_out
+    final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    tmp = final.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        for candidate in (final, final.with_name(f"{final.stem}.{sha[:12]}{final.suffix}")):
+            try:
+                os.link(tmp, candidate)
+                return candidate.relative_to(out_root).as_posix()
+            except FileExistsError:
+                if hashlib.sha256(candidate.read_bytes()).hexdigest() == sha:
+                    return candidate.relative_to(out_root).as_posix()
+        raise FileError("output-conflict", "two different outputs claim the same SOP instance name")
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunContext) -> FileResult:
+    """Redact pixels, de-identify the header, write the file; returns the outcome."""
+    from . import pixels
+    from .pseudonym import Pseudonymizer
+    from .redact import redact_frames
+    from .tags import deidentify_header
+
+    result, ds, report = loaded.result, loaded.ds, loaded.report
+    try:
+        t0 = time.perf_counter()
+        if regions is not None and loaded.frames is not None:
+            report.scanned = True
+            report.mode = ctx.profile.settings.pixel_mode
+            report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
+            if any(regions):
+                redacted = redact_frames(ds, loaded.frames, regions)
+                report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted))
+                report.pixel_data_unchanged = False
+            loaded.frames = None
+            result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key))
+        if report.scanned:
+            ds.BurnedInAnnotation = "NO"
+        elif "PixelData" in ds and "BurnedInAnnotation" not in ds:
+            pass  # not scanned: say nothing rather than a claim we cannot back
+        result.actions = header.action_counts
+        result.timings_ms["header"] = (time.perf_counter() - t1) * 1000
+        if str(ds.get("PatientIdentityRemoved", "")) != "YES":
+            raise FileError("header-incomplete", "the header stage did not mark the file de-identified")
+        t2 = time.perf_counter()
+        sop = _folder_component(str(ds.get("SOPInstanceUID", "")), "")
+        if not sop:
+            raise FileError("missing-sop-instance-uid", "no usable SOP Instance UID; cannot name the output")
+        study = _folder_component(str(ds.get("StudyInstanceUID", "")), "unknown-study")
+        series = _folder_component(str(ds.get("SeriesInstanceUID", "")), "unknown-series")
+        data = serialise(ds)
+        sha = hashlib.sha256(data).hexdigest()
+        rel_out = f"{loaded.patient_folder}/{study}/{series}/{sop}.dcm"
+        result.output_path = write_exclusive(ctx.output_dir, rel_out, data, sha)
+        result.output_sha256 = sha
+        result.study_key, result.series_key = study, series
+        result.timings_ms["write"] = (time.perf_counter() - t2) * 1000
+        result.status = "written"
+        if loaded.originals is not None:
+            result.linkage = (loaded.originals[0], str(ds.get("PatientID", "") or loaded.patient_folder), loaded.originals[1], study)
+    except FileError as exc:
+        _fail(result, exc)
+    except Exception as exc:
+        if ctx.debug:
+            raise
+        _internal(result, exc, "finish")
+    result.pixel = report.to_json()
+    return result
+
+
+def _pixel_fields(report: PixelReport, detector: Any) -> None:
+    report.detector = detector.name
+    report.weights_sha256 = detector.weights_sha256
+    report.device = detector.device
+
+
+def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Region]] | FileError]:
+    """Scan the frames of every item in one pass so the detector sees full batches."""
+    from .detect import get_detector
+    from . import scan
+
+    out: dict[int, list[list[Region]] | FileError] = {}
+    if not items:
+        return out
+    detector = get_detector(ctx.detector, ctx.device)
+    mode = ctx.profile.settings.pixel_mode
+    t0 = time.perf_counter()
+    batch_fn = getattr(scan, "scan_batch", None)
+    results: list[Any] | None = None
+    if batch_fn is not None and len(items) > 1:
+        try:
+            results = batch_fn([(it.ds, it.frames, it.phi_terms) for it in items], detector, mode=mode)
+        except Exception:
+            if ctx.debug:
+                raise
+            log.warning("batched scan failed; scanning the files one by one")
+            results = None
+    if results is None:
+        results = []
+        for it in items:
+            try:
+                results.append(scan.scan_frames(it.ds, it.frames, detector, mode=mode, phi_terms=it.phi_terms))
+            except FileError as exc:
+                results.append(exc)
+            except Exception as exc:
+                if ctx.debug:
+                    raise
+                log.error("pixel scan failed: %s", type(exc).__name__)
+                results.append(FileError("pixel-scan-failed", f"the text detector failed ({type(exc).__name__})"))
+    per_file_ms = (time.perf_counter() - t0) * 1000 / len(items)
+    for idx, (it, res) in enumerate(zip(items, results)):
+        _pixel_fields(it.report, detector)
+        it.report.frames_scanned = _distinct_frames(it.frames)
+        it.result.timings_ms["detect"] = per_file_ms
+        out[idx] = res
+    return out
+
+
+def _distinct_frames(frames: np.ndarray | None) -> int:
+    if frames is None:
+        return 0
+    return len({hashlib.blake2b(f.tobytes(), digest_size=16).digest() for f in frames})
+
+
+def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> list[FileResult]:
+    """De-identify a batch of inputs; one result per input, in order. Never raises for a file."""
+    root = Path(root)
+    staged: list[Loaded | FileResult] = [load_file(root, c, ctx) for c in cands]
+    to_scan = [s for s in staged if isinstance(s, Loaded) and s.frames is not None]
+    try:
+        scanned = scan_loaded(to_scan, ctx)
+    except Exception as exc:  # detector failed to load: nothing in the batch may be written
+        if ctx.debug:
+            raise
+        log.error("pixel stage unavailable: %s", type(exc).__name__)
+        err = FileError("detector-unavailable", f"the text detector could not run ({type(exc).__name__})", status="failed")
+        scanned = {i: err for i in range(len(to_scan))}
+    by_id = {id(item): scanned[i] for i, item in enumerate(to_scan)}
+    results: list[FileResult] = []
+    for s in staged:
+        if isinstance(s, FileResult):
+            results.append(s)
+            continue
+        res = by_id.get(id(s))
+        if isinstance(res, FileError):
+            s.result.pixel = s.report.to_json()
+            results.append(_fail(s.result, res))
+            continue
+        results.append(finish_file(s, res, ctx))
+    return results
+
+
+def deidentify_file(root: str | Path, rel: str, ctx: RunContext) -> FileResult:
+    """De-identify one input (a batch of one)."""
+    return process_batch(root, [Candidate(rel)], ctx)[0]

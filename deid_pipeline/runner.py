@@ -1,0 +1,233 @@
+"""The driver of ``deid run``: check the configuration, resume, distribute, record, sum up.
+
+Everything that can be wrong with the configuration is checked before a file is read or a folder
+is made (``ConfigError``, exit status 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import RunContext, check_paths, read_key_file, write_new_key
+from .discover import walk_inputs
+from .errors import ConfigError
+from .manifest import MANIFEST_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
+from .pipeline import TMP_PREFIX
+from .types import FileResult
+
+log = logging.getLogger(__name__)
+
+KEY_NAME = "run.key"
+
+
+@dataclass
+class RunOptions:
+    """What the command line asked for."""
+
+    input_dir: Path
+    output_dir: Path
+    profile: str = "safe-harbor"
+    key_file: Path | None = None
+    journal: Path | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    device: str = "auto"
+    pixels: str = "profile"
+    detector: str = "auto"
+    batch_size: int = 16
+    linkage: Path | None = None
+    debug: bool = False
+
+
+@dataclass
+class RunSummary:
+    """What ``deid run`` reports at the end; also the body of ``run.json``."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        counts = self.data.get("counts", {})
+        return 3 if counts.get("quarantined", 0) or counts.get("failed", 0) else 0
+
+
+def private_dir_for(opts: RunOptions) -> Path:
+    """The private folder: ``--journal`` or ``OUTPUT.private`` beside OUTPUT."""
+    if opts.journal is not None:
+        return opts.journal
+    out = opts.output_dir.resolve()
+    return out.parent / f"{out.name}.private"
+
+
+def _utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
+    """Validate everything and return the context; nothing on disk changes here."""
+    from .profile import load_profile
+
+    notes: list[str] = []
+    private = private_dir_for(opts)
+    check_paths(opts.input_dir, opts.output_dir, private)
+    profile = load_profile(opts.profile)
+    resume = (opts.output_dir / MANIFEST_NAME).exists()
+    if opts.output_dir.exists() and not resume and any(opts.output_dir.iterdir()):
+        raise ConfigError("OUTPUT is not empty and holds no deid run; choose an empty or new folder")
+    stored_key = private / KEY_NAME
+    if opts.key_file is not None:
+        key = read_key_file(opts.key_file)
+    elif resume and stored_key.exists():
+        key = read_key_file(stored_key)
+        notes.append("resuming with the random key stored in the private folder")
+    elif resume:
+        raise ConfigError("OUTPUT holds a run whose key is unknown; pass the same --key-file")
+    else:
+        key = b""  # made in start_run, once the checks passed
+        notes.append("no --key-file: a random key is used; pseudonyms will not link to other runs")
+    if resume:
+        import json
+
+        run_json = opts.output_dir / RUN_NAME
+        if run_json.exists():
+            prev = json.loads(run_json.read_text(encoding="utf-8"))
+            if prev.get("profile", {}).get("sha256") != profile.sha256:
+                raise ConfigError("OUTPUT holds a run made with a different profile; use a new OUTPUT")
+            if key and prev.get("key_id") and prev["key_id"] != key_id(key):
+                raise ConfigError("OUTPUT holds a run made with a different key")
+    if opts.linkage is not None:
+        lk = opts.linkage.resolve()
+        out = opts.output_dir.resolve()
+        if lk == out or out in lk.parents:
+            raise ConfigError("the linkage file must be outside OUTPUT")
+    if opts.workers is not None and opts.workers < 0:
+        raise ConfigError("--workers must be 0 (in-process) or more")
+    ctx = RunContext(
+        profile=profile,
+        key=key,
+        output_dir=opts.output_dir.resolve(),
+        pixels=opts.pixels,
+        device=opts.device,
+        detector=opts.detector,
+        batch_size=max(1, opts.batch_size),
+        debug=opts.debug,
+        linkage=opts.linkage is not None,
+    )
+    return ctx, private, resume, notes
+
+
+def _remove_temporaries(output_dir: Path) -> int:
+    n = 0
+    for dirpath, _dirs, files in os.walk(output_dir):
+        for name in files:
+            if name.startswith(TMP_PREFIX) or (name.startswith(".") and ".tmp-" in name):
+                os.unlink(os.path.join(dirpath, name))
+                n += 1
+    return n
+
+
+def execute(
+    opts: RunOptions,
+    on_result: Callable[[FileResult, dict[str, Any]], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Run the whole job (``prepare_run`` must not have raised) and write ``run.json``."""
+    ctx, private, resume, notes = prepare_run(opts)
+    old_umask = os.umask(0o027)
+    try:
+        private.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(private, 0o700)
+        if not ctx.key:
+            key_path = private / KEY_NAME
+            if key_path.exists():
+                key_path.unlink()
+            ctx = RunContext(**{**ctx.__dict__, "key": write_new_key(key_path)})
+        opts.output_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        removed = _remove_temporaries(ctx.output_dir) if resume else 0
+        profile_info = {"name": ctx.profile.name, "version": ctx.profile.version, "sha256": ctx.profile.sha256}
+        ledger = Ledger(ctx.output_dir, private, ctx.key, profile_info, __version__)
+        kept = ledger.open()
+        started = _utc()
+        t0 = time.perf_counter()
+        base: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "tool_version": __version__,
+            "profile": profile_info,
+            "key_id": key_id(ctx.key),
+            "started": started,
+            "state": "running",
+            "resumed": resume,
+            "records_before_resume": kept,
+            "temporaries_removed": removed,
+            "pixels": ctx.pixel_rule,
+            "pixel_mode": ctx.profile.settings.pixel_mode,
+            "device_requested": ctx.device,
+            "notes": notes,
+        }
+        atomic_write_json(ctx.output_dir / RUN_NAME, base)
+        if on_start:
+            on_start(base)
+        linkage_rows: list[tuple[str, str, str, str]] = []
+        devices: set[str] = set()
+
+        def handle(result: FileResult) -> None:
+            if result.linkage:
+                linkage_rows.append(result.linkage)
+                result.linkage = None
+            rec = ledger.add(result)
+            dev = (rec.get("pixel") or {}).get("device")
+            if dev:
+                devices.add(dev)
+            if on_result:
+                on_result(result, rec)
+
+        todo = (c for c in walk_inputs(opts.input_dir) if c.rel not in ledger.done_inputs)
+        from .batch import run_distributed, run_inline
+
+        try:
+            if opts.workers == 0:
+                n_workers = run_inline(opts.input_dir, todo, ctx, handle)
+            else:
+                n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler)
+        finally:
+            ledger.close()
+        elapsed = time.perf_counter() - t0
+        if linkage_rows and opts.linkage is not None:
+            from .pseudonym import write_linkage
+
+            write_linkage(opts.linkage, ctx.key, linkage_rows)
+        done_now = ledger.records - kept
+        summary = {
+            **base,
+            "state": "finished",
+            "finished": _utc(),
+            "elapsed_s": round(elapsed, 3),
+            "counts": {s: ledger.status_counts.get(s, 0) for s in ("written", "skipped", "quarantined", "failed")},
+            "reasons": dict(sorted(ledger.reason_counts.items())),
+            "records": ledger.records,
+            "files_this_session": done_now,
+            "images_this_session": ledger.images,
+            "files_per_s": round(done_now / elapsed, 3) if elapsed > 0 else None,
+            "images_per_s": round(ledger.images / elapsed, 3) if elapsed > 0 else None,
+            "device": sorted(devices) or ["none"],
+            "workers": n_workers,
+            "cluster": "external" if opts.scheduler else ("in-process" if opts.workers == 0 else "local"),
+            "chain": ledger.chain(),
+        }
+        atomic_write_json(ctx.output_dir / RUN_NAME, summary)
+        return RunSummary(summary)
+    finally:
+        os.umask(old_umask)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,315 @@
+"""End to end: ``deid run`` through the CLI on a messy export tree, Dask local cluster of 2 workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_data"
+
+# One pydicom test file per transfer syntax / photometric family, small enough for the default suite.
+PYDICOM_FILES = [
+    "CT_small.dcm",  # explicit VR LE, signed 16-bit
+    "MR_small_bigendian.dcm",  # explicit VR BE
+    "MR_small_implicit.dcm",  # implicit VR LE
+    "JPEG2000.dcm",  # JPEG 2000 lossy
+    "SC_rgb_rle.dcm",  # RLE, RGB
+    "JPEG-LL.dcm",  # JPEG lossless
+    "JPGExtended.dcm",  # JPEG extended
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline, YBR_FULL
+    "emri_small_jpeg_2k_lossless.dcm",  # multi-frame JPEG 2000 lossless
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+    "JPEGLSNearLossless_16.dcm",  # JPEG-LS near-lossless
+    "image_dfl.dcm",  # deflated explicit VR LE
+    "rtplan.dcm",  # no pixels
+    "nested_priv_SQ.dcm",  # private sequences
+    "no_meta.dcm",  # no preamble, no file meta
+]
+
+CANARIES = {
+    "PatientName": "Zqcanaryname^Wolfgang",
+    "PatientID": "ZQCANARYID4711",
+    "InstitutionName": "Zqcanary Memorial Hospital",
+    "ReferringPhysicianName": "Zqcanaryref^Doctor",
+    "AccessionNumber": "ZQACC99871",
+}
+NESTED_CANARY = "Zqcanarynested^Person"
+PRIVATE_CANARY = "ZQCANARYPRIVATE"
+
+
+def _plant(ds: pydicom.Dataset) -> None:
+    for kw, value in CANARIES.items():
+        setattr(ds, kw, value)
+    item = pydicom.Dataset()
+    item.PerformingPhysicianName = NESTED_CANARY
+    ds.RequestAttributesSequence = [item]
+    block = ds.private_block(0x0041, "ZQ TEST CREATOR", create=True)
+    block.add_new(0x01, "LO", PRIVATE_CANARY)
+
+
+def build_tree(root: Path, outside: Path) -> dict[str, str]:
+    """A PACS-like export: patient-named folders, no extensions, junk. Returns rel path -> kind."""
+    kinds: dict[str, str] = {}
+    for i, name in enumerate(PYDICOM_FILES):
+        src = get_testdata_file(name)
+        assert src, name
+        folder = root / "Zqcanaryname^Wolfgang" / f"study{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / (f"IM{i:04d}" if i % 2 else name)
+        ds = pydicom.dcmread(src, force=True)
+        if name not in ("no_meta.dcm",):
+            _plant(ds)
+            ds.save_as(dest, enforce_file_format=False)
+        else:
+            shutil.copy(src, dest)
+        kinds[dest.relative_to(root).as_posix()] = "dicom"
+    if SAMPLE.exists():
+        for p in sorted(SAMPLE.rglob("*")):
+            if p.is_file() and p.name != "README.md":
+                dest = root / "sample" / p.relative_to(SAMPLE)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, dest)
+                kinds[dest.relative_to(root).as_posix()] = "sample"
+    dicomdir = root / "DICOMDIR"
+    shutil.copy(get_testdata_file("DICOMDIR"), dicomdir)
+    kinds["DICOMDIR"] = "dicomdir"
+    (root / "notes.txt").write_text("Patient Zqcanaryname^Wolfgang called about results\n")
+    kinds["notes.txt"] = "junk"
+    (root / "empty.dcm").write_bytes(b"")
+    kinds["empty.dcm"] = "empty"
+    full = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (root / "partial.dcm").write_bytes(full[: int(len(full) * 0.6)])
+    kinds["partial.dcm"] = "truncated"
+    (outside / "secret.dcm").write_bytes(full)
+    os.symlink(outside / "secret.dcm", root / "link_out.dcm")
+    kinds["link_out.dcm"] = "outside-link"
+    return kinds
+
+
+def deid(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deid_pipeline.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def read_manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], Path]:
+    base = tmp_path_factory.mktemp("e2e")
+    inp = base / "export"
+    inp.mkdir()
+    outside = base / "elsewhere"
+    outside.mkdir()
+    kinds = build_tree(inp, outside)
+    key = base / "site.key"
+    key.write_bytes(b"e2e-test-key-0123456789abcdef0123456789")
+    key.chmod(0o600)
+    return inp, kinds, key
+
+
+@pytest.fixture(scope="module")
+def run2(tree: tuple[Path, dict[str, str], Path]) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    inp, _kinds, key = tree
+    out = inp.parent / "out2"
+    proc = deid("run", str(inp), str(out), "--profile", "safe-harbor", "--workers", "2", "--key-file", str(key))
+    return out, proc
+
+
+def test_exit_status_and_one_record_per_input(tree, run2) -> None:
+    inp, kinds, _ = tree
+    out, proc = run2
+    assert proc.returncode == 3, proc.stderr[-2000:]  # the truncated file is quarantined
+    records = read_manifest(out)
+    inputs = [p for p in inp.rglob("*") if p.is_file() or p.is_symlink()]
+    assert len(records) == len(inputs) == len(kinds)
+    expected = sorted(sha(p) for p in inputs if not p.is_symlink())
+    got = sorted(r["input_sha256"] for r in records if r["reason"] is None or r["reason"]["code"] != "link-outside-input")
+    assert got == expected
+    for r in records:
+        assert r["schema_version"] and r["tool_version"] and r["profile"]["sha256"]
+        assert r["status"] in ("written", "skipped", "quarantined", "failed")
+        assert r["status"] != "failed", r
+        if r["status"] == "written":
+            assert sha(out / r["output_path"]) == r["output_sha256"]
+
+
+def test_reasons_for_junk(tree, run2) -> None:
+    out, _ = run2
+    codes = {}
+    for r in read_manifest(out):
+        if r["reason"]:
+            codes.setdefault(r["reason"]["code"], []).append(r["status"])
+    assert codes["dicomdir"] == ["skipped"]
+    assert "skipped" in codes["not-dicom"]
+    assert codes["empty-file"] == ["skipped"]
+    assert "quarantined" in codes["truncated"]
+    assert codes["link-outside-input"] == ["skipped"]
+
+
+def test_outputs_are_deidentified_and_paths_carry_nothing(tree, run2) -> None:
+    inp, kinds, _ = tree
+    out, proc = run2
+    components = set()
+    for rel in kinds:
+        for part in Path(rel).parts:
+            components.add(part)
+            components.add(Path(part).stem)
+    written = [r for r in read_manifest(out) if r["status"] == "written"]
+    assert len(written) >= len(PYDICOM_FILES) - 1
+    for r in written:
+        parts = Path(r["output_path"]).parts
+        assert len(parts) == 4 and parts[-1].endswith(".dcm")
+        for part in parts:
+            for comp in components:
+                if len(comp) >= 4:
+                    assert comp not in part
+        ds = pydicom.dcmread(out / r["output_path"])
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert parts[-1] == f"{ds.SOPInstanceUID}.dcm"
+        assert parts[1] == ds.StudyInstanceUID and parts[2] == ds.SeriesInstanceUID
+
+
+def test_no_canary_anywhere(tree, run2) -> None:
+    inp, _, key = tree
+    out, proc = run2
+    needles = [v.encode() for v in CANARIES.values()] + [NESTED_CANARY.encode(), PRIVATE_CANARY.encode()]
+    needles += [b"Zqcanary", b"ZQCANARY", b"ZQACC"]
+    key_bytes = key.read_bytes().strip()
+    for p in out.rglob("*"):
+        assert not any(n.decode().lower() in str(p.relative_to(out)).lower() for n in needles)
+        if p.is_file():
+            data = p.read_bytes()
+            for n in needles + [key_bytes]:
+                assert n not in data, f"{n!r} leaked into {p.name}"
+    for stream in (proc.stdout, proc.stderr):
+        for n in needles:
+            assert n.decode() not in stream
+        assert "export" not in stream  # the input folder name (could be a patient name)
+
+
+def test_private_journal_and_permissions(tree, run2) -> None:
+    out, _ = run2
+    private = out.parent / "out2.private"
+    journal = private / "journal.jsonl"
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert len(lines) == len(read_manifest(out))
+    assert any("Zqcanaryname" in line["input"] for line in lines)  # the journal is where paths live
+    for p in out.rglob("*"):
+        assert not (p.stat().st_mode & 0o007), p.name  # no world access
+
+
+def test_run_json_sums_up(run2) -> None:
+    out, _ = run2
+    info = json.loads((out / "run.json").read_text())
+    records = read_manifest(out)
+    assert sum(info["counts"].values()) == len(records) == info["records"]
+    assert info["workers"] == 2 and info["state"] == "finished"
+    assert info["files_per_s"] > 0 and info["started"] <= info["finished"]
+    assert info["chain"]["records"] == len(records)
+    prev = "0" * 64
+    for line in (out / "manifest.jsonl").read_bytes().splitlines():
+        assert json.loads(line)["prev_record_sha256"] == prev
+        prev = hashlib.sha256(line).hexdigest()
+    assert info["chain"]["head_sha256"] == prev
+
+
+def test_same_key_same_bytes_with_one_worker(tree, run2) -> None:
+    inp, _, key = tree
+    out2, _ = run2
+    out1 = inp.parent / "out1"
+    proc = deid("run", str(inp), str(out1), "--workers", "1", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    a = {(r["input_sha256"], r["status"], r["output_path"], r["output_sha256"]) for r in read_manifest(out1)}
+    b = {(r["input_sha256"], r["status"], r["output_path"], r["output_sha256"]) for r in read_manifest(out2)}
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        (["--profile", "no-such-profile"], "profile"),
+        (["--key-file", "/nonexistent/key"], "key"),
+    ],
+)
+def test_config_errors_exit_2_before_anything(tree, tmp_path: Path, args: list[str], what: str) -> None:
+    inp, _, _ = tree
+    out = tmp_path / "o"
+    proc = deid("run", str(inp), str(out), *args)
+    assert proc.returncode == 2
+    assert "configuration error" in proc.stderr and what in proc.stderr.lower()
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "o.private").exists()
+
+
+def test_output_inside_input_exits_2(tree) -> None:
+    inp, kinds, _ = tree
+    before = sorted(p.as_posix() for p in inp.rglob("*"))
+    proc = deid("run", str(inp), str(inp / "out"))
+    assert proc.returncode == 2 and "inside INPUT" in proc.stderr
+    assert sorted(p.as_posix() for p in inp.rglob("*")) == before
+
+
+def test_world_readable_key_refused(tree, tmp_path: Path) -> None:
+    inp, _, _ = tree
+    key = tmp_path / "k"
+    key.write_bytes(b"x" * 40)
+    key.chmod(0o644)
+    proc = deid("run", str(inp), str(tmp_path / "o"), "--key-file", str(key))
+    assert proc.returncode == 2 and "chmod 600" in proc.stderr
+
+
+def test_kill_9_then_resume(tree, run2) -> None:
+    inp, _, key = tree
+    out2, _ = run2
+    out = inp.parent / "out_killed"
+    cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--workers", "2",
+           "--key-file", str(key), "--quiet", "--batch-size", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    manifest = out / "manifest.jsonl"
+    while time.time() < deadline:
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 3:
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = manifest.read_bytes().count(b"\n") if manifest.exists() else 0
+    done = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--quiet")
+    assert done.returncode == 3, done.stderr[-2000:]
+    final = read_manifest(out)
+    ref = read_manifest(out2)
+    assert len(final) == len(ref)
+    key_of = lambda r: (r["input_sha256"], r["status"], r["output_path"], r["output_sha256"])  # noqa: E731
+    assert sorted(map(key_of, final), key=str) == sorted(map(key_of, ref), key=str)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))
+    ref_files = sorted(p.relative_to(out2).as_posix() for p in out2.rglob("*.dcm"))
+    assert files == ref_files  # no partial or duplicate outputs
+    assert not list(out.rglob(".deid-tmp-*"))
+    assert partial <= len(final)
