@@ -210,3 +210,51 @@ class Ledger:
             "head_sha256": self.head,
             "hmac_sha256": chain_hmac(self.key, self.head, self.records),
         }
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """Where the record chain breaks: a 1-based line and what is wrong there."""
+
+    line: int
+    problem: str
+
+
+def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
+    """Check the manifest's hash chain and, with the key, the HMAC of its head in ``run.json``.
+
+    An edited record breaks the link of the line after it; a deleted, inserted or reordered record
+    breaks the link where it happened; a truncated tail changes the head and the record count.
+    """
+    problems: list[ChainProblem] = []
+    lines = (output_dir / MANIFEST_NAME).read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines = lines[:-1]
+    prev = GENESIS
+    for i, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            problems.append(ChainProblem(i, "not a JSON record"))
+            prev = hashlib.sha256(line).hexdigest()
+            continue
+        if rec.get("prev_record_sha256") != prev:
+            problems.append(ChainProblem(i, "previous-record hash does not match: a record before this line was edited, removed, inserted or moved"))
+        if canonical(rec) != line:
+            problems.append(ChainProblem(i, "record is not in canonical form: edited"))
+        prev = hashlib.sha256(line).hexdigest()
+    run_path = output_dir / RUN_NAME
+    if not run_path.exists():
+        problems.append(ChainProblem(0, "run.json missing"))
+        return problems
+    chain = json.loads(run_path.read_text(encoding="utf-8")).get("chain")
+    if not chain:
+        problems.append(ChainProblem(0, "run.json holds no chain head (run unfinished?)"))
+        return problems
+    if chain.get("records") != len(lines):
+        problems.append(ChainProblem(len(lines), f"run.json counts {chain.get('records')} records, the manifest holds {len(lines)}"))
+    if chain.get("head_sha256") != prev:
+        problems.append(ChainProblem(len(lines), "the last record does not match the chain head in run.json"))
+    if key is not None and not hmac.compare_digest(chain.get("hmac_sha256", ""), chain_hmac(key, chain.get("head_sha256", ""), int(chain.get("records", -1)))):
+        problems.append(ChainProblem(0, "the chain head's HMAC does not verify under this key: run.json was altered"))
+    return problems

@@ -36,7 +36,7 @@ PYDICOM_FILES = [
     "image_dfl.dcm",  # deflated explicit VR LE
     "rtplan.dcm",  # no pixels
     "nested_priv_SQ.dcm",  # private sequences
-    "no_meta.dcm",  # no preamble, no file meta
+    "rtstruct.dcm",  # written below without preamble and file meta
 ]
 
 CANARIES = {
@@ -70,11 +70,13 @@ def build_tree(root: Path, outside: Path) -> dict[str, str]:
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / (f"IM{i:04d}" if i % 2 else name)
         ds = pydicom.dcmread(src, force=True)
-        if name not in ("no_meta.dcm",):
-            _plant(ds)
-            ds.save_as(dest, enforce_file_format=False)
+        _plant(ds)
+        if name == "rtstruct.dcm":
+            del ds.file_meta
+            ds.preamble = None
+            ds.save_as(dest, implicit_vr=True, little_endian=True, enforce_file_format=False)
         else:
-            shutil.copy(src, dest)
+            ds.save_as(dest, enforce_file_format=False)
         kinds[dest.relative_to(root).as_posix()] = "dicom"
     if SAMPLE.exists():
         for p in sorted(SAMPLE.rglob("*")):
@@ -187,7 +189,7 @@ def test_outputs_are_deidentified_and_paths_carry_nothing(tree, run2) -> None:
         ds = pydicom.dcmread(out / r["output_path"])
         assert ds.PatientIdentityRemoved == "YES"
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
-        assert parts[-1] == f"{ds.SOPInstanceUID}.dcm"
+        assert parts[-1].startswith(f"{ds.SOPInstanceUID}.")  # <sop>.dcm, or <sop>.<hash>.dcm for a second version
         assert parts[1] == ds.StudyInstanceUID and parts[2] == ds.SeriesInstanceUID
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .audit import audit
 from .inspect_cmd import inspect_cmd
 from .profiles import profiles
 from .run import run
@@ -19,6 +20,7 @@ def cli() -> None:
 cli.add_command(run)
 cli.add_command(profiles)
 cli.add_command(inspect_cmd)
+cli.add_command(audit)
 
 
 def main() -> None:

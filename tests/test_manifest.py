@@ -1,0 +1,136 @@
+"""Manifest ledger, resume reconciliation, tamper-evident chain, discovery and sniffing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from deid_pipeline.discover import walk_inputs
+from deid_pipeline.manifest import Ledger, verify_chain, atomic_write_json
+from deid_pipeline.pipeline import sniff
+from deid_pipeline.types import FileResult
+
+KEY = b"k" * 32
+PROFILE = {"name": "t", "version": "1", "sha256": "0" * 64}
+
+
+def _ledger(tmp: Path) -> Ledger:
+    (tmp / "out").mkdir(exist_ok=True)
+    (tmp / "priv").mkdir(exist_ok=True)
+    return Ledger(tmp / "out", tmp / "priv", KEY, dict(PROFILE), "0.1.0")
+
+
+def _result(i: int, status: str = "written") -> FileResult:
+    return FileResult(rel_input=f"Doe^John/{i}", input_sha256=f"{i:064x}", input_size=i, status=status,
+                      output_path=f"P/{i}.dcm" if status == "written" else "", output_sha256="ab" * 32 if status == "written" else "")
+
+
+def _finish(ledger: Ledger) -> None:
+    ledger.close()
+    atomic_write_json(ledger.output_dir / "run.json", {"chain": ledger.chain()})
+
+
+def test_chain_intact_and_every_tamper_found(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for i in range(6):
+        ledger.add(_result(i))
+    _finish(ledger)
+    out = ledger.output_dir
+    assert verify_chain(out, KEY) == []
+    manifest = out / "manifest.jsonl"
+    original = manifest.read_bytes()
+    lines = original.splitlines(keepends=True)
+
+    def check(data: bytes) -> list[int]:
+        manifest.write_bytes(data)
+        return [p.line for p in verify_chain(out, KEY)]
+
+    edited = lines[2].replace(b'"status":"written"', b'"status":"skipped"')
+    assert 3 in check(b"".join(lines[:2] + [edited] + lines[3:])) or 4 in check(b"".join(lines[:2] + [edited] + lines[3:]))
+    assert 3 in check(b"".join(lines[:2] + lines[3:]))  # deleted line 3: line 3 (old 4) breaks
+    assert 2 in check(b"".join([lines[0], lines[0]] + lines[1:]))  # inserted
+    assert 2 in check(b"".join([lines[0], lines[2], lines[1]] + lines[3:]))  # reordered
+    assert check(b"".join(lines[:-1]))  # truncated tail
+    manifest.write_bytes(original)
+    assert verify_chain(out, b"another key" * 3)  # HMAC fails under another key
+    assert verify_chain(out, KEY) == []
+
+
+def test_resume_keeps_common_prefix_and_drops_torn_lines(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for i in range(5):
+        ledger.add(_result(i))
+    ledger.close()
+    # simulate a kill: journal lost its last line; manifest has a torn extra line
+    jp = ledger.journal_path
+    jp.write_bytes(b"".join(jp.read_bytes().splitlines(keepends=True)[:4]))
+    with open(ledger.manifest_path, "ab") as fh:
+        fh.write(b'{"schema_version":"1.0","input_sha')
+    again = _ledger(tmp_path)
+    assert again.open() == 4
+    assert again.done_inputs == {f"Doe^John/{i}" for i in range(4)}
+    again.add(_result(4))
+    _finish(again)
+    assert verify_chain(again.output_dir, KEY) == []
+    assert len(again.manifest_path.read_text().splitlines()) == 5
+    assert oct(os.stat(again.journal_path).st_mode & 0o777) == oct(0o600)
+
+
+def test_duplicate_inputs_are_skipped_not_written_twice(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    a = ledger.add(_result(1))
+    dup = _result(1)
+    dup.rel_input = "elsewhere/copy"
+    b = ledger.add(dup)
+    ledger.close()
+    assert a["status"] == "written"
+    assert b["status"] == "skipped" and b["reason"]["code"] == "duplicate-input"
+    assert b["output_path"] == a["output_path"]
+
+
+def test_records_hold_no_input_path(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    ledger.add(_result(7))
+    ledger.close()
+    text = ledger.manifest_path.read_text()
+    assert "Doe^John" not in text
+    assert "Doe^John" in ledger.journal_path.read_text()
+
+
+def test_sniff_by_content() -> None:
+    assert sniff(Path(get_testdata_file("CT_small.dcm")).read_bytes()) == "part10"
+    raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    buf = io.BytesIO()
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert buf.getvalue()[128:132] != b"DICM"
+    assert sniff(buf.getvalue()) == "raw"
+    assert sniff(raw) == "part10"
+    assert sniff(b"Patient notes\n" * 20) == "not-dicom"
+    assert sniff(b"") == "not-dicom"
+    assert sniff(b"%PDF-1.4 " + b"x" * 300) == "not-dicom"
+
+
+def test_walk_is_sorted_recursive_and_does_not_leave_input(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "b" / "c").mkdir(parents=True)
+    (root / "a.dcm").write_bytes(b"1")
+    (root / "b" / "c" / "x").write_bytes(b"2")
+    (tmp_path / "outside").write_bytes(b"3")
+    os.symlink(tmp_path / "outside", root / "b" / "link")
+    os.symlink(root / "a.dcm", root / "b" / "inner")
+    os.symlink(tmp_path, root / "loop")  # a linked folder: not descended
+    found = {c.rel: c.outside_link for c in walk_inputs(root)}
+    assert found == {"a.dcm": False, "b/link": True, "b/inner": False, "b/c/x": False}
