@@ -9,6 +9,7 @@ from .audit import audit
 from .inspect_cmd import inspect_cmd
 from .profiles import profiles
 from .run import run
+from .verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +22,7 @@ cli.add_command(run)
 cli.add_command(profiles)
 cli.add_command(inspect_cmd)
 cli.add_command(audit)
+cli.add_command(verify)
 
 
 def main() -> None:

@@ -1,0 +1,48 @@
+"""``deid verify OUTPUT --against INPUT``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import read_key_file
+from ..errors import ConfigError
+from .logs import setup_logging
+
+
+@click.command("verify")
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--against", "input_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True), help="The INPUT of the run.")
+@click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None, help="Private folder of the run (default OUTPUT.private).")
+@click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), envvar="DEID_KEY_FILE", default=None)
+@click.option("--profile", "profile", default=None, help="Profile to check against (default: the run's).")
+@click.option("--workers", type=int, default=None)
+@click.option("--scheduler", default=None, metavar="ADDRESS")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--no-rescan", is_flag=True, help="Skip running the text detector again on redacted images.")
+@click.option("--quiet", is_flag=True)
+def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Path | None, profile: str | None,
+           workers: int | None, scheduler: str | None, device: str, no_rescan: bool, quiet: bool) -> None:
+    """Check every output against its input; exit 1 when anything is found (report in OUTPUT/verify.json)."""
+    from ..verify import verify_run
+
+    setup_logging("text", quiet)
+    private = journal or output_dir.resolve().parent / f"{output_dir.resolve().name}.private"
+    try:
+        key = read_key_file(key_file) if key_file else (read_key_file(private / "run.key") if (private / "run.key").exists() else None)
+    except ConfigError as exc:
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
+    if not (private / "journal.jsonl").exists():
+        click.echo("deid: configuration error: the run's private journal was not found (use --journal)", err=True)
+        sys.exit(2)
+    report = verify_run(output_dir, input_dir, private, key, profile, workers, scheduler, not no_rescan, device)
+    if not quiet:
+        click.echo(f"verify: {report['checked_outputs']} outputs checked, {len(report['findings'])} findings")
+        for kind, n in sorted(report["counts"].items()):
+            click.echo(f"  {kind}: {n}")
+        if key is None:
+            click.echo("  (no key: the chain HMAC was not checked)")
+    sys.exit(0 if report["ok"] else 1)

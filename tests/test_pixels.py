@@ -1,0 +1,310 @@
+"""Decode -> redact -> encode -> write -> read -> decode over one bundled file per transfer syntax and photometric."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import uid as U
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+
+from deid_pipeline import pixels, redact
+from deid_pipeline.errors import FileError
+from deid_pipeline.types import Region
+
+LOSSLESS_SYNTAXES = {
+    U.ImplicitVRLittleEndian,
+    U.ExplicitVRLittleEndian,
+    U.DeflatedExplicitVRLittleEndian,
+    U.RLELossless,
+    U.JPEGLSLossless,
+    U.JPEG2000Lossless,
+}
+
+# (pydicom / pydicom-data test file, transfer syntax encode_frames must write)
+ROUND_TRIP = [
+    ("CT_small.dcm", U.ExplicitVRLittleEndian),  # MONOCHROME2 signed 16
+    ("MR_small_implicit.dcm", U.ImplicitVRLittleEndian),
+    ("MR_small_bigendian.dcm", U.ExplicitVRLittleEndian),
+    ("image_dfl.dcm", U.DeflatedExplicitVRLittleEndian),
+    ("SC_rgb_expb_16bit_2frame.dcm", U.ExplicitVRLittleEndian),  # big endian RGB 16-bit, 2 frames
+    ("liver.dcm", U.ExplicitVRLittleEndian),  # 1-bit, 3 frames
+    ("liver_expb.dcm", U.ExplicitVRLittleEndian),
+    ("SC_ybr_full_uncompressed.dcm", U.ExplicitVRLittleEndian),
+    ("SC_ybr_full_422_uncompressed.dcm", U.ExplicitVRLittleEndian),
+    ("rtdose.dcm", U.ImplicitVRLittleEndian),  # 32-bit, 15 frames
+    ("SC_rgb_32bit_2frame.dcm", U.ExplicitVRLittleEndian),
+    ("examples_palette.dcm", U.ExplicitVRLittleEndian),
+    ("MR_small_RLE.dcm", U.RLELossless),
+    ("emri_small_RLE.dcm", U.RLELossless),  # 10 frames
+    ("SC_rgb_rle_16bit_2frame.dcm", U.RLELossless),
+    ("rtdose_rle.dcm", U.ExplicitVRLittleEndian),  # pydicom's RLE encoder refuses 32-bit: falls back
+    ("SC_rgb_dcmtk_+eb+cy+s2.dcm", U.ExplicitVRLittleEndian),  # JPEG baseline YBR_FULL_422
+    ("SC_rgb_dcmtk_+eb+cy+n1.dcm", U.ExplicitVRLittleEndian),  # JPEG baseline YBR_FULL
+    ("SC_rgb_dcmtk_+eb+cr.dcm", U.ExplicitVRLittleEndian),  # JPEG baseline RGB
+    ("examples_ybr_color.dcm", U.ExplicitVRLittleEndian),  # JPEG baseline YBR_FULL_422, 30 frames
+    ("JPGExtended.dcm", U.ExplicitVRLittleEndian),  # JPEG extended 12-bit
+    ("JPEG-LL.dcm", U.ExplicitVRLittleEndian),  # JPEG lossless SV1, signed
+    ("SC_rgb_jpeg_gdcm.dcm", U.ExplicitVRLittleEndian),  # JPEG lossless RGB
+    ("MR_small_jpeg_ls_lossless.dcm", U.JPEGLSLossless),
+    ("emri_small_jpeg_ls_lossless.dcm", U.JPEGLSLossless),
+    ("JPEGLSNearLossless_16.dcm", U.JPEGLSLossless),
+    ("SC_rgb_jls_lossy_line.dcm", U.JPEGLSLossless),
+    ("MR_small_jp2klossless.dcm", U.JPEG2000Lossless),
+    ("emri_small_jpeg_2k_lossless.dcm", U.JPEG2000Lossless),
+    ("GDCMJ2K_TextGBR.dcm", U.JPEG2000Lossless),  # JP2 header, YBR_RCT
+    ("693_J2KI.dcm", U.JPEG2000Lossless),  # lossy J2K, signed
+    ("SC_rgb_gdcm_KY.dcm", U.JPEG2000Lossless),  # J2K RGB without MCT
+    ("J2K_pixelrep_mismatch.dcm", U.JPEG2000Lossless),
+    # pydicom-data
+    ("gdcm-US-ALOKA-16.dcm", U.ImplicitVRLittleEndian),  # PALETTE COLOR, segmented 16-bit LUT
+    ("gdcm-US-ALOKA-16_big.dcm", U.ExplicitVRLittleEndian),
+    ("OBXXXX1A_rle.dcm", U.RLELossless),  # PALETTE COLOR RLE
+    ("US1_J2KR.dcm", U.JPEG2000Lossless),
+    ("US1_J2KI.dcm", U.JPEG2000Lossless),  # lossy YBR_ICT -> lossless YBR_RCT
+    ("RG3_J2KR.dcm", U.JPEG2000Lossless),  # MONOCHROME1 10-bit
+]
+
+
+def load(name: str) -> pydicom.Dataset:
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (pip install pydicom-data)")
+    return pydicom.dcmread(path)
+
+
+def write_and_read(ds: pydicom.Dataset) -> pydicom.Dataset:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return pydicom.dcmread(io.BytesIO(buf.getvalue()))
+
+
+def centre_box(frames: np.ndarray) -> Region:
+    rows, cols = frames.shape[1:3]
+    return Region(cols // 4, rows // 4, max(cols // 4, 1), max(rows // 4, 1))
+
+
+@pytest.mark.parametrize(("name", "expected_ts"), ROUND_TRIP, ids=[n for n, _ in ROUND_TRIP])
+def test_round_trip(name: str, expected_ts: str) -> None:
+    ds = load(name)
+    original_ts = pixels.transfer_syntax(ds)
+    codec = pixels.codec_for(ds)
+    was_lossy = pixels._is_lossy(ds, codec)
+    header = {kw: ds.get(kw) for kw in ("BitsAllocated", "BitsStored", "PixelRepresentation", "NumberOfFrames", "Rows", "Columns", "SOPInstanceUID")}
+    frames = pixels.decode_frames(ds)
+    assert frames.ndim in (3, 4) and frames.shape[0] == pixels.frame_count(ds)
+    assert frames.dtype.byteorder in ("=", "|")
+    before = frames.copy()
+
+    box = centre_box(frames)
+    margin = 2
+    red = redact.redact_frames(ds, frames, [[box]] * len(frames), margin=margin)
+    np.testing.assert_array_equal(frames, before)  # pure
+    assert red.dtype == frames.dtype and red.shape == frames.shape
+    inside = np.zeros(frames.shape[1:3], dtype=bool)
+    inside[box.y - margin : box.y + box.h + margin, box.x - margin : box.x + box.w + margin] = True
+    np.testing.assert_array_equal(red[:, ~inside], frames[:, ~inside])
+    for i in range(len(frames)):
+        fill = redact.fill_value(ds, frames[i])
+        assert (red[i][inside] == (fill if frames.ndim == 4 else fill[0])).all()
+    lo_hi = redact.stored_range(ds)
+    if lo_hi is not None:
+        assert lo_hi[0] <= red[:, inside].min() and red[:, inside].max() <= lo_hi[1]
+
+    decoded_pi = pixels.decoded_photometric(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written = pixels.encode_frames(ds, red)
+        assert written == expected_ts
+        assert written in LOSSLESS_SYNTAXES
+        ds2 = write_and_read(ds)
+        back = pixels.decode_frames(ds2)
+        ds2.pixel_array  # pydicom's own path reads the file too
+    np.testing.assert_array_equal(back, red)  # exact, even for lossy originals: no new lossy step
+    assert ds2.file_meta.TransferSyntaxUID == expected_ts
+    assert pixels.decoded_photometric(ds2) == decoded_pi
+    for kw, value in header.items():
+        assert ds2.get(kw) == value, kw
+    if int(ds2.SamplesPerPixel) > 1:
+        assert ds2.PlanarConfiguration == 0
+    if was_lossy:
+        assert ds2.LossyImageCompression == "01"
+        assert "LossyImageCompressionMethod" in ds2
+    elif original_ts in LOSSLESS_SYNTAXES or original_ts == U.ExplicitVRBigEndian:
+        assert ds2.get("LossyImageCompression", "00") == ds.get("LossyImageCompression", "00")
+
+
+def test_multiframe_slices_match_full_decode() -> None:
+    ds = load("emri_small_RLE.dcm")
+    full = pixels.decode_frames(ds)
+    np.testing.assert_array_equal(pixels.decode_frames(ds, 3, 5), full[3:5])
+    np.testing.assert_array_equal(pixels.decode_frames(ds, start=8), full[8:])
+    with pytest.raises(ValueError):
+        pixels.decode_frames(ds, 5, 5)
+
+
+def test_ybr_422_jpeg_decodes_to_full_ycbcr() -> None:
+    ds = load("SC_rgb_dcmtk_+eb+cy+s2.dcm")
+    frames = pixels.decode_frames(ds)
+    assert pixels.decoded_photometric(ds) == "YBR_FULL"
+    rgb = pixels.display_rgb(ds, frames)
+    reference = ds.pixel_array  # pydicom's default conversion to RGB
+    assert np.abs(rgb[0].astype(int) - reference.astype(int)).max() <= 2
+
+
+def test_j2k_ybr_rct_decodes_to_rgb_and_keeps_rct() -> None:
+    ds = load("GDCMJ2K_TextGBR.dcm")
+    assert pixels.decoded_photometric(ds) == "RGB"
+    frames = pixels.decode_frames(ds)
+    pixels.encode_frames(ds, frames)
+    assert ds.PhotometricInterpretation == "YBR_RCT"
+
+
+def test_lossy_history_added_when_missing() -> None:
+    ds = load("SC_rgb_dcmtk_+eb+cy+s2.dcm")
+    for kw in ("LossyImageCompression", "LossyImageCompressionMethod", "LossyImageCompressionRatio"):
+        if kw in ds:
+            del ds[kw]
+    pixels.encode_frames(ds, pixels.decode_frames(ds))
+    assert ds.LossyImageCompression == "01"
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+    assert float(ds.LossyImageCompressionRatio) > 1
+
+
+def test_lossy_history_kept() -> None:
+    ds = load("SC_rgb_dcmtk_+eb+cy+s2.dcm")
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = ["ISO_10918_1"]
+    ds.LossyImageCompressionRatio = ["7.5"]
+    pixels.encode_frames(ds, pixels.decode_frames(ds))
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+    assert float(ds.LossyImageCompressionRatio) == 7.5
+
+
+def test_big_endian_palette_lut_is_swapped() -> None:
+    little, big = load("gdcm-US-ALOKA-16.dcm"), load("gdcm-US-ALOKA-16_big.dcm")
+    frames = pixels.decode_frames(big)
+    np.testing.assert_array_equal(frames, pixels.decode_frames(little))
+    pixels.encode_frames(big, frames)
+    big2 = write_and_read(big)
+    np.testing.assert_array_equal(pixels.palette_lut(big2)[1], pixels.palette_lut(little)[1])
+
+
+def test_truncated_native_pixel_data() -> None:
+    ds = load("CT_small.dcm")
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "pixel-decode-failed"
+
+
+def test_truncated_file_bundled() -> None:
+    ds = load("MR_truncated.dcm")
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "pixel-decode-failed"
+
+
+def test_corrupt_encapsulated_pixel_data() -> None:
+    ds = load("MR_small_RLE.dcm")
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "pixel-decode-failed"
+
+
+def test_unsupported_transfer_syntax() -> None:
+    ds = load("CT_small.dcm")
+    ds.file_meta.TransferSyntaxUID = U.MPEG2MPML
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "unsupported-transfer-syntax"
+
+
+def test_missing_decoder_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = load("MR_small_jp2klossless.dcm")
+    monkeypatch.setattr(pixels.Codec, "is_available", lambda self: False)
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "unsupported-transfer-syntax"
+    assert "openjpeg" in info.value.message
+
+
+def test_missing_encoder_falls_back_to_explicit_le(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = load("MR_small_jpeg_ls_lossless.dcm")
+    frames = pixels.decode_frames(ds)
+
+    class Unavailable:
+        is_available = False
+
+    monkeypatch.setattr(pixels, "get_encoder", lambda uid: Unavailable())
+    assert pixels.encode_frames(ds, frames) == U.ExplicitVRLittleEndian
+    np.testing.assert_array_equal(pixels.decode_frames(write_and_read(ds)), frames)
+
+
+def test_missing_file_meta_transfer_syntax() -> None:
+    ds = load("CT_small.dcm")
+    del ds.file_meta.TransferSyntaxUID
+    frames = pixels.decode_frames(ds)
+    assert "TransferSyntaxUID" not in ds.file_meta  # decode lends it and takes it back
+    assert frames.shape == (1, 128, 128)
+
+
+def test_codec_registry() -> None:
+    report = {row["uid"]: row for row in pixels.codec_report()}
+    for ts in (U.RLELossless, U.JPEGBaseline8Bit, U.JPEGLSLossless, U.JPEG2000, U.ExplicitVRBigEndian):
+        assert report[ts]["decoder_available"], ts.name
+    assert report[U.JPEG2000]["writes"] == U.JPEG2000Lossless.name
+
+
+def test_has_pixels_and_frame_count() -> None:
+    ds = Dataset()
+    assert not pixels.has_pixels(ds) and pixels.frame_count(ds) == 0
+    assert pixels.frame_count(load("emri_small_RLE.dcm")) == 10
+    assert pixels.frame_count(load("CT_small.dcm")) == 1
+    with pytest.raises(FileError):
+        pixels.decode_frames(ds)
+
+
+def test_frame_digest() -> None:
+    frames = pixels.decode_frames(load("emri_small.dcm"))
+    assert pixels.frame_digest(frames[0]) == pixels.frame_digest(frames[0].copy())
+    assert pixels.frame_digest(frames[0]) != pixels.frame_digest(frames[1])
+    assert len(pixels.frame_digest(frames[0])) == 16
+
+
+def test_embedded_overlay_detection() -> None:
+    ds = load("MR-SIEMENS-DICOM-WithOverlays.dcm")
+    assert pixels.embedded_overlay_groups(ds) == []  # its overlay lives in (6000,3000)
+    del ds[0x60003000]
+    ds.add_new(0x60000102, "US", 12)
+    assert pixels.embedded_overlay_groups(ds) == [0x6000]
+
+
+def test_encode_rejects_wrong_shape() -> None:
+    ds = load("CT_small.dcm")
+    with pytest.raises(ValueError):
+        pixels.encode_frames(ds, np.zeros((2, 128, 128), dtype=np.int16))
+
+
+def test_float_pixel_data_round_trip() -> None:
+    ds = Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = U.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.30"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated, ds.NumberOfFrames = 4, 5, 1, 32, 2
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.FloatPixelData = (np.arange(40, dtype="<f4").reshape(2, 4, 5) - 3.5).tobytes()
+    frames = pixels.decode_frames(ds)
+    red = redact.redact_frames(ds, frames, [[Region(0, 0, 2, 2)], []], margin=0)
+    assert (red[0, :2, :2] == -3.5).all()
+    assert pixels.encode_frames(ds, red) == U.ExplicitVRLittleEndian
+    ds2 = write_and_read(ds)
+    assert ds2["FloatPixelData"].VR == "OF"
+    np.testing.assert_array_equal(pixels.decode_frames(ds2), red)
