@@ -1,0 +1,388 @@
+"""Header de-identification: leaks, determinism, reference integrity, dates, ages, markers, protection."""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.data import get_charset_files, get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _install_fake_profile_module() -> None:
+    """Until profile.py lands: a stand-in module with the contract's ElementRef / Rule / load_profile."""
+
+    @dataclass(frozen=True)
+    class ElementRef:
+        tag: int
+        vr: str
+        keyword: str
+        private_creator: str | None
+        depth: int
+        parents: tuple[int, ...]
+
+    @dataclass(frozen=True)
+    class Rule:
+        action: str
+        origin: str
+
+    table = {
+        "PatientName": "Z", "PatientID": "Z/D", "PatientBirthDate": "Z", "PatientSex": "Z",
+        "PatientAge": "X", "OtherPatientNames": "X", "InstitutionName": "X/Z/D", "StudyDate": "Z",
+        "ContentDate": "Z/D", "AcquisitionDateTime": "X/Z/D", "StudyTime": "Z", "AccessionNumber": "Z",
+        "ReferringPhysicianName": "Z", "StudyDescription": "X", "ImageComments": "X",
+        "SOPInstanceUID": "U", "StudyInstanceUID": "U", "SeriesInstanceUID": "U",
+        "FrameOfReferenceUID": "U", "ReferencedSOPInstanceUID": "U", "ReferencedImageSequence": "X/Z/U*",
+        "PersonName": "D", "RequestAttributesSequence": "X", "OperatorsName": "X/Z/D",
+    }
+
+    class Settings(types.SimpleNamespace):
+        def model_copy(self, update: dict[str, Any]) -> "Settings":
+            return Settings(**{**vars(self), **update})
+
+    class Profile:
+        def __init__(self, name: str) -> None:
+            self.name, self.version = name, "0"
+            self.codes = (("DCM", "113100", "Basic Application Confidentiality Profile"),)
+            self.settings = Settings(
+                dates="shift", unlisted_public="remove-text", keep_list=(), private="remove",
+                graphics="remove", encapsulated_documents="quarantine", max_age_years=89,
+                pixels="all", pixel_mode="all-text",
+            )
+
+        def rule_for(self, ref: ElementRef) -> Rule:
+            if ref.tag >> 16 & 1:
+                return Rule("X", "fake:private")
+            if ref.keyword in table:
+                return Rule(table[ref.keyword], "fake:" + ref.keyword)
+            if ref.vr in ("PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "TM", "UN", "CS"):
+                return Rule("X", "default:unlisted-text")
+            return Rule("K", "default:unlisted")
+
+    mod = types.ModuleType("deid_pipeline.profile")
+    mod.ElementRef, mod.Rule, mod.Profile = ElementRef, Rule, Profile  # type: ignore[attr-defined]
+    mod.load_profile = lambda spec: Profile(spec)  # type: ignore[attr-defined]
+    sys.modules["deid_pipeline.profile"] = mod
+
+
+try:
+    from deid_pipeline.profile import load_profile
+except ImportError:  # pragma: no cover - only before profile.py exists
+    _install_fake_profile_module()
+    from deid_pipeline.profile import load_profile
+
+from deid_pipeline import actions, tags  # noqa: E402
+from deid_pipeline.clean import clean_text  # noqa: E402
+from deid_pipeline.errors import FileError  # noqa: E402
+from deid_pipeline.pseudonym import Pseudonymizer, patient_identity  # noqa: E402
+
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+
+
+class WithSettings:
+    """A profile with some settings replaced (settings are frozen)."""
+
+    def __init__(self, profile: Any, **update: Any) -> None:
+        self._p = profile
+        self.settings = profile.settings.model_copy(update=update)
+        self.name, self.version, self.codes = profile.name, profile.version, profile.codes
+
+    def rule_for(self, ref: Any) -> Any:
+        return self._p.rule_for(ref)
+
+
+@pytest.fixture(scope="module")
+def safe_harbor() -> Any:
+    return load_profile("safe-harbor")
+
+
+@pytest.fixture(scope="module")
+def basic() -> Any:
+    return load_profile("basic")
+
+
+def _read(name: str) -> Dataset:
+    path = get_testdata_file(name) or get_charset_files(name)[0]
+    return pydicom.dcmread(path)
+
+
+def _roundtrip(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    data = buf.getvalue()
+    pydicom.dcmread(io.BytesIO(data))  # must read back
+    return data
+
+
+# --------------------------------------------------------------------------- leak test
+
+ASCII_CANARY = "QZXCANARY"
+CANARIES = {
+    "CT_small.dcm": ("Qzxfamily", "Qzxgiven"),
+    "MR_small.dcm": ("Qzxmrfam", "Qzxmrgiv"),
+    "rtplan.dcm": ("Qzxrtfam", "Qzxrtgiv"),
+    "nested_priv_SQ.dcm": ("Qzxnestfam", "Qzxnestgiv"),
+    "chrRuss.dcm": ("Канарейкин", "Жужелица"),
+    "chrH31.dcm": ("鳥籠", "雀太郎"),
+}
+ENCODINGS = ("utf-8", "latin-1", "iso8859-5", "cp1251", "iso2022_jp", "shift_jis", "euc_jp", "utf-16-le")
+
+
+def _plant(ds: Dataset, family: str, given: str) -> list[str]:
+    """Canaries in public, nested, private and descriptor elements; returns every planted string."""
+    n = 0
+
+    def c(prefix: str = ASCII_CANARY) -> str:
+        nonlocal n
+        n += 1
+        return f"{prefix}{n}"
+
+    planted: list[str] = [family, given]
+    ds.PatientName = f"{family}^{given}"
+    ds.PatientID = c()
+    ds.OtherPatientNames = f"{family}^{c()}"
+    ds.InstitutionName = c()
+    ds.ReferringPhysicianName = f"{c()}^{given}"
+    ds.StudyDescription = f"CT HEAD {family} {c()}"
+    ds.ImageComments = c()
+    ds.AccessionNumber = c()
+    ds.PatientBirthDate = "19370214"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ref.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7"
+    ref.PersonName = f"{family}^{c()}"
+    ref.add_new(0x00091010, "LO", c())  # orphan private element (no creator)
+    ds.ReferencedImageSequence = Sequence([ref])
+    req = Dataset()
+    req.RequestedProcedureDescription = c()
+    req.RequestedProcedureID = c()
+    ds.RequestAttributesSequence = Sequence([req])
+    block = ds.private_block(0x0011, "QZX PRIVATE", create=True)
+    block.add_new(0x01, "LO", c())
+    inner = Dataset()
+    inner.add_new(0x00100010, "PN", f"{given}^{c()}")
+    block.add_new(0x02, "SQ", Sequence([inner]))
+    planted += [v for v in (f"{ASCII_CANARY}{i}" for i in range(1, n + 1))]
+    return planted
+
+
+@pytest.mark.parametrize("name", sorted(CANARIES))
+def test_no_canary_survives_safe_harbor(name: str, safe_harbor: Any) -> None:
+    ds = _read(name)
+    family, given = CANARIES[name]
+    planted = _plant(ds, family, given)
+    tags.deidentify_header(ds, safe_harbor, Pseudonymizer(KEY))
+    data = _roundtrip(ds)
+    for canary in planted:
+        for enc in ENCODINGS:
+            try:
+                needle = canary.encode(enc)
+            except UnicodeEncodeError:
+                continue
+            assert needle not in data, f"canary {canary!r} survived in {enc}"
+            assert needle.upper() not in data.upper() or not canary.isascii()
+
+
+def test_non_ascii_name_removed_and_charset_consistent(safe_harbor: Any) -> None:
+    ds = _read("chrH31.dcm")
+    tags.deidentify_header(ds, safe_harbor, Pseudonymizer(KEY))
+    back = pydicom.dcmread(io.BytesIO(_roundtrip(ds)))
+    assert str(back.PatientName).startswith("DEID-") or str(back.PatientName) == ""
+    for elem in back.iterall():
+        if isinstance(elem.value, str) and not elem.value.isascii():
+            assert back.SpecificCharacterSet == "ISO_IR 192"
+
+
+# --------------------------------------------------------------------------- determinism, references
+
+
+def _pair() -> tuple[Dataset, Dataset]:
+    a = _read("CT_small.dcm")
+    b = _read("CT_small.dcm")
+    b.SOPInstanceUID = a.SOPInstanceUID + ".9"
+    item = Dataset()
+    item.ReferencedSOPClassUID = a.SOPClassUID
+    item.ReferencedSOPInstanceUID = a.SOPInstanceUID
+    b.ReferencedImageSequence = Sequence([item])
+    return a, b
+
+
+def test_reference_integrity(safe_harbor: Any, basic: Any) -> None:
+    for profile in (basic, safe_harbor):
+        a, b = _pair()
+        sop_class = a.SOPClassUID
+        tags.deidentify_header(a, profile, Pseudonymizer(KEY))
+        tags.deidentify_header(b, profile, Pseudonymizer(KEY))
+        ref = b.ReferencedImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID == a.SOPInstanceUID
+        assert ref.ReferencedSOPClassUID == sop_class
+        assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
+        assert a.StudyInstanceUID == b.StudyInstanceUID
+        assert a.SOPInstanceUID.startswith("2.25.") and len(a.SOPInstanceUID) <= 64
+
+
+def _deid(key: bytes, profile: Any) -> Dataset:
+    ds = _read("CT_small.dcm")
+    ds.StudyDate = "20170302"
+    tags.deidentify_header(ds, profile, Pseudonymizer(key))
+    return ds
+
+
+def test_determinism(safe_harbor: Any) -> None:
+    profile = WithSettings(safe_harbor, dates="shift")
+    one, two, other = _deid(KEY, profile), _deid(KEY, profile), _deid(OTHER_KEY, profile)
+    for kw in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PatientID"):
+        if kw in one:
+            assert one.get(kw) == two.get(kw)
+            assert one.get(kw) != other.get(kw)
+    src = _read("CT_small.dcm")
+    identity = patient_identity(src)
+    assert Pseudonymizer(KEY).date_offset_days(identity) == Pseudonymizer(KEY).date_offset_days(identity)
+    assert Pseudonymizer(KEY).date_offset_days(identity) != Pseudonymizer(OTHER_KEY).date_offset_days(identity)
+
+
+# --------------------------------------------------------------------------- dates, ages
+
+
+class _Ref:
+    def __init__(self, vr: str, keyword: str = "X", depth: int = 0) -> None:
+        self.vr, self.keyword, self.depth, self.tag = vr, keyword, depth, 0x00990099
+
+
+def _ctx(dates: str, offset: int = -10) -> actions.ActionContext:
+    return actions.ActionContext(
+        settings=types.SimpleNamespace(dates=dates), pseudo=Pseudonymizer(KEY),
+        date_offset_days=offset, patient_pseudonym="DEID-XXXXXXXXXX",
+    )
+
+
+@pytest.mark.parametrize(
+    ("vr", "value", "dates", "code", "expected"),
+    [
+        ("DA", "20170302", "shift", "C", "20170220"),
+        ("DA", "20170302", "year", "C", "20170101"),
+        ("DA", "20170302", "remove", "C", ""),
+        ("DA", "20170302", "remove", "D", "19000101"),
+        ("DA", "20170302", "shift", "D", "20170220"),
+        ("DA", "2017.03.02", "shift", "C", "20170220"),
+        ("DT", "20170302101112.5+0100", "shift", "C", "20170220101112.5+0100"),
+        ("DT", "20170302101112", "year", "C", "20170101"),
+        ("TM", "101112", "shift", "C", "101112"),
+        ("TM", "101112", "year", "C", ""),
+        ("DA", "not a date", "shift", "C", ""),
+    ],
+)
+def test_date_actions(vr: str, value: str, dates: str, code: str, expected: str) -> None:
+    elem = pydicom.DataElement(0x00990099, vr, value)
+    _, out = actions.apply(code, elem, _Ref(vr), _ctx(dates))
+    assert out == expected
+
+
+def test_age_cap_units() -> None:
+    assert actions.cap_age("095Y", 89) == "090Y"
+    assert actions.cap_age("999M", 89) != "090Y"  # 83 years
+    assert actions.cap_age("089Y", 89) == "089Y"
+    assert actions.cap_age("095Y", None) == "095Y"
+
+
+def test_age_cap_applied(safe_harbor: Any) -> None:
+    ds = _read("CT_small.dcm")
+    ds.PatientAge = "095Y"
+    tags.deidentify_header(ds, WithSettings(safe_harbor, max_age_years=89), Pseudonymizer(KEY))
+    assert ds.get("PatientAge", "") in ("", "090Y")
+
+
+def test_compound_resolution() -> None:
+    assert actions.resolve("X/Z", _Ref("LO")) == "Z"
+    assert actions.resolve("X/D", _Ref("LO")) == "D"
+    assert actions.resolve("X/Z/D", _Ref("LO", "OperatorsName")) == "Z"
+    assert actions.resolve("Z/D", _Ref("DA", "ContentDate")) == "D"
+    assert actions.resolve("X/Z/U*", _Ref("SQ")) == "U*"
+
+
+def test_well_known_uids_untouched() -> None:
+    ctx = _ctx("shift")
+    assert actions.replace_uid("1.2.840.10008.1.2.1", ctx) == "1.2.840.10008.1.2.1"
+    assert actions.replace_uid("1.2.3.4", ctx).startswith("2.25.")
+
+
+# --------------------------------------------------------------------------- markers, protection, inspect
+
+
+def test_markers_and_temporal(basic: Any) -> None:
+    for dates, expected in (("shift", "MODIFIED"), ("remove", "REMOVED"), ("year", "REMOVED")):
+        ds = _read("CT_small.dcm")
+        profile = WithSettings(basic, dates=dates)
+        result = tags.deidentify_header(ds, profile, Pseudonymizer(KEY))
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethod.startswith(f"deid {profile.name}")
+        codes = [(i.CodingSchemeDesignator, i.CodeValue) for i in ds.DeidentificationMethodCodeSequence]
+        assert codes == [(s, v) for s, v, _ in profile.codes]
+        assert ds.LongitudinalTemporalInformationModified in (expected, "UNMODIFIED")
+        assert sum(result.action_counts.values()) > 0
+
+
+def test_image_pixel_module_protected(safe_harbor: Any) -> None:
+    ds = _read("CT_small.dcm")
+    keep = {kw: ds.get(kw) for kw in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                                      "PixelRepresentation", "PhotometricInterpretation", "SamplesPerPixel")}
+    pixels = ds.PixelData
+    tags.deidentify_header(ds, safe_harbor, Pseudonymizer(KEY))
+    assert {kw: ds.get(kw) for kw in keep} == keep
+    assert ds.PixelData == pixels
+    ds.pixel_array  # still decodes
+
+
+def test_icon_and_encapsulated(safe_harbor: Any) -> None:
+    ds = _read("CT_small.dcm")
+    icon = Dataset()
+    icon.Rows = 1
+    ds.IconImageSequence = Sequence([icon])
+    tags.deidentify_header(ds, safe_harbor, Pseudonymizer(KEY))
+    assert "IconImageSequence" not in ds
+    doc = _read("CT_small.dcm")
+    doc.EncapsulatedDocument = b"%PDF-1.4 "
+    with pytest.raises(FileError) as err:
+        tags.deidentify_header(doc, WithSettings(safe_harbor, encapsulated_documents="quarantine"), Pseudonymizer(KEY))
+    assert err.value.code == "encapsulated-document"
+
+
+def test_inspect_is_dry_and_has_paths(safe_harbor: Any) -> None:
+    _, b = _pair()
+    before = b.to_json_dict()
+    rows = tags.inspect_dataset(b, safe_harbor)
+    assert b.to_json_dict() == before
+    paths = {r.path for r in rows}
+    assert "(0008,1140)[0].(0008,1155)" in paths
+    assert all(r.value is None for r in rows)
+    shown = tags.inspect_dataset(b, safe_harbor, show_values=True)
+    assert any(r.value for r in shown)
+
+
+def test_phi_terms() -> None:
+    ds = _read("CT_small.dcm")
+    ds.PatientName = "Doe^John^Q"
+    ds.PatientBirthDate = "20170302"
+    ds.AccessionNumber = "ACC123"
+    terms = tags.collect_phi_terms(ds, load_profile("basic"))
+    for t in ("Doe", "John", "20170302", "03/02/2017", "02.03.2017", "2017-03-02", "ACC123"):
+        assert t in terms
+
+
+def test_clean_text() -> None:
+    terms = frozenset({"Doe", "John", "03/02/2017"})
+    out = clean_text("CT CHEST John DOE 03/02/2017 call 555-123-4567 id 00079241539 w/contrast", terms)
+    for bad in ("John", "DOE", "2017", "555", "00079241539"):
+        assert bad not in out
+    for good in ("CT", "CHEST", "w/contrast"):
+        assert good in out
