@@ -1,0 +1,86 @@
+"""Text detectors behind one registry.
+
+``get_detector(name, device)`` returns a cached ``TextDetector`` per (name, device) in this process.
+Each backend declares what it needs and answers ``is_available()``; a missing one is reported with the
+package or file to install, never downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..resources import models_dir
+from ..types import Region
+from .device import choose_device
+
+__all__ = ["TextDetector", "get_detector", "is_available", "available_detectors", "choose_device"]
+
+
+@runtime_checkable
+class TextDetector(Protocol):
+    name: str
+    weights_sha256: str
+    device: str
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]: ...
+
+
+def _dbnet_missing() -> str:
+    from .dbnet import WEIGHTS_FILE
+
+    if importlib.util.find_spec("torch") is None:
+        return "package torch is not installed"
+    if importlib.util.find_spec("cv2") is None:
+        return "package opencv-python-headless is not installed"
+    if not (models_dir() / WEIGHTS_FILE).is_file():
+        return f"weights models/{WEIGHTS_FILE} not found (see scripts/convert_ppocr_det.py)"
+    return ""
+
+
+def _make_dbnet(device: str) -> TextDetector:
+    from .dbnet import DBNetDetector
+
+    return DBNetDetector(device=device)
+
+
+# name -> (what is missing, factory)
+_BACKENDS: dict[str, tuple[Callable[[], str], Callable[[str], TextDetector]]] = {
+    "ppocrv4-det": (_dbnet_missing, _make_dbnet),
+}
+_ALIASES = {"auto": "ppocrv4-det", "dbnet": "ppocrv4-det"}
+_cache: dict[tuple[str, str], TextDetector] = {}
+_lock = threading.Lock()
+
+
+def available_detectors() -> dict[str, str]:
+    """Every backend name and "" when usable, else what is missing."""
+    return {name: missing() for name, (missing, _) in _BACKENDS.items()}
+
+
+def is_available(name: str = "auto") -> bool:
+    """True when the backend's packages and weights are present."""
+    key = _ALIASES.get(name, name)
+    return key in _BACKENDS and _BACKENDS[key][0]() == ""
+
+
+def get_detector(name: str = "auto", device: str = "auto") -> TextDetector:
+    """The detector ``name`` on ``device`` ("auto" | "cpu" | "cuda[:N]"), loaded once per process."""
+    key = _ALIASES.get(name, name)
+    if key not in _BACKENDS:
+        raise ConfigError(f"unknown text detector {name!r}; known: {sorted(_BACKENDS)}")
+    missing = _BACKENDS[key][0]()
+    if missing:
+        raise ConfigError(f"text detector {key} unavailable: {missing}")
+    dev = choose_device(device)
+    with _lock:
+        det = _cache.get((key, dev))
+        if det is None:
+            det = _BACKENDS[key][1](dev)
+            _cache[(key, dev)] = det
+    return det

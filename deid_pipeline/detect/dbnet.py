@@ -1,0 +1,163 @@
+"""PP-OCRv4 text detection (DBNet) in torch, with a deterministic DB post-process.
+
+The weights are a TorchScript trace of PaddleOCR's ``ch_PP-OCRv4_det_infer.onnx`` (Apache-2.0), built by
+``scripts/convert_ppocr_det.py``. They load with torch alone, offline, after a sha256 check.
+
+Input: prepared uint8 RGB images (H, W, 3). Images of equal padded shape are batched; on CUDA the network
+runs under fp16 autocast, on the CPU in fp32. The probability map always goes back to the CPU in fp32 and
+the same OpenCV post-process turns it into axis-aligned boxes rounded outward, so CPU and GPU agree up to
+fp16 noise in the probability map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from ..types import Region
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "ppocrv4_det.ts"
+WEIGHTS_SHA256 = "0d422762c7403f1b7a5937ae1b790948bdbc961d06fc77aeca3b22c14c7f54cf"
+
+# PaddleOCR / RapidOCR det normalisation: x/255, mean 0.5, std 0.5, BGR channel order (cv2.imread).
+_MEAN = 0.5
+_STD = 0.5
+
+
+@dataclass(frozen=True)
+class DBParams:
+    """DB post-process settings (RapidOCR 1.4.4 defaults, plus false-positive filters)."""
+
+    thresh: float = 0.3  # probability-map binarisation
+    box_thresh: float = 0.6  # mean probability inside a box (RapidOCR: 0.5)
+    unclip_ratio: float = 1.6
+    min_side: float = 3.0  # shorter side of the min-area rect, in network pixels
+    max_candidates: int = 1000
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pad32(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 32, (-w) % 32
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+    return img
+
+
+def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> list[Region]:
+    """DB post-process on one (H, W) float32 probability map; boxes clipped to ``height`` x ``width``."""
+    bitmap = (prob > p.thresh).astype(np.uint8)
+    bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out: list[Region] = []
+    for contour in contours[: p.max_candidates]:
+        rect = cv2.minAreaRect(contour)
+        (cx, cy), (rw, rh), angle = rect
+        if min(rw, rh) < p.min_side:
+            continue
+        pts = cv2.boxPoints(rect)
+        x0 = int(np.clip(math.floor(pts[:, 0].min()), 0, prob.shape[1] - 1))
+        x1 = int(np.clip(math.ceil(pts[:, 0].max()), 0, prob.shape[1] - 1))
+        y0 = int(np.clip(math.floor(pts[:, 1].min()), 0, prob.shape[0] - 1))
+        y1 = int(np.clip(math.ceil(pts[:, 1].max()), 0, prob.shape[0] - 1))
+        mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+        cv2.fillPoly(mask, [np.round(pts - [x0, y0]).astype(np.int32)], 1)
+        score = float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
+        if score < p.box_thresh:
+            continue
+        # unclip: offsetting a rectangle by d (round joins) has the rectangle grown by d as its bounding box
+        d = (rw * rh) * p.unclip_ratio / max(2.0 * (rw + rh), 1e-6)
+        grown = cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), angle))
+        if min(rw, rh) + 2 * d < p.min_side + 2:
+            continue
+        gx0 = max(0, math.floor(grown[:, 0].min()))
+        gy0 = max(0, math.floor(grown[:, 1].min()))
+        gx1 = min(width, math.ceil(grown[:, 0].max()) + 1)
+        gy1 = min(height, math.ceil(grown[:, 1].max()) + 1)
+        if gx1 > gx0 and gy1 > gy0:
+            out.append(Region(gx0, gy0, gx1 - gx0, gy1 - gy0, round(score, 4), "model"))
+    out.sort(key=lambda r: (r.y, r.x, r.h, r.w))
+    return out
+
+
+class DBNetDetector:
+    """``TextDetector`` backed by the traced PP-OCRv4 DBNet."""
+
+    name = "ppocrv4-det"
+
+    def __init__(self, device: str = "cpu", weights: Path | None = None, params: DBParams | None = None,
+                 batch_size: int = 8) -> None:
+        import torch
+
+        from ..resources import models_dir
+
+        path = weights or (models_dir() / WEIGHTS_FILE)
+        if not path.is_file():
+            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
+        digest = file_sha256(path)
+        if digest != WEIGHTS_SHA256:
+            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
+        self.weights_sha256 = digest
+        self.device = device
+        self.params = params or DBParams()
+        self.batch_size = batch_size
+        self._torch = torch
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: TorchScript still loads torch-only
+            self._model = torch.jit.load(str(path), map_location=device).eval()
+        logger.info("loaded %s on %s (sha256 %s)", self.name, device, digest[:12])
+
+    def probability_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The network's (H, W) float32 text probability map per image (padded to multiples of 32)."""
+        torch = self._torch
+        padded = [_pad32(np.ascontiguousarray(im)) for im in images]
+        out: list[np.ndarray | None] = [None] * len(padded)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(padded):
+            groups.setdefault(im.shape[:2], []).append(i)
+        cuda = self.device.startswith("cuda")
+        for idx in groups.values():
+            for s in range(0, len(idx), self.batch_size):
+                chunk = idx[s : s + self.batch_size]
+                x = torch.from_numpy(np.stack([padded[i][..., ::-1] for i in chunk]))  # RGB -> BGR
+                x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+                x = (x / 255.0 - _MEAN) / _STD
+                with torch.inference_mode():
+                    if cuda:
+                        with torch.autocast("cuda", dtype=torch.float16):
+                            y = self._model(x.contiguous())
+                    else:
+                        y = self._model(x.contiguous())
+                y = y[:, 0].float().cpu().numpy()
+                for j, i in enumerate(chunk):
+                    out[i] = y[j]
+        return [o for o in out if o is not None]
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]:
+        """Boxes per image, in that image's pixel coordinates (clipped to the unpadded image)."""
+        if len(images) == 0:
+            return []
+        for im in images:
+            if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise ValueError("detect() expects uint8 (H, W, 3) images")
+        probs = self.probability_maps(images)
+        return [boxes_from_prob(pm, im.shape[0], im.shape[1], self.params) for pm, im in zip(probs, images)]

@@ -1,0 +1,158 @@
+"""Frame preparation for text detection: views in which burned-in text is visible, whatever the storage.
+
+Stored values are not display values. Text is often burned in at the largest stored value (invisible in a
+CT window), at the smallest in MONOCHROME1 (displayed white), or as palette indices that only become bright
+through the LUT. So each frame gives one or two 8-bit RGB views, computed with MONAI transforms on the
+detection device:
+
+* ``full``: min-max of the frame (inverted for MONOCHROME1, so displayed-white text is bright);
+* ``window``: a robust 0.5-95 % window of the values below the maximum, when the full range squeezes
+  them (16-bit CT with text at 32767 and other text at the window top);
+* ``extreme``: pixels at the top of the range (the bottom for MONOCHROME1) in white over the dimmed
+  frame; only when such pixels are a small share of the frame, as overlay text is;
+* ``rgb``: colour frames (YBR_FULL[_422] converted, PALETTE COLOR through its LUT, segmented LUTs included).
+
+Each view is resized keeping aspect (long side within [min_long, max_long]) and padded at the end to a
+multiple of 32 after a black border. ``View.to_stored`` maps view pixels back to stored pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+logger = logging.getLogger(__name__)
+
+MIN_LONG = 640  # small frames are upscaled: the network misses text under ~8 px high
+MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin strokes)
+BORDER = 16  # black margin round every view: text touching the frame edge needs context to be found
+EXTREME_MIN_SHARE = 1e-5  # share of pixels at the extreme value for the ``extreme`` view
+EXTREME_MAX_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class View:
+    """One prepared image of one frame."""
+
+    frame: int  # index into the frames given to ``prepare_views``
+    kind: str  # "full" | "window" | "extreme" | "rgb"
+    image: np.ndarray  # uint8 (H, W, 3), H and W multiples of 32
+    height: int  # resized size before padding
+    width: int
+    sy: float  # stored rows per view row
+    sx: float
+    oy: int = BORDER  # the resized frame starts at (oy, ox) in ``image``
+    ox: int = BORDER
+
+    def to_stored(self, x: int, y: int, w: int, h: int, rows: int, cols: int) -> tuple[int, int, int, int] | None:
+        """A view box as a stored-frame box (rounded outward, clipped), or None when outside the frame."""
+        import math
+
+        x0 = max(0, math.floor((x - self.ox) * self.sx))
+        y0 = max(0, math.floor((y - self.oy) * self.sy))
+        x1 = min(cols, math.ceil((x + w - self.ox) * self.sx))
+        y1 = min(rows, math.ceil((y + h - self.oy) * self.sy))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return x0, y0, x1 - x0, y1 - y0
+
+
+def target_size(rows: int, cols: int, min_long: int = MIN_LONG, max_long: int = MAX_LONG) -> tuple[int, int]:
+    long = max(rows, cols)
+    s = 1.0
+    if long < min_long:
+        s = min_long / long
+    elif long > max_long:
+        s = max_long / long
+    return max(1, round(rows * s)), max(1, round(cols * s))
+
+
+def to_display_rgb(ds: Dataset, frames: np.ndarray) -> np.ndarray | None:
+    """Colour frames (as ``pixels.decode_frames`` returns them) as uint8 RGB; None for greyscale.
+
+    PALETTE COLOR goes through its LUT (segmented LUTs included): min-max of palette indices hides text.
+    """
+    from .pixels import decoded_photometric, display_rgb
+
+    if decoded_photometric(ds).startswith("MONOCHROME"):
+        return None
+    return np.asarray(display_rgb(ds, frames), dtype=np.uint8)
+
+
+def _finish(t: "object", rows: int, cols: int, min_long: int, max_long: int) -> tuple[np.ndarray, int, int]:
+    """(C, rows, cols) float tensor in 0..255 -> resized, end-padded uint8 (H, W, 3) numpy."""
+    import torch
+    from monai.transforms import BorderPad, DivisiblePad, Resize
+
+    th, tw = target_size(rows, cols, min_long, max_long)
+    x = t
+    if (th, tw) != (rows, cols):
+        mode = "area" if th < rows else "bilinear"
+        x = Resize(spatial_size=(th, tw), mode=mode, **({} if mode == "area" else {"align_corners": False}))(x)
+    x = BorderPad(spatial_border=[BORDER, BORDER, BORDER, BORDER])(x)
+    x = DivisiblePad(k=32, method="end")(x)
+    x = torch.as_tensor(x).clamp_(0, 255).round_().to(torch.uint8)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x.permute(1, 2, 0).contiguous().cpu().numpy(), th, tw
+
+
+def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long: int = MIN_LONG,
+                  max_long: int = MAX_LONG, extra_views: bool = True) -> list[View]:
+    """All views of all ``frames`` (native stored values, shape (n, rows, cols[, samples]))."""
+    import torch
+    from monai.transforms import ScaleIntensityRange
+
+    frames = np.asarray(frames)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames.ndim == (2 if samples == 1 else 3):
+        frames = frames[None]
+    n, rows, cols = frames.shape[:3]
+    views: list[View] = []
+    rgb = to_display_rgb(ds, frames)
+    if rgb is not None:
+        for i in range(n):
+            t = torch.as_tensor(rgb[i], device=device).permute(2, 0, 1).float()
+            img, th, tw = _finish(t, rows, cols, min_long, max_long)
+            views.append(View(i, "rgb", img, th, tw, rows / th, cols / tw))
+        return views
+
+    invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+    for i in range(n):
+        f = torch.as_tensor(frames[i].astype(np.float32), device=device)[None]
+        if invert:
+            f = -f  # MONOCHROME1: the smallest stored value is displayed white
+        lo, hi = float(f.min()), float(f.max())
+        if hi <= lo:
+            continue  # a constant frame holds no text
+
+        def add(kind: str, img_t: "torch.Tensor") -> None:
+            img, th, tw = _finish(img_t, rows, cols, min_long, max_long)
+            views.append(View(i, kind, img, th, tw, rows / th, cols / tw))
+
+        full = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=255.0, clip=True)(f)
+        add("full", full)
+        at_ext = f == hi
+        rest = f[~at_ext]
+        if extra_views and rest.numel() > 16:
+            # bulk of the values squeezed into a few grey levels (a 16-bit CT with text at 32767, or text
+            # at the top of a display window): the 0.5-95 % window of the values below the extreme
+            q = torch.quantile(rest[:: max(1, rest.numel() // 200_000)], torch.tensor([0.005, 0.95], device=f.device))
+            w_lo, w_hi = float(q[0]), float(q[1])
+            if w_hi > w_lo and (w_hi - w_lo) < 0.5 * (hi - lo):
+                add("window", ScaleIntensityRange(a_min=w_lo, a_max=w_hi, b_min=0.0, b_max=255.0, clip=True)(f))
+            # text burned in at the extreme value, white over the frame dimmed to 40 %, when other
+            # bright pixels (speckle, bone) compete with it in the full view
+            share = float(at_ext.float().mean())
+            bright = (full >= 153.0) & ~at_ext
+            if EXTREME_MIN_SHARE <= share <= EXTREME_MAX_SHARE and float(bright.float().mean()) >= 1e-3:
+                add("extreme", torch.where(at_ext, torch.full_like(full, 255.0), full * 0.4))
+    return views
+
+
+def prepare_frames(ds: Dataset, frames: np.ndarray, device: str = "cpu") -> list[np.ndarray]:
+    """Contract form (docs/ARCHITECTURE.md): the prepared uint8 (H, W, 3) views, frame by frame."""
+    return [v.image for v in prepare_views(ds, frames, device)]

@@ -1,0 +1,243 @@
+"""Find burned-in text in decoded frames: prepare views, detect, filter, map back, add fixed regions.
+
+``scan_frames`` is the pixel stage's one entry point per file; ``scan_batch`` does the same for several
+files with one detector pass, so a GPU sees full batches. Identical frames (a still cine, repeated
+frames) are prepared and detected once. Boxes come back in stored-frame coordinates, rounded outward,
+merged when they overlap. What is returned carries no OCR text.
+
+False positives: a pretrained DBNet answers on line drawings and textured anatomy. Every model box must
+also look like text in the view it came from (``FilterParams``): not taller than a share of the frame,
+enough contrast, near-square boxes (a circle, a blob) only with a confident score, and "ink" (the minority Otsu class inside the box) that is neither a hairline nor a
+filled blob. The thresholds are general properties of rendered glyphs, set on synthetic data.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydicom.dataset import Dataset
+
+from .errors import ConfigError
+from .prepare import View, prepare_views
+from .resources import configs_dir
+from .types import Region
+
+logger = logging.getLogger(__name__)
+
+MODES = ("all-text", "phi-text", "none")
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """Recogniser-free checks on a model box, measured in the view it was found in."""
+
+    max_rel_height: float = 0.25  # box short side / frame short side: burned-in text is small
+    min_contrast: float = 8.0  # difference of the two Otsu class means (0..255)
+    min_ink: float = 0.025  # minority-class share inside the box: hairline drawings are below
+    max_ink: float = 0.60
+    square_aspect: float = 1.5  # boxes narrower than this (w / h) are one or two glyphs, or a blob ...
+    square_min_score: float = 0.7  # ... and need a more confident network to count as text
+
+
+def _frame_key(frame: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{frame.shape}{frame.dtype.str}".encode())
+    h.update(np.ascontiguousarray(frame).data)
+    return h.digest()
+
+
+def box_evidence(view: View, r: Region) -> dict[str, float]:
+    """Features of one model box in its view (grey levels 0..255)."""
+    gray = view.image[r.y : r.y + r.h, r.x : r.x + r.w].mean(axis=2).astype(np.uint8)
+    short = min(view.height, view.width)
+    out = {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": 0.0, "ink": 0.0}
+    if gray.size < 4 or int(gray.max()) == int(gray.min()):
+        return out
+    t, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = binary.astype(bool)
+    hi_share = float(fg.mean())
+    if 0.0 < hi_share < 1.0:
+        out["contrast"] = float(gray[fg].mean()) - float(gray[~fg].mean())
+    out["ink"] = min(hi_share, 1.0 - hi_share)
+    return out
+
+
+def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
+    e = box_evidence(view, r)
+    if r.w < fp.square_aspect * r.h and r.score < fp.square_min_score:
+        return False
+    return (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
+            and fp.min_ink <= e["ink"] <= fp.max_ink)
+
+
+def merge_regions(regions: list[Region], min_overlap: float = 0.5) -> list[Region]:
+    """Union boxes that overlap by at least ``min_overlap`` of the smaller one (views agree on a line)."""
+    boxes = [[r.x, r.y, r.x + r.w, r.y + r.h, r.score, r.source] for r in regions]
+    changed = True
+    while changed:
+        changed = False
+        out: list[list[Any]] = []
+        for b in boxes:
+            for o in out:
+                iw = min(b[2], o[2]) - max(b[0], o[0])
+                ih = min(b[3], o[3]) - max(b[1], o[1])
+                if iw > 0 and ih > 0:
+                    small = min((b[2] - b[0]) * (b[3] - b[1]), (o[2] - o[0]) * (o[3] - o[1]))
+                    if iw * ih >= min_overlap * small and b[5] == o[5]:
+                        o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
+                        o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
+                        o[4] = max(o[4], b[4])
+                        changed = True
+                        break
+            else:
+                out.append(list(b))
+        boxes = out
+    merged = [Region(int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]), float(b[4]), str(b[5])) for b in boxes]
+    merged.sort(key=lambda r: (r.y, r.x, r.h, r.w))
+    return merged
+
+
+# --- fixed regions ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _load_fixed(path: str) -> tuple[dict[str, Any], ...]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        return ()
+    with p.open() as fh:
+        doc = yaml.safe_load(fh) or {}
+    entries = doc.get("regions", [])
+    if not isinstance(entries, list):
+        raise ConfigError("configs/fixed_regions.yaml: 'regions' must be a list")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("boxes"), list):
+            raise ConfigError(f"configs/fixed_regions.yaml: entry {i} needs a 'boxes' list")
+        for b in e["boxes"]:
+            if not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, int) and v >= 0 for v in b)):
+                raise ConfigError(f"configs/fixed_regions.yaml: entry {i} has a box that is not [x, y, w, h]")
+    return tuple(entries)
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    if pattern is None:
+        return True
+    if isinstance(pattern, int):
+        return str(pattern) == str(value)
+    return fnmatch.fnmatchcase(str(value).strip().upper(), str(pattern).strip().upper())
+
+
+def fixed_regions(ds: Dataset, path: Path | None = None) -> list[Region]:
+    """Boxes configured for this device and matrix (CTP-style ``manufacturer/model/rows/columns``)."""
+    entries = _load_fixed(str(path or configs_dir() / "fixed_regions.yaml"))
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    found: list[Region] = []
+    for e in entries:
+        if (_matches(e.get("manufacturer"), ds.get("Manufacturer", ""))
+                and _matches(e.get("model"), ds.get("ManufacturerModelName", ""))
+                and _matches(e.get("modality"), ds.get("Modality", ""))
+                and _matches(e.get("rows"), rows) and _matches(e.get("columns"), cols)):
+            for x, y, w, h in e["boxes"]:
+                r = Region(x, y, w, h, 1.0, "fixed").clipped(rows, cols)
+                if r is not None:
+                    found.append(r)
+    return found
+
+
+# --- scanning --------------------------------------------------------------------------------------
+
+
+def _distinct(frames: np.ndarray) -> tuple[list[int], list[int]]:
+    """Indices of the first occurrence of each distinct frame, and each frame's slot in that list."""
+    first: dict[bytes, int] = {}
+    reps: list[int] = []
+    slot: list[int] = []
+    for i in range(frames.shape[0]):
+        k = _frame_key(frames[i])
+        if k not in first:
+            first[k] = len(reps)
+            reps.append(i)
+        slot.append(first[k])
+    return reps, slot
+
+
+def _as_stack(ds: Dataset, frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames.ndim == (2 if samples == 1 else 3):
+        frames = frames[None]
+    return frames
+
+
+def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
+               batch_size: int = 8, filters: FilterParams | None = None) -> list[list[list[Region]]]:
+    """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown pixel mode {mode!r}; use one of {MODES}")
+    fp = filters or FilterParams()
+    plans = []
+    all_views: list[View] = []
+    owners: list[tuple[int, int]] = []  # (item, distinct-frame slot) per view
+    for n_item, item in enumerate(items):
+        ds, frames = item[0], _as_stack(item[0], item[1])
+        if mode == "none":
+            plans.append((ds, frames, [], [], 0))
+            continue
+        reps, slot = _distinct(frames)
+        views = prepare_views(ds, frames[reps], device=str(getattr(detector, "device", "cpu")))
+        for v in views:
+            owners.append((n_item, v.frame))
+        all_views.extend(views)
+        plans.append((ds, frames, reps, slot, len(reps)))
+    found = _detect_chunked(detector, all_views, batch_size)
+    per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
+    for view, regions, (n_item, rep_slot) in zip(all_views, found, owners):
+        ds, frames = plans[n_item][0], plans[n_item][1]
+        rows, cols = frames.shape[1], frames.shape[2]
+        for r in regions:
+            if r.source == "model" and not looks_like_text(view, r, fp):
+                continue
+            box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
+            if box is not None:
+                per_item[n_item][rep_slot].append(Region(*box, score=r.score, source=r.source))
+    results: list[list[list[Region]]] = []
+    for n_item, item in enumerate(items):
+        ds, frames, reps, slot, _ = plans[n_item]
+        if mode == "none":
+            results.append([[] for _ in range(frames.shape[0])])
+            continue
+        fixed = fixed_regions(ds)
+        distinct = [merge_regions(rs) for rs in per_item[n_item]]
+        if mode == "phi-text" and any(distinct):
+            from .phi_text import select_phi
+
+            phi_terms = item[2] if len(item) > 2 else frozenset()
+            distinct = [select_phi(ds, frames[reps[k]], rs, phi_terms) for k, rs in enumerate(distinct)]
+        results.append([list(fixed) + list(distinct[s]) for s in slot])
+    return results
+
+
+def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[list[Region]]:
+    out: list[list[Region]] = []
+    step = max(1, batch_size) * 4  # the detector batches by shape inside each call
+    for s in range(0, len(views), step):
+        out.extend(detector.detect([v.image for v in views[s : s + step]]))
+    return out
+
+
+def scan_frames(ds: Dataset, frames: np.ndarray, detector: Any, mode: str = "all-text",
+                phi_terms: frozenset[str] = frozenset(), batch_size: int = 8) -> list[list[Region]]:
+    """Regions to redact per frame, in stored-frame coordinates (see the module docstring)."""
+    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size)[0]

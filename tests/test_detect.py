@@ -1,0 +1,215 @@
+"""Text detection: weights, views, batching, determinism, CPU and (when present) CUDA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from deid_pipeline.detect import get_detector, is_available
+from deid_pipeline.detect.dbnet import WEIGHTS_FILE, WEIGHTS_SHA256, file_sha256
+from deid_pipeline.resources import models_dir
+from deid_pipeline.scan import scan_frames
+from deid_pipeline.types import Region
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+
+pytestmark = pytest.mark.skipif(not is_available(), reason="text detector weights or torch missing")
+
+
+def _ds(pixels: np.ndarray, photometric: str = "MONOCHROME2", signed: bool = False, bits: int | None = None) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    arr = pixels
+    frames = arr.shape[0] if (arr.ndim == 3 and photometric != "RGB") or arr.ndim == 4 else 1
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.Rows, ds.Columns = arr.shape[-3:-1] if photometric == "RGB" else arr.shape[-2:]
+    ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
+    if photometric == "RGB":
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = arr.dtype.itemsize * 8
+    ds.BitsStored = bits or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    return ds
+
+
+def _anatomy(rows: int, cols: int, lo: float, hi: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    img = np.zeros((rows, cols), np.float32)
+    for cy, cx, ry, rx, v in [(0.5, 0.5, 0.38, 0.3, 0.5), (0.45, 0.4, 0.1, 0.08, 0.9), (0.55, 0.62, 0.12, 0.07, 0.3)]:
+        img[((yy - cy * rows) / (ry * rows)) ** 2 + ((xx - cx * cols) / (rx * cols)) ** 2 <= 1] = v
+    img = cv2.GaussianBlur(img, (0, 0), 3) + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return lo + np.clip(img, 0, 1) * (hi - lo)
+
+
+def _put(img: np.ndarray, text: str, org: tuple[int, int], value: float, scale: float = 0.6) -> tuple[int, int, int, int]:
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1, cv2.LINE_8)
+    img[mask > 0] = value
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def _covered(box: tuple[int, int, int, int], regions: list[Region], share: float = 0.95) -> bool:
+    x, y, w, h = box
+    m = np.zeros((y + h + 64, x + w + 64), bool)
+    for r in regions:
+        m[r.y : r.y + r.h, r.x : r.x + r.w] = True
+    return float(m[y : y + h, x : x + w].mean()) >= share
+
+
+@pytest.fixture(scope="module")
+def det():
+    return get_detector("auto", "cpu")
+
+
+def test_weights_offline_and_hash(det) -> None:
+    path = models_dir() / WEIGHTS_FILE
+    assert file_sha256(path) == WEIGHTS_SHA256 == det.weights_sha256
+    sums = (models_dir() / "SHA256SUMS").read_text()
+    assert f"{WEIGHTS_SHA256}  {WEIGHTS_FILE}" in sums
+    assert det.device == "cpu" and det.name
+    assert get_detector("auto", "cpu") is det  # cached per process
+
+
+def test_planted_text_found_and_blank_empty(det) -> None:
+    img = _anatomy(256, 320, 0, 180).astype(np.uint8)
+    box = _put(img, "DOE^JANE 1234567", (10, 24), 255)
+    regions = scan_frames(_ds(img), img, det)[0]
+    assert _covered(box, regions)
+    assert scan_frames(_ds(np.zeros((256, 320), np.uint8)), np.zeros((256, 320), np.uint8), det) == [[]]
+    clean = _anatomy(256, 320, 0, 180, seed=1).astype(np.uint8)
+    assert scan_frames(_ds(clean), clean, det) == [[]]
+
+
+def test_ct_text_at_max_value(det) -> None:
+    img = _anatomy(300, 300, -1024, 1500).astype(np.int16)
+    box = _put(img, "SMITH JOHN 03.09.2012", (4, 14), 32767, 0.5)
+    assert _covered(box, scan_frames(_ds(img, signed=True), img, det)[0])
+
+
+def test_monochrome1_text_at_min(det) -> None:
+    img = _anatomy(320, 256, 200, 4000).astype(np.uint16)
+    box = _put(img, "ID 00123456", (8, 300), 0, 0.5)
+    assert _covered(box, scan_frames(_ds(img, "MONOCHROME1", bits=12), img, det)[0])
+
+
+def test_palette_text_found(det) -> None:
+    # indices: anatomy 100..200 mapped to dark red ramps, text index 3 mapped to white
+    img = (100 + _anatomy(240, 320, 0, 100)).astype(np.uint8)
+    box = _put(img, "WESTFIELD CLINIC", (6, 20), 3, 0.55)
+    ds = _ds(img, "PALETTE COLOR")
+    lut = np.zeros((256, 3), np.uint16)
+    lut[100:201, 0] = np.linspace(0, 120, 101) * 257
+    lut[3] = 65535
+    for i, c in enumerate(("Red", "Green", "Blue")):
+        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{c}PaletteColorLookupTableData", lut[:, i].astype("<u2").tobytes())
+    assert _covered(box, scan_frames(ds, img, det)[0])
+
+
+class _Counting:
+    def __init__(self, inner) -> None:
+        self.inner, self.images = inner, 0
+        self.name, self.weights_sha256, self.device = inner.name, inner.weights_sha256, inner.device
+
+    def detect(self, images):
+        self.images += len(images)
+        return self.inner.detect(images)
+
+
+def test_identical_cine_frames_detected_once(det) -> None:
+    frame = _anatomy(200, 260, 0, 150).astype(np.uint8)
+    box = _put(frame, "PAT 998877", (6, 18), 255, 0.5)
+    frames = np.stack([frame] * 6)
+    counting = _Counting(det)
+    regions = scan_frames(_ds(frames), frames, counting)
+    single = _Counting(det)
+    scan_frames(_ds(frame), frame, single)
+    assert counting.images == single.images  # views of one frame only
+    assert len(regions) == 6 and all(r == regions[0] for r in regions) and _covered(box, regions[0])
+
+
+def test_batch_equals_one_by_one_and_deterministic(det) -> None:
+    imgs = []
+    for k in range(4):
+        im = _anatomy(224, 288, 0, 170, seed=k).astype(np.uint8)
+        _put(im, f"ACC {k}4821 {k}3/0{k}/2019", (5, 20 + 30 * k), 255, 0.5)
+        imgs.append(np.repeat(im[..., None], 3, axis=2))
+    batched = det.detect(imgs)
+    assert batched == [det.detect([im])[0] for im in imgs]
+    assert batched == det.detect(imgs)
+
+
+def _real(name: str) -> tuple[pydicom.Dataset, dict]:
+    p = SHARED / "burned_in_text" / name
+    if not p.is_file():
+        p = SHARED / "no_text_controls" / name
+    if not p.is_file():
+        pytest.skip("shared data not present")
+    return pydicom.dcmread(p), json.loads(p.with_suffix(".groundtruth.json").read_text())
+
+
+def _decode(ds: pydicom.Dataset) -> np.ndarray:
+    from deid_pipeline.pixels import decode_frames
+
+    return decode_frames(ds)
+
+
+def test_real_ct_phi_boxes(det) -> None:
+    ds, truth = _real("2_ORIGINAL.dcm")
+    regions = scan_frames(ds, _decode(ds), det)[0]
+    for a in truth["annotations"]:
+        if a["phi"]:
+            assert _covered((a["x"], a["y"], a["w"], a["h"]), regions)
+
+
+@pytest.mark.slow
+def test_real_files_every_phi_box(det) -> None:
+    if not (SHARED / "burned_in_text").is_dir():
+        pytest.skip("shared data not present")
+    for p in sorted((SHARED / "burned_in_text").glob("*.dcm")):
+        ds, truth = _real(p.name)
+        frames = _decode(ds)
+        per_frame = scan_frames(ds, frames, det)
+        for regions in per_frame:
+            for a in truth["annotations"]:
+                if a["phi"]:
+                    assert _covered((a["x"], a["y"], a["w"], a["h"]), regions), (p.name, a["category"])
+
+
+def test_real_line_drawing_control_untouched(det) -> None:
+    ds, _ = _real("RGB_ORIGINAL.dcm")
+    assert scan_frames(ds, _decode(ds), det) == [[]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(det) -> None:
+    gpu = get_detector("auto", "cuda")
+    imgs = []
+    for k in range(3):
+        im = _anatomy(256, 320, 0, 170, seed=k).astype(np.uint8)
+        _put(im, f"MRN {k}0012345", (8, 24 + 40 * k), 255, 0.6)
+        imgs.append(np.repeat(im[..., None], 3, axis=2))
+    a, b = det.detect(imgs), gpu.detect(imgs)
+    for ra, rb in zip(a, b):
+        assert len(ra) == len(rb)
+        for x, y in zip(ra, rb):  # fp16 autocast: boxes may move by a pixel
+            assert max(abs(x.x - y.x), abs(x.y - y.y), abs(x.w - y.w), abs(x.h - y.h)) <= 2
