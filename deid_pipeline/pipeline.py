@@ -156,20 +156,10 @@ def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- loading
 
 
-def _patient_identity(ds: Dataset) -> str:
-    pid = str(ds.get("PatientID", "") or "").strip()
-    if pid:
-        return "id:" + pid + "|" + str(ds.get("IssuerOfPatientID", "") or "").strip()
-    name = str(ds.get("PatientName", "") or "").strip()
-    if name:
-        return "name:" + name
-    return "study:" + str(ds.get("StudyInstanceUID", "") or "")
-
-
 def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResult:
     """Read, recognise and check one input; decode its frames when they will be scanned."""
     from . import pixels
-    from .pseudonym import Pseudonymizer
+    from .pseudonym import Pseudonymizer, patient_identity
     from .tags import collect_phi_terms
 
     t0 = time.perf_counter()
@@ -193,7 +183,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         result.timings_ms["read"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         phi_terms = collect_phi_terms(ds, ctx.profile)
-        folder = Pseudonymizer(ctx.key).patient_id(_patient_identity(ds))
+        folder = Pseudonymizer(ctx.key).patient_id(patient_identity(ds))
         loaded = Loaded(result=result, ds=ds, phi_terms=phi_terms, patient_folder=folder)
         if ctx.linkage:
             loaded.originals = (str(ds.get("PatientID", "") or ""), str(ds.get("StudyInstanceUID", "") or ""))

@@ -1,8 +1,10 @@
 """Decode and re-encode Pixel Data in its stored representation.
 
 Decoding goes through pydicom's pixel backends (pylibjpeg with its libjpeg,
-openjpeg and rle plugins, pyjpegls, Pillow, GDCM where installed); this module
-adds a registry that says, per transfer syntax, whether a decoder is installed,
+openjpeg and rle plugins, pyjpegls, Pillow, GDCM where installed), then, when
+all of them fail, through the fallback decoders of ``FALLBACK_DECODERS``
+(GDCM's ImageReader, for 12-bit JPEG Extended and JPEG streams libjpeg
+rejects; grayscale only); this module adds a registry that says, per transfer syntax, whether a decoder is installed,
 which package provides one, and what ``encode_frames`` writes after redaction.
 
 What ``decode_frames`` returns
@@ -43,7 +45,10 @@ What ``encode_frames`` writes (never a new lossy step)
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -85,8 +90,8 @@ class Codec:
         return self.uid.name
 
     def is_available(self) -> bool:
-        """True when at least one decoder backend for this syntax is installed."""
-        return bool(get_decoder(self.uid).is_available)
+        """True when at least one decoder backend (a pydicom plugin or a fallback) is installed."""
+        return bool(get_decoder(self.uid).is_available) or any(f.is_available() for f in fallbacks_for(self.uid))
 
     def missing_dependencies(self) -> list[str]:
         """pydicom's list of backends that are missing, with what each requires."""
@@ -126,6 +131,133 @@ CODECS: dict[str, Codec] = {
 }
 
 
+@dataclass(frozen=True)
+class FallbackDecoder:
+    """A decoder tried when every pydicom plugin fails (or none is installed).
+
+    ``gdcm``: GDCM's own ``ImageReader`` on a stripped copy of the dataset
+    (image attributes and Pixel Data only, in a private temporary file that
+    is removed at once). It decodes what pydicom's GDCM plugin refuses:
+    12-bit JPEG Extended, and JPEG streams with out-of-range SOS parameters
+    that libjpeg rejects. Grayscale only: colour goes through pydicom.
+    """
+
+    name: str
+    package: str
+    module: str
+    syntaxes: frozenset[str]
+
+    def is_available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+FALLBACK_DECODERS: tuple[FallbackDecoder, ...] = (
+    FallbackDecoder(
+        "gdcm-imagereader",
+        "python-gdcm",
+        "gdcm",
+        frozenset(
+            {
+                _uid.JPEGBaseline8Bit,
+                _uid.JPEGExtended12Bit,
+                _uid.JPEGLossless,
+                _uid.JPEGLosslessSV1,
+                _uid.JPEGLSLossless,
+                _uid.JPEGLSNearLossless,
+                _uid.JPEG2000Lossless,
+                _uid.JPEG2000,
+            }
+        ),
+    ),
+)
+
+
+def fallbacks_for(tsuid: str) -> list[FallbackDecoder]:
+    """Registered fallback decoders for ``tsuid`` (installed or not)."""
+    return [f for f in FALLBACK_DECODERS if tsuid in f.syntaxes]
+
+
+# Attributes the stripped copy for GDCM keeps: enough to describe the image, no identifiers.
+_GDCM_KEEP = (
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
+    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+)
+_GDCM_DTYPES = {"UINT8": "u1", "INT8": "i1", "UINT16": "u2", "INT16": "i2", "UINT32": "u4", "INT32": "i4"}
+
+
+def _gdcm_decode(ds: Dataset, tsuid: UID) -> np.ndarray:
+    """All frames via GDCM's ImageReader, shape ``(n, rows, cols)``, values masked to Bits Stored."""
+    import gdcm  # type: ignore[import-not-found]
+
+    gdcm.Trace.WarningOff()  # its codecs print to stderr; failures still raise below
+
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise NotImplementedError("the GDCM fallback decodes grayscale only")
+    small = Dataset()
+    for kw in _GDCM_KEEP:
+        if kw in ds:
+            small[kw] = ds[kw]
+    small["PixelData"] = ds["PixelData"]
+    small.file_meta = FileMetaDataset()
+    small.file_meta.TransferSyntaxUID = tsuid
+    small.file_meta.MediaStorageSOPClassUID = _uid.SecondaryCaptureImageStorage
+    small.file_meta.MediaStorageSOPInstanceUID = _uid.generate_uid()
+    small.SOPClassUID = small.file_meta.MediaStorageSOPClassUID
+    small.SOPInstanceUID = small.file_meta.MediaStorageSOPInstanceUID
+    fd, path = tempfile.mkstemp(suffix=".dcm")  # mode 600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            small.save_as(fh, enforce_file_format=True)
+        reader = gdcm.ImageReader()
+        reader.SetFileName(path)
+        if not reader.Read():
+            raise ValueError("GDCM could not read the image")
+        image = reader.GetImage()
+        buf = image.GetBuffer()
+        if buf is None:
+            raise ValueError("GDCM could not decode the pixel data")
+        scalar = image.GetPixelFormat().GetScalarTypeAsString()
+        if scalar not in _GDCM_DTYPES:
+            raise ValueError(f"GDCM returned unsupported samples {scalar}")
+        raw = buf.encode("utf-8", "surrogateescape")
+    finally:
+        os.unlink(path)
+    arr = np.frombuffer(raw, dtype="<" + _GDCM_DTYPES[scalar])
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    n = frame_count(ds)
+    if arr.size != n * rows * cols:
+        raise ValueError(f"GDCM returned {arr.size} samples for {n} x {rows} x {cols}")
+    arr = arr.reshape(n, rows, cols)
+    bits, width = int(ds.get("BitsStored", 8)), arr.dtype.itemsize * 8
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        arr = arr.astype(f"=i{arr.dtype.itemsize}")
+        if bits < width:
+            arr = (arr << (width - bits)) >> (width - bits)  # sign-extend, as pydicom does
+    else:
+        arr = arr.astype(f"=u{arr.dtype.itemsize}")
+        if bits < width:
+            arr = arr & ((1 << bits) - 1)
+    return arr
+
+
+def _decode_with_fallbacks(ds: Dataset, codec: Codec, first: int, last: int) -> np.ndarray | None:
+    """Frames ``first:last`` from the first installed fallback that decodes them; None when none does."""
+    for fallback in fallbacks_for(codec.uid):
+        if not fallback.is_available():
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = _gdcm_decode(ds, codec.uid)
+        except Exception as exc:
+            logger.debug("fallback %s failed for %s (%s)", fallback.name, codec.name, type(exc).__name__)
+            continue
+        logger.info("%s decoded by the %s fallback", codec.name, fallback.name)
+        return arr[first:last]
+    return None
+
+
 def transfer_syntax(ds: Dataset) -> UID:
     """The dataset's transfer syntax: file meta first, else the encoding it was read with."""
     meta = getattr(ds, "file_meta", None)
@@ -156,7 +288,9 @@ def codec_report() -> list[dict[str, Any]]:
             "uid": str(c.uid),
             "name": c.name,
             "decoder_available": c.is_available(),
-            "backends": list(get_decoder(c.uid).available_plugins) or (["numpy"] if not c.uid.is_compressed else []),
+            "backends": (list(get_decoder(c.uid).available_plugins) or (["numpy"] if not c.uid.is_compressed else []))
+            + [f.name for f in fallbacks_for(c.uid) if f.is_available()],
+            "fallbacks": {f.name: {"package": f.package, "installed": f.is_available()} for f in fallbacks_for(c.uid)},
             "install": "" if c.is_available() else c.install,
             "writes": c.write_as.name,
             "writer_available": c.can_write(),
@@ -189,9 +323,15 @@ def frame_count(ds: Dataset) -> int:
     return max(n, 1)
 
 
+def _normal_pi(value: Any) -> str:
+    """A photometric interpretation as a plain upper-case string (pydicom enums, padding, case)."""
+    value = getattr(value, "value", value)  # enum members
+    return str.__str__(str(value)).strip().rstrip("\x00").strip().upper()
+
+
 def decoded_photometric(ds: Dataset) -> str:
     """Photometric interpretation of the frames ``decode_frames`` returns (see the module docstring)."""
-    pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    pi = _normal_pi(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2")
     if pi in ("YBR_RCT", "YBR_ICT"):
         return "RGB"
     if pi == "YBR_FULL_422":
@@ -203,6 +343,29 @@ def _frame_shape(ds: Dataset) -> tuple[int, ...]:
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     shape = (int(ds.Rows), int(ds.Columns))
     return shape + (spp,) if spp > 1 else shape
+
+
+# pydicom tries plugins in alphabetical order, which puts GDCM first once python-gdcm is installed;
+# keep the decoders the values were validated with first, so installing GDCM changes no output.
+_PLUGIN_ORDER = ("pylibjpeg", "pyjpegls", "pillow", "rle", "gdcm")
+
+
+def _decode_with_plugins(ds: Dataset, decoder: Any, first: int, last: int, n: int) -> tuple[np.ndarray, dict]:
+    plugins = sorted(decoder.available_plugins, key=lambda p: (_PLUGIN_ORDER + (p,)).index(p))
+    if len(plugins) <= 1:
+        plugins = [""]  # let pydicom choose (native syntaxes have no plugins)
+    errors: list[str] = []
+    for plugin in plugins:
+        try:
+            if first == 0 and last == n:
+                arr, meta = decoder.as_array(ds, raw=True, decoding_plugin=plugin)
+                return arr.reshape((n,) + arr.shape[-len(_frame_shape(ds)) :]), meta
+            parts = [decoder.as_array(ds, index=i, raw=True, decoding_plugin=plugin) for i in range(first, last)]
+            return np.stack([p[0] for p in parts]), parts[0][1]
+        except Exception as exc:
+            errors.append(f"{plugin or 'default'}: {type(exc).__name__}")
+            last_exc = exc
+    raise RuntimeError("; ".join(errors)) from last_exc
 
 
 def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -227,30 +390,35 @@ def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.nd
     if step != 1 or last <= first:
         raise ValueError(f"empty or invalid frame range {start}:{stop} of {n}")
     decoder = get_decoder(codec.uid)
+    expected_pi = decoded_photometric(ds)
     meta_added = getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta
     if meta_added:  # pydicom reads the syntax from file meta; lend it one and take it back below
         _set_file_meta_ts(ds, codec.uid)
+    caught: list[warnings.WarningMessage] = []
     try:
+        if not decoder.is_available:
+            raise RuntimeError("no pydicom decoding plugin installed")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if first == 0 and last == n:
-                arr, meta = decoder.as_array(ds, raw=True)
-                arr = arr.reshape((n,) + arr.shape[-len(_frame_shape(ds)) :])
-            else:
-                parts = [decoder.as_array(ds, index=i, raw=True) for i in range(first, last)]
-                arr, meta = np.stack([p[0] for p in parts]), parts[0][1]
+            arr, meta = _decode_with_plugins(ds, decoder, first, last, n)
     except Exception as exc:  # pydicom and plugin errors carry no header values, but we keep only the type
         logger.debug("decode failed for %s: %s", codec.name, exc)
-        raise FileError("pixel-decode-failed", f"{codec.name} pixel data could not be decoded ({type(exc).__name__})") from None
+        fallback = _decode_with_fallbacks(ds, codec, first, last) if codec.uid.is_compressed else None
+        if fallback is None:
+            raise FileError(
+                "pixel-decode-failed", f"{codec.name} pixel data could not be decoded ({type(exc).__name__})"
+            ) from None
+        arr, meta = fallback, {"photometric_interpretation": expected_pi}
     finally:
         if meta_added:
             del ds.file_meta.TransferSyntaxUID
     for w in caught:
         logger.debug("pixel decode warning (%s): %s", codec.name, w.category.__name__)
-    expected_pi = decoded_photometric(ds)
-    got_pi = str(meta.get("photometric_interpretation", expected_pi))
+    got_pi = _normal_pi(meta.get("photometric_interpretation", expected_pi))
     if got_pi == "YBR_FULL_422" and expected_pi == "YBR_FULL":
-        got_pi = expected_pi  # JPEG decoders up-sample chroma but keep the name; the shape check below confirms
+        # JPEG decoders up-sample 4:2:2 chroma but keep the name (pydicom only renames after its own
+        # native up-sampling); the values are full-resolution Y, Cb, Cr and the shape check below confirms
+        got_pi = expected_pi
     if got_pi != expected_pi:
         raise FileError(
             "pixel-decode-failed",

@@ -308,3 +308,58 @@ def test_float_pixel_data_round_trip() -> None:
     ds2 = write_and_read(ds)
     assert ds2["FloatPixelData"].VR == "OF"
     np.testing.assert_array_equal(pixels.decode_frames(ds2), red)
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_dcmtk_+eb+cy+s2.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_jpeg_lossy_gdcm.dcm"])
+def test_jpeg_baseline_ybr_decodes_redacts_and_encodes_as_ybr_full(name: str) -> None:
+    ds = load(name)
+    frames = pixels.decode_frames(ds)
+    assert frames.shape == (1, 100, 100, 3) and pixels.decoded_photometric(ds) == "YBR_FULL"
+    red = redact.redact_frames(ds, frames, [[Region(10, 10, 20, 20)]], margin=0)
+    assert (red[0, 10:30, 10:30] == [0, 128, 128]).all()
+    assert (pixels.display_rgb(ds, red)[0, 10:30, 10:30] <= 1).all()
+    assert pixels.encode_frames(ds, red) == U.ExplicitVRLittleEndian
+    ds2 = write_and_read(ds)
+    assert ds2.PhotometricInterpretation == "YBR_FULL"
+    np.testing.assert_array_equal(pixels.decode_frames(ds2), red)
+
+
+def test_gdcm_is_registered_as_fallback() -> None:
+    names = {f.package for f in pixels.fallbacks_for(U.JPEGExtended12Bit)}
+    assert "python-gdcm" in names
+    row = next(r for r in pixels.codec_report() if r["uid"] == U.JPEGExtended12Bit)
+    assert row["fallbacks"]["gdcm-imagereader"]["package"] == "python-gdcm"
+
+
+def test_12bit_jpeg_extended_libjpeg_rejects_decodes_with_gdcm() -> None:
+    pytest.importorskip("gdcm")
+    ds = load("JPEG-lossy.dcm")  # SOS parameters libjpeg refuses; pydicom's GDCM plugin refuses 12-bit
+    frames = pixels.decode_frames(ds)
+    reference = pixels.decode_frames(load("JPGExtended.dcm"))  # the same image, well-formed
+    assert frames.shape == (1, 1024, 256) and frames.dtype == np.uint16
+    assert np.abs(frames.astype(int) - reference.astype(int)).max() <= 1  # IDCT rounding only
+    red = redact.redact_frames(ds, frames, [[Region(0, 0, 8, 8)]])
+    assert pixels.encode_frames(ds, red) == U.ExplicitVRLittleEndian
+    np.testing.assert_array_equal(pixels.decode_frames(write_and_read(ds)), red)
+
+
+def test_jpeg2000_with_bogus_codestream_stays_quarantined() -> None:
+    ds = load("JPEG2000-embedded-sequence-delimiter.dcm")  # 266 bytes: a parser test, not an image
+    with pytest.raises(FileError) as info:
+        pixels.decode_frames(ds)
+    assert info.value.code == "pixel-decode-failed"
+
+
+def test_installing_gdcm_does_not_change_which_plugin_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = load("SC_rgb_jpeg_lossy_gdcm.dcm")
+    used: list[str] = []
+    decoder = pixels.get_decoder(U.JPEGBaseline8Bit)
+    real = type(decoder).as_array
+
+    def spy(self, *args, **kwargs):
+        used.append(kwargs.get("decoding_plugin", ""))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(decoder), "as_array", spy)
+    pixels.decode_frames(ds)
+    assert used[0] == "pylibjpeg"

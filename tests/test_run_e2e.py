@@ -162,7 +162,7 @@ def test_reasons_for_junk(tree, run2) -> None:
     for r in read_manifest(out):
         if r["reason"]:
             codes.setdefault(r["reason"]["code"], []).append(r["status"])
-    assert codes["dicomdir"] == ["skipped"]
+    assert set(codes["dicomdir"]) == {"skipped"}
     assert "skipped" in codes["not-dicom"]
     assert codes["empty-file"] == ["skipped"]
     assert "quarantined" in codes["truncated"]
