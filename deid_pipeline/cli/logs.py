@@ -22,6 +22,14 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+_NOISY = ("distributed", "tornado", "asyncio", "bokeh", "presidio-analyzer", "pydicom", "dask")
+
+
+def _quiet_dependencies(record: logging.LogRecord) -> bool:
+    """Drop chatter below ERROR from dependencies (Dask reconfigures its own loggers)."""
+    return record.levelno >= logging.ERROR or not record.name.startswith(_NOISY)
+
+
 def setup_logging(fmt: str = "text", quiet: bool = False, verbose: bool = False) -> None:
     """Log to stderr; WARNING by default, ERROR with ``--quiet``, DEBUG with ``--verbose``."""
     handler = logging.StreamHandler(sys.stderr)
@@ -29,6 +37,7 @@ def setup_logging(fmt: str = "text", quiet: bool = False, verbose: bool = False)
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("deid: %(levelname)s: %(message)s"))
+    handler.addFilter(_quiet_dependencies)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)

@@ -1,0 +1,114 @@
+"""``deid verify`` and ``deid audit verify``: a clean run passes; every planted leak is caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FILES = ["DOE^JOHN/20240101/IM0001", "NGUYEN^WEI/US/IM0001", "DOE^JOHN/20240101/IM0002"]
+
+
+def deid(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deid_pipeline.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    base = tmp_path_factory.mktemp("verify")
+    inp = base / "in"
+    for rel in FILES:
+        dest = inp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "sample_data" / rel, dest)
+    key = base / "k"
+    key.write_bytes(b"verify-test-key-0123456789abcdef")
+    key.chmod(0o600)
+    out = base / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return inp, out, key
+
+
+def _copy_run(out: Path, dest: Path) -> Path:
+    shutil.copytree(out, dest)
+    shutil.copytree(out.parent / f"{out.name}.private", dest.parent / f"{dest.name}.private")
+    return dest
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def _verify(out: Path, inp: Path, key: Path, *extra: str) -> tuple[int, dict]:
+    proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", *extra)
+    return proc.returncode, json.loads((out / "verify.json").read_text())
+
+
+def test_clean_run_verifies(clean_run) -> None:
+    inp, out, key = clean_run
+    code, report = _verify(out, inp, key)
+    assert code == 0, report["findings"]
+    assert report["checked_outputs"] == len(FILES)
+    proc = deid("audit", "verify", str(out), "--key-file", str(key))
+    assert proc.returncode == 0 and "intact" in proc.stdout
+
+
+def test_planted_header_leak_and_private_tag_are_caught(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    rec = next(r for r in _records(bad) if r["status"] == "written")
+    target = bad / rec["output_path"]
+    src = pydicom.dcmread(inp / FILES[0])
+    ds = pydicom.dcmread(target)
+    ds.ImageComments = str(src.PatientName).replace("^", " ")  # "John Doe" style
+    ds.private_block(0x0029, "LEAK TEST", create=True).add_new(0x10, "LO", "x")
+    ds.save_as(target)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    kinds = report["counts"]
+    assert code == 1
+    assert kinds.get("identifying-value-in-header", 0) >= 1
+    assert kinds.get("private-element-kept", 0) >= 1
+    assert kinds.get("output-sha256-mismatch", 0) == 1
+    assert str(src.PatientName) not in json.dumps(report)  # the report names no values
+
+
+def test_burned_in_text_put_back_is_caught(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    recs = [r for r in _records(bad) if r["status"] == "written" and r["pixel"].get("regions_redacted")]
+    assert recs, "the sample CT has burned-in text"
+    rec = recs[0]
+    target = bad / rec["output_path"]
+    ds = pydicom.dcmread(target)
+    originals = {str(pydicom.dcmread(inp / f).file_meta.MediaStorageSOPInstanceUID): inp / f for f in FILES}
+    # find the input whose pixels match this output's geometry and copy its (unredacted) pixels back
+    for path in originals.values():
+        src = pydicom.dcmread(path)
+        if src.Rows == ds.Rows and src.Columns == ds.Columns and src.get("PhotometricInterpretation") == ds.PhotometricInterpretation and "PALETTE" not in str(ds.PhotometricInterpretation):
+            src.decompress() if src.file_meta.TransferSyntaxUID.is_compressed else None
+            ds.PixelData = src.PixelData
+            ds.file_meta.TransferSyntaxUID = src.file_meta.TransferSyntaxUID
+            break
+    ds.save_as(target)
+    code, report = _verify(bad, inp, key)
+    assert code == 1
+    assert report["counts"].get("text-remaining", 0) >= 1
+
+
+def test_deleted_record_is_caught(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    lines = (bad / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (bad / "manifest.jsonl").write_text("".join(lines[:1] + lines[2:]))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert report["counts"].get("chain-broken", 0) >= 1
+    proc = deid("audit", "verify", str(bad), "--key-file", str(key))
+    assert proc.returncode == 1 and "line 2" in proc.stdout
