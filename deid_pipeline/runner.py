@@ -46,6 +46,7 @@ class RunOptions:
     batch_size: int = 16
     linkage: Path | None = None
     debug: bool = False
+    count_inputs: bool = False  # walk INPUT once more up front so the progress bar has an ETA
 
 
 @dataclass
@@ -175,7 +176,11 @@ def execute(
         }
         atomic_write_json(ctx.output_dir / RUN_NAME, base)
         if on_start:
-            on_start(base)
+            info = dict(base)
+            if opts.count_inputs:
+                info["inputs_total"] = sum(1 for _ in walk_inputs(opts.input_dir))
+                info["inputs_done"] = kept
+            on_start(info)
         linkage_rows: list[tuple[str, str, str, str]] = []
         devices: set[str] = set()
 

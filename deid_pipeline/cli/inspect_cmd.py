@@ -33,7 +33,7 @@ def inspect_cmd(file: Path, profile: str, show_values: bool) -> None:
     except Exception:
         click.echo("deid: the file does not parse as DICOM", err=True)
         sys.exit(1)
-    rows = inspect_dataset(ds, prof)
+    rows = inspect_dataset(ds, prof, show_values=show_values)
     table = Table(show_header=True, title=f"{prof.name} {prof.version}")
     for col in ("path", "keyword", "vr", "action", "rule"):
         table.add_column(col)
@@ -42,6 +42,6 @@ def inspect_cmd(file: Path, profile: str, show_values: bool) -> None:
     for r in rows:
         cells = [r.path, r.keyword, r.vr, r.action, r.origin]
         if show_values:
-            cells.append(r.value)
+            cells.append("" if r.value is None else str(r.value))
         table.add_row(*cells)
     Console(width=200).print(table)

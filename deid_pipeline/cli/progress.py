@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 
@@ -21,7 +21,7 @@ class Feedback:
         self._progress: Progress | None = None
         self._task: Any = None
 
-    def start(self) -> None:
+    def start(self, total: int | None = None, done: int = 0) -> None:
         self.t0 = time.perf_counter()
         if not self.enabled:
             return
@@ -31,11 +31,13 @@ class Feedback:
             BarColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("deid", total=None, rate="")
+        self._task = self._progress.add_task("deid", total=total, completed=done, rate="")
 
     def advance(self, images: int) -> None:
         self.files += 1

@@ -38,7 +38,7 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     setup_logging(log_format, quiet)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, batch_size=batch_size,
-                      linkage=linkage, debug=debug)
+                      linkage=linkage, debug=debug, count_inputs=not quiet and sys.stderr.isatty())
     try:
         prepare_run(opts)
     except ConfigError as exc:
@@ -50,7 +50,7 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
         if not quiet:
             for note in info.get("notes", []):
                 click.echo(f"deid: {note}", err=True)
-        feedback.start()
+        feedback.start(info.get("inputs_total"), info.get("inputs_done", 0))
 
     def on_result(result: FileResult, rec: dict[str, Any]) -> None:
         feedback.advance(result.images)

@@ -1,0 +1,57 @@
+"""The command line: help everywhere, version, profiles, inspect (no values unless asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from click.testing import CliRunner
+from pydicom.data import get_testdata_file
+
+from deid_pipeline import __version__
+from deid_pipeline.cli.main import cli
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["profiles"], ["profiles", "list"], ["profiles", "show"], ["inspect"], ["verify"], ["audit"], ["audit", "verify"]])
+def test_help_on_every_command(cmd: list[str]) -> None:
+    res = CliRunner().invoke(cli, [*cmd, "--help"])
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_version() -> None:
+    res = CliRunner().invoke(cli, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+def test_profiles_list_and_show() -> None:
+    res = CliRunner().invoke(cli, ["profiles", "list"])
+    assert res.exit_code == 0
+    for name in ("basic", "safe-harbor", "retain-uids", "clean-graphics", "retain-long-modified-dates"):
+        assert name in res.output
+    res = CliRunner().invoke(cli, ["profiles", "show", "basic+retain-uids", "--format", "json"])
+    assert res.exit_code == 0 and '"retain-uids"' in res.output
+
+
+def test_invalid_user_profile_exits_2_naming_the_row(tmp_path: Path) -> None:
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("name: mine\nversion: '1'\nextends: basic\nrows:\n  - keyword: PatientName\n    action: K\n  - tag: '(0010,0020)'\n    action: NOPE\n")
+    res = CliRunner().invoke(cli, ["profiles", "show", str(bad)])
+    assert res.exit_code == 2
+    assert "row 1" in res.output and "(0010,0020)" in res.output and "NOPE" in res.output
+
+
+def test_inspect_hides_values_unless_asked(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "Zqinspect^Canary"
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.ReferencedImageSequence = [item]
+    path = tmp_path / "x.dcm"
+    ds.save_as(path)
+    res = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "safe-harbor"])
+    assert res.exit_code == 0, res.output
+    assert "Zqinspect" not in res.output
+    assert "PatientName" in res.output and "ReferencedSOPInstanceUID" in res.output
+    shown = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "safe-harbor", "--show-values"])
+    assert shown.exit_code == 0 and "Zqinspect" in shown.output
