@@ -7,7 +7,8 @@ merged when they overlap. What is returned carries no OCR text.
 
 False positives: a pretrained DBNet answers on line drawings and textured anatomy. Every model box must
 also look like text in the view it came from (``FilterParams``): not taller than a share of the frame,
-enough contrast, near-square boxes (a circle, a blob) only with a confident score, and "ink" (the minority Otsu class inside the box) that is neither a hairline nor a
+enough contrast, near-square boxes (a circle, a blob) only with a confident score or when glyph-sized, sharp and
+sparse (a lone L/R or F/M letter), and "ink" (the minority Otsu class inside the box) that is neither a hairline nor a
 filled blob. The thresholds are general properties of rendered glyphs, set on synthetic data.
 """
 
@@ -45,8 +46,13 @@ class FilterParams:
     min_contrast: float = 8.0  # difference of the two Otsu class means (0..255)
     min_ink: float = 0.025  # minority-class share inside the box: hairline drawings are below
     max_ink: float = 0.60
+    min_score: float = 0.6  # mean probability inside a line box (the detector returns boxes from 0.5)
     square_aspect: float = 1.5  # boxes narrower than this (w / h) are one or two glyphs, or a blob ...
-    square_min_score: float = 0.7  # ... and need a more confident network to count as text
+    square_min_score: float = 0.7  # ... and need a more confident network to count as text, unless ...
+    glyph_min_score: float = 0.5  # ... they are glyph-sized, sharp and sparse: a lone letter (L/R, F/M)
+    glyph_max_rel_height: float = 0.07  # box short side / frame short side of a lone glyph
+    glyph_min_contrast: float = 60.0
+    glyph_max_ink: float = 0.45
 
 
 def _frame_key(frame: np.ndarray) -> bytes:
@@ -73,11 +79,19 @@ def box_evidence(view: View, r: Region) -> dict[str, float]:
 
 
 def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
-    e = box_evidence(view, r)
-    if r.w < fp.square_aspect * r.h and r.score < fp.square_min_score:
+    if r.score < min(fp.min_score, fp.glyph_min_score):
         return False
-    return (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
-            and fp.min_ink <= e["ink"] <= fp.max_ink)
+    e = box_evidence(view, r)
+    if not (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
+            and fp.min_ink <= e["ink"] <= fp.max_ink):
+        return False
+    if r.w >= fp.square_aspect * r.h:
+        return r.score >= fp.min_score
+    if r.score >= fp.square_min_score:
+        return True
+    # a lone glyph: small, high contrast, thin strokes (a blob or a filled circle has more ink)
+    return (r.score >= fp.glyph_min_score and e["rel_height"] <= fp.glyph_max_rel_height
+            and e["contrast"] >= fp.glyph_min_contrast and e["ink"] <= fp.glyph_max_ink)
 
 
 def merge_regions(regions: list[Region], min_overlap: float = 0.5) -> list[Region]:
