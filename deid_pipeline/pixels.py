@@ -602,7 +602,7 @@ def _write_compressed(ds: Dataset, frames: np.ndarray, tsuid: UID, original_pi: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds.compress(tsuid, arr, generate_instance_uid=False)
+            ds.compress(tsuid, arr, generate_instance_uid=False, **encoder_plugin(tsuid))
             back, _ = get_decoder(tsuid).as_array(ds, raw=True)
         ok = np.array_equal(back.reshape(frames.shape), frames)
         reason = "did not round-trip"
@@ -619,6 +619,16 @@ def _write_compressed(ds: Dataset, frames: np.ndarray, tsuid: UID, original_pi: 
     _set_file_meta_ts(ds, saved_ts)
     ds.PhotometricInterpretation = original_pi
     return False
+
+
+def encoder_plugin(tsuid: str) -> dict[str, str]:
+    """Pin the encoder where pydicom has several (RLE: gdcm, pylibjpeg, pydicom), so that the same
+    input gives the same bytes whichever optional packages a machine has."""
+    if tsuid == _uid.RLELossless:
+        from pydicom.pixels.encoders import RLELosslessEncoder
+
+        return {"encoding_plugin": "pylibjpeg" if "pylibjpeg" in RLELosslessEncoder.available_plugins else "pydicom"}
+    return {}
 
 
 def encode_frames(ds: Dataset, frames: np.ndarray) -> str:

@@ -1040,7 +1040,9 @@ def iter_cases(n: int, seed: int, kinds: Sequence[str] = KINDS) -> Iterator[tupl
 
 def compress(ds: Dataset, truth: dict[str, Any], transfer_syntax: UID) -> None:
     """Re-encode in place (lossless syntaxes only, so the boxes stay exact) and update the truth."""
-    ds.compress(transfer_syntax, generate_instance_uid=False)
+    from .pixels import encoder_plugin
+
+    ds.compress(transfer_syntax, generate_instance_uid=False, **encoder_plugin(transfer_syntax))
     truth["transfer_syntax"] = {"uid": str(transfer_syntax), "name": transfer_syntax.name}
     truth["photometric_interpretation"] = str(ds.PhotometricInterpretation)
 

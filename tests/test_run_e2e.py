@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
+from pydicom.data import get_charset_files, get_testdata_file
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
@@ -47,6 +47,8 @@ CANARIES = {
     "AccessionNumber": "ZQACC99871",
 }
 NESTED_CANARY = "Zqcanarynested^Person"
+CYRILLIC_CANARY = "Зквасова^Людмила"
+JAPANESE_CANARY = "ヤマダ^タロウ=山田^太郎"
 PRIVATE_CANARY = "ZQCANARYPRIVATE"
 
 
@@ -85,6 +87,35 @@ def build_tree(root: Path, outside: Path) -> dict[str, str]:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(p, dest)
                 kinds[dest.relative_to(root).as_posix()] = "sample"
+    # non-ASCII canaries: Cyrillic (ISO_IR 144) and Japanese (ISO 2022 IR 87)
+    for fname, value in (("chrRuss.dcm", CYRILLIC_CANARY), ("chrH31.dcm", JAPANESE_CANARY)):
+        ds = pydicom.dcmread(get_charset_files(fname)[0])
+        ds.PatientName = value
+        ds.InstitutionName = value.replace("^", " ")
+        dest = root / "Intl" / fname
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(dest, enforce_file_format=False)
+        kinds[dest.relative_to(root).as_posix()] = "dicom"
+    # a study of two files, the second referencing the first
+    first = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    _plant(first)
+    first.StudyInstanceUID = "1.2.826.0.1.3680043.10.999.1"
+    first.SOPInstanceUID = "1.2.826.0.1.3680043.10.999.1.1"
+    first.file_meta.MediaStorageSOPInstanceUID = first.SOPInstanceUID
+    second = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    _plant(second)
+    second.StudyInstanceUID = first.StudyInstanceUID
+    second.SOPInstanceUID = "1.2.826.0.1.3680043.10.999.1.2"
+    second.file_meta.MediaStorageSOPInstanceUID = second.SOPInstanceUID
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID = first.SOPClassUID
+    ref.ReferencedSOPInstanceUID = first.SOPInstanceUID
+    second.ReferencedImageSequence = [ref]
+    for name, ds in (("first", first), ("second", second)):
+        dest = root / "Zqcanaryname^Wolfgang" / "pair" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(dest, enforce_file_format=False)
+        kinds[dest.relative_to(root).as_posix()] = "pair"
     dicomdir = root / "DICOMDIR"
     shutil.copy(get_testdata_file("DICOMDIR"), dicomdir)
     kinds["DICOMDIR"] = "dicomdir"
@@ -199,16 +230,26 @@ def test_no_canary_anywhere(tree, run2) -> None:
     out, proc = run2
     needles = [v.encode() for v in CANARIES.values()] + [NESTED_CANARY.encode(), PRIVATE_CANARY.encode()]
     needles += [b"Zqcanary", b"ZQCANARY", b"ZQACC"]
+    for text in (CYRILLIC_CANARY, JAPANESE_CANARY):
+        for part in text.replace("=", "^").split("^"):
+            for enc in ("utf-8", "iso8859-5", "iso2022_jp", "shift_jis", "euc_jp"):
+                try:
+                    encoded = part.encode(enc)
+                except UnicodeEncodeError:
+                    continue
+                if len(encoded) >= 4:
+                    needles.append(encoded.replace(b"\x1b(B", b""))
     key_bytes = key.read_bytes().strip()
     for p in out.rglob("*"):
-        assert not any(n.decode().lower() in str(p.relative_to(out)).lower() for n in needles)
+        rel = str(p.relative_to(out)).encode().lower()
+        assert not any(n.lower() in rel for n in needles)
         if p.is_file():
             data = p.read_bytes()
             for n in needles + [key_bytes]:
                 assert n not in data, f"{n!r} leaked into {p.name}"
     for stream in (proc.stdout, proc.stderr):
         for n in needles:
-            assert n.decode() not in stream
+            assert n.decode("utf-8", "replace") not in stream
         assert "export" not in stream  # the input folder name (could be a patient name)
 
 
@@ -316,3 +357,33 @@ def test_kill_9_then_resume(tree, run2) -> None:
     assert files == ref_files  # no partial or duplicate outputs
     assert not list(out.rglob(".deid-tmp-*"))
     assert partial <= len(final)
+
+
+def test_study_and_references_stay_linked(tree, run2) -> None:
+    inp, kinds, _ = tree
+    out, _ = run2
+    pair = sorted(rel for rel, k in kinds.items() if k == "pair")
+    journal = [json.loads(x) for x in (out.parent / "out2.private" / "journal.jsonl").read_text().splitlines()]
+    path_of = {j["input"]: j["output_path"] for j in journal}
+    first = pydicom.dcmread(out / path_of[pair[0]])
+    second = pydicom.dcmread(out / path_of[pair[1]])
+    assert first.StudyInstanceUID == second.StudyInstanceUID != "1.2.826.0.1.3680043.10.999.1"
+    assert second.ReferencedImageSequence[0].ReferencedSOPInstanceUID == first.SOPInstanceUID
+    assert first.SOPInstanceUID.startswith("2.25.")
+
+
+def test_unredacted_pixels_keep_their_bytes(tree, run2) -> None:
+    inp, _, _ = tree
+    out, _ = run2
+    journal = [json.loads(x) for x in (out.parent / "out2.private" / "journal.jsonl").read_text().splitlines()]
+    checked = 0
+    for rec, j in zip(read_manifest(out), journal):
+        pixel = rec["pixel"] or {}
+        if rec["status"] != "written" or not pixel.get("scanned") or not pixel.get("pixel_data_unchanged"):
+            continue
+        src = pydicom.dcmread(inp / j["input"], force=True)
+        dst = pydicom.dcmread(out / rec["output_path"])
+        assert dst.PixelData == src.PixelData
+        assert dst.file_meta.TransferSyntaxUID == src.file_meta.TransferSyntaxUID
+        checked += 1
+    assert checked >= 3
