@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
@@ -136,20 +137,60 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
         if term.lower() in rel_path:
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
     if rescan and pixel.get("scanned") and pixel.get("mode") == "all-text":
-        findings += _rescan(out, line, pixel, device)
+        findings += _rescan(src, out, line, pixel, device)
     return findings
 
 
-def _rescan(ds: Dataset, line: int, pixel: dict[str, Any], device: str) -> list[Finding]:
+def _overlap(a: list[int], b: list[int]) -> float:
+    """Share of box ``a`` inside box ``b`` (grown by 2 px, the redaction margin)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b[0] - 2, b[1] - 2, b[2] + 4, b[3] + 4
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return ix * iy / max(1, aw * ah)
+
+
+def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device: str) -> list[Finding]:
+    """Text the detector still sees where the input had text, or inside a box the run says it filled.
+
+    Every recorded box must be filled with one value (else ``redaction-not-filled``: text put back, a
+    fill that failed). Then the input and the output are scanned: text the detector finds in the input,
+    mostly outside the filled boxes, and finds again in the output is original text still legible.
+    Other detections on the changed image (the fill block next to bright anatomy, the detector's false
+    positives) are not findings.
+    """
     from .detect import get_detector
     from .pixels import decode_frames
     from .scan import scan_frames
 
     frames = decode_frames(ds)
-    regions = scan_frames(ds, frames, get_detector("auto", device), mode="all-text")
-    # After all-text redaction the same detector must find nothing at all: text put back inside a
-    # redacted box, or left beside one, is a leak either way.
-    return [Finding(line, "text-remaining", f"frame {i} box {r.as_list()}") for i, fr in enumerate(regions) for r in fr]
+    boxes = pixel.get("boxes_per_frame") or []
+    found: list[Finding] = []
+    rows, cols = frames.shape[1], frames.shape[2]
+    filled = np.zeros(frames.shape[:3], dtype=bool)
+    for i, frame_boxes in enumerate(boxes[: frames.shape[0]]):
+        for x, y, w, h in frame_boxes:
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(cols, x + w), min(rows, y + h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            patch = frames[i, y0:y1, x0:x1]
+            if not (patch == patch.reshape(-1, *patch.shape[2:])[0]).all():
+                found.append(Finding(line, "redaction-not-filled", f"frame {i} box {[x, y, w, h]}"))
+            filled[i, max(0, y - 2) : y1 + 2, max(0, x - 2) : x1 + 2] = True
+    detector = get_detector("auto", device)
+    after = scan_frames(ds, frames, detector, mode="all-text")
+    if not any(after):
+        return found
+    before = scan_frames(src, decode_frames(src), detector, mode="all-text")
+    for i, regions in enumerate(after):
+        for k in before[i] if i < len(before) else []:
+            x, y, w, h = k.as_list()
+            if w <= 0 or h <= 0 or float(filled[i, y : y + h, x : x + w].mean()) > 0.7:
+                continue  # that input text lies under a fill
+            hits = [r for r in regions if _overlap(k.as_list(), r.as_list()) >= 0.3]
+            if hits:
+                found.append(Finding(line, "text-remaining", f"frame {i} box {hits[0].as_list()}"))
+    return found
 
 
 def _check_batch(items: list[tuple[str, str, int, dict[str, Any]]], profile: Any, rescan: bool, device: str) -> list[Finding]:

@@ -99,7 +99,8 @@ def test_burned_in_text_put_back_is_caught(clean_run, tmp_path: Path) -> None:
     ds.save_as(target)
     code, report = _verify(bad, inp, key)
     assert code == 1
-    assert report["counts"].get("text-remaining", 0) >= 1
+    assert report["counts"].get("redaction-not-filled", 0) + report["counts"].get("text-remaining", 0) >= 1
+    assert report["counts"].get("redaction-not-filled", 0) >= 1
 
 
 def test_deleted_record_is_caught(clean_run, tmp_path: Path) -> None:
@@ -112,3 +113,14 @@ def test_deleted_record_is_caught(clean_run, tmp_path: Path) -> None:
     assert report["counts"].get("chain-broken", 0) >= 1
     proc = deid("audit", "verify", str(bad), "--key-file", str(key))
     assert proc.returncode == 1 and "line 2" in proc.stdout
+
+
+def test_text_left_unredacted_is_caught() -> None:
+    from deid_pipeline.verify import _rescan
+
+    src = pydicom.dcmread(REPO / "sample_data" / FILES[0])
+    out = pydicom.dcmread(REPO / "sample_data" / FILES[0])  # as if the run had redacted nothing
+    found = _rescan(src, out, 7, {"boxes_per_frame": [[]]}, "cpu")
+    assert found and all(f.kind == "text-remaining" and f.line == 7 for f in found)
+    blank = pydicom.dcmread(REPO / "sample_data" / FILES[2])  # the no-text CT: nothing to find
+    assert _rescan(blank, blank, 1, {"boxes_per_frame": [[]]}, "cpu") == []
