@@ -52,7 +52,7 @@ class Loaded:
     phi_terms: frozenset[str]
     patient_folder: str
     frames: np.ndarray | None = None
-    originals: tuple[str, str] | None = None  # (patient ID, study UID), only with --linkage
+    originals: dict[str, str] | None = None  # linkage row (originals + pseudonyms), only with --linkage
     report: PixelReport = field(default_factory=PixelReport)
 
 
@@ -159,7 +159,7 @@ def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
 def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResult:
     """Read, recognise and check one input; decode its frames when they will be scanned."""
     from . import pixels
-    from .pseudonym import Pseudonymizer, patient_identity
+    from .pseudonym import Pseudonymizer, linkage_row, patient_identity
     from .tags import collect_phi_terms
 
     t0 = time.perf_counter()
@@ -186,7 +186,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         folder = Pseudonymizer(ctx.key).patient_id(patient_identity(ds))
         loaded = Loaded(result=result, ds=ds, phi_terms=phi_terms, patient_folder=folder)
         if ctx.linkage:
-            loaded.originals = (str(ds.get("PatientID", "") or ""), str(ds.get("StudyInstanceUID", "") or ""))
+            loaded.originals = linkage_row(ds, Pseudonymizer(ctx.key))
         scan, why = _plan_pixels(ds, ctx)
         loaded.report.reason = why
         if pixels.has_pixels(ds):
@@ -324,7 +324,7 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
         result.timings_ms["write"] = (time.perf_counter() - t2) * 1000
         result.status = "written"
         if loaded.originals is not None:
-            result.linkage = (loaded.originals[0], str(ds.get("PatientID", "") or loaded.patient_folder), loaded.originals[1], study)
+            result.linkage = {**loaded.originals, "output_study_folder": study}
     except FileError as exc:
         _fail(result, exc)
     except Exception as exc:

@@ -181,12 +181,16 @@ def execute(
                 info["inputs_total"] = sum(1 for _ in walk_inputs(opts.input_dir))
                 info["inputs_done"] = kept
             on_start(info)
-        linkage_rows: list[tuple[str, str, str, str]] = []
+        linkage_rows: list[dict[str, str]] = []
+        linkage_seen: set[tuple[tuple[str, str], ...]] = set()
         devices: set[str] = set()
 
         def handle(result: FileResult) -> None:
             if result.linkage:
-                linkage_rows.append(result.linkage)
+                row_key = tuple(sorted(result.linkage.items()))
+                if row_key not in linkage_seen:
+                    linkage_seen.add(row_key)
+                    linkage_rows.append(result.linkage)
                 result.linkage = None
             rec = ledger.add(result)
             dev = (rec.get("pixel") or {}).get("device")
@@ -207,8 +211,12 @@ def execute(
             ledger.close()
         elapsed = time.perf_counter() - t0
         if linkage_rows and opts.linkage is not None:
-            from .pseudonym import write_linkage
+            from .pseudonym import read_linkage, write_linkage
 
+            if opts.linkage.exists():  # a resumed run adds to the rows of the sessions before it
+                for row in read_linkage(opts.linkage, ctx.key):
+                    if tuple(sorted(row.items())) not in linkage_seen:
+                        linkage_rows.append(row)
             write_linkage(opts.linkage, ctx.key, linkage_rows)
         done_now = ledger.records - kept
         summary = {

@@ -92,6 +92,6 @@ class FileResult:
     images: int = 0  # frames processed, for images/s
     study_key: str = ""  # pseudonymous study UID (for grouping in reports), never an original value
     series_key: str = ""
-    # (original patient ID, pseudonym, original study UID, new study UID): only with --linkage,
-    # consumed by the driver into the encrypted linkage file, never written to the manifest.
-    linkage: tuple[str, str, str, str] | None = None
+    # originals and their pseudonyms (pseudonym.linkage_row): only with --linkage, consumed by the
+    # driver into the encrypted linkage file, never written to the manifest.
+    linkage: dict[str, str] | None = None
