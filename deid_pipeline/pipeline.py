@@ -114,6 +114,19 @@ def _read_dataset(data: bytes, kind: str) -> Dataset:
     return ds
 
 
+VL_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.77.1."  # VL Endoscopic/Microscopic/Photographic ... images
+
+
+def _check_visual_features(ds: Dataset, ctx: RunContext) -> None:
+    """Quarantine images whose recognisable features (a face) text redaction cannot remove."""
+    if ctx.profile.settings.recognizable_visual_features != "quarantine":
+        return
+    flag = str(ds.get("RecognizableVisualFeatures", "") or "").strip().upper()
+    photo = str(ds.get("SOPClassUID", "")).startswith(VL_SOP_PREFIX)
+    if flag == "YES" or (photo and flag != "NO"):
+        raise FileError("recognizable-visual-features", "the image may show a face or other recognisable features; the profile quarantines it")
+
+
 # --------------------------------------------------------------------------- pixels
 
 
@@ -180,6 +193,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
         if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
             raise SkipFile("dicomdir", "a DICOMDIR index; never copied (it indexes PHI)")
+        _check_visual_features(ds, ctx)
         result.timings_ms["read"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         phi_terms = collect_phi_terms(ds, ctx.profile)

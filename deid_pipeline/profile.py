@@ -82,6 +82,9 @@ class ProfileSettings(BaseModel):
     graphics: Literal["remove", "clean"] = "remove"
     encapsulated_documents: Literal["quarantine", "remove"] = "quarantine"
     max_age_years: int | None = Field(default=None, ge=0, le=999)  # None: no cap
+    # images that show a face or other recognisable features (RecognizableVisualFeatures YES, or a
+    # visible-light photograph SOP class without it saying NO): text redaction does not make them safe
+    recognizable_visual_features: Literal["keep", "quarantine"] = "keep"
 
     @field_validator("keep_list")
     @classmethod

@@ -73,3 +73,20 @@ def test_encapsulated_document_is_quarantined(linked_run) -> None:
     codes = {r["reason"]["code"] for r in recs if r["reason"]}
     assert "encapsulated-document" in codes
     assert sum(r["status"] == "written" for r in recs) == 1
+
+
+def test_recognizable_visual_features_quarantined_by_safe_harbor(tmp_path: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.RecognizableVisualFeatures = "YES"
+    ds.save_as(inp / "face.dcm")
+    key = tmp_path / "k"
+    key.write_bytes(b"face-test-key-0123456789abcdef")
+    key.chmod(0o600)
+    proc = deid("run", str(inp), str(tmp_path / "o"), "--workers", "0", "--key-file", str(key), "--quiet", "--pixels", "none")
+    assert proc.returncode == 3
+    rec = json.loads((tmp_path / "o" / "manifest.jsonl").read_text())
+    assert rec["status"] == "quarantined" and rec["reason"]["code"] == "recognizable-visual-features"
+    proc = deid("run", str(inp), str(tmp_path / "o2"), "--profile", "basic", "--workers", "0", "--key-file", str(key), "--quiet", "--pixels", "none")
+    assert proc.returncode == 0
