@@ -5,14 +5,20 @@ worker per GPU with dask-cuda when it is installed and CUDA is present. ``--sche
 cluster the user already has. A bounded window of batches is in flight, so millions of inputs never
 sit in memory at once. A batch lost with its worker is retried by Dask; when it keeps failing, its
 files are retried one by one and a file that still kills its worker is recorded as ``failed``.
+A batch past its time limit is cancelled and its worker restarted (see ``run_distributed``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -83,18 +89,121 @@ def dask_client(workers: int | None, scheduler: str | None, device: str) -> Iter
         cluster.close()
 
 
-def _crashed(batch: list[Candidate]) -> list[FileResult]:
+DEFAULT_FILE_TIMEOUT_S = 300.0
+START_TOPIC = "deid-batch-start"
+MAX_LOST_RESUBMITS = 3
+
+# Test-only fault hooks, read by the worker-side wrapper (never set them in production):
+#   DEID_TEST_KILL_ON=<basename>[,...]   the worker SIGKILLs itself when its batch holds that input
+#   DEID_TEST_SLEEP_ON=<basename>[,...]  the worker sleeps DEID_TEST_SLEEP_S (default 3600) seconds
+#   DEID_TEST_HOOK_ONCE_DIR=<folder>     each hook fires once per input (marker files there),
+#                                        so a retry succeeds; unset, it fires every time.
+_TEST_HOOKS = ("DEID_TEST_KILL_ON", "DEID_TEST_SLEEP_ON")
+
+
+def _hook_fires(var: str, name: str) -> bool:
+    once = os.environ.get("DEID_TEST_HOOK_ONCE_DIR")
+    if not once:
+        return True
+    try:
+        os.close(os.open(os.path.join(once, f"{var}-{name}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _test_faults(batch: list[Candidate]) -> None:
+    """Simulate a crashing or hanging decoder for the fault tests; a no-op unless DEID_TEST_* is set."""
+    names = {Path(c.rel).name for c in batch}
+    for var in _TEST_HOOKS:
+        targets = {t for t in os.environ.get(var, "").split(",") if t}
+        for name in sorted(names & targets):
+            if not _hook_fires(var, name):
+                continue
+            if var == "DEID_TEST_KILL_ON":
+                os.kill(os.getpid(), signal.SIGKILL)
+            else:
+                time.sleep(float(os.environ.get("DEID_TEST_SLEEP_S", "3600")))
+
+
+def _run_batch_task(root: str, batch: list[Candidate], ctx: RunContext, token: str) -> list[FileResult]:
+    """The Dask task: announce the start (the driver's deadline counts from here), then process."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        worker.log_event(START_TOPIC, {"token": token, "worker": worker.address})
+    except Exception:  # not on a Dask worker (tests), or events unavailable: the fallback deadline applies
+        pass
+    if any(os.environ.get(v) for v in _TEST_HOOKS):
+        _test_faults(batch)
+    return process_batch(root, batch, ctx)
+
+
+def _failed(batch: list[Candidate], code: str, reason: str) -> list[FileResult]:
     return [
-        FileResult(
-            rel_input=c.rel,
-            input_sha256="",
-            input_size=0,
-            status="failed",
-            reason_code="worker-crashed",
-            reason="the worker processing this file died repeatedly; the file was not written",
-        )
+        FileResult(rel_input=c.rel, input_sha256="", input_size=0, status="failed", reason_code=code, reason=reason)
         for c in batch
     ]
+
+
+def _crashed(batch: list[Candidate]) -> list[FileResult]:
+    return _failed(batch, "worker-crashed", "the worker processing this file died repeatedly; the file was not written")
+
+
+@dataclass
+class _Job:
+    """One batch in flight, as the driver tracks it."""
+
+    batch: list[Candidate]
+    single: bool
+    token: str
+    submitted: float
+    lost: int = 0  # resubmissions after the task was cancelled or lost without crashing a worker
+
+
+class _Starts:
+    """Start events from the workers (token -> driver clock, worker address); filled on the client's loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, str]] = {}
+
+    def __call__(self, event: Any) -> None:
+        msg = event[1] if isinstance(event, tuple) and len(event) == 2 else event
+        if isinstance(msg, dict) and "token" in msg:
+            with self._lock:
+                self._seen[str(msg["token"])] = (time.monotonic(), str(msg.get("worker", "")))
+
+    def pop(self, token: str) -> tuple[float, str] | None:
+        with self._lock:
+            return self._seen.pop(token, None)
+
+    def get(self, token: str) -> tuple[float, str] | None:
+        with self._lock:
+            return self._seen.get(token)
+
+
+def _file_timeout(value: float | None) -> float:
+    if value is not None:
+        return float(value)
+    env = os.environ.get("DEID_FILE_TIMEOUT")
+    return float(env) if env else DEFAULT_FILE_TIMEOUT_S
+
+
+def _restart_worker(client: Any, address: str) -> None:
+    """Restart a worker whose thread is stuck in a hung task (needs a nanny); else retire it."""
+    if not address:
+        return
+    try:
+        client.restart_workers([address], timeout=60)
+        log.warning("restarted a worker after a batch ran past its time limit")
+    except Exception as exc:
+        log.warning("could not restart the worker of a timed-out batch (%s); retiring it", type(exc).__name__)
+        try:
+            client.retire_workers([address], close_workers=True, remove=True)
+        except Exception as exc2:
+            log.error("could not retire the worker of a timed-out batch (%s)", type(exc2).__name__)
 
 
 def run_distributed(
@@ -104,43 +213,96 @@ def run_distributed(
     on_result: Callable[[FileResult], None],
     workers: int | None = None,
     scheduler: str | None = None,
+    file_timeout: float | None = None,
 ) -> int:
-    """Process every candidate on Dask; ``on_result`` is called in the driver for each result."""
-    from distributed import as_completed
+    """Process every candidate on Dask; ``on_result`` is called in the driver for each result.
 
+    Failures of the machinery, never of a file (those are records from ``process_batch``):
+    a batch whose worker died (``KilledWorker`` once Dask gave up re-running it) or that raised is
+    split and its files retried one by one; a single file that still fails ends ``failed`` with
+    ``worker-crashed`` (or ``internal-error``). A batch running longer than ``file_timeout`` seconds
+    per file (default ``DEID_FILE_TIMEOUT`` or 300), counted from when a worker started it, is
+    cancelled, its worker restarted, and its files retried singly; one that times out alone ends
+    ``failed`` with ``timeout``. A task cancelled under us (scattered context lost with its last
+    worker, scheduler hiccup) is resubmitted as it was, a few times.
+    """
+    from distributed import KilledWorker, wait
+    from distributed.client import FutureCancelledError
+
+    limit = _file_timeout(file_timeout)
     with dask_client(workers, scheduler, ctx.device) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
         window = n_workers * 4
-        ctx_future = client.scatter(ctx, broadcast=True)
+        starts = _Starts()
+        client.subscribe_topic(START_TOPIC, starts)
+        ctx_holder: list[Any] = [client.scatter(ctx, broadcast=True)]
         batches = _chunks(candidates, ctx.batch_size)
-        pending: dict[Any, tuple[list[Candidate], bool]] = {}
-        ac = as_completed()
+        pending: dict[Any, _Job] = {}
 
-        def submit(batch: list[Candidate], single: bool) -> None:
-            fut = client.submit(process_batch, str(root), batch, ctx_future, pure=False, retries=1)
-            pending[fut] = (batch, single)
-            ac.add(fut)
+        def context() -> Any:
+            if ctx_holder[0].status != "finished":  # every replica went with its workers
+                ctx_holder[0] = client.scatter(ctx, broadcast=True)
+            return ctx_holder[0]
+
+        def submit(batch: list[Candidate], single: bool, lost: int = 0) -> None:
+            token = uuid.uuid4().hex
+            fut = client.submit(_run_batch_task, str(root), batch, context(), token, pure=False, retries=1)
+            pending[fut] = _Job(batch, single, token, time.monotonic(), lost)
+
+        def split_or(job: _Job, final: Callable[[list[Candidate]], list[FileResult]]) -> list[FileResult]:
+            if job.single or len(job.batch) == 1:
+                return final(job.batch)
+            for c in job.batch:
+                submit([c], True)
+            return []
+
+        def deadline(job: _Job) -> float:
+            seen = starts.get(job.token)
+            if seen is not None:
+                return seen[0] + limit * len(job.batch)
+            return job.submitted + limit * len(job.batch) * (window + 1)  # no start event: queued at worst
 
         for batch in islice(batches, window):
             submit(batch, False)
-        for fut in ac:
-            batch, single = pending.pop(fut)
+        tick = max(0.05, min(1.0, limit / 4))
+        while pending:
             try:
-                results: list[FileResult] = fut.result()
-            except Exception as exc:
-                log.warning("a batch failed on its worker (%s); retrying its files one by one", type(exc).__name__)
-                if single or len(batch) == 1:
-                    results = _crashed(batch)
+                wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            for fut in [f for f in pending if f.done() or now > deadline(pending[f])]:
+                job = pending.pop(fut)
+                seen = starts.pop(job.token)
+                results: list[FileResult]
+                if not fut.done():
+                    fut.cancel()
+                    log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
+                    _restart_worker(client, seen[1] if seen else "")
+                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
                 else:
-                    for c in batch:
-                        submit([c], True)
-                    results = []
-            fut.release()
-            for r in results:
-                on_result(r)
-            nxt = next(batches, None)
-            if nxt is not None:
-                submit(nxt, False)
+                    try:
+                        results = fut.result()
+                    except KilledWorker:
+                        log.warning("a batch of %d file(s) kept killing its workers; retrying its files one by one", len(job.batch))
+                        results = split_or(job, _crashed)
+                    except FutureCancelledError:
+                        if job.lost < MAX_LOST_RESUBMITS:
+                            log.warning("a batch was cancelled or lost on the cluster; resubmitting it")
+                            submit(job.batch, job.single, job.lost + 1)
+                            results = []
+                        else:
+                            results = split_or(job, _crashed)
+                    except Exception as exc:
+                        log.warning("a batch failed on its worker (%s); retrying its files one by one", type(exc).__name__)
+                        name = type(exc).__name__
+                        results = split_or(job, lambda b: _failed(b, "internal-error", f"unexpected {name} on the worker; the file was not written"))
+                fut.release()
+                for r in results:
+                    on_result(r)
+                nxt = next(batches, None)
+                if nxt is not None:
+                    submit(nxt, False)
     return n_workers
 
 

@@ -314,7 +314,7 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             loaded.frames = None
             result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key))
+        header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
         if report.scanned:
             ds.BurnedInAnnotation = "NO"
         elif "PixelData" in ds and "BurnedInAnnotation" not in ds:
@@ -388,7 +388,6 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
                     raise
                 log.error("pixel scan failed: %s", type(exc).__name__)
                 results.append(FileError("pixel-scan-failed", f"the text detector failed ({type(exc).__name__})"))
-    results = _second_pass(items, results, detector, mode, ctx)
     per_file_ms = (time.perf_counter() - t0) * 1000 / len(items)
     for idx, (it, res) in enumerate(zip(items, results)):
         _pixel_fields(it.report, detector)
@@ -396,28 +395,6 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
         it.result.timings_ms["detect"] = per_file_ms
         out[idx] = res
     return out
-
-
-def _second_pass(items: list[Loaded], results: list[Any], detector: Any, mode: str, ctx: RunContext) -> list[Any]:
-    """Scan the redacted frames once more: text that sat beside a redacted line (a lone letter, a
-    fragment the first pass merged away) often shows only once its neighbours are gone."""
-    from . import scan
-    from .redact import redact_frames
-
-    redo = [i for i, res in enumerate(results) if not isinstance(res, FileError) and any(res)]
-    if not redo:
-        return results
-    for i in redo:
-        it = items[i]
-        try:
-            again = scan.scan_frames(it.ds, redact_frames(it.ds, it.frames, results[i]), detector, mode=mode, phi_terms=it.phi_terms)
-        except Exception as exc:
-            if ctx.debug:
-                raise
-            log.warning("second pixel pass failed (%s); keeping the first pass", type(exc).__name__)
-            continue
-        results[i] = [list(first) + list(extra) for first, extra in zip(results[i], again)]
-    return results
 
 
 def _distinct_frames(frames: np.ndarray | None) -> int:

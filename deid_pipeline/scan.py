@@ -196,8 +196,29 @@ def _as_stack(ds: Dataset, frames: np.ndarray) -> np.ndarray:
 
 
 def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
+               batch_size: int = 8, filters: FilterParams | None = None, passes: int = 2) -> list[list[list[Region]]]:
+    """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``.
+
+    With ``passes`` > 1, frames that had text are redacted and scanned again: a lone letter or a
+    fragment next to a redacted line often shows only once its neighbours are gone.
+    """
+    results = _scan_once(items, detector, mode, batch_size, filters)
+    for _ in range(passes - 1):
+        redo = [i for i, res in enumerate(results) if any(res)]
+        if not redo or mode == "none":
+            break
+        from .redact import redact_frames
+
+        again_items = [(items[i][0], redact_frames(items[i][0], _as_stack(items[i][0], items[i][1]), results[i]), *items[i][2:]) for i in redo]
+        again = _scan_once(again_items, detector, mode, batch_size, filters)
+        for i, extra in zip(redo, again):
+            results[i] = [list(first) + [r for r in more if r not in first] for first, more in zip(results[i], extra)]
+    return results
+
+
+def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
                batch_size: int = 8, filters: FilterParams | None = None) -> list[list[list[Region]]]:
-    """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``."""
+    """One detection pass over every frame of every item."""
     if mode not in MODES:
         raise ConfigError(f"unknown pixel mode {mode!r}; use one of {MODES}")
     fp = filters or FilterParams()
@@ -252,6 +273,6 @@ def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[l
 
 
 def scan_frames(ds: Dataset, frames: np.ndarray, detector: Any, mode: str = "all-text",
-                phi_terms: frozenset[str] = frozenset(), batch_size: int = 8) -> list[list[Region]]:
+                phi_terms: frozenset[str] = frozenset(), batch_size: int = 8, passes: int = 2) -> list[list[Region]]:
     """Regions to redact per frame, in stored-frame coordinates (see the module docstring)."""
-    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size)[0]
+    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size, passes=passes)[0]

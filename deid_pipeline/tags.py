@@ -382,14 +382,17 @@ def _fix_file_meta(ds: Dataset) -> None:
     meta.ImplementationVersionName = "DEID"
 
 
-def deidentify_header(ds: Dataset, profile: Profile, pseudo: Pseudonymizer) -> HeaderResult:
+def deidentify_header(
+    ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_terms: frozenset[str] | None = None
+) -> HeaderResult:
     """Apply ``profile`` to ``ds`` (and ``ds.file_meta``) in place; counts per applied action code.
 
     Raises ``FileError("encapsulated-document")`` when the profile quarantines encapsulated documents.
     Never logs values.
     """
     _check_encapsulated(ds, profile)
-    phi_terms = collect_phi_terms(ds, profile)
+    if phi_terms is None:  # the pipeline passes the terms it collected before the pixel stage
+        phi_terms = collect_phi_terms(ds, profile)
     identity = patient_identity(ds)
     ctx = actions.ActionContext(
         settings=profile.settings,

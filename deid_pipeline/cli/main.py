@@ -8,6 +8,7 @@ from .. import __version__
 from .audit import audit
 from .inspect_cmd import inspect_cmd
 from .profiles import profiles
+from .report import report
 from .run import run
 from .verify import verify
 
@@ -23,6 +24,7 @@ cli.add_command(profiles)
 cli.add_command(inspect_cmd)
 cli.add_command(audit)
 cli.add_command(verify)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -1,0 +1,45 @@
+"""``deid report OUTPUT [--with-originals --against INPUT]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .logs import setup_logging
+
+
+@click.command("report")
+@click.argument("output_dir", metavar="OUTPUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where to write the HTML (default OUTPUT/report.html; with originals, the private folder).")
+@click.option("--with-originals", is_flag=True, help="Show each original frame beside the redacted one (PHI: needs --against).")
+@click.option("--against", "input_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="The INPUT of the run (read through the private journal).")
+@click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Private folder of the run (default OUTPUT.private).")
+@click.option("--quiet", is_flag=True)
+def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: Path | None,
+           journal: Path | None, quiet: bool) -> None:
+    """Write a self-contained HTML QA report: summary, charts, redacted thumbnails by series."""
+    from ..report import build_report
+
+    setup_logging("text", quiet)
+    if not (output_dir / "manifest.jsonl").exists():
+        click.echo("deid: configuration error: OUTPUT holds no manifest.jsonl", err=True)
+        sys.exit(2)
+    private = journal or output_dir.resolve().parent / f"{output_dir.resolve().name}.private"
+    if with_originals:
+        if input_dir is None:
+            click.echo("deid: configuration error: --with-originals needs --against INPUT", err=True)
+            sys.exit(2)
+        if not (private / "journal.jsonl").exists():
+            click.echo("deid: configuration error: the run's private journal was not found (use --journal)", err=True)
+            sys.exit(2)
+    elif input_dir is not None:
+        click.echo("deid: configuration error: --against is only used with --with-originals", err=True)
+        sys.exit(2)
+    path, n = build_report(output_dir, out, input_dir if with_originals else None, private if with_originals else None)
+    if not quiet:
+        click.echo(f"report: {n} redacted files -> {path}")
