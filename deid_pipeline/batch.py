@@ -268,7 +268,7 @@ def run_distributed(
         while pending:
             try:
                 wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+            except Exception:  # TimeoutError, or CancelledError for a cancelled future: handled below
                 pass
             now = time.monotonic()
             for fut in [f for f in pending if f.done() or now > deadline(pending[f])]:

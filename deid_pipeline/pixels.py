@@ -402,7 +402,7 @@ def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.nd
             warnings.simplefilter("always")
             arr, meta = _decode_with_plugins(ds, decoder, first, last, n)
     except Exception as exc:  # pydicom and plugin errors carry no header values, but we keep only the type
-        logger.debug("decode failed for %s: %s", codec.name, exc)
+        logger.debug("decode failed for %s: %s", codec.name, type(exc).__name__)
         fallback = _decode_with_fallbacks(ds, codec, first, last) if codec.uid.is_compressed else None
         if fallback is None:
             raise FileError(

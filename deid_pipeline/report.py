@@ -297,7 +297,7 @@ def render_html(run: dict[str, Any], records: list[dict[str, Any]], cards: list[
     for key in sorted(series):
         label = " / ".join(key[-3:]) if len(key) >= 3 else key[0]
         cs = series[key]
-        groups.append(f'<details class="series" open><summary>{_e(label)} — {len(cs)} files</summary>'
+        groups.append(f'<details class="series" open><summary>{_e(label)} — {len(cs)} file{"s" if len(cs) != 1 else ""}</summary>'
                       f'<div class="cards">{"".join(_card_html(c) for c in cs)}</div></details>')
     no_regions = len(written) - len(cards)
     banner = ('<p class="banner">This report shows ORIGINAL images (PHI). Keep it inside the clinical network '

@@ -212,8 +212,17 @@ def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         again_items = [(items[i][0], redact_frames(items[i][0], _as_stack(items[i][0], items[i][1]), results[i]), *items[i][2:]) for i in redo]
         again = _scan_once(again_items, detector, mode, batch_size, filters)
         for i, extra in zip(redo, again):
-            results[i] = [list(first) + [r for r in more if r not in first] for first, more in zip(results[i], extra)]
+            results[i] = [list(first) + [r for r in more if not _touches_any(r, first)] for first, more in zip(results[i], extra)]
     return results
+
+
+def _touches_any(r: Region, boxes: Sequence[Region], pad: int = 4) -> bool:
+    """Whether ``r`` meets a box grown by ``pad``: the second pass sees the fill blocks of the first
+    as dark shapes; only text apart from them is new."""
+    for b in boxes:
+        if r.x < b.x + b.w + pad and b.x - pad < r.x + r.w and r.y < b.y + b.h + pad and b.y - pad < r.y + r.h:
+            return True
+    return False
 
 
 def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
