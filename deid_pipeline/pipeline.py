@@ -73,6 +73,20 @@ def sniff(data: bytes) -> str:
     return "not-dicom"
 
 
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    """The file's transfer syntax, None without file meta; ``unsupported-transfer-syntax`` when unknown."""
+    meta = getattr(ds, "file_meta", None)
+    value = str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ") if meta is not None else ""
+    if not value:
+        return None
+    uid = UID(value)
+    try:
+        uid.is_compressed  # noqa: B018 - raises for a syntax pydicom does not know
+    except (ValueError, AttributeError):
+        raise FileError("unsupported-transfer-syntax", "the transfer syntax in the file meta is not a known one") from None
+    return uid
+
+
 def _check_truncation(ds: Dataset) -> None:
     """Raise ``truncated`` when a top-level value is shorter than its declared length."""
     for tag in list(ds._dict.keys()):
@@ -83,9 +97,12 @@ def _check_truncation(ds: Dataset) -> None:
             continue
         if len(value) < length:
             raise FileError("truncated", "the file ends inside an element: transfer incomplete")
+    ts = _transfer_syntax(ds)
     if "PixelData" in ds and "Rows" in ds and "Columns" in ds:
         elem = ds["PixelData"]
-        if not elem.is_undefined_length and not ds.file_meta.get("TransferSyntaxUID", UID("")).is_compressed:
+        if ts is not None and ts.is_compressed and not elem.is_undefined_length:
+            raise FileError("transfer-syntax-mismatch", "the meta names a compressed syntax but the pixel data is not encapsulated")
+        if not elem.is_undefined_length and not (ts is not None and ts.is_compressed):
             bits = int(ds.get("BitsAllocated", 8) or 8)
             frames = int(ds.get("NumberOfFrames", 1) or 1)
             spp = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -103,6 +120,11 @@ def _read_dataset(data: bytes, kind: str) -> Dataset:
         raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
     except Exception:  # pydicom raises many types on malformed input
         raise FileError("parse-error", "the file does not parse as DICOM") from None
+    try:
+        for _ in getattr(ds, "file_meta", Dataset()).iterall():
+            pass
+    except Exception:
+        raise FileError("parse-error", "the file meta group does not parse") from None
     _check_truncation(ds)
     try:
         for _ in ds.iterall():  # converts every element, nested ones included

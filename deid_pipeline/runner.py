@@ -46,6 +46,7 @@ class RunOptions:
     batch_size: int = 16
     linkage: Path | None = None
     debug: bool = False
+    file_timeout: float | None = None  # seconds per file before a batch is cancelled (default 300)
     count_inputs: bool = False  # walk INPUT once more up front so the progress bar has an ETA
 
 
@@ -110,6 +111,8 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         out = opts.output_dir.resolve()
         if lk == out or out in lk.parents:
             raise ConfigError("the linkage file must be outside OUTPUT")
+    if opts.file_timeout is not None and opts.file_timeout <= 0:
+        raise ConfigError("--file-timeout must be a positive number of seconds")
     if opts.workers is not None and opts.workers < 0:
         raise ConfigError("--workers must be 0 (in-process) or more")
     ctx = RunContext(
@@ -206,7 +209,8 @@ def execute(
             if opts.workers == 0:
                 n_workers = run_inline(opts.input_dir, todo, ctx, handle)
             else:
-                n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler)
+                n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
+                                            file_timeout=opts.file_timeout)
         finally:
             ledger.close()
         elapsed = time.perf_counter() - t0

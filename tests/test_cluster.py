@@ -1,0 +1,113 @@
+"""An existing Dask cluster (``deid run --scheduler``): same bytes as a local run, and a worker
+of that cluster killed mid-run does not change the outcome.
+
+The cluster is a real ``dask scheduler`` and two ``dask worker`` processes (one thread each) on a
+loopback port. Its workers carry the test-only kill hook of ``deid_pipeline.batch`` for one input
+name (``KILLME.dcm``) that only the second tree holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from test_faults import deid, manifest, outcome, small_tree
+
+KEY = b"cluster-test-key-0123456789abcdef0123456"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    from distributed import Client
+
+    marks = tmp_path_factory.mktemp("marks")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "DEID_TEST_KILL_ON": "KILLME.dcm", "DEID_TEST_HOOK_ONCE_DIR": str(marks)}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ))
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
+                 "--name", f"w{i}", "--host", "127.0.0.1"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            ))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, marks
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("key") / "k.key"
+    path.write_bytes(KEY)
+    path.chmod(0o600)
+    return path
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*.dcm")}
+
+
+def _accounting(out: Path) -> tuple[dict, dict, int]:
+    info = json.loads((out / "run.json").read_text())
+    return info["counts"], info["reasons"], info["records"]
+
+
+def test_external_cluster_matches_local_run(cluster, key: Path, tmp_path: Path) -> None:
+    address, _ = cluster
+    inp = small_tree(tmp_path / "in")
+    ext, loc = tmp_path / "ext", tmp_path / "loc"
+    common = ["--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "2"]
+    p_ext = deid("run", str(inp), str(ext), "--scheduler", address, *common)
+    p_loc = deid("run", str(inp), str(loc), "--workers", "2", *common)
+    assert p_ext.returncode == p_loc.returncode == 0, (p_ext.stderr[-2000:], p_loc.stderr[-2000:])
+    assert json.loads((ext / "run.json").read_text())["cluster"] == "external"
+    assert _outputs(ext) == _outputs(loc) and len(_outputs(ext)) == 6
+    assert outcome(manifest(ext)) == outcome(manifest(loc))
+    assert _accounting(ext) == _accounting(loc)
+
+
+def test_external_worker_killed_mid_run(cluster, key: Path, tmp_path: Path) -> None:
+    address, marks = cluster
+    inp = small_tree(tmp_path / "in")
+    shutil.copy(get_testdata_file("rtstruct.dcm"), inp / "s1" / "KILLME.dcm")
+    ext, ref = tmp_path / "ext", tmp_path / "ref"
+    common = ["--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "2"]
+    p_ext = deid("run", str(inp), str(ext), "--scheduler", address, *common)
+    assert (marks / "DEID_TEST_KILL_ON-KILLME.dcm").exists()  # a worker did die
+    p_ref = deid("run", str(inp), str(ref), "--workers", "0", *common)
+    assert p_ext.returncode == p_ref.returncode == 0, p_ext.stderr[-2000:]
+    records = manifest(ext)
+    assert len(records) == 8
+    assert outcome(records) == outcome(manifest(ref))
+    assert _outputs(ext) == _outputs(ref)

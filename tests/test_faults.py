@@ -1,0 +1,117 @@
+"""Faults on the cluster: a worker killed mid-run, a file that kills every worker, a hung decoder.
+
+The faults come from the test-only hooks in ``deid_pipeline.batch`` (``DEID_TEST_KILL_ON``,
+``DEID_TEST_SLEEP_ON``, ``DEID_TEST_HOOK_ONCE_DIR``), which the worker-side task wrapper reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from deid_pipeline.batch import run_distributed
+from deid_pipeline.config import RunContext
+from deid_pipeline.discover import walk_inputs
+from deid_pipeline.profile import load_profile
+from deid_pipeline.types import FileResult
+
+FILES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_rle.dcm", "rtdose.dcm", "JPEG2000.dcm"]  # distinct SOP Instance UIDs: a shared one names outputs by arrival order
+KEY = b"fault-test-key-0123456789abcdef01234567"
+
+
+def small_tree(root: Path) -> Path:
+    """Six pydicom test files and one junk file, in two folders."""
+    for i, name in enumerate(FILES):
+        dest = root / f"s{i % 2}" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(get_testdata_file(name), dest)
+    (root / "s0" / "junk.txt").write_text("not dicom\n")
+    return root
+
+
+def deid(*args: str, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deid_pipeline.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def manifest(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines() if x]
+
+
+def outcome(records: list[dict]) -> list[tuple]:
+    return sorted(
+        ((r["input_sha256"], r["status"], (r["reason"] or {}).get("code"), r["output_path"], r["output_sha256"]) for r in records),
+        key=str,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, subprocess.CompletedProcess[str]]:
+    base = tmp_path_factory.mktemp("faults")
+    inp = small_tree(base / "in")
+    key = base / "k.key"
+    key.write_bytes(KEY)
+    key.chmod(0o600)
+    ref = base / "ref"
+    proc = deid("run", str(inp), str(ref), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3")
+    return inp, key, ref, proc
+
+
+def test_worker_killed_once_is_retried(setup, tmp_path: Path) -> None:
+    inp, key, ref, ref_proc = setup
+    assert ref_proc.returncode == 0, ref_proc.stderr[-2000:]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = tmp_path / "out"
+    env = {"DEID_TEST_KILL_ON": "MR_small.dcm", "DEID_TEST_HOOK_ONCE_DIR": str(marks)}
+    proc = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3", env=env)
+    assert (marks / "DEID_TEST_KILL_ON-MR_small.dcm").exists()  # the kill did happen
+    assert proc.returncode == ref_proc.returncode, proc.stderr[-2000:]
+    records = manifest(out)
+    assert len(records) == len(list(walk_inputs(inp)))
+    assert outcome(records) == outcome(manifest(ref))
+
+
+def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None:
+    inp, key, ref, _ = setup
+    out = tmp_path / "out"
+    env = {"DEID_TEST_KILL_ON": "MR_small.dcm", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    proc = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3", env=env)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    records = manifest(out)
+    assert len(records) == len(list(walk_inputs(inp)))
+    failed = [r for r in records if r["status"] == "failed"]
+    # the killer always ends worker-crashed; with ALLOWED_FAILURES=0 a lone file that happened to be
+    # queued on the worker it killed is condemned with it (collateral), never written half-done
+    assert failed and {r["reason"]["code"] for r in failed} == {"worker-crashed"}
+    ref_written = {r["output_path"] for r in manifest(ref) if r["status"] == "written"}
+    written = {r["output_path"] for r in records if r["status"] == "written"}
+    assert len(written) == len(ref_written) - len(failed) and written < ref_written
+
+
+def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inp = small_tree(tmp_path / "in")
+    monkeypatch.setenv("DEID_TEST_SLEEP_ON", "rtplan.dcm")
+    monkeypatch.setenv("DEID_TEST_SLEEP_S", "600")
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none", batch_size=2)
+    results: list[FileResult] = []
+    t0 = time.monotonic()
+    run_distributed(inp, walk_inputs(inp), ctx, results.append, workers=2, file_timeout=1.5)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 60
+    by_name = {Path(r.rel_input).name: r for r in results}
+    assert len(results) == len(by_name) == len(FILES) + 1
+    hung = by_name.pop("rtplan.dcm")
+    assert (hung.status, hung.reason_code) == ("failed", "timeout")
+    assert by_name.pop("junk.txt").status == "skipped"
+    assert {r.status for r in by_name.values()} == {"written"}
