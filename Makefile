@@ -23,7 +23,8 @@ env: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf out/sample out/sample.private
-	$(VENV)/bin/deid run sample_data out/sample --profile safe-harbor --workers 2
+	$(VENV)/bin/deid run sample_data out/sample --profile safe-harbor --workers 2; rc=$$?; \
+	if [ $$rc -eq 3 ]; then echo "make demo: exit status 3 is expected: sample_data/junk holds a truncated file, which is quarantined (see out/sample/manifest.jsonl)"; exit 0; fi; exit $$rc
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
