@@ -124,3 +124,34 @@ def test_text_left_unredacted_is_caught() -> None:
     assert found and all(f.kind == "text-remaining" and f.line == 7 for f in found)
     blank = pydicom.dcmread(REPO / "sample_data" / FILES[2])  # the no-text CT: nothing to find
     assert _rescan(blank, blank, 1, {"boxes_per_frame": [[]]}, "cpu") == []
+
+
+def test_removed_attribute_and_value_in_path_are_caught(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    rec = next(r for r in _records(bad) if r["status"] == "written")
+    target = bad / rec["output_path"]
+    src = pydicom.dcmread(inp / FILES[0])
+    ds = pydicom.dcmread(target)
+    ds.OtherPatientIDs = "ZQOTHERID77"  # basic removes Other Patient IDs (X)
+    ds.save_as(target)
+    # a copy of the output under a folder named with the patient's ID: a leak by path
+    leak_dir = target.parent / str(src.PatientID)
+    leak_dir.mkdir()
+    (leak_dir / "copy.dcm").write_bytes(target.read_bytes())
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert report["counts"].get("removed-attribute-present", 0) >= 1
+    assert report["counts"].get("output-without-record", 0) >= 1
+    assert "ZQOTHERID77" not in json.dumps(report) and str(src.PatientID) not in json.dumps(report)
+
+
+def test_verify_writes_no_phi_to_its_streams(clean_run) -> None:
+    inp, out, key = clean_run
+    proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan")
+    values = set()
+    for rel in FILES:
+        ds = pydicom.dcmread(inp / rel)
+        values |= {str(ds.PatientName), str(ds.PatientID), str(ds.get("InstitutionName", "")), str(inp)}
+    for v in filter(None, values):
+        assert v not in proc.stdout and v not in proc.stderr
