@@ -388,6 +388,7 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
     detector = get_detector(ctx.detector, ctx.device)
     mode = ctx.profile.settings.pixel_mode
     t0 = time.perf_counter()
+    fallbacks_before = scan.cpu_fallback_views
     batch_fn = getattr(scan, "scan_batch", None)
     results: list[Any] | None = None
     if batch_fn is not None and len(items) > 1:
@@ -411,8 +412,11 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
                 log.error("pixel scan failed: %s", type(exc).__name__)
                 results.append(FileError("pixel-scan-failed", f"the text detector failed ({type(exc).__name__})"))
     per_file_ms = (time.perf_counter() - t0) * 1000 / len(items)
+    fell_back = scan.cpu_fallback_views > fallbacks_before
     for idx, (it, res) in enumerate(zip(items, results)):
         _pixel_fields(it.report, detector)
+        if fell_back:  # some views of this batch ran on the CPU after a GPU error
+            it.report.device = f"{detector.device}+cpu-fallback"
         it.report.frames_scanned = _distinct_frames(it.frames)
         it.result.timings_ms["detect"] = per_file_ms
         out[idx] = res

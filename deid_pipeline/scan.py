@@ -275,11 +275,40 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     return results
 
 
+# Views this process sent to the CPU because the GPU failed on them (read by the pipeline to record it).
+cpu_fallback_views = 0
+
+
+def _detect_safely(detector: Any, images: list[np.ndarray]) -> list[list[Region]]:
+    """``detector.detect``; on a CUDA out-of-memory or device error the batch is split in halves, and
+    a single view that still fails goes to the CPU detector (same weights, same post-processing)."""
+    global cpu_fallback_views
+    try:
+        return detector.detect(images)
+    except RuntimeError as exc:  # torch.OutOfMemoryError and CUDA errors are RuntimeErrors
+        if not str(getattr(detector, "device", "cpu")).startswith("cuda"):
+            raise
+        logger.warning("GPU detection failed on %d view(s) (%s); splitting the batch", len(images), type(exc).__name__)
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:
+            pass
+    if len(images) > 1:
+        half = len(images) // 2
+        return _detect_safely(detector, images[:half]) + _detect_safely(detector, images[half:])
+    from .detect import get_detector
+
+    cpu_fallback_views += 1
+    return get_detector("auto", "cpu").detect(images)
+
+
 def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[list[Region]]:
     out: list[list[Region]] = []
     step = max(1, batch_size) * 4  # the detector batches by shape inside each call
     for s in range(0, len(views), step):
-        out.extend(detector.detect([v.image for v in views[s : s + step]]))
+        out.extend(_detect_safely(detector, [v.image for v in views[s : s + step]]))
     return out
 
 

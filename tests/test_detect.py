@@ -213,3 +213,32 @@ def test_cuda_matches_cpu(det) -> None:
         assert len(ra) == len(rb)
         for x, y in zip(ra, rb):  # fp16 autocast: boxes may move by a pixel
             assert max(abs(x.x - y.x), abs(x.y - y.y), abs(x.w - y.w), abs(x.h - y.h)) <= 2
+
+
+def test_gpu_failure_splits_the_batch_then_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA out-of-memory error on a batch: halves, then the CPU detector; same boxes as the CPU."""
+    import pydicom
+    import torch
+
+    from deid_pipeline import scan
+    from deid_pipeline.detect import get_detector
+    from deid_pipeline.pixels import decode_frames
+
+    cpu = get_detector("auto", "cpu")
+    prepare = scan.prepare_views
+    monkeypatch.setattr(scan, "prepare_views", lambda ds, frames, device="cpu", **kw: prepare(ds, frames, device="cpu", **kw))
+
+    class FailingGpu:
+        name, weights_sha256, device = cpu.name, cpu.weights_sha256, "cuda:0"
+        calls = 0
+
+        def detect(self, images):  # noqa: ANN001, ANN201
+            FailingGpu.calls += 1
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    ds = pydicom.dcmread(Path(__file__).resolve().parent.parent / "sample_data" / "DOE^JOHN" / "20240101" / "IM0001")
+    frames = decode_frames(ds)
+    before = scan.cpu_fallback_views
+    got = scan.scan_frames(ds, frames, FailingGpu())
+    assert [[r.as_list() for r in f] for f in got] == [[r.as_list() for r in f] for f in scan.scan_frames(ds, frames, cpu)]
+    assert scan.cpu_fallback_views > before and FailingGpu.calls >= 1
