@@ -387,3 +387,31 @@ def test_unredacted_pixels_keep_their_bytes(tree, run2) -> None:
         assert dst.file_meta.TransferSyntaxUID == src.file_meta.TransferSyntaxUID
         checked += 1
     assert checked >= 3
+
+
+@pytest.mark.slow
+def test_ten_kills_in_a_row_then_resume(tree, run2) -> None:
+    """The whole run SIGKILLed at pseudo-random points ten times, then finished: equal to an uninterrupted run."""
+    import random
+
+    inp, _, key = tree
+    out2, _ = run2
+    out = inp.parent / "out_ten_kills"
+    rng = random.Random(20261123)
+    cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--workers", "2",
+           "--key-file", str(key), "--quiet", "--batch-size", "2"]
+    for _ in range(10):
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 8.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--quiet")
+    assert done.returncode == 3, done.stderr[-2000:]
+    key_of = lambda r: (r["input_sha256"], r["status"], r["output_path"], r["output_sha256"])  # noqa: E731
+    assert sorted(map(key_of, read_manifest(out)), key=str) == sorted(map(key_of, read_manifest(out2)), key=str)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.dcm"))
+    assert files == sorted(p.relative_to(out2).as_posix() for p in out2.rglob("*.dcm"))
+    assert not list(out.rglob(".deid-tmp-*"))
+    proc = deid("audit", "verify", str(out), "--key-file", str(key))
+    assert proc.returncode == 0, proc.stdout
