@@ -35,6 +35,7 @@ class RunContext:
     batch_size: int = 16
     tool_version: str = __version__
     debug: bool = False
+    max_decoded_bytes: int = 256 * 2**20  # larger multi-frame images are scanned in chunks of frames
     linkage: bool = False  # return original-to-pseudonym rows to the driver (--linkage)
 
     @property

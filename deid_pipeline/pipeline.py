@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import yaml
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from . import __version__
 from .config import RunContext
@@ -41,6 +43,8 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 TMP_PREFIX = ".deid-tmp-"
 _SAFE_COMPONENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-_]{0,63}$")
 _UNDEFINED = 0xFFFFFFFF
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Loaded:
     phi_terms: frozenset[str]
     patient_folder: str
     frames: np.ndarray | None = None
+    chunked: bool = False  # too big to hold decoded: scanned chunk by chunk, decoded whole only to redact
     originals: dict[str, str] | None = None  # linkage row (originals + pseudonyms), only with --linkage
     report: PixelReport = field(default_factory=PixelReport)
 
@@ -113,6 +118,36 @@ def _check_truncation(ds: Dataset) -> None:
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 
 
+def _convert_all(ds: Dataset) -> None:
+    """Convert every raw element, nested ones included: the same as iterating ``ds.iterall()``.
+
+    A plain element (not pixel data nor the character set, read in full, not a sequence, VR
+    unambiguous) is converted exactly as ``ds[tag]`` would (private creator included) and stored
+    directly; anything else goes through ``ds[tag]`` and pydicom's own bookkeeping (pixel
+    representation, ambiguous VR correction, deferred reads). Raises whatever the conversion raises.
+    """
+    elements = ds._dict
+    charset: Any = None
+    for tag in sorted(elements.keys()):
+        elem = elements[tag]
+        if isinstance(elem, RawDataElement):
+            if tag != _SPECIFIC_CHARACTER_SET and tag not in _PIXEL_TAGS and (elem.value is not None or elem.length == 0):
+                if charset is None:  # as Dataset.__getitem__ computes it
+                    charset = ds.original_character_set or ds._character_set
+                converted = convert_raw_data_element(elem, encoding=charset, ds=ds)
+                if converted.VR != "SQ" and converted.VR not in AMBIGUOUS_VR:
+                    if (tag >> 16) & 1:  # as Dataset.__setitem__ does
+                        creator_tag = (tag & 0xFFFF0000) | ((tag & 0xFFFF) >> 8)
+                        if creator_tag != tag and creator_tag in elements:
+                            converted.private_creator = ds[creator_tag].value
+                    elements[tag] = converted
+                    continue
+            elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _convert_all(item)
+
+
 def _read_dataset(data: bytes, kind: str) -> Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=(kind == "raw"))
@@ -127,8 +162,7 @@ def _read_dataset(data: bytes, kind: str) -> Dataset:
         raise FileError("parse-error", "the file meta group does not parse") from None
     _check_truncation(ds)
     try:
-        for _ in ds.iterall():  # converts every element, nested ones included
-            pass
+        _convert_all(ds)  # converts every element, nested ones included
     except Exception:
         raise FileError("parse-error", "an element or sequence does not parse") from None
     if kind == "raw" and "SOPClassUID" not in ds and "PixelData" not in ds:
@@ -171,6 +205,33 @@ def triage_wants_scan(ds: Dataset) -> bool:
     image_type = ds.get("ImageType", [])
     values = [str(v).upper() for v in (image_type if isinstance(image_type, (list, MultiValue)) else [image_type])]
     return any(v in rules.get("image_type_values", []) for v in values)
+
+
+def decoded_size(ds: Dataset) -> int:
+    """Bytes that decoding every frame would take (stored values, before any view)."""
+    from . import pixels
+
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    per = max(1, bits // 8) if bits > 1 else 1
+    return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * int(ds.get("SamplesPerPixel", 1) or 1) * per * pixels.frame_count(ds)
+
+
+def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> list[list[Region]]:
+    """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time."""
+    from . import pixels, scan
+
+    n = it.report.frames
+    per_frame = max(1, decoded_size(it.ds) // max(1, n))
+    step = max(1, ctx.max_decoded_bytes // (4 * per_frame))
+    regions: list[list[Region]] = []
+    distinct: set[bytes] = set()
+    for start in range(0, n, step):
+        chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
+        distinct |= {hashlib.blake2b(f.tobytes(), digest_size=16).digest() for f in chunk}
+        regions.extend(scan.scan_frames(it.ds, chunk, detector, mode=mode, phi_terms=it.phi_terms))
+        del chunk
+    it.report.frames_scanned = len(distinct)
+    return regions
 
 
 def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
@@ -227,7 +288,9 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         loaded.report.reason = why
         if pixels.has_pixels(ds):
             loaded.report.frames = pixels.frame_count(ds)
-        if scan:
+        if scan and decoded_size(ds) > ctx.max_decoded_bytes and loaded.report.frames > 1:
+            loaded.chunked = True  # scan_loaded walks it in chunks of frames
+        elif scan:
             loaded.frames = pixels.decode_frames(ds)
             loaded.report.frames = int(loaded.frames.shape[0])
             result.timings_ms["decode"] = (time.perf_counter() - t1) * 1000
@@ -325,6 +388,14 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
     result, ds, report = loaded.result, loaded.ds, loaded.report
     try:
         t0 = time.perf_counter()
+        if regions is not None and loaded.chunked:
+            report.scanned = True
+            report.mode = ctx.profile.settings.pixel_mode
+            report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
+            if any(regions):  # text found: the whole image is needed to redact and re-encode it
+                loaded.frames = pixels.decode_frames(ds)
+            else:
+                result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
         if regions is not None and loaded.frames is not None:
             report.scanned = True
             report.mode = ctx.profile.settings.pixel_mode
@@ -389,6 +460,24 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
     mode = ctx.profile.settings.pixel_mode
     t0 = time.perf_counter()
     fallbacks_before = scan.cpu_fallback_views
+    big = {i: it for i, it in enumerate(items) if it.chunked}
+    whole = [it for it in items if not it.chunked]
+    for i, it in big.items():
+        try:
+            out[i] = _scan_chunked(it, detector, mode, ctx)
+        except FileError as exc:
+            out[i] = exc
+        except Exception as exc:
+            if ctx.debug:
+                raise
+            out[i] = FileError("pixel-scan-failed", f"the text detector failed ({type(exc).__name__})")
+        _pixel_fields(it.report, detector)
+    if big:
+        small = [i for i in range(len(items)) if i not in big]
+        rest = scan_loaded(whole, ctx) if whole else {}
+        for j, i in enumerate(small):
+            out[i] = rest[j]
+        return out
     batch_fn = getattr(scan, "scan_batch", None)
     results: list[Any] | None = None
     if batch_fn is not None and len(items) > 1:
@@ -433,7 +522,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> 
     """De-identify a batch of inputs; one result per input, in order. Never raises for a file."""
     root = Path(root)
     staged: list[Loaded | FileResult] = [load_file(root, c, ctx) for c in cands]
-    to_scan = [s for s in staged if isinstance(s, Loaded) and s.frames is not None]
+    to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     try:
         scanned = scan_loaded(to_scan, ctx)
     except Exception as exc:  # detector failed to load: nothing in the batch may be written

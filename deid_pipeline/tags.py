@@ -123,23 +123,70 @@ def is_private_creator(tag: int) -> bool:
     return bool((tag >> 16) & 1) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
 
 
+_KEYWORDS: dict[int, str] = {}
+_TAG_STRS: dict[int, str] = {}
+_REFS: dict[tuple[int, str | None, str | None, int, tuple[int, ...]], ElementRef] = {}
+_CACHE_LIMIT = 100_000
+
+
+def _keyword(tag: int) -> str:
+    keyword = _KEYWORDS.get(tag)
+    if keyword is None:
+        keyword = keyword_for_tag(tag) or ""
+        if len(_KEYWORDS) > _CACHE_LIMIT:
+            _KEYWORDS.clear()
+        _KEYWORDS[tag] = keyword
+    return keyword
+
+
+def _tag_str_cached(tag: int) -> str:
+    text = _TAG_STRS.get(tag)
+    if text is None:
+        text = tag_str(tag)
+        if len(_TAG_STRS) > _CACHE_LIMIT:
+            _TAG_STRS.clear()
+        _TAG_STRS[tag] = text
+    return text
+
+
+def _element(ds: Dataset, tag: int) -> DataElement | None:
+    """``ds.get(tag)``, without pydicom's per-call overhead when the element is already converted."""
+    elem = ds._dict.get(tag)  # type: ignore[call-overload]
+    if elem is None or isinstance(elem, DataElement):
+        return elem
+    return ds.get(BaseTag(tag))
+
+
 def element_ref(ds: Dataset, elem: DataElement, depth: int, parents: tuple[int, ...]) -> ElementRef:
-    """What a rule can match on; the private creator is looked up in the element's own data set."""
+    """What a rule can match on; the private creator is looked up in the element's own data set.
+
+    Refs are immutable and interned per (tag, VR, creator, depth, parents).
+    """
     tag = int(elem.tag)
     group, el = tag >> 16, tag & 0xFFFF
     creator: str | None = None
-    keyword = ""
     if group & 1:
         if 0x0010 <= el <= 0x00FF:
             creator = str(elem.value or "").strip()
         elif el >= 0x1000:
-            owner = ds.get(BaseTag((group << 16) | (el >> 8)))
+            owner = _element(ds, (group << 16) | (el >> 8))
             creator = str(owner.value or "").strip() if owner is not None else None
-    else:
-        keyword = keyword_for_tag(tag) or ""
-    return ElementRef(
-        tag=tag, vr=_normal_vr(elem.VR), keyword=keyword, private_creator=creator, depth=depth, parents=parents
-    )
+    vr = elem.VR
+    key = (tag, vr, creator, depth, parents)
+    ref = _REFS.get(key)
+    if ref is None:
+        ref = ElementRef(
+            tag=tag,
+            vr=_normal_vr(vr),
+            keyword="" if group & 1 else _keyword(tag),
+            private_creator=creator,
+            depth=depth,
+            parents=parents,
+        )
+        if len(_REFS) > _CACHE_LIMIT:
+            _REFS.clear()
+        _REFS[key] = ref
+    return ref
 
 
 def walk(
@@ -155,20 +202,25 @@ def walk(
     ``visit`` may change or delete the element; it returns True to walk the items of a (still present)
     sequence. ``leave(container, depth)`` runs after each data set's own elements.
     """
-    for tag in list(ds.keys()):
-        if tag not in ds:
+    elements = ds._dict
+    for tag in list(elements.keys()):
+        elem = elements.get(tag)
+        if elem is None:  # deleted by an earlier visit
             continue
-        path = prefix + tag_str(int(tag))
-        try:
-            elem = ds[tag]
-        except Exception:  # a value pydicom cannot convert: it goes, whatever it said
-            log.warning("unreadable element %s removed", tag_str(int(tag)))
-            del ds[tag]
-            continue
+        path = prefix + _tag_str_cached(tag)
+        if not isinstance(elem, DataElement):  # still raw: convert it now
+            try:
+                elem = ds[tag]
+            except Exception:  # a value pydicom cannot convert: it goes, whatever it said
+                log.warning("unreadable element %s removed", tag_str(int(tag)))
+                del ds[tag]
+                continue
         ref = element_ref(ds, elem, depth, parents)
-        if not visit(ds, elem, ref, path) or tag not in ds:
+        if not visit(ds, elem, ref, path):
             continue
-        elem = ds[tag]
+        elem = _element(ds, tag)
+        if elem is None:
+            continue
         if elem.VR == "SQ" and elem.value:
             for i, item in enumerate(elem.value):
                 walk(item, visit, leave, depth + 1, parents + (int(tag),), f"{path}[{i}].")
