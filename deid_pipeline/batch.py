@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import RunContext
 from .discover import Candidate
@@ -29,6 +29,8 @@ from .pipeline import process_batch
 from .types import FileResult
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -43,7 +45,8 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _chunks(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), lazily."""
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -236,7 +239,7 @@ def run_distributed(
         starts = _Starts()
         client.subscribe_topic(START_TOPIC, starts)
         ctx_holder: list[Any] = [client.scatter(ctx, broadcast=True)]
-        batches = _chunks(candidates, ctx.batch_size)
+        batches = chunks(candidates, ctx.batch_size)
         pending: dict[Any, _Job] = {}
 
         def context() -> Any:
@@ -308,7 +311,7 @@ def run_distributed(
 
 def run_inline(root: Path, candidates: Iterable[Candidate], ctx: RunContext, on_result: Callable[[FileResult], None]) -> int:
     """Process in the driver process (``--workers 0``): for debugging and tiny inputs."""
-    for batch in _chunks(candidates, ctx.batch_size):
+    for batch in chunks(candidates, ctx.batch_size):
         for r in process_batch(root, batch, ctx):
             on_result(r)
     return 0

@@ -227,7 +227,7 @@ def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> li
     distinct: set[bytes] = set()
     for start in range(0, n, step):
         chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
-        distinct |= {hashlib.blake2b(f.tobytes(), digest_size=16).digest() for f in chunk}
+        distinct |= {pixels.frame_digest(f) for f in chunk}
         regions.extend(scan.scan_frames(it.ds, chunk, detector, mode=mode, phi_terms=it.phi_terms))
         del chunk
     it.report.frames_scanned = len(distinct)
@@ -388,19 +388,13 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
     result, ds, report = loaded.result, loaded.ds, loaded.report
     try:
         t0 = time.perf_counter()
-        if regions is not None and loaded.chunked:
-            report.scanned = True
-            report.mode = ctx.profile.settings.pixel_mode
-            report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
-            if any(regions):  # text found: the whole image is needed to redact and re-encode it
-                loaded.frames = pixels.decode_frames(ds)
-            else:
-                result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
-        if regions is not None and loaded.frames is not None:
+        if regions is not None and (loaded.frames is not None or loaded.chunked):
             report.scanned = True
             report.mode = ctx.profile.settings.pixel_mode
             report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
             if any(regions):
+                if loaded.frames is None:  # scanned in chunks: decoded whole only now, to redact it
+                    loaded.frames = pixels.decode_frames(ds)
                 redacted = redact_frames(ds, loaded.frames, regions)
                 report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted))
                 report.pixel_data_unchanged = False
@@ -513,9 +507,9 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
 
 
 def _distinct_frames(frames: np.ndarray | None) -> int:
-    if frames is None:
-        return 0
-    return len({hashlib.blake2b(f.tobytes(), digest_size=16).digest() for f in frames})
+    from .pixels import frame_digest
+
+    return 0 if frames is None else len({frame_digest(f) for f in frames})
 
 
 def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> list[FileResult]:

@@ -15,7 +15,6 @@ filled blob. The thresholds are general properties of rendered glyphs, set on sy
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .errors import ConfigError
+from .pixels import frame_digest
 from .prepare import View, prepare_views
 from .resources import configs_dir
 from .types import Region
@@ -53,13 +53,6 @@ class FilterParams:
     glyph_max_rel_height: float = 0.07  # box short side / frame short side of a lone glyph
     glyph_min_contrast: float = 60.0
     glyph_max_ink: float = 0.45
-
-
-def _frame_key(frame: np.ndarray) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{frame.shape}{frame.dtype.str}".encode())
-    h.update(np.ascontiguousarray(frame).data)
-    return h.digest()
 
 
 def box_evidence(view: View, r: Region) -> dict[str, float]:
@@ -179,7 +172,7 @@ def _distinct(frames: np.ndarray) -> tuple[list[int], list[int]]:
     reps: list[int] = []
     slot: list[int] = []
     for i in range(frames.shape[0]):
-        k = _frame_key(frames[i])
+        k = frame_digest(frames[i])
         if k not in first:
             first[k] = len(reps)
             reps.append(i)

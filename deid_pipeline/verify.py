@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -203,11 +202,6 @@ def _check_batch(items: list[tuple[str, str, int, dict[str, Any]]], profile: Any
     return out
 
 
-def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
 def verify_run(
     output_dir: Path,
     input_dir: Path,
@@ -255,8 +249,10 @@ def verify_run(
         rel = p.relative_to(output_dir).as_posix()
         if p.is_file() and rel not in recorded and rel not in _OWN_FILES:
             findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
+    from .batch import chunks
+
     if workers == 0:
-        for batch in _chunks(pairs, 16):
+        for batch in chunks(pairs, 16):
             findings += _check_batch(batch, profile, rescan, device)
     else:
         from distributed import as_completed
@@ -264,7 +260,7 @@ def verify_run(
         from .batch import dask_client
 
         with dask_client(workers, scheduler, device) as client:
-            futs = [client.submit(_check_batch, b, profile, rescan, device, pure=False) for b in _chunks(pairs, 16)]
+            futs = [client.submit(_check_batch, b, profile, rescan, device, pure=False) for b in chunks(pairs, 16)]
             for fut in as_completed(futs):
                 findings += fut.result()
     findings.sort(key=lambda f: (f.line, f.kind, f.detail))

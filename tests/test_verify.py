@@ -42,6 +42,13 @@ def _copy_run(out: Path, dest: Path) -> Path:
     return dest
 
 
+def _copy_with_first_output(out: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the run to tamper with, and the path of its first written output."""
+    bad = _copy_run(out, tmp_path / "bad")
+    rec = next(r for r in _records(bad) if r["status"] == "written")
+    return bad, bad / rec["output_path"]
+
+
 def _records(out: Path) -> list[dict]:
     return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
 
@@ -62,9 +69,7 @@ def test_clean_run_verifies(clean_run) -> None:
 
 def test_planted_header_leak_and_private_tag_are_caught(clean_run, tmp_path: Path) -> None:
     inp, out, key = clean_run
-    bad = _copy_run(out, tmp_path / "bad")
-    rec = next(r for r in _records(bad) if r["status"] == "written")
-    target = bad / rec["output_path"]
+    bad, target = _copy_with_first_output(out, tmp_path)
     src = pydicom.dcmread(inp / FILES[0])
     ds = pydicom.dcmread(target)
     ds.ImageComments = str(src.PatientName).replace("^", " ")  # "John Doe" style
@@ -128,9 +133,7 @@ def test_text_left_unredacted_is_caught() -> None:
 
 def test_removed_attribute_and_value_in_path_are_caught(clean_run, tmp_path: Path) -> None:
     inp, out, key = clean_run
-    bad = _copy_run(out, tmp_path / "bad")
-    rec = next(r for r in _records(bad) if r["status"] == "written")
-    target = bad / rec["output_path"]
+    bad, target = _copy_with_first_output(out, tmp_path)
     src = pydicom.dcmread(inp / FILES[0])
     ds = pydicom.dcmread(target)
     ds.OtherPatientIDs = "ZQOTHERID77"  # basic removes Other Patient IDs (X)
