@@ -178,6 +178,8 @@ def execute(
             "notes": notes,
         }
         atomic_write_json(ctx.output_dir / RUN_NAME, base)
+        log.info("run started: profile %s %s, pixels %s, key %s, resumed %s with %d records", ctx.profile.name,
+                 ctx.profile.version, ctx.pixel_rule, base["key_id"], resume, kept)
         if on_start:
             info = dict(base)
             if opts.count_inputs:
@@ -196,6 +198,7 @@ def execute(
                     linkage_rows.append(result.linkage)
                 result.linkage = None
             rec = ledger.add(result)
+            log.debug("record %d: %s %s", ledger.records, rec["status"], rec.get("reason") or "")
             dev = (rec.get("pixel") or {}).get("device")
             if dev:
                 devices.add(dev)
@@ -241,6 +244,8 @@ def execute(
             "chain": ledger.chain(),
         }
         atomic_write_json(ctx.output_dir / RUN_NAME, summary)
+        log.info("run finished: %s in %.1f s (%s files/s), chain head %s", summary["counts"], elapsed,
+                 summary["files_per_s"], summary["chain"]["head_sha256"])
         return RunSummary(summary)
     finally:
         os.umask(old_umask)

@@ -275,4 +275,5 @@ def verify_run(
         "profile": {"name": profile.name, "version": profile.version, "sha256": profile.sha256},
     }
     atomic_write_json(output_dir / "verify.json", report)
+    log.info("verify: %d outputs checked, %d findings %s", len(pairs), len(findings), report["counts"])
     return report

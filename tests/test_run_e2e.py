@@ -165,7 +165,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 def run2(tree: tuple[Path, dict[str, str], Path]) -> tuple[Path, subprocess.CompletedProcess[str]]:
     inp, _kinds, key = tree
     out = inp.parent / "out2"
-    proc = deid("run", str(inp), str(out), "--profile", "safe-harbor", "--workers", "2", "--key-file", str(key))
+    log_file = inp.parent / "logs" / "run.log"  # a log the user asked for, outside OUTPUT
+    log_file.parent.mkdir()
+    proc = deid("run", str(inp), str(out), "--profile", "safe-harbor", "--workers", "2", "--key-file", str(key),
+                "--verbose", "--log-file", str(log_file))
     return out, proc
 
 
@@ -225,9 +228,8 @@ def test_outputs_are_deidentified_and_paths_carry_nothing(tree, run2) -> None:
         assert parts[2] == ds.get("SeriesInstanceUID", "unknown-series")
 
 
-def test_no_canary_anywhere(tree, run2) -> None:
-    inp, _, key = tree
-    out, proc = run2
+def _needles() -> list[bytes]:
+    """Every planted value, in the encodings it could be written in."""
     needles = [v.encode() for v in CANARIES.values()] + [NESTED_CANARY.encode(), PRIVATE_CANARY.encode()]
     needles += [b"Zqcanary", b"ZQCANARY", b"ZQACC"]
     for text in (CYRILLIC_CANARY, JAPANESE_CANARY):
@@ -239,6 +241,13 @@ def test_no_canary_anywhere(tree, run2) -> None:
                     continue
                 if len(encoded) >= 4:
                     needles.append(encoded.replace(b"\x1b(B", b""))
+    return needles
+
+
+def test_no_canary_anywhere(tree, run2) -> None:
+    inp, _, key = tree
+    out, proc = run2
+    needles = _needles()
     key_bytes = key.read_bytes().strip()
     for p in out.rglob("*"):
         rel = str(p.relative_to(out)).encode().lower()
@@ -251,6 +260,35 @@ def test_no_canary_anywhere(tree, run2) -> None:
         for n in needles:
             assert n.decode("utf-8", "replace") not in stream
         assert "export" not in stream  # the input folder name (could be a patient name)
+
+
+def test_verify_report_audit_and_logs_hold_no_canary(tree, run2) -> None:
+    """``deid verify``, ``deid report`` and ``deid audit verify`` after the run, all logging verbosely to a file:
+    no planted value, input path or key in any stream, log, manifest, run.json, verify.json or the report."""
+    inp, _, key = tree
+    out, run_proc = run2
+    log_file = inp.parent / "logs" / "run.log"
+    streams = [run_proc.stdout, run_proc.stderr]
+    for args in (("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0"),
+                 ("report", str(out)),
+                 ("audit", "verify", str(out), "--key-file", str(key))):
+        extra = ("--verbose", "--log-file", str(log_file)) if args[0] != "audit" else ()
+        proc = deid(*args, *extra)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]
+        streams += [proc.stdout, proc.stderr]
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["checked_outputs"] > 10
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    logged = [json.loads(x) for x in log_file.read_text().splitlines()]
+    assert any(r["message"].startswith("run finished") for r in logged)
+    assert sum(r["message"].startswith("record ") for r in logged) == len(read_manifest(out))
+    files = [log_file, out / "manifest.jsonl", out / "run.json", out / "verify.json", out / "report.html"]
+    key_bytes = key.read_bytes().strip()
+    for needle in _needles() + [key_bytes, str(inp).encode(), b"export/", b"Wolfgang"]:
+        for f in files:
+            assert needle not in f.read_bytes(), f"{needle!r} in {f.name}"
+        for stream in streams:
+            assert needle.decode("utf-8", "replace") not in stream
 
 
 def test_private_journal_and_permissions(tree, run2) -> None:

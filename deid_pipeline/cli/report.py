@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .logs import setup_logging
+from .logs import log_options, setup_logging
 
 
 @click.command("report")
@@ -20,12 +20,13 @@ from .logs import setup_logging
 @click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Private folder of the run (default OUTPUT.private).")
 @click.option("--quiet", is_flag=True)
+@log_options
 def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: Path | None,
-           journal: Path | None, quiet: bool) -> None:
+           journal: Path | None, quiet: bool, verbose: bool, log_file: Path | None) -> None:
     """Write a self-contained HTML QA report: summary, charts, redacted thumbnails by series."""
     from ..report import build_report
 
-    setup_logging("text", quiet)
+    setup_logging("text", quiet, verbose, log_file)
     if not (output_dir / "manifest.jsonl").exists():
         click.echo("deid: configuration error: OUTPUT holds no manifest.jsonl", err=True)
         sys.exit(2)

@@ -9,7 +9,7 @@ import click
 
 from ..config import read_key_file
 from ..errors import ConfigError
-from .logs import setup_logging
+from .logs import log_options, setup_logging
 
 
 @click.command("verify")
@@ -23,12 +23,13 @@ from .logs import setup_logging
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--no-rescan", is_flag=True, help="Skip running the text detector again on redacted images.")
 @click.option("--quiet", is_flag=True)
+@log_options
 def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Path | None, profile: str | None,
-           workers: int | None, scheduler: str | None, device: str, no_rescan: bool, quiet: bool) -> None:
+           workers: int | None, scheduler: str | None, device: str, no_rescan: bool, quiet: bool, verbose: bool, log_file: Path | None) -> None:
     """Check every output against its input; exit 1 when anything is found (report in OUTPUT/verify.json)."""
     from ..verify import verify_run
 
-    setup_logging("text", quiet)
+    setup_logging("text", quiet, verbose, log_file)
     private = journal or output_dir.resolve().parent / f"{output_dir.resolve().name}.private"
     try:
         key = read_key_file(key_file) if key_file else (read_key_file(private / "run.key") if (private / "run.key").exists() else None)
