@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pydicom
@@ -30,13 +30,56 @@ SOURCES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "SC_rgb_rle.
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def make_corpus(root: Path, n: int, sources: list[str]) -> None:
-    """``n`` files under patient-named folders, each with its own identity and UIDs."""
+def planted(i: int) -> dict[str, str]:
+    """The identity planted in file ``i`` (name and ID always; the rest with ``extra_phi``).
+
+    Every value carries ``i``, so a value found in an output names the file it came from.
+    """
+    birth = date(1925, 1, 1) + timedelta(days=(i * 37) % 20000)  # distinct for i < 20000
+    return {
+        "patient_name": f"BENCH^PATIENT{i:06d}",
+        "patient_id": f"BP{i:08d}",
+        "birth_date": birth.strftime("%Y%m%d"),
+        "institution": f"BENCHHOSP{i:06d} INFIRMARY",
+        "referring_physician": f"BENCHDOC^REFER{i:06d}",
+        "accession": f"BACC{i:08d}",
+    }
+
+
+def plant_extra_phi(ds: pydicom.Dataset, i: int) -> None:
+    """Birth date, institution, referring physician, accession, free text naming the patient,
+    the patient ID inside a sequence item and the patient name in a private element."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    v = planted(i)
+    ds.PatientBirthDate = v["birth_date"]
+    ds.InstitutionName = v["institution"]
+    ds.ReferringPhysicianName = v["referring_physician"]
+    ds.AccessionNumber = v["accession"]
+    ds.StudyDescription = f"FOLLOW-UP CT FOR PATIENT{i:06d}"
+    ds.ImageComments = f"Patient {v['patient_name']} moved during the scan"
+    item = Dataset()
+    item.RequestedProcedureID = v["patient_id"]
+    item.ScheduledProcedureStepID = f"SPS{i:06d}"
+    item.RequestedProcedureDescription = "BENCH PROTOCOL"
+    ds.RequestAttributesSequence = Sequence([item])
+    block = ds.private_block(0x0011, "BENCH PRIVATE 1.0", create=True)
+    block.add_new(0x01, "LO", v["patient_name"])
+
+
+def make_corpus(root: Path, n: int, sources: list[str], *, extra_phi: bool = False) -> None:
+    """``n`` files under patient-named folders, each with its own identity and UIDs.
+
+    ``extra_phi`` also plants the fields of :func:`plant_extra_phi` (the default corpus is unchanged).
+    """
     templates = [pydicom.dcmread(get_testdata_file(s)) for s in sources]
     for i in range(n):
         ds = templates[i % len(templates)].copy()
         ds.PatientName = f"BENCH^PATIENT{i:06d}"
         ds.PatientID = f"BP{i:08d}"
+        if extra_phi:
+            plant_extra_phi(ds, i)
         ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.1000.{i}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1001.{i // 50}"

@@ -10,6 +10,7 @@ A batch past its time limit is cancelled and its worker restarted (see ``run_dis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -52,9 +53,50 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
+def file_batches(candidates: Iterable[Candidate], ctx: RunContext) -> Iterator[list[Candidate]]:
+    """Batches of at most ``ctx.batch_size`` files and about ``ctx.max_batch_bytes`` of input (a bigger
+    file alone): a batch's files are held in memory together."""
+    batch: list[Candidate] = []
+    total = 0
+    for cand in candidates:
+        if batch and (len(batch) >= ctx.batch_size or total + cand.size > ctx.max_batch_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(cand)
+        total += cand.size
+    if batch:
+        yield batch
+
+
+#: Shares of a worker's memory limit: the largest input it accepts (the file, its parsed data set and
+#: the written output are held at once, besides the detector) and the decoded pixels it holds at once.
+FILE_SHARE_OF_LIMIT = 0.3
+DECODED_SHARE_OF_LIMIT = 0.1
+
+
+def fit_to_memory(ctx: RunContext, limit: int | None) -> RunContext:
+    """``ctx`` with file, batch and decoded-pixel budgets that fit a worker memory limit (bytes; None or
+    0: no limit)."""
+    if not limit:
+        return ctx
+    file_max = int(limit * FILE_SHARE_OF_LIMIT)
+    return dataclasses.replace(
+        ctx, max_file_bytes=file_max, max_batch_bytes=min(ctx.max_batch_bytes, file_max),
+        max_decoded_bytes=min(ctx.max_decoded_bytes, int(limit * DECODED_SHARE_OF_LIMIT)),
+    )
+
+
+def worker_memory_limit(client: Any) -> int | None:
+    """The smallest memory limit among the cluster's workers (None when none is set)."""
+    limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info().get("workers", {}).values()]
+    limits = [x for x in limits if x > 0]
+    return min(limits) if limits else None
+
+
 @contextmanager
-def dask_client(workers: int | None, scheduler: str | None, device: str) -> Iterator[Any]:
-    """A distributed Client: the user's scheduler, or a local cluster we own and close."""
+def dask_client(workers: int | None, scheduler: str | None, device: str, memory_limit: str | int | None = "auto") -> Iterator[Any]:
+    """A distributed Client: the user's scheduler, or a local cluster we own and close (each worker
+    with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -73,7 +115,8 @@ def dask_client(workers: int | None, scheduler: str | None, device: str) -> Iter
             if torch.cuda.is_available():
                 from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
 
-                cluster = LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1, dashboard_address=None)
+                cluster = LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
+                                           dashboard_address=None, memory_limit=memory_limit)
         except ImportError:
             cluster = None
     if cluster is None:
@@ -83,6 +126,7 @@ def dask_client(workers: int | None, scheduler: str | None, device: str) -> Iter
             processes=True,
             dashboard_address=None,
             silence_logs=logging.ERROR,
+            memory_limit=memory_limit,
         )
     client = Client(cluster)
     try:
@@ -217,6 +261,7 @@ def run_distributed(
     workers: int | None = None,
     scheduler: str | None = None,
     file_timeout: float | None = None,
+    memory_limit: str | int | None = "auto",
 ) -> int:
     """Process every candidate on Dask; ``on_result`` is called in the driver for each result.
 
@@ -233,13 +278,14 @@ def run_distributed(
     from distributed.client import FutureCancelledError
 
     limit = _file_timeout(file_timeout)
-    with dask_client(workers, scheduler, ctx.device) as client:
+    with dask_client(workers, scheduler, ctx.device, memory_limit) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
+        ctx = fit_to_memory(ctx, worker_memory_limit(client))
         window = n_workers * 4
         starts = _Starts()
         client.subscribe_topic(START_TOPIC, starts)
         ctx_holder: list[Any] = [client.scatter(ctx, broadcast=True)]
-        batches = chunks(candidates, ctx.batch_size)
+        batches = file_batches(candidates, ctx)
         pending: dict[Any, _Job] = {}
 
         def context() -> Any:
@@ -311,7 +357,7 @@ def run_distributed(
 
 def run_inline(root: Path, candidates: Iterable[Candidate], ctx: RunContext, on_result: Callable[[FileResult], None]) -> int:
     """Process in the driver process (``--workers 0``): for debugging and tiny inputs."""
-    for batch in chunks(candidates, ctx.batch_size):
+    for batch in file_batches(candidates, ctx):
         for r in process_batch(root, batch, ctx):
             on_result(r)
     return 0

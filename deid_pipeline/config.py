@@ -36,6 +36,8 @@ class RunContext:
     tool_version: str = __version__
     debug: bool = False
     max_decoded_bytes: int = 256 * 2**20  # larger multi-frame images are scanned in chunks of frames
+    max_batch_bytes: int = 256 * 2**20  # input bytes per batch (a bigger file goes alone)
+    max_file_bytes: int | None = None  # set from the worker memory limit: bigger inputs fail with a reason
     linkage: bool = False  # return original-to-pseudonym rows to the driver (--linkage)
 
     @property

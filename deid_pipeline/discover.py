@@ -18,10 +18,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """One input: its path relative to INPUT and whether it is a link that leaves INPUT."""
+    """One input: its path relative to INPUT, whether it is a link that leaves INPUT, its size in bytes."""
 
     rel: str
     outside_link: bool = False
+    size: int = 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # unreadable: load_file records why
 
 
 def walk_inputs(root: Path) -> Iterator[Candidate]:
@@ -46,9 +54,9 @@ def walk_inputs(root: Path) -> Iterator[Candidate]:
                     continue  # linked folders are not descended
                 if not target.is_file():
                     continue  # dangling link: nothing to read
-                yield Candidate(rel, outside_link=not inside)
+                yield Candidate(rel, outside_link=not inside, size=0 if not inside else _size(target))
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(path)
             elif entry.is_file(follow_symlinks=False):
-                yield Candidate(rel)
+                yield Candidate(rel, size=_size(path))
         stack.extend(reversed(subdirs))

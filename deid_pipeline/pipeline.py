@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -148,9 +148,33 @@ def _convert_all(ds: Dataset) -> None:
                 _convert_all(item)
 
 
-def _read_dataset(data: bytes, kind: str) -> Dataset:
+#: Inputs above this size are hashed in a first pass and parsed from the open file (not from a copy).
+STREAM_ABOVE_BYTES = 64 * 2**20
+
+
+def _read_big(path: Path, result: FileResult) -> Dataset:
+    """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile."""
+    with open(path, "rb") as fh:
+        before = os.fstat(fh.fileno())
+        h = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+        result.input_sha256, result.input_size = h.hexdigest(), before.st_size
+        fh.seek(0)
+        kind = sniff(fh.read(512))
+        if kind == "not-dicom":
+            raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+        fh.seek(0)
+        ds = _read_dataset(fh, kind)
+        after = os.fstat(fh.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileError("input-changed", "the file changed while it was read; run again once the export is complete", status="failed")
+    return ds
+
+
+def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=(kind == "raw"))
+        ds = pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else data, force=(kind == "raw"))
     except (InvalidDicomError, EOFError) as exc:
         raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
     except Exception:  # pydicom raises many types on malformed input
@@ -216,21 +240,37 @@ def decoded_size(ds: Dataset) -> int:
     return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * int(ds.get("SamplesPerPixel", 1) or 1) * per * pixels.frame_count(ds)
 
 
+def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
+    """Frames per chunk for an image scanned in chunks: a quarter of ``max_decoded_bytes`` decoded (the
+    detector's views of a chunk take about as much again)."""
+    from . import pixels
+
+    per_frame = max(1, decoded_size(ds) // max(1, pixels.frame_count(ds)))
+    return max(1, ctx.max_decoded_bytes // (4 * per_frame))
+
+
 def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> list[list[Region]]:
-    """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time."""
+    """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time.
+
+    A frame identical to one already scanned (a still cine, a repeated screen) gets its regions.
+    """
     from . import pixels, scan
 
     n = it.report.frames
-    per_frame = max(1, decoded_size(it.ds) // max(1, n))
-    step = max(1, ctx.max_decoded_bytes // (4 * per_frame))
+    step = chunk_frames(it.ds, ctx)
     regions: list[list[Region]] = []
-    distinct: set[bytes] = set()
+    seen: dict[bytes, list[Region]] = {}
     for start in range(0, n, step):
         chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
-        distinct |= {pixels.frame_digest(f) for f in chunk}
-        regions.extend(scan.scan_frames(it.ds, chunk, detector, mode=mode, phi_terms=it.phi_terms))
+        digests = [pixels.frame_digest(f) for f in chunk]
+        first = {d: i for i, d in reversed(list(enumerate(digests))) if d not in seen}
+        if first:
+            order = sorted(first.values())
+            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms)
+            seen.update({digests[i]: rs for i, rs in zip(order, found)})
+        regions.extend(seen[d] for d in digests)
         del chunk
-    it.report.frames_scanned = len(distinct)
+    it.report.frames_scanned = len(seen)
     return regions
 
 
@@ -263,16 +303,29 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
     try:
         if cand.outside_link:
             raise SkipFile("link-outside-input", "a symbolic link that leaves INPUT; not followed")
-        data = (root / cand.rel).read_bytes()
-        result.input_sha256 = hashlib.sha256(data).hexdigest()
-        result.input_size = len(data)
-        if not data:
-            raise SkipFile("empty-file", "zero-byte file")
-        kind = sniff(data)
-        if kind == "not-dicom":
-            raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
-        ds = _read_dataset(data, kind)
-        del data
+        path = root / cand.rel
+        if ctx.max_file_bytes is not None and path.stat().st_size > ctx.max_file_bytes:
+            result.input_size = path.stat().st_size
+            result.input_sha256 = _sha256_file(path)
+            raise FileError(
+                "too-large-for-worker-memory",
+                f"{result.input_size / 2**20:.0f} MiB is more than a worker with this memory limit accepts "
+                f"({ctx.max_file_bytes / 2**20:.0f} MiB); a run with a larger --memory-limit per worker can process it",
+                status="failed",
+            )
+        if path.stat().st_size > STREAM_ABOVE_BYTES:
+            ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
+        else:
+            data = path.read_bytes()
+            result.input_sha256 = hashlib.sha256(data).hexdigest()
+            result.input_size = len(data)
+            if not data:
+                raise SkipFile("empty-file", "zero-byte file")
+            kind = sniff(data)
+            if kind == "not-dicom":
+                raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+            ds = _read_dataset(data, kind)
+            del data
         sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
         if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
             raise SkipFile("dicomdir", "a DICOMDIR index; never copied (it indexes PHI)")
@@ -338,38 +391,47 @@ def _file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
     return meta
 
 
-def serialise(ds: Dataset) -> bytes:
-    """Part 10 bytes with an empty preamble and a rebuilt file meta group."""
+def _prepare_for_writing(ds: Dataset) -> None:
+    """An empty preamble and a rebuilt file meta group."""
     ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "") if hasattr(ds, "file_meta") else ""
     if not ts:
         ts = pydicom.uid.ImplicitVRLittleEndian if getattr(ds, "is_implicit_VR", True) else pydicom.uid.ExplicitVRLittleEndian
     ds.file_meta = _file_meta(ds, ts)
     ds.preamble = b"\x00" * 128  # a preamble may hold a TIFF header or anything else
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
-def write_exclusive(out_root: Path, rel_out: str, data: bytes, sha: str) -> str:
-    """Write ``data`` at ``rel_out`` atomically without ever replacing a different file.
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
 
-    Identical content already there (a resumed run) is accepted; different content under the same
-    name (two versions of one SOP instance) goes to a name derived from its hash.
+
+def write_exclusive(out_root: Path, rel_out: str, ds: Dataset) -> tuple[str, str]:
+    """Write ``ds`` as Part 10 at ``rel_out`` atomically, never replacing a different file; returns
+    (the path written, relative to ``out_root``, its sha256).
+
+    The file is written straight to a temporary name (no second copy of a big image in memory) and
+    linked into place. Identical content already there (a resumed run) is accepted; different content
+    under the same name (two versions of one SOP instance) goes to a name derived from its hash.
     """
+    _prepare_for_writing(ds)
     final = out_root / rel_out
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     tmp = final.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            ds.save_as(fh, enforce_file_format=True)
+        sha = _sha256_file(tmp)
         for candidate in (final, final.with_name(f"{final.stem}.{sha[:12]}{final.suffix}")):
             try:
                 os.link(tmp, candidate)
-                return candidate.relative_to(out_root).as_posix()
+                return candidate.relative_to(out_root).as_posix(), sha
             except FileExistsError:
-                if hashlib.sha256(candidate.read_bytes()).hexdigest() == sha:
-                    return candidate.relative_to(out_root).as_posix()
+                if _sha256_file(candidate) == sha:
+                    return candidate.relative_to(out_root).as_posix(), sha
         raise FileError("output-conflict", "two different outputs claim the same SOP instance name")
     finally:
         try:
@@ -392,9 +454,11 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             report.scanned = True
             report.mode = ctx.profile.settings.pixel_mode
             report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
-            if any(regions):
-                if loaded.frames is None:  # scanned in chunks: decoded whole only now, to redact it
-                    loaded.frames = pixels.decode_frames(ds)
+            if any(regions) and loaded.frames is None:  # scanned in chunks: redacted and encoded in chunks too
+                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(
+                    ds, chunk_frames(ds, ctx), lambda start, chunk: redact_frames(ds, chunk, regions[start : start + len(chunk)]))
+                report.pixel_data_unchanged = False
+            elif any(regions):
                 redacted = redact_frames(ds, loaded.frames, regions)
                 report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted))
                 report.pixel_data_unchanged = False
@@ -416,11 +480,8 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             raise FileError("missing-sop-instance-uid", "no usable SOP Instance UID; cannot name the output")
         study = _folder_component(str(ds.get("StudyInstanceUID", "")), "unknown-study")
         series = _folder_component(str(ds.get("SeriesInstanceUID", "")), "unknown-series")
-        data = serialise(ds)
-        sha = hashlib.sha256(data).hexdigest()
         rel_out = f"{loaded.patient_folder}/{study}/{series}/{sop}.dcm"
-        result.output_path = write_exclusive(ctx.output_dir, rel_out, data, sha)
-        result.output_sha256 = sha
+        result.output_path, result.output_sha256 = write_exclusive(ctx.output_dir, rel_out, ds)
         result.study_key, result.series_key = study, series
         result.timings_ms["write"] = (time.perf_counter() - t2) * 1000
         result.status = "written"

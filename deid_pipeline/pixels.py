@@ -511,15 +511,15 @@ def _is_lossy(ds: Dataset, codec: Codec) -> bool:
     return codec.lossy == "yes"
 
 
-def _record_lossy_history(ds: Dataset, codec: Codec, frames: np.ndarray) -> None:
-    """Lossy Image Compression "01"; add method and ratio when the writer left them out."""
+def _record_lossy_history(ds: Dataset, codec: Codec, values: int) -> None:
+    """Lossy Image Compression "01"; add method and ratio (``values`` decoded samples) when the writer left them out."""
     ds.LossyImageCompression = "01"
     if "LossyImageCompressionMethod" in ds:
         return
     ds.LossyImageCompressionMethod = codec.lossy_method
     if "LossyImageCompressionRatio" not in ds:
         compressed = len(ds.PixelData)
-        uncompressed = frames.size * int(ds.BitsAllocated) / 8
+        uncompressed = values * int(ds.BitsAllocated) / 8
         if compressed:
             ds.LossyImageCompressionRatio = f"{uncompressed / compressed:.2f}"
 
@@ -553,15 +553,16 @@ def _storage_dtype(ds: Dataset, frames: np.ndarray) -> np.dtype:
     return np.dtype(f"<{kind}{max(bits // 8, 1)}")
 
 
-def _native_bytes(ds: Dataset, frames: np.ndarray) -> bytes:
+def _native_bytes(ds: Dataset, frames: np.ndarray, pad: bool = True) -> bytes:
     if int(ds.get("BitsAllocated", 8)) == 1:
         data = pack_bits(frames.reshape(-1).astype(np.uint8), pad=False)
     else:
         data = frames.astype(_storage_dtype(ds, frames), copy=False).tobytes()
-    return data + b"\x00" if len(data) % 2 else data
+    return data + b"\x00" if pad and len(data) % 2 else data
 
 
-def _write_native(ds: Dataset, frames: np.ndarray, tsuid: UID) -> UID:
+def _write_native(ds: Dataset, frames: np.ndarray | bytes, tsuid: UID) -> UID:
+    """Store ``frames`` (or their native bytes, already even in length) uncompressed as ``tsuid``."""
     original = transfer_syntax(ds)
     keyword = _pixel_keyword(ds) or "PixelData"
     if original == _uid.ExplicitVRBigEndian:
@@ -571,7 +572,7 @@ def _write_native(ds: Dataset, frames: np.ndarray, tsuid: UID) -> UID:
     for attr in _ATTRS_OF_ENCAPSULATION:
         if attr in ds:
             del ds[attr]
-    setattr(ds, keyword, _native_bytes(ds, frames))
+    setattr(ds, keyword, frames if isinstance(frames, bytes) else _native_bytes(ds, frames))
     elem = ds[keyword]
     elem.is_undefined_length = False
     if keyword == "PixelData":
@@ -653,7 +654,7 @@ def encode_frames(ds: Dataset, frames: np.ndarray) -> str:
     codec = codec_for(ds)
     original_pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if _is_lossy(ds, codec):
-        _record_lossy_history(ds, codec, frames)
+        _record_lossy_history(ds, codec, frames.size)
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         ds.PlanarConfiguration = 0
     target = codec.write_as
@@ -667,4 +668,89 @@ def encode_frames(ds: Dataset, frames: np.ndarray) -> str:
     ds._pixel_array = None
     ds._pixel_id = {}
     logger.debug("pixel data written as %s (was %s)", written.name, codec.name)
+    return str(written)
+
+
+def _single_frame_kwargs(ds: Dataset, pi: str) -> dict[str, Any]:
+    return {
+        "rows": int(ds.Rows), "columns": int(ds.Columns), "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
+        "bits_allocated": int(ds.BitsAllocated), "bits_stored": int(ds.BitsStored),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0), "photometric_interpretation": pi,
+        "number_of_frames": 1, "planar_configuration": 0,
+    }
+
+
+def _encode_one(tsuid: UID, frame: np.ndarray, kwargs: dict[str, Any]) -> bytes:
+    """One frame encoded as ``tsuid`` and checked by decoding it again; raises when it does not round-trip."""
+    from pydicom.encaps import encapsulate
+
+    data = get_encoder(tsuid).encode(frame, encoding_plugin=encoder_plugin(tsuid).get("encoding_plugin", ""), **kwargs)
+    probe = Dataset()
+    probe.file_meta = FileMetaDataset()
+    probe.file_meta.TransferSyntaxUID = tsuid
+    probe.Rows, probe.Columns = kwargs["rows"], kwargs["columns"]
+    probe.SamplesPerPixel, probe.PhotometricInterpretation = kwargs["samples_per_pixel"], kwargs["photometric_interpretation"]
+    probe.BitsAllocated, probe.BitsStored = kwargs["bits_allocated"], kwargs["bits_stored"]
+    probe.HighBit, probe.PixelRepresentation = kwargs["bits_stored"] - 1, kwargs["pixel_representation"]
+    if kwargs["samples_per_pixel"] > 1:
+        probe.PlanarConfiguration = 0
+    probe.PixelData = encapsulate([data])
+    back, _ = get_decoder(tsuid).as_array(probe, raw=True)
+    if not np.array_equal(back.reshape(frame.shape), frame):
+        raise ValueError("frame did not round-trip")
+    return data
+
+
+def encode_frames_chunked(ds: Dataset, step: int, transform: Any) -> str:
+    """``encode_frames`` for an image too big to hold decoded: frames are decoded ``step`` at a time,
+    passed through ``transform(start, chunk) -> chunk`` and encoded, so decoded pixels never exceed one
+    chunk (plus the encoded output). Same syntax rules and the same bytes as ``encode_frames``.
+    """
+    from pydicom.encaps import encapsulate
+
+    n = frame_count(ds)
+    if int(ds.get("BitsAllocated", 8)) == 1 or _pixel_keyword(ds) != "PixelData":
+        return encode_frames(ds, transform(0, decode_frames(ds)))  # bit-packed or float data: small, whole
+    spans = [(s, min(n, s + step)) for s in range(0, n, max(1, step))]
+    codec = codec_for(ds)
+    original_pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    out_pi = decoded_photometric(ds)
+    values = n * int(np.prod(_frame_shape(ds)))
+    target = codec.write_as
+    if target.is_compressed and get_encoder(target).is_available:
+        if target in (_uid.JPEG2000Lossless,) and out_pi == "RGB" and original_pi in ("YBR_RCT", "YBR_ICT"):
+            out_pi = "YBR_RCT"
+        kwargs = _single_frame_kwargs(ds, out_pi)
+        try:
+            fragments = [_encode_one(target, f, kwargs) for s, e in spans for f in transform(s, decode_frames(ds, s, e))]
+        except FileError:
+            raise
+        except Exception as exc:
+            logger.warning("%s encoding failed (%s); writing Explicit VR Little Endian", target.name, type(exc).__name__)
+        else:
+            if _is_lossy(ds, codec):
+                _record_lossy_history(ds, codec, values)
+            for attr in _ATTRS_OF_ENCAPSULATION:
+                if attr in ds:
+                    del ds[attr]
+            ds.PixelData = encapsulate(fragments)
+            ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+            ds.PhotometricInterpretation = out_pi
+            if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+                ds.PlanarConfiguration = 0
+            _set_file_meta_ts(ds, target)
+            ds._pixel_array, ds._pixel_id = None, {}
+            return str(target)
+    if target.is_compressed:
+        target = _uid.ExplicitVRLittleEndian
+    if _is_lossy(ds, codec):
+        _record_lossy_history(ds, codec, values)
+    data = b"".join(_native_bytes(ds, transform(s, decode_frames(ds, s, e)), pad=False) for s, e in spans)
+    if len(data) % 2:
+        data += b"\x00"
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = out_pi
+    written = _write_native(ds, data, target)
+    ds._pixel_array, ds._pixel_id = None, {}
     return str(written)

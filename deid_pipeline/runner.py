@@ -48,6 +48,7 @@ class RunOptions:
     debug: bool = False
     file_timeout: float | None = None  # seconds per file before a batch is cancelled (default 300)
     count_inputs: bool = False  # walk INPUT once more up front so the progress bar has an ETA
+    memory_limit: str = "auto"  # per local worker: bytes ("4GiB") or "auto" (machine memory / workers)
 
 
 @dataclass
@@ -111,6 +112,14 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         out = opts.output_dir.resolve()
         if lk == out or out in lk.parents:
             raise ConfigError("the linkage file must be outside OUTPUT")
+    if opts.memory_limit != "auto":
+        from dask.utils import parse_bytes
+
+        try:
+            if parse_bytes(opts.memory_limit) < 2**30:
+                raise ConfigError("--memory-limit below 1 GiB: the text detector alone needs about half of that")
+        except ValueError:
+            raise ConfigError("--memory-limit: give bytes such as 4GiB or 6000MB, or auto") from None
     if opts.file_timeout is not None and opts.file_timeout <= 0:
         raise ConfigError("--file-timeout must be a positive number of seconds")
     if opts.workers is not None and opts.workers < 0:
@@ -213,7 +222,7 @@ def execute(
                 n_workers = run_inline(opts.input_dir, todo, ctx, handle)
             else:
                 n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
-                                            file_timeout=opts.file_timeout)
+                                            file_timeout=opts.file_timeout, memory_limit=opts.memory_limit)
         finally:
             ledger.close()
         elapsed = time.perf_counter() - t0

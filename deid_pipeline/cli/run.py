@@ -29,19 +29,21 @@ from .progress import Feedback
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task.")
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds per file before its batch is cancelled and the file retried alone (default 300).")
+@click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
+              help="Per local worker (e.g. 4GiB); Dask restarts a worker above it. Inputs too big for it fail with a reason.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @log_options
 @click.option("--debug", is_flag=True, hidden=True, help="Re-raise per-file errors (development).")
 def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
         key_file: Path | None, journal: Path | None, pixels: str, linkage: Path | None, batch_size: int,
-        file_timeout: float | None, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
+        file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
         debug: bool) -> None:
     """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""
     setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, batch_size=batch_size,
-                      linkage=linkage, debug=debug, file_timeout=file_timeout, count_inputs=not quiet and sys.stderr.isatty())
+                      linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, count_inputs=not quiet and sys.stderr.isatty())
     try:
         prepare_run(opts)
     except ConfigError as exc:

@@ -1,0 +1,99 @@
+"""Smoke tests for the benchmark scripts: the parts that need no network and no peer venvs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_header  # noqa: E402
+import bench_peers  # noqa: E402
+
+
+def test_bench_header_default_corpus_unchanged(tmp_path: Path) -> None:
+    """``extra_phi`` is opt-in: the default corpus carries only name, ID and UIDs."""
+    from pydicom.data import get_testdata_file
+
+    bench_header.make_corpus(tmp_path, 2, bench_header.SOURCES)
+    for i in range(2):
+        ds = pydicom.dcmread(tmp_path / "BENCH^PATIENT000000" / f"IM{i:06d}")
+        template = pydicom.dcmread(get_testdata_file(bench_header.SOURCES[i]))
+        assert str(ds.PatientName) == f"BENCH^PATIENT{i:06d}" and ds.PatientID == f"BP{i:08d}"
+        assert [e.tag for e in ds] == [e.tag for e in template]
+        changed = {e.keyword for e in ds if e.value != template[e.tag].value}
+        assert changed <= {"PatientName", "PatientID", "SOPInstanceUID", "StudyInstanceUID"}
+
+
+def test_bench_peers_smoke(tmp_path: Path) -> None:
+    # Header corpus: the leak counter finds every planted value in every input ...
+    index = bench_peers.make_header_corpus(tmp_path / "h", 5)
+    inp = Path(index["input"])
+    identity = {f["path"]: f["path"] for f in index["files"]}
+    leaks = bench_peers.count_leaks(index, inp, identity)
+    assert leaks["output_files"] == 5 and leaks["files_with_leaks"] == 5 and leaks["unmapped_outputs"] == 0
+    assert leaks["leaks_per_field"] == {f: 5 for f in bench_peers.header_forms(0)}
+    locs = leaks["leak_locations"]
+    for where in ("patient_name: PatientName", "patient_name: ImageComments", "patient_name: StudyDescription",
+                  "patient_id: PatientID", "patient_id: RequestAttributesSequence>RequestedProcedureID",
+                  "birth_date: PatientBirthDate", "institution: InstitutionName",
+                  "referring_physician: ReferringPhysicianName", "accession: AccessionNumber"):
+        assert locs.get(where) == 5, where
+    assert sum(v for k, v in locs.items() if k.startswith("patient_name: private")) == 5
+    # ... also another file's identity (planted tokens), and a value in the output path
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.dcm").write_bytes(b"\0\0 bench^patient000003 \0")
+    (other / "BP00000004").write_bytes(b"\0")
+    found = bench_peers.count_leaks(index, other, {})
+    assert found["files_with_leaks"] == 2 and found["leaks_per_field"]["patient_name"] == 1
+    assert found["leaks_per_field"]["patient_id"] == 1
+    # a token or a birth date inside a hex digest of a sidecar is not a leak
+    digest = b'{"sha256": "9bbacc20749445' + bench_header.planted(1)["birth_date"].encode() + b'ab"}'
+    assert bench_peers.find_leaks(digest, "", {"birth_date": [bench_header.planted(1)["birth_date"]]},
+                                  bench_peers.HEADER_TOKENS, bounded=True) == set()
+
+    # ... and none in deid's output (mapped to inputs through the manifest).
+    key = tmp_path / "k"
+    key.write_bytes(b"bench-smoke-key-0123456789abcdef0123")
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile",
+                           "safe-harbor", "--pixels", "none", "--workers", "0", "--key-file", str(key), "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    clean = bench_peers.count_leaks(index, out)
+    assert clean["output_files"] == 5 and clean["unmapped_outputs"] == 0
+    assert clean["files_with_leaks"] == 0, clean["leak_locations"]
+    assert not clean["sidecars_with_leaks"]
+
+    # Pixel corpus: untouched text scores 0, a box fill (any colour, the text's own included) scores 1.
+    pindex = bench_peers.make_pixel_corpus(tmp_path / "p", 1)
+    entry = pindex["files"][0]
+    src = Path(entry["path"])
+    ds = pydicom.dcmread(src)
+    assert (ds.Rows, ds.Columns, ds.BitsAllocated) == (512, 512, 16)
+    pinp = Path(pindex["input"])
+    same = bench_peers.score_text(pindex, pinp, {entry["path"]: entry["path"]})
+    assert same["boxes"] > 0 and same["text_recall"] == 0 and same["nontext_changed_share"] == 0
+    assert bench_peers.count_leaks(pindex, pinp, {entry["path"]: entry["path"]})["files_with_leaks"] == 1
+    boxes = json.loads(Path(entry["truth"]).read_text())["annotations"]
+    text_value = int(ds.pixel_array.max())
+    for fill in (-1000, text_value):
+        arr = ds.pixel_array.copy()
+        for b in boxes:
+            arr[b["y"]:b["y"] + b["h"], b["x"]:b["x"] + b["w"]] = fill
+        red = tmp_path / f"red{fill}"
+        red.mkdir()
+        ds2 = pydicom.dcmread(src)
+        ds2.PixelData = np.ascontiguousarray(arr).tobytes()
+        ds2.save_as(red / "x.dcm")
+        scored = bench_peers.score_text(pindex, red, {entry["path"]: str(red / "x.dcm")})
+        assert scored["text_recall"] == 1.0 and scored["phi_recall"] == 1.0, (fill, scored)
+        assert scored["nontext_changed_share"] < 0.01
