@@ -45,8 +45,10 @@ def make_big(path: Path, frames: int, rows: int = 512, cols: int = 512, distinct
         img = np.where(body, 900 + 120 * np.sin((xx + 7 * d) / 23.0) + rng.normal(0, 25, (rows, cols)), 0)
         img = np.clip(img, 0, 4095).astype(np.uint16)
         if d in (1, 5):  # these patterns carry a burned-in name, ID and date
-            cv2.putText(img, "ZZTEST^PATIENT  ID 99887766", (12, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 4095, 1, cv2.LINE_AA)
-            cv2.putText(img, "2031-02-03 10:11", (12, rows - 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 4095, 1, cv2.LINE_AA)
+            mask = np.zeros((rows, cols), np.uint8)  # OpenCV draws text on 8-bit images only
+            cv2.putText(mask, "ZZTEST^PATIENT  ID 99887766", (12, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 255, 1, cv2.LINE_AA)
+            cv2.putText(mask, "2031-02-03 10:11", (12, rows - 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1, cv2.LINE_AA)
+            img[mask > 0] = (mask[mask > 0].astype(np.uint32) * 4095 // 255).astype(np.uint16)
         patterns.append(img)
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     for kw in ("RescaleIntercept", "RescaleSlope", "WindowCenter", "WindowWidth"):

@@ -400,6 +400,23 @@ def _prepare_for_writing(ds: Dataset) -> None:
     ds.preamble = b"\x00" * 128  # a preamble may hold a TIFF header or anything else
 
 
+def _buffer_big_pixel_data(ds: Dataset) -> None:
+    """Hand a big Pixel Data value to the writer as a stream (see ``pixels.ValueReader``)."""
+    from pydicom.dataelem import DataElement
+
+    from . import pixels
+
+    raw = ds.get_item(0x7FE00010)
+    if raw is None:
+        return
+    value = raw.value
+    if isinstance(value, pixels.ValueReader) or not isinstance(value, bytes) or len(value) <= STREAM_ABOVE_BYTES:
+        return
+    vr = raw.VR if raw.VR in ("OB", "OW") else ("OW" if int(ds.get("BitsAllocated", 8) or 8) > 8 else "OB")
+    undefined = raw.length == 0xFFFFFFFF if raw.is_raw else raw.is_undefined_length
+    ds[0x7FE00010] = DataElement(0x7FE00010, vr, pixels.ValueReader(value), is_undefined_length=undefined)
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -417,6 +434,7 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset) -> tuple[str, str
     under the same name (two versions of one SOP instance) goes to a name derived from its hash.
     """
     _prepare_for_writing(ds)
+    _buffer_big_pixel_data(ds)
     final = out_root / rel_out
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     tmp = final.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import logging
 import os
 import tempfile
@@ -561,7 +562,7 @@ def _native_bytes(ds: Dataset, frames: np.ndarray, pad: bool = True) -> bytes:
     return data + b"\x00" if pad and len(data) % 2 else data
 
 
-def _write_native(ds: Dataset, frames: np.ndarray | bytes, tsuid: UID) -> UID:
+def _write_native(ds: Dataset, frames: np.ndarray | bytes | bytearray, tsuid: UID) -> UID:
     """Store ``frames`` (or their native bytes, already even in length) uncompressed as ``tsuid``."""
     original = transfer_syntax(ds)
     keyword = _pixel_keyword(ds) or "PixelData"
@@ -572,7 +573,13 @@ def _write_native(ds: Dataset, frames: np.ndarray | bytes, tsuid: UID) -> UID:
     for attr in _ATTRS_OF_ENCAPSULATION:
         if attr in ds:
             del ds[attr]
-    setattr(ds, keyword, frames if isinstance(frames, bytes) else _native_bytes(ds, frames))
+    if isinstance(frames, bytearray):  # a big image encoded in chunks: handed to the writer as a stream
+        from pydicom.dataelem import DataElement
+
+        vr = "OW" if keyword == "PixelData" and int(ds.get("BitsAllocated", 8)) > 8 else ("OB" if keyword == "PixelData" else ds[keyword].VR)
+        ds[keyword] = DataElement(ds[keyword].tag, vr, ValueReader(frames))
+    else:
+        setattr(ds, keyword, frames if isinstance(frames, bytes) else _native_bytes(ds, frames))
     elem = ds[keyword]
     elem.is_undefined_length = False
     if keyword == "PixelData":
@@ -671,6 +678,37 @@ def encode_frames(ds: Dataset, frames: np.ndarray) -> str:
     return str(written)
 
 
+class ValueReader(io.BufferedIOBase):
+    """A read-only file over a bytes-like value without copying it: pydicom writes a buffered element
+    value straight to the file, not through an in-memory copy of it (which doubles a big image)."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        out = bytes(self._view[self._pos : end])
+        self._pos = max(self._pos, end)
+        return out
+
+    read1 = read
+
+
 def _single_frame_kwargs(ds: Dataset, pi: str) -> dict[str, Any]:
     return {
         "rows": int(ds.Rows), "columns": int(ds.Columns), "samples_per_pixel": int(ds.get("SamplesPerPixel", 1) or 1),
@@ -745,7 +783,9 @@ def encode_frames_chunked(ds: Dataset, step: int, transform: Any) -> str:
         target = _uid.ExplicitVRLittleEndian
     if _is_lossy(ds, codec):
         _record_lossy_history(ds, codec, values)
-    data = b"".join(_native_bytes(ds, transform(s, decode_frames(ds, s, e)), pad=False) for s, e in spans)
+    data = bytearray()  # filled chunk by chunk: one copy of the output, not parts plus their join
+    for s, e in spans:
+        data += _native_bytes(ds, transform(s, decode_frames(ds, s, e)), pad=False)
     if len(data) % 2:
         data += b"\x00"
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:

@@ -97,3 +97,44 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
         scored = bench_peers.score_text(pindex, red, {entry["path"]: str(red / "x.dcm")})
         assert scored["text_recall"] == 1.0 and scored["phi_recall"] == 1.0, (fill, scored)
         assert scored["nontext_changed_share"] < 0.01
+
+
+def test_bench_pixels_smoke(tmp_path: Path) -> None:
+    """A tiny CT corpus through a real ``deid run --workers 0``; the stage sums, counts and report."""
+    import bench_pixels
+
+    inp = tmp_path / "in-ct"
+    index = bench_pixels.make_corpus(inp, "ct", 2, shape=(128, 128))
+    assert index["files"] == 2 and index["total_frames"] == 2 and (index["rows"], index["columns"]) == (128, 128)
+    assert sorted(p.name for p in inp.iterdir()) == ["ct_00000.dcm", "ct_00001.dcm"]  # nothing else in INPUT
+    assert bench_pixels.make_corpus(inp, "ct", 2, shape=(128, 128)) == index  # reused, not rewritten
+    key = tmp_path / "k"
+    key.write_bytes(b"bench-smoke-key-0123456789abcdef0123")
+    key.chmod(0o600)
+
+    res = bench_pixels.run_deid(inp, tmp_path / "out", 0, key, "cpu")
+    assert res["exit"] == 0 and res["written"] == 2, res["statuses"]
+    assert set(res["stage_s"]) == set(bench_pixels.STAGES)  # read decode detect redact header write
+    assert res["stage_files"] == {s: 2 for s in bench_pixels.STAGES}
+    assert abs(sum(res["stage_share"].values()) - 1) < 1e-9
+    assert res["images"] == 2 and res["frames"] == 2 and res["frames_scanned"] == 2
+    assert res["run_json"]["images_this_session"] == res["frames"]  # run.json's "images" are frames
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert res["boxes_redacted"] == sum(len(b) for r in manifest for b in r["pixel"]["boxes_per_frame"])
+    assert res["wall_s"] >= res["elapsed_s"] > 0 and res["startup_s"] == res["wall_s"] - res["elapsed_s"]
+
+    agg = bench_pixels.aggregate([res])
+    assert agg["images_per_s"]["median"] == res["images_per_s"] and agg["frames"] == 2
+    results = {"date": "2000-01-01T00:00:00+00:00", "command": "smoke", "machine": bench_pixels.machine_info("cpu"),
+               "corpora": {"ct": index}, "runs": {"ct": {"0": agg}}}
+    js, md, text = bench_pixels.write_results(results, tmp_path / "results")
+    assert js.name == "pixels-2000-01-01.json" and json.loads(js.read_text())["runs"]["ct"]["0"]["images"] == 2
+    row = next(line for line in text.splitlines() if line.startswith("| ct | 0 | 2 | 2 (2) |"))
+    assert row.count("|") == 12
+    assert all(s in text for s in bench_pixels.STAGES) and md.read_text() == text
+
+    # --detector-only: one prepared 512x512 view, batch 1, one timed call (CPU; the CUDA branch is guarded)
+    det = bench_pixels.detector_only("cpu", [1], repeats=1, n_views=1, warmup=1)
+    assert det["prepare"]["view_shape"] == [544, 544, 3] and det["batches"]["1"]["views_per_s"]["median"] > 0
+    assert "max_memory_allocated_mib" not in det["batches"]["1"] and "gpu" not in det
+    assert "Detector alone" in bench_pixels.to_markdown({**results, "runs": {}, "detector_only": det})
