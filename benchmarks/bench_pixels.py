@@ -387,6 +387,17 @@ def resolve_device(requested: str) -> str:
         return "cpu"
 
 
+def _dask_worker_env() -> dict[str, Any]:
+    """What a Dask nanny puts in its worker's environment (``distributed.nanny.pre-spawn-environ``)."""
+    try:
+        import dask
+        import distributed  # noqa: F401  (loads distributed's config defaults)
+
+        return dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    except Exception:
+        return {}
+
+
 def machine_info(device: str) -> dict[str, Any]:
     import pydicom
 
@@ -407,12 +418,9 @@ def machine_info(device: str) -> dict[str, Any]:
         info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
     except Exception:
         pass
-    try:
-        import dask
-
-        info["dask_worker_env"] = dask.config.get("distributed.nanny.pre-spawn-environ", {})
-    except Exception:
-        pass
+    info["dask_worker_env"] = _dask_worker_env()
+    info["bench_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
+                         if k in os.environ}
     return info
 
 
@@ -491,7 +499,9 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Detector alone ({det['detector']} on {det['device']}" + (f", {det['gpu']}" if det.get("gpu") else "")
-            + f", torch threads {det['torch_threads']}): {det['views']} prepared views of 512x512 CT slices, view "
+            + f", torch threads {det['torch_threads']}"
+            + (f", environment {m['bench_env']}" if m.get("bench_env") else "")
+            + f"): {det['views']} prepared views of 512x512 CT slices, view "
             f"{prep['view_shape'][0]}x{prep['view_shape'][1]}; preparing the views: "
             f"{prep['prepare_frames_per_s']:.1f} frames/s ({prep['frames']} frames).",
             "",
@@ -507,8 +517,11 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], results_dir: Path = RESULTS) -> tuple[Path, Path, str]:
+    """``pixels-<date>.{json,md}``; a ``--detector-only`` run writes ``pixels-detector-<date>.*`` (no
+    end-to-end table of the same day is overwritten)."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"pixels-{results['date'][:10]}"
+    what = "pixels-detector" if results.get("detector_only") and not results.get("runs") else "pixels"
+    stem = f"{what}-{results['date'][:10]}"
     js, md = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
     js.write_text(json.dumps(results, indent=2) + "\n")
     text = to_markdown(results)
@@ -537,8 +550,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--views", type=int, default=32, help="--detector-only: prepared views timed per batch size")
     ap.add_argument("--threads", type=int, default=None,
                     help="--detector-only: torch threads (default torch's; a Dask worker of deid runs with 1)")
+    ap.add_argument("--worker-env", action="store_true",
+                    help="--detector-only: run under the environment a Dask worker of deid gets "
+                         "(distributed.nanny.pre-spawn-environ: OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.detector_only and args.worker_env and not os.environ.get("_BENCH_PIXELS_WORKER_ENV"):
+        # thread pools and malloc read these at start-up: re-run this process under them
+        env = {**_env(), **{k: str(v) for k, v in _dask_worker_env().items()}, "_BENCH_PIXELS_WORKER_ENV": "1"}
+        argv_all = [sys.executable, str(Path(__file__).resolve())] + (argv if argv is not None else sys.argv[1:])
+        os.execve(sys.executable, argv_all, env)
 
     device = resolve_device(args.device)
     results: dict[str, Any] = {
