@@ -93,11 +93,38 @@ def worker_memory_limit(client: Any) -> int | None:
     return min(limits) if limits else None
 
 
+#: glibc settings for local workers. Dask's default (MALLOC_TRIM_THRESHOLD_=65536) also fixes the mmap
+#: threshold at 128 KiB, so every tensor the detector allocates is a fresh mmap: measured here 2.9x slower
+#: detection (1.41 s per 512x512 slice instead of 0.49) with 3x the system time. A 32 MiB mmap threshold
+#: and a 128 MiB trim threshold: 0.32 s per slice; buffers above 32 MiB (big images) are still returned
+#: to the system when freed.
+WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+
+
+def _local_cluster(n: int, device: str, memory_limit: str | int | None) -> Any:
+    """One worker process per core (or per GPU with dask-cuda), one thread each."""
+    from distributed import LocalCluster
+
+    if device in ("auto", "cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
+
+                return LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
+                                        dashboard_address=None, memory_limit=memory_limit)
+        except ImportError:
+            pass
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                        silence_logs=logging.ERROR, memory_limit=memory_limit)
+
+
 @contextmanager
 def dask_client(workers: int | None, scheduler: str | None, device: str, memory_limit: str | int | None = "auto") -> Iterator[Any]:
     """A distributed Client: the user's scheduler, or a local cluster we own and close (each worker
     with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         client = Client(scheduler, timeout="30s")
@@ -106,28 +133,11 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
         finally:
             client.close()
         return
-    n = workers or default_workers()
-    cluster: Any = None
-    if device in ("auto", "cuda"):
-        try:
-            import torch
+    import dask
 
-            if torch.cuda.is_available():
-                from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
-
-                cluster = LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
-                                           dashboard_address=None, memory_limit=memory_limit)
-        except ImportError:
-            cluster = None
-    if cluster is None:
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            memory_limit=memory_limit,
-        )
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
+        cluster = _local_cluster(workers or default_workers(), device, memory_limit)
     client = Client(cluster)
     try:
         yield client

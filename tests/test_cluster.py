@@ -111,3 +111,18 @@ def test_external_worker_killed_mid_run(cluster, key: Path, tmp_path: Path) -> N
     assert len(records) == 8
     assert outcome(records) == outcome(manifest(ref))
     assert _outputs(ext) == _outputs(ref)
+
+
+def _malloc_env() -> tuple[str | None, str | None]:
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")
+
+
+def test_local_workers_get_the_malloc_settings() -> None:
+    """Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes CPU detection ~3x slower (benchmarks/README)."""
+    from deid_pipeline.batch import WORKER_MALLOC_ENV, dask_client
+
+    with dask_client(1, None, "cpu") as client:
+        got = list(client.run(_malloc_env).values())
+    assert got == [(WORKER_MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"], WORKER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"])]
