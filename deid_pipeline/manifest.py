@@ -13,9 +13,11 @@ import hmac
 import json
 import logging
 import os
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO, Any
 
 from .types import FileResult
@@ -27,6 +29,7 @@ GENESIS = "0" * 64
 MANIFEST_NAME = "manifest.jsonl"
 RUN_NAME = "run.json"
 JOURNAL_NAME = "journal.jsonl"
+INDEX_NAME = "index.sqlite"  # in the private folder; rebuilt from the journal at every open
 
 
 def canonical(obj: Any) -> bytes:
@@ -76,35 +79,80 @@ def atomic_write_json(path: Path, obj: Any, mode: int = 0o640) -> None:
     os.replace(tmp, path)
 
 
-def _read_lines(path: Path) -> list[bytes]:
-    """Complete, parseable JSON lines of ``path``; a torn last line is dropped."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] != b"":
-        lines = lines[:-1]  # no trailing newline: the last line was torn by a kill
-    out: list[bytes] = []
-    for line in lines:
-        if not line:
-            continue
-        try:
-            json.loads(line)
-        except ValueError:
-            break
-        out.append(line)
-    return out
+def _valid_prefix(manifest: Path, journal: Path) -> Iterator[tuple[bytes, dict[str, Any], dict[str, Any], int, int]]:
+    """Pairs of complete, parseable, agreeing manifest and journal lines, streamed (a run of millions
+    of records is never held in memory); each with the byte offsets just past it. A torn or
+    disagreeing line ends the prefix."""
+    if not manifest.exists() or not journal.exists():
+        return
+    m_off = j_off = 0
+    with open(manifest, "rb") as fm, open(journal, "rb") as fj:
+        for mline, jline in zip(fm, fj):
+            if not mline.endswith(b"\n") or not jline.endswith(b"\n"):
+                return  # torn by a kill
+            try:
+                rec, jrec = json.loads(mline), json.loads(jline)
+            except ValueError:
+                return
+            if not isinstance(rec, dict) or not isinstance(jrec, dict) or rec.get("input_sha256") != jrec.get("input_sha256"):
+                return
+            m_off += len(mline)
+            j_off += len(jline)
+            yield mline[:-1], rec, jrec, m_off, j_off
 
 
-def _rewrite(path: Path, lines: list[bytes], mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        for line in lines:
-            fh.write(line + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _truncate(path: Path, size: int, mode: int) -> None:
+    """Cut ``path`` to ``size`` bytes (creating it empty when missing) and make it durable."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, mode)
+
+
+class _Index:
+    """Which inputs already have a record, and the first output of each input content: kept in SQLite
+    in the private folder (it names inputs), so the driver's memory stays flat over millions of files.
+    Rebuilt from the journal at every open: a cache, never the record of truth."""
+
+    def __init__(self, path: Path) -> None:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY", "cache_size=-8192"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE inputs (rel TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE outputs (sha TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID")
+        self._db.execute("BEGIN")
+        self._pending = 0
+
+    def _tick(self) -> None:
+        self._pending += 1
+        if self._pending >= 10_000:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._pending = 0
+
+    def add_input(self, rel: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO inputs VALUES (?)", (rel,))
+        self._tick()
+
+    def has_input(self, rel: str) -> bool:
+        return self._db.execute("SELECT 1 FROM inputs WHERE rel = ?", (rel,)).fetchone() is not None
+
+    def first_output(self, sha: str) -> str | None:
+        row = self._db.execute("SELECT path FROM outputs WHERE sha = ?", (sha,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def add_output(self, sha: str, path: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO outputs VALUES (?, ?)", (sha, path))
+        self._tick()
+
+    def close(self) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()
 
 
 @dataclass
@@ -116,8 +164,6 @@ class Ledger:
     key: bytes
     profile_info: dict[str, str]
     tool_version: str
-    done_inputs: set[str] = field(default_factory=set)
-    seen_sha: dict[str, str] = field(default_factory=dict)  # input sha256 -> output path of the first written
     status_counts: Counter[str] = field(default_factory=Counter)
     reason_counts: Counter[str] = field(default_factory=Counter)
     records: int = 0
@@ -125,6 +171,7 @@ class Ledger:
     images: int = 0
     _manifest: IO[bytes] | None = None
     _journal: IO[bytes] | None = None
+    _index: _Index | None = None
 
     @property
     def manifest_path(self) -> Path:
@@ -136,27 +183,26 @@ class Ledger:
 
     def open(self) -> int:
         """Open for appending, reconciling what an interrupted run left; returns records kept."""
-        man = _read_lines(self.manifest_path)
-        jour = _read_lines(self.journal_path)
-        n = min(len(man), len(jour))
-        for i in range(n):
-            if json.loads(man[i]).get("input_sha256") != json.loads(jour[i]).get("input_sha256"):
-                n = i
-                break
-        man, jour = man[:n], jour[:n]
-        _rewrite(self.manifest_path, man, 0o640)
-        _rewrite(self.journal_path, jour, 0o600)
-        for mline, jline in zip(man, jour):
-            rec = json.loads(mline)
-            self.done_inputs.add(json.loads(jline)["input"])
+        self._index = _Index(self.private_dir / INDEX_NAME)
+        n = m_off = j_off = 0
+        for mline, rec, jrec, m_off, j_off in _valid_prefix(self.manifest_path, self.journal_path):
+            n += 1
+            self._index.add_input(str(jrec["input"]))
             self._count(rec)
-            if rec["status"] == "written" and rec["input_sha256"] not in self.seen_sha:
-                self.seen_sha[rec["input_sha256"]] = rec["output_path"]
+            if rec["status"] == "written":
+                self._index.add_output(rec["input_sha256"], rec["output_path"])
             self.head = hashlib.sha256(mline).hexdigest()
+        _truncate(self.manifest_path, m_off, 0o640)
+        _truncate(self.journal_path, j_off, 0o600)
         self.records = n
         self._manifest = open(self.manifest_path, "ab")
         self._journal = open(self.journal_path, "ab")
         return n
+
+    def is_done(self, rel_input: str) -> bool:
+        """Whether ``rel_input`` already has a record (in this run or an earlier session of it)."""
+        assert self._index is not None
+        return self._index.has_input(rel_input)
 
     def _count(self, rec: dict[str, Any]) -> None:
         self.status_counts[rec["status"]] += 1
@@ -166,15 +212,16 @@ class Ledger:
     def add(self, result: FileResult) -> dict[str, Any]:
         """Append one result (after de-duplicating identical inputs) and return its record."""
         assert self._manifest is not None and self._journal is not None
+        assert self._index is not None
         if result.status == "written":
-            first = self.seen_sha.get(result.input_sha256)
+            first = self._index.first_output(result.input_sha256)
             if first is not None:
                 result.status = "skipped"
                 result.reason_code = "duplicate-input"
                 result.reason = "identical content to an earlier input; its output already exists"
                 result.output_path = first
             else:
-                self.seen_sha[result.input_sha256] = result.output_path
+                self._index.add_output(result.input_sha256, result.output_path)
         rec = record_for(result, self.profile_info, self.tool_version, self.head)
         line = canonical(rec)
         self._manifest.write(line + b"\n")
@@ -191,7 +238,7 @@ class Ledger:
         self._journal.flush()
         self.head = hashlib.sha256(line).hexdigest()
         self.records += 1
-        self.done_inputs.add(result.rel_input)
+        self._index.add_input(result.rel_input)
         self._count(rec)
         self.images += result.images
         return rec
@@ -203,6 +250,10 @@ class Ledger:
                 os.fsync(fh.fileno())
                 fh.close()
         self._manifest = self._journal = None
+        if self._index is not None:  # a cache that names inputs: not left behind
+            self._index.close()
+            self._index = None
+            (self.private_dir / INDEX_NAME).unlink(missing_ok=True)
 
     def chain(self) -> dict[str, Any]:
         return {

@@ -214,7 +214,7 @@ def execute(
             if on_result:
                 on_result(result, rec)
 
-        todo = (c for c in walk_inputs(opts.input_dir) if c.rel not in ledger.done_inputs)
+        todo = (c for c in walk_inputs(opts.input_dir) if not ledger.is_done(c.rel))
         from .batch import run_distributed, run_inline
 
         try:
