@@ -93,11 +93,13 @@ def worker_memory_limit(client: Any) -> int | None:
     return min(limits) if limits else None
 
 
-#: glibc settings for local workers. Dask's default (MALLOC_TRIM_THRESHOLD_=65536) also fixes the mmap
-#: threshold at 128 KiB, so every tensor the detector allocates is a fresh mmap: measured here 2.9x slower
-#: detection (1.41 s per 512x512 slice instead of 0.49) with 3x the system time. A 32 MiB mmap threshold
-#: and a 128 MiB trim threshold: 0.32 s per slice; buffers above 32 MiB (big images) are still returned
-#: to the system when freed.
+#: glibc settings for local workers that run the text detector. Dask's default
+#: (MALLOC_TRIM_THRESHOLD_=65536) also fixes the mmap threshold at 128 KiB, so every tensor the detector
+#: allocates is a fresh mmap: measured here 2.9x slower detection (1.41 s per 512x512 slice instead of
+#: 0.49) with 3x the system time. A 32 MiB mmap threshold and a 128 MiB trim threshold: 0.32 s per
+#: slice; buffers above 32 MiB (big images) are still returned to the system when freed. Header-only
+#: runs keep Dask's default: there it measured faster (187 against 159 files/s on the 100k soak) with
+#: less worker growth.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
 
 
@@ -121,9 +123,11 @@ def _local_cluster(n: int, device: str, memory_limit: str | int | None) -> Any:
 
 
 @contextmanager
-def dask_client(workers: int | None, scheduler: str | None, device: str, memory_limit: str | int | None = "auto") -> Iterator[Any]:
+def dask_client(workers: int | None, scheduler: str | None, device: str, memory_limit: str | int | None = "auto",
+                detector: bool = True) -> Iterator[Any]:
     """A distributed Client: the user's scheduler, or a local cluster we own and close (each worker
-    with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers)."""
+    with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers; with
+    ``WORKER_MALLOC_ENV`` when the workers will run the detector)."""
     from distributed import Client
 
     if scheduler:
@@ -135,9 +139,17 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
         return
     import dask
 
-    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
-        cluster = _local_cluster(workers or default_workers(), device, memory_limit)
+    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {})}
+    saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
+            cluster = _local_cluster(workers or default_workers(), device, memory_limit)
+    finally:  # nannies copy these into our own environment too; later clusters must not inherit them
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     client = Client(cluster)
     try:
         yield client
@@ -288,7 +300,8 @@ def run_distributed(
     from distributed.client import FutureCancelledError
 
     limit = _file_timeout(file_timeout)
-    with dask_client(workers, scheduler, ctx.device, memory_limit) as client:
+    scans = ctx.pixel_rule != "none" and ctx.profile.settings.pixel_mode != "none"
+    with dask_client(workers, scheduler, ctx.device, memory_limit, detector=scans) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
         ctx = fit_to_memory(ctx, worker_memory_limit(client))
         window = n_workers * 4

@@ -259,7 +259,7 @@ def verify_run(
 
         from .batch import dask_client
 
-        with dask_client(workers, scheduler, device) as client:
+        with dask_client(workers, scheduler, device, detector=rescan) as client:
             futs = [client.submit(_check_batch, b, profile, rescan, device, pure=False) for b in chunks(pairs, 16)]
             for fut in as_completed(futs):
                 findings += fut.result()

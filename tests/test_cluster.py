@@ -126,3 +126,5 @@ def test_local_workers_get_the_malloc_settings() -> None:
     with dask_client(1, None, "cpu") as client:
         got = list(client.run(_malloc_env).values())
     assert got == [(WORKER_MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"], WORKER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"])]
+    with dask_client(1, None, "cpu", detector=False) as client:  # header only: Dask's own default
+        assert list(client.run(_malloc_env).values()) == [("65536", None)]
