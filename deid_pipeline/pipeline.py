@@ -304,8 +304,9 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         if cand.outside_link:
             raise SkipFile("link-outside-input", "a symbolic link that leaves INPUT; not followed")
         path = root / cand.rel
-        if ctx.max_file_bytes is not None and path.stat().st_size > ctx.max_file_bytes:
-            result.input_size = path.stat().st_size
+        size = path.stat().st_size
+        if ctx.max_file_bytes is not None and size > ctx.max_file_bytes:
+            result.input_size = size
             result.input_sha256 = _sha256_file(path)
             raise FileError(
                 "too-large-for-worker-memory",
@@ -313,7 +314,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
                 f"({ctx.max_file_bytes / 2**20:.0f} MiB); a run with a larger --memory-limit per worker can process it",
                 status="failed",
             )
-        if path.stat().st_size > STREAM_ABOVE_BYTES:
+        if size > STREAM_ABOVE_BYTES:
             ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
         else:
             data = path.read_bytes()

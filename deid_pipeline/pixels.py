@@ -576,8 +576,7 @@ def _write_native(ds: Dataset, frames: np.ndarray | bytes | bytearray, tsuid: UI
     if isinstance(frames, bytearray):  # a big image encoded in chunks: handed to the writer as a stream
         from pydicom.dataelem import DataElement
 
-        vr = "OW" if keyword == "PixelData" and int(ds.get("BitsAllocated", 8)) > 8 else ("OB" if keyword == "PixelData" else ds[keyword].VR)
-        ds[keyword] = DataElement(ds[keyword].tag, vr, ValueReader(frames))
+        ds[keyword] = DataElement(ds[keyword].tag, "OB", ValueReader(frames))  # Pixel Data only; VR set below
     else:
         setattr(ds, keyword, frames if isinstance(frames, bytes) else _native_bytes(ds, frames))
     elem = ds[keyword]
@@ -594,15 +593,21 @@ def _set_file_meta_ts(ds: Dataset, tsuid: UID) -> None:
     ds.file_meta.TransferSyntaxUID = tsuid
 
 
+def _compressed_photometric(ds: Dataset, tsuid: UID, original_pi: str) -> str:
+    """Photometric Interpretation to encode decoded frames with as ``tsuid``."""
+    out_pi = decoded_photometric(ds)
+    if tsuid in (_uid.JPEG2000Lossless,) and out_pi == "RGB" and original_pi in ("YBR_RCT", "YBR_ICT"):
+        return "YBR_RCT"  # keep the reversible colour transform the original used
+    return out_pi
+
+
 def _write_compressed(ds: Dataset, frames: np.ndarray, tsuid: UID, original_pi: str) -> bool:
     """Encode with ``tsuid``, decode again and compare; restore ``ds`` and return False on any failure."""
     encoder = get_encoder(tsuid)
     if not encoder.is_available:
         logger.info("no encoder for %s installed; writing Explicit VR Little Endian", tsuid.name)
         return False
-    out_pi = decoded_photometric(ds)
-    if tsuid in (_uid.JPEG2000Lossless,) and out_pi == "RGB" and original_pi in ("YBR_RCT", "YBR_ICT"):
-        out_pi = "YBR_RCT"  # keep the reversible colour transform the original used
+    out_pi = _compressed_photometric(ds, tsuid, original_pi)
     saved = {kw: ds[kw] for kw in ("PixelData", *_ATTRS_OF_ENCAPSULATION) if kw in ds}
     saved_ts = transfer_syntax(ds)
     ds.PhotometricInterpretation = out_pi
@@ -742,7 +747,8 @@ def _encode_one(tsuid: UID, frame: np.ndarray, kwargs: dict[str, Any]) -> bytes:
 def encode_frames_chunked(ds: Dataset, step: int, transform: Any) -> str:
     """``encode_frames`` for an image too big to hold decoded: frames are decoded ``step`` at a time,
     passed through ``transform(start, chunk) -> chunk`` and encoded, so decoded pixels never exceed one
-    chunk (plus the encoded output). Same syntax rules and the same bytes as ``encode_frames``.
+    chunk (plus the encoded output). The same syntax rules as ``encode_frames``, and for native syntaxes
+    the same bytes; compressed frames are encoded one by one, each checked by decoding it again.
     """
     from pydicom.encaps import encapsulate
 
@@ -752,12 +758,10 @@ def encode_frames_chunked(ds: Dataset, step: int, transform: Any) -> str:
     spans = [(s, min(n, s + step)) for s in range(0, n, max(1, step))]
     codec = codec_for(ds)
     original_pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    out_pi = decoded_photometric(ds)
     values = n * int(np.prod(_frame_shape(ds)))
     target = codec.write_as
     if target.is_compressed and get_encoder(target).is_available:
-        if target in (_uid.JPEG2000Lossless,) and out_pi == "RGB" and original_pi in ("YBR_RCT", "YBR_ICT"):
-            out_pi = "YBR_RCT"
+        out_pi = _compressed_photometric(ds, target, original_pi)
         kwargs = _single_frame_kwargs(ds, out_pi)
         try:
             fragments = [_encode_one(target, f, kwargs) for s, e in spans for f in transform(s, decode_frames(ds, s, e))]
@@ -790,7 +794,7 @@ def encode_frames_chunked(ds: Dataset, step: int, transform: Any) -> str:
         data += b"\x00"
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = out_pi
+    ds.PhotometricInterpretation = decoded_photometric(ds)  # not the compressed one: this is the fallback
     written = _write_native(ds, data, target)
     ds._pixel_array, ds._pixel_id = None, {}
     return str(written)

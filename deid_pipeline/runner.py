@@ -63,11 +63,11 @@ class RunSummary:
         return 3 if counts.get("quarantined", 0) or counts.get("failed", 0) else 0
 
 
-def private_dir_for(opts: RunOptions) -> Path:
+def private_dir(output_dir: Path, journal: Path | None = None) -> Path:
     """The private folder: ``--journal`` or ``OUTPUT.private`` beside OUTPUT."""
-    if opts.journal is not None:
-        return opts.journal
-    out = opts.output_dir.resolve()
+    if journal is not None:
+        return journal
+    out = output_dir.resolve()
     return out.parent / f"{out.name}.private"
 
 
@@ -80,7 +80,7 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
     from .profile import load_profile
 
     notes: list[str] = []
-    private = private_dir_for(opts)
+    private = private_dir(opts.output_dir, opts.journal)
     check_paths(opts.input_dir, opts.output_dir, private)
     profile = load_profile(opts.profile)
     resume = (opts.output_dir / MANIFEST_NAME).exists()

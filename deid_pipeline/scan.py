@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache

@@ -15,6 +15,7 @@ Sequence, group lengths, private creators whose block is left empty.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -123,30 +124,18 @@ def is_private_creator(tag: int) -> bool:
     return bool((tag >> 16) & 1) and 0x0010 <= (tag & 0xFFFF) <= 0x00FF
 
 
-_KEYWORDS: dict[int, str] = {}
-_TAG_STRS: dict[int, str] = {}
 _REFS: dict[tuple[int, str | None, str | None, int, tuple[int, ...]], ElementRef] = {}
 _CACHE_LIMIT = 100_000
 
 
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _keyword(tag: int) -> str:
-    keyword = _KEYWORDS.get(tag)
-    if keyword is None:
-        keyword = keyword_for_tag(tag) or ""
-        if len(_KEYWORDS) > _CACHE_LIMIT:
-            _KEYWORDS.clear()
-        _KEYWORDS[tag] = keyword
-    return keyword
+    return keyword_for_tag(tag) or ""
 
 
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _tag_str_cached(tag: int) -> str:
-    text = _TAG_STRS.get(tag)
-    if text is None:
-        text = tag_str(tag)
-        if len(_TAG_STRS) > _CACHE_LIMIT:
-            _TAG_STRS.clear()
-        _TAG_STRS[tag] = text
-    return text
+    return tag_str(tag)
 
 
 def _element(ds: Dataset, tag: int) -> DataElement | None:

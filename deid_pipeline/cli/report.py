@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..runner import private_dir
 from .logs import log_options, setup_logging
 
 
@@ -30,7 +31,7 @@ def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: 
     if not (output_dir / "manifest.jsonl").exists():
         click.echo("deid: configuration error: OUTPUT holds no manifest.jsonl", err=True)
         sys.exit(2)
-    private = journal or output_dir.resolve().parent / f"{output_dir.resolve().name}.private"
+    private = private_dir(output_dir, journal)
     if with_originals:
         if input_dir is None:
             click.echo("deid: configuration error: --with-originals needs --against INPUT", err=True)

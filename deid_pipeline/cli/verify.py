@@ -9,6 +9,7 @@ import click
 
 from ..config import read_key_file
 from ..errors import ConfigError
+from ..runner import private_dir
 from .logs import log_options, setup_logging
 
 
@@ -30,7 +31,7 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
     from ..verify import verify_run
 
     setup_logging("text", quiet, verbose, log_file)
-    private = journal or output_dir.resolve().parent / f"{output_dir.resolve().name}.private"
+    private = private_dir(output_dir, journal)
     try:
         key = read_key_file(key_file) if key_file else (read_key_file(private / "run.key") if (private / "run.key").exists() else None)
     except ConfigError as exc:
