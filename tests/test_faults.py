@@ -6,15 +6,14 @@ The faults come from the test-only hooks in ``deid_pipeline.batch`` (``DEID_TEST
 
 from __future__ import annotations
 
-import json
-import os
+import functools
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+import support
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.batch import run_distributed
@@ -37,15 +36,8 @@ def small_tree(root: Path) -> Path:
     return root
 
 
-def deid(*args: str, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deid_pipeline.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
-
-
-def manifest(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines() if x]
+deid = functools.partial(support.deid, timeout=120)
+manifest = support.read_manifest
 
 
 def outcome(records: list[dict]) -> list[tuple]:
@@ -60,8 +52,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, s
     base = tmp_path_factory.mktemp("faults")
     inp = small_tree(base / "in")
     key = base / "k.key"
-    key.write_bytes(KEY)
-    key.chmod(0o600)
+    support.write_key(key, KEY)
     ref = base / "ref"
     proc = deid("run", str(inp), str(ref), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3")
     return inp, key, ref, proc

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file

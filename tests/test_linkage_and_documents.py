@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
+from support import deid, write_key
 
 from deid_pipeline.pseudonym import read_linkage
-
-
-def deid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deid_pipeline.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +31,7 @@ def linked_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     pdf.EncapsulatedDocument = b"%PDF-1.4 Patient ZQLINK0001 report\n%%EOF\n"
     pdf.save_as(inp / "report.dcm")
     key = base / "k"
-    key.write_bytes(b"linkage-test-key-0123456789abcdef")
-    key.chmod(0o600)
+    write_key(key, b"linkage-test-key-0123456789abcdef")
     out = base / "out"
     linkage = base / "broker" / "linkage.bin"
     linkage.parent.mkdir()
@@ -82,8 +76,7 @@ def test_recognizable_visual_features_quarantined_by_safe_harbor(tmp_path: Path)
     ds.RecognizableVisualFeatures = "YES"
     ds.save_as(inp / "face.dcm")
     key = tmp_path / "k"
-    key.write_bytes(b"face-test-key-0123456789abcdef")
-    key.chmod(0o600)
+    write_key(key, b"face-test-key-0123456789abcdef")
     proc = deid("run", str(inp), str(tmp_path / "o"), "--workers", "0", "--key-file", str(key), "--quiet", "--pixels", "none")
     assert proc.returncode == 3
     rec = json.loads((tmp_path / "o" / "manifest.jsonl").read_text())

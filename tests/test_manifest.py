@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 import pydicom
-import pytest
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.discover import walk_inputs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tracemalloc
 from pathlib import Path
 
@@ -47,27 +46,22 @@ def _cine(path: Path, text_frames: tuple[int, ...] = (), syntax: str = ExplicitV
     ds.save_as(path, enforce_file_format=True)
 
 
-_WARM: list[bool] = []
-
-
-def _warm(base: Path) -> None:
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> None:
     """One whole run in this process first, so that loading the detector and first imports are outside
     every measurement."""
-    if _WARM:
-        return
-    root, out = base / "warm-in", base / "warm-out"
+    base = tmp_path_factory.mktemp("warm")
+    root, out = base / "in", base / "out"
     root.mkdir()
     out.mkdir()
     _cine(root / "cine.dcm")
     ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out)
     process_batch(root, [Candidate("cine.dcm")], ctx)
-    _WARM.append(True)
 
 
 def _run(root: Path, out: Path, limit: int) -> tuple[int, str, dict]:
     out.mkdir()
     ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, max_decoded_bytes=limit)
-    _warm(out.parent)
     real = pixels.decode_frames
     widest = [0]
 
@@ -88,7 +82,7 @@ def _run(root: Path, out: Path, limit: int) -> tuple[int, str, dict]:
     return peak, result.output_sha256, result.pixel
 
 
-def test_big_cine_is_scanned_in_chunks_with_the_same_result(tmp_path: Path) -> None:
+def test_big_cine_is_scanned_in_chunks_with_the_same_result(tmp_path: Path, warm: None) -> None:
     root = tmp_path / "in"
     root.mkdir()
     _cine(root / "cine.dcm")
@@ -103,7 +97,7 @@ def test_big_cine_is_scanned_in_chunks_with_the_same_result(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless])
-def test_big_cine_with_text_is_redacted_in_chunks(tmp_path: Path, syntax: str) -> None:
+def test_big_cine_with_text_is_redacted_in_chunks(tmp_path: Path, syntax: str, warm: None) -> None:
     """Text in some frames of an image above the limit: scanned, redacted and re-encoded a chunk at a
     time; the same boxes and the same pixels as decoding it whole, with less memory."""
     root = tmp_path / "in"

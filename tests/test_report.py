@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+import support
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = ["DOE^JOHN/20240101/IM0001", "NGUYEN^WEI/US/IM0001", "GARCIA^MARIA/20220630/US/cine"]
@@ -22,8 +23,7 @@ JUNK = "WOJCIK^ANNA/notes.txt"  # a non-DICOM input: a record with a reason, and
 PNG = re.compile(r'<img class="thumb (redacted|original)"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-def deid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deid_pipeline.cli", *args], capture_output=True, text=True, timeout=300)
+deid = functools.partial(support.deid, timeout=300)
 
 
 def report_cmd(*args: str) -> int:
@@ -48,8 +48,7 @@ def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (inp / JUNK).parent.mkdir(parents=True)
     (inp / JUNK).write_text("not a DICOM file\n")
     key = base / "k"
-    key.write_bytes(b"report-test-key-0123456789abcdef")
-    key.chmod(0o600)
+    support.write_key(key, b"report-test-key-0123456789abcdef")
     out = base / "out"
     proc = deid("run", str(inp), str(out), "--workers", "0", "--key-file", str(key), "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -61,10 +60,6 @@ def report(run_dirs: tuple[Path, Path]) -> Path:
     _, out = run_dirs
     assert report_cmd(str(out), "--quiet") == 0
     return out / "report.html"
-
-
-def _records(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def _pngs(text: str, kind: str) -> list[np.ndarray]:
@@ -98,7 +93,7 @@ def test_report_is_private_self_contained_and_complete(run_dirs: tuple[Path, Pat
         assert f'data-reason="{code}">{n}<' in text
     assert run["counts"]["written"] == 3 and run["reasons"].get("not-dicom") == 1
     # one card per redacted file; single-frame files one thumbnail, multi-frame at most four
-    recs = _records(out)
+    recs = support.read_manifest(out)
     redacted = [i for i, r in enumerate(recs, 1) if r["status"] == "written" and any(r["pixel"]["boxes_per_frame"])]
     assert redacted and len(redacted) == len(FILES)
     cards = re.findall(r'<figure class="card" data-line="(\d+)">(.*?)</figure>', text, re.S)

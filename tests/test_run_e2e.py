@@ -16,6 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
+from support import deid, read_manifest, write_key
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
@@ -132,17 +133,6 @@ def build_tree(root: Path, outside: Path) -> dict[str, str]:
     return kinds
 
 
-def deid(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deid_pipeline.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
-
-
-def read_manifest(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line]
-
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -156,8 +146,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     outside.mkdir()
     kinds = build_tree(inp, outside)
     key = base / "site.key"
-    key.write_bytes(b"e2e-test-key-0123456789abcdef0123456789")
-    key.chmod(0o600)
+    write_key(key, b"e2e-test-key-0123456789abcdef0123456789")
     return inp, kinds, key
 
 

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
+from support import deid, read_manifest, write_key
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = ["DOE^JOHN/20240101/IM0001", "NGUYEN^WEI/US/IM0001", "DOE^JOHN/20240101/IM0002"]
-
-
-def deid(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deid_pipeline.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +23,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "sample_data" / rel, dest)
     key = base / "k"
-    key.write_bytes(b"verify-test-key-0123456789abcdef")
-    key.chmod(0o600)
+    write_key(key, b"verify-test-key-0123456789abcdef")
     out = base / "out"
     proc = deid("run", str(inp), str(out), "--workers", "0", "--key-file", str(key), "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -45,12 +39,8 @@ def _copy_run(out: Path, dest: Path) -> Path:
 def _copy_with_first_output(out: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the run to tamper with, and the path of its first written output."""
     bad = _copy_run(out, tmp_path / "bad")
-    rec = next(r for r in _records(bad) if r["status"] == "written")
+    rec = next(r for r in read_manifest(bad) if r["status"] == "written")
     return bad, bad / rec["output_path"]
-
-
-def _records(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def _verify(out: Path, inp: Path, key: Path, *extra: str) -> tuple[int, dict]:
@@ -87,7 +77,7 @@ def test_planted_header_leak_and_private_tag_are_caught(clean_run, tmp_path: Pat
 def test_burned_in_text_put_back_is_caught(clean_run, tmp_path: Path) -> None:
     inp, out, key = clean_run
     bad = _copy_run(out, tmp_path / "bad")
-    recs = [r for r in _records(bad) if r["status"] == "written" and r["pixel"].get("regions_redacted")]
+    recs = [r for r in read_manifest(bad) if r["status"] == "written" and r["pixel"].get("regions_redacted")]
     assert recs, "the sample CT has burned-in text"
     rec = recs[0]
     target = bad / rec["output_path"]
