@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
+from .detect.glyphs import GlyphParams, find_glyph_text
 from .errors import ConfigError
 from .pixels import frame_digest
 from .prepare import View, prepare_views
@@ -45,13 +46,16 @@ class FilterParams:
     min_contrast: float = 8.0  # difference of the two Otsu class means (0..255)
     min_ink: float = 0.025  # minority-class share inside the box: hairline drawings are below
     max_ink: float = 0.60
-    min_score: float = 0.6  # mean probability inside a line box (the detector returns boxes from 0.5)
+    min_score: float = 0.6  # mean probability inside a line box (the detector returns boxes from 0.5) ...
+    strong_contrast: float = 100.0  # ... or from 0.5 when the line stands out this much
     square_aspect: float = 1.5  # boxes narrower than this (w / h) are one or two glyphs, or a blob ...
     square_min_score: float = 0.7  # ... and need a more confident network to count as text, unless ...
     glyph_min_score: float = 0.5  # ... they are glyph-sized, sharp and sparse: a lone letter (L/R, F/M)
     glyph_max_rel_height: float = 0.07  # box short side / frame short side of a lone glyph
     glyph_min_contrast: float = 60.0
     glyph_max_ink: float = 0.45
+    # glyphs on a flat field found without the network (``detect.glyphs``); None turns the finder off
+    flat_field: GlyphParams | None = field(default_factory=GlyphParams)
 
 
 def box_evidence(view: View, r: Region) -> dict[str, float]:
@@ -78,7 +82,7 @@ def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
             and fp.min_ink <= e["ink"] <= fp.max_ink):
         return False
     if r.w >= fp.square_aspect * r.h:
-        return r.score >= fp.min_score
+        return r.score >= fp.min_score or e["contrast"] >= fp.strong_contrast
     if r.score >= fp.square_min_score:
         return True
     # a lone glyph: small, high contrast, thin strokes (a blob or a filled circle has more ink)
@@ -244,6 +248,8 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     for view, regions, (n_item, rep_slot) in zip(all_views, found, owners):
         ds, frames = plans[n_item][0], plans[n_item][1]
         rows, cols = frames.shape[1], frames.shape[2]
+        if fp.flat_field is not None:
+            regions = list(regions) + find_glyph_text(view.image, view.sy, view.sx, min(rows, cols), fp.flat_field)
         for r in regions:
             if r.source == "model" and not looks_like_text(view, r, fp):
                 continue
@@ -257,7 +263,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             results.append([[] for _ in range(frames.shape[0])])
             continue
         fixed = fixed_regions(ds)
-        distinct = [merge_regions(rs) for rs in per_item[n_item]]
+        distinct = [merge_regions(rs) for rs in propagate_static(frames, reps, per_item[n_item])]
         if mode == "phi-text" and any(distinct):
             from .phi_text import select_phi
 
@@ -265,6 +271,46 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             distinct = [select_phi(ds, frames[reps[k]], rs, phi_terms) for k, rs in enumerate(distinct)]
         results.append([list(fixed) + list(distinct[s]) for s in slot])
     return results
+
+
+def _grey(a: np.ndarray) -> np.ndarray:
+    return a.mean(axis=2) if a.ndim == 3 else a.astype(np.float64)
+
+
+def _same_ink(src: np.ndarray, other: np.ndarray, match: float = 0.9, tol: float = 0.06) -> bool:
+    """Whether the ink (Otsu minority class) of ``src`` is unchanged in ``other`` (same box, another frame)."""
+    a, b = _grey(src), _grey(other)
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo or a.size < 4:
+        return False
+    u8 = np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    _, binary = cv2.threshold(u8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = binary.astype(bool)
+    if ink.mean() > 0.5:
+        ink = ~ink
+    if ink.sum() < 4:
+        return False
+    return float((np.abs(a[ink] - b[ink]) <= tol * (hi - lo)).mean()) >= match
+
+
+def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[Region]]) -> list[list[Region]]:
+    """Burned-in text of a cine does not move while the anatomy under it does, and the network sometimes
+    answers on one frame and not the next. A box found in one distinct frame is added to every other
+    distinct frame where its ink pixels hold the same values (``source="static"``)."""
+    if len(reps) < 2 or not any(found):
+        return found
+    out = [list(rs) for rs in found]
+    for k, rs in enumerate(found):
+        src = frames[reps[k]]
+        for r in rs:
+            if r.source == "fixed":
+                continue
+            box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+            for j in range(len(reps)):
+                inside = any(b.x <= r.x and b.y <= r.y and r.x + r.w <= b.x + b.w and r.y + r.h <= b.y + b.h for b in out[j])
+                if j != k and not inside and _same_ink(src[box], frames[reps[j]][box]):
+                    out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
+    return out
 
 
 # Views this process sent to the CPU because the GPU failed on them (read by the pipeline to record it).

@@ -352,6 +352,10 @@ def _render_glyphs(item: _Item, font: int, scale: float, thick: int, aa: bool) -
         return None
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     alpha = canvas[y0:y1, x0:x1].astype(np.float64) / 255.0
+    if not aa:
+        # OpenCV 4 smooths Hershey glyphs even with LINE_8; hard-edged text (a palette index, a device
+        # font) has no in-between values
+        alpha = (alpha >= 0.25).astype(np.float64)
     return _Glyphs(item, alpha, int(baseline - y0))
 
 

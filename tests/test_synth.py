@@ -105,6 +105,9 @@ def test_monochrome1_text_is_minimum_and_palette_text_is_bright_after_lut() -> N
     text_idx = idx[a["y"]: a["y"] + a["h"], a["x"]: a["x"] + a["w"]].min()
     assert text_idx < 16 and lut[text_idx] == 65535
     assert lut[16:].max() < 65535
+    # hard-edged text: every pixel the text changed holds a text index (7 or 9), none in between
+    changed = idx != pal.clean[0]
+    assert changed.any() and set(np.unique(idx[changed]).tolist()) <= {7, 9}
 
 
 @pytest.mark.parametrize("kind,syntax", [("mr", JPEGLSLossless), ("cr", JPEG2000Lossless),

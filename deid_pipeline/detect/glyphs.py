@@ -1,0 +1,140 @@
+"""Glyphs on a flat background: a recogniser-free complement to the network for lone and tiny text.
+
+A text-line network answers weakly on a lone letter (patient sex F/M/O, laterality L/R) and on text a
+few pixels high, even where a reader sees it at once: high-contrast strokes on a flat field (the black
+outside an ultrasound sector, the corners of a film, a report screen). This finder looks for exactly
+that and nothing else:
+
+* ink: pixels that stand out from the local background by ``min_contrast`` grey levels (a morphological
+  top-hat for bright ink, a black-hat for dark ink, with a kernel larger than a glyph) and by half
+  their local peak (the blurred rim of an upscaled glyph would fill its holes), less straight rules
+  longer than three kernels (table lines, bars) that would join a line of text to the page;
+* glyphs: connected ink components glyph-sized in the stored frame, with thin strokes (distance
+  transform) and neither a filled blob nor a hairline;
+* lines: glyphs of similar height side by side are joined into one box;
+* a flat field: the ring round each box, ink and rules excluded, varies by under ``max_ring_std`` and
+  ``contrast / ring_std`` is at least ``min_ratio``. Text over anatomy or speckle fails this and is left
+  to the network.
+
+Boxes come back in view pixels with ``source="glyph"``; the thresholds are properties of rendered
+text, not of any one device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..types import Region
+
+__all__ = ["GlyphParams", "find_glyph_text"]
+
+
+@dataclass(frozen=True)
+class GlyphParams:
+    min_height: float = 4.0  # stored pixels: a glyph under this is a dot, a tick or noise
+    max_rel_height: float = 0.07  # glyph height / short side of the frame
+    max_aspect: float = 8.0  # width / height of one connected component (touching glyphs of a word)
+    min_contrast: float = 60.0  # ink minus background, grey levels of the view
+    max_ring_std: float = 12.0  # the field round a box is flat ...
+    min_ratio: float = 8.0  # ... compared with the ink's contrast
+    min_fill: float = 0.10  # ink share of a component's box: lower is a diagonal hairline ...
+    min_fill_wide: float = 0.20  # ... or, for a component wider than twice its height, a curve
+    max_fill: float = 0.85  # higher is a bar or a block (a lone I or l is found inside a word only)
+    max_stroke: float = 0.34  # largest stroke half-width / component height: a filled disc or square is 0.5
+    join_gap: float = 1.2  # glyphs closer than this many heights on one line are one box
+    ring: float = 0.6  # ring width round a box, in box heights (at least 3 px)
+
+
+def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParams) -> list[tuple[int, int, int, int]]:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    out = []
+    max_h = max(p.min_height + 1, p.max_rel_height * short)
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        hs = h * sy
+        if hs < p.min_height or hs > max_h or w > p.max_aspect * h or w * sx > 1.5 * max_h * p.max_aspect:
+            continue
+        fill = area / float(w * h)
+        if not (p.min_fill_wide if w > 2 * h else p.min_fill) <= fill <= p.max_fill:
+            continue
+        mask = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
+        stroke = float(cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3).max())
+        if stroke > p.max_stroke * h + 0.5:
+            continue
+        out.append((x, y, w, h))
+    return out
+
+
+def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[int]]:
+    """Join glyph boxes of similar height that overlap vertically and sit close side by side."""
+    groups = [[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)]
+    changed = True
+    while changed:
+        changed = False
+        out: list[list[int]] = []
+        for g in groups:
+            for o in out:
+                hg, ho = g[3] - g[1], o[3] - o[1]
+                vo = min(g[3], o[3]) - max(g[1], o[1])
+                gap = max(g[0], o[0]) - min(g[2], o[2])
+                if vo >= 0.5 * min(hg, ho) and max(hg, ho) <= 2.5 * min(hg, ho) and gap <= p.join_gap * max(hg, ho):
+                    o[0], o[1], o[2], o[3] = min(o[0], g[0]), min(o[1], g[1]), max(o[2], g[2]), max(o[3], g[3])
+                    changed = True
+                    break
+            else:
+                out.append(list(g))
+        groups = out
+    return groups
+
+
+def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: int | None = None,
+                    params: GlyphParams | None = None) -> list[Region]:
+    """Text boxes (view pixels) of glyphs on a flat field in an 8-bit (H, W[, 3]) view.
+
+    ``sy``/``sx`` are stored pixels per view pixel and ``short`` the stored frame's short side: sizes
+    are judged in the stored frame, whatever the view's scale.
+    """
+    p = params or GlyphParams()
+    gray = image if image.ndim == 2 else image.mean(axis=2)
+    gray = np.ascontiguousarray(gray, dtype=np.uint8)
+    short = short or int(min(gray.shape) * min(sy, sx))
+    k = int(round(2.5 * p.max_rel_height * short / max(sy, 1e-6))) | 1
+    k = max(7, min(k, 63))
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    found: list[Region] = []
+    rule_h = cv2.getStructuringElement(cv2.MORPH_RECT, (3 * k, 1))
+    rule_v = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3 * k))
+    for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+        hat = cv2.morphologyEx(gray, op, kernel)
+        marked = (hat >= p.min_contrast).astype(np.uint8)
+        if not marked.any():
+            continue
+        # table rules and frame edges touching a line of text would join it into one long component
+        rules = (cv2.morphologyEx(marked, cv2.MORPH_OPEN, rule_h) | cv2.morphologyEx(marked, cv2.MORPH_OPEN, rule_v)).astype(bool)
+        graphics = marked.astype(bool) | rules  # left out of the field round a box: flat is what remains
+        # ink is also at least half its local peak: the blurred rim of an upscaled glyph would fill its holes
+        near = cv2.dilate(hat, cv2.getStructuringElement(cv2.MORPH_RECT, (k // 4 * 2 + 1,) * 2))
+        ink = graphics & ~rules & (hat.astype(np.uint16) * 2 >= near)
+        glyphs = _components(ink, sy, sx, short, p)
+        for x0, y0, x1, y1 in _lines(glyphs, p):
+            h = y1 - y0
+            r = max(3, int(round(p.ring * h)))
+            X0, Y0 = max(0, x0 - r), max(0, y0 - r)
+            X1, Y1 = min(gray.shape[1], x1 + r), min(gray.shape[0], y1 + r)
+            win = gray[Y0:Y1, X0:X1].astype(np.float32)
+            ring = np.ones(win.shape, bool)
+            ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = False
+            ring &= ~graphics[Y0:Y1, X0:X1]
+            if ring.sum() < 8:
+                continue
+            bg = win[ring]
+            box_ink = ink[y0:y1, x0:x1]
+            contrast = abs(float(gray[y0:y1, x0:x1][box_ink].mean()) - float(bg.mean()))
+            std = float(bg.std())
+            if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0) or contrast < p.min_contrast:
+                continue
+            found.append(Region(x0, y0, x1 - x0, y1 - y0, round(min(1.0, contrast / 255.0), 3), "glyph"))
+    return found

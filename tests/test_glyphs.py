@@ -1,0 +1,129 @@
+"""Glyphs on a flat field (``detect.glyphs``), static text across cine frames, and the strong-contrast rule."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from deid_pipeline.detect import get_detector, is_available
+from deid_pipeline.detect.glyphs import find_glyph_text
+from deid_pipeline.prepare import View
+from deid_pipeline.scan import FilterParams, looks_like_text, propagate_static, scan_batch, scan_frames
+from deid_pipeline.types import Region
+from tests.test_detect import _anatomy, _covered, _ds
+
+FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX)
+
+
+def _letter(img: np.ndarray, text: str, org: tuple[int, int], value: float, font: int, scale: float,
+            thick: int = 1) -> tuple[int, int, int, int]:
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.putText(mask, text, org, font, scale, 255, thick, cv2.LINE_8)
+    img[mask >= 64] = value
+    ys, xs = np.nonzero(mask >= 64)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def _hits(found: list[Region], box: tuple[int, int, int, int]) -> bool:
+    return _covered(box, found, 0.9)
+
+
+@pytest.mark.parametrize("font", FONTS)
+@pytest.mark.parametrize("cap", [9, 12, 16])
+def test_lone_letters_on_a_flat_field(font: int, cap: int) -> None:
+    """L/R, F/M/O from 9 px capitals up on a 320x240 frame, in the 2x view the pipeline makes of it
+    (a glyph 5 px high with 2 px strokes is a blob: not claimed)."""
+    scale = cap / cv2.getTextSize("H", font, 1.0, 1)[0][1]
+    rng = np.random.default_rng(cap + font)
+    img = np.clip(rng.normal(12, 2, (240, 320)), 0, 255).astype(np.uint8)  # dark, slightly noisy field
+    boxes = [_letter(img, c, (20 + 60 * i, 40 + 40 * i), 230, font, scale) for i, c in enumerate("LRFMO")]
+    view = cv2.resize(img, (640, 480), interpolation=cv2.INTER_LINEAR)
+    found = find_glyph_text(view, 0.5, 0.5, 240)
+    assert found and all(r.source == "glyph" for r in found)
+    stored = [Region(r.x // 2, r.y // 2, (r.w + 1) // 2 + 1, (r.h + 1) // 2 + 1) for r in found]
+    for box in boxes:
+        assert _hits(stored, box), box
+
+
+def test_dark_text_on_a_light_report_and_rules_do_not_join_it() -> None:
+    img = np.full((300, 400), 235, np.uint8)
+    for y in (60, 120, 180):
+        img[y, 10:390] = 128  # table rules
+    box = _letter(img, "CTDIvol 12.3 mGy", (20, 116), 0, cv2.FONT_HERSHEY_SIMPLEX, 0.35)
+    found = find_glyph_text(img)
+    assert _hits(found, box)
+    assert all(r.w < 200 for r in found)  # no box runs along a rule
+
+
+def test_graphics_and_texture_are_not_glyphs() -> None:
+    rng = np.random.default_rng(3)
+    img = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(img, (200, 260), (150, 20), 0, 200, 340, 200, 1)  # a table curve
+    cv2.line(img, (20, 30), (380, 30), 255, 1)  # a rule
+    for x in range(40, 360, 40):
+        cv2.line(img, (x, 100), (x, 200), 255, 1)  # a grid
+        cv2.line(img, (40, x // 2 + 80), (360, x // 2 + 80), 255, 1)
+    cv2.circle(img, (60, 250), 8, 255, -1)  # a filled marker
+    cv2.rectangle(img, (320, 230), (380, 290), 255, -1)  # a block
+    assert find_glyph_text(img) == []
+    speckle = (rng.rayleigh(40, (300, 400))).clip(0, 255).astype(np.uint8)
+    assert find_glyph_text(speckle) == []
+
+
+def test_text_over_speckle_is_left_to_the_network() -> None:
+    rng = np.random.default_rng(5)
+    img = (rng.rayleigh(50, (240, 320))).clip(0, 255).astype(np.uint8)
+    box = _letter(img, "F", (100, 100), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.5)
+    assert not _hits(find_glyph_text(img), box)
+
+
+def test_sizes_are_judged_in_stored_pixels() -> None:
+    img = np.zeros((480, 640), np.uint8)
+    box = _letter(img, "R", (50, 60), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.9)  # ~20 px high in this view
+    assert _hits(find_glyph_text(img, 1.0, 1.0, 480), box)
+    # the same view of a frame four times smaller: a glyph of 5 stored pixels is still a glyph ...
+    assert _hits(find_glyph_text(img, 0.25, 0.25, 120), box)
+    # ... but in a frame where this glyph would be most of the height, it is not text
+    assert find_glyph_text(img, 4.0, 4.0, 1000) == []
+
+
+@pytest.mark.skipif(not is_available(), reason="text detector weights or torch missing")
+def test_scan_finds_a_lone_laterality_marker() -> None:
+    """A lone L of 8 px on a film corner: the network alone returns nothing for it; the glyph finder does."""
+    img = _anatomy(320, 256, 300, 3800, seed=2).astype(np.uint16)
+    img[:60, :60] = 300
+    box = _letter(img, "L", (12, 20), 4000, cv2.FONT_HERSHEY_SIMPLEX, 0.3)
+    det = get_detector("auto", "cpu")
+    regions = scan_frames(_ds(img, bits=12), img, det)[0]
+    assert _covered(box, [r for r in regions if r.source == "glyph"])
+    without = scan_batch([(_ds(img, bits=12), img)], det, filters=FilterParams(flat_field=None))[0][0]
+    assert not _covered(box, without)
+
+
+def test_static_text_is_carried_to_frames_where_the_network_missed_it() -> None:
+    rng = np.random.default_rng(1)
+    frames = rng.rayleigh(40, (4, 120, 160)).clip(0, 255).astype(np.uint8)  # speckle moves every frame
+    box = None
+    for f in range(3):
+        box = _letter(frames[f], "DOE JANE", (20, 40), 250, cv2.FONT_HERSHEY_SIMPLEX, 0.5)
+    _letter(frames[3], "OTHER TX", (20, 40), 250, cv2.FONT_HERSHEY_SIMPLEX, 0.5)  # different text: not carried
+    assert box is not None
+    r = Region(box[0] - 1, box[1] - 1, box[2] + 2, box[3] + 2, 0.8, "model")
+    out = propagate_static(frames, [0, 1, 2, 3], [[r], [], [], []])
+    assert out[0] == [r]
+    assert [x.source for x in out[1]] == ["static"] and _covered(box, out[1])
+    assert _covered(box, out[2])
+    assert out[3] == []
+    assert propagate_static(frames, [0], [[r]]) == [[r]]
+
+
+def test_wide_line_with_strong_contrast_counts_from_the_detector_floor() -> None:
+    img = np.full((96, 256, 3), 235, np.uint8)
+    cv2.putText(img, "Series Type Scan Range", (20, 52), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    view = View(0, "full", img, 96, 256, 1.0, 1.0, 0, 0)
+    weak = Region(16, 38, 200, 20, 0.52, "model")
+    assert looks_like_text(view, weak, FilterParams())
+    faint = img.copy()
+    faint[faint < 235] = 180  # same line at a contrast under the strong threshold
+    assert not looks_like_text(View(0, "full", faint, 96, 256, 1.0, 1.0, 0, 0), weak, FilterParams())
