@@ -10,6 +10,11 @@ also look like text in the view it came from (``FilterParams``): not taller than
 enough contrast, near-square boxes (a circle, a blob) only with a confident score or when glyph-sized, sharp and
 sparse (a lone L/R or F/M letter), and "ink" (the minority Otsu class inside the box) that is neither a hairline nor a
 filled blob. The thresholds are general properties of rendered glyphs, set on synthetic data.
+
+Misses: the network answers weakly on a lone letter and on text a few pixels high. Glyphs on a flat field
+(``detect.glyphs``) are added from every view; in a cine, also from a view with the moving pixels blacked
+out (still text over moving anatomy), and a box found in one frame is carried to the frames where its ink
+is unchanged (``propagate_static``).
 """
 
 from __future__ import annotations
@@ -244,12 +249,20 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         all_views.extend(views)
         plans.append((ds, frames, reps, slot, len(reps)))
     found = _detect_chunked(detector, all_views, batch_size)
+    stills = [static_mask(p[1], p[2]) if fp.flat_field is not None and p[4] >= STATIC_MIN_FRAMES else None for p in plans]
     per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
     for view, regions, (n_item, rep_slot) in zip(all_views, found, owners):
         ds, frames = plans[n_item][0], plans[n_item][1]
         rows, cols = frames.shape[1], frames.shape[2]
         if fp.flat_field is not None:
             regions = list(regions) + find_glyph_text(view.image, view.sy, view.sx, min(rows, cols), fp.flat_field)
+            still = stills[n_item]
+            if rep_slot == 0 and still is not None:
+                for r in find_glyph_text(_static_view(view, still), view.sy, view.sx, min(rows, cols), fp.flat_field):
+                    box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
+                    if box is not None:
+                        for k in range(plans[n_item][4]):
+                            per_item[n_item][k].append(Region(*box, score=r.score, source="static"))
         for r in regions:
             if r.source == "model" and not looks_like_text(view, r, fp):
                 continue
@@ -291,6 +304,41 @@ def _same_ink(src: np.ndarray, other: np.ndarray, match: float = 0.9, tol: float
     if ink.sum() < 4:
         return False
     return float((np.abs(a[ink] - b[ink]) <= tol * (hi - lo)).mean()) >= match
+
+
+STATIC_MIN_FRAMES = 3  # distinct frames needed to tell a still overlay from the anatomy moving under it
+STATIC_MIN_MOVING = 0.05  # share of pixels that must change across those frames
+
+
+def static_mask(frames: np.ndarray, reps: Sequence[int], tol: float = 0.02) -> np.ndarray | None:
+    """Pixels that hold their value (within ``tol`` of the value range) across the distinct frames of a
+    cine whose anatomy moves; None when too few frames differ or too little moves."""
+    if len(reps) < STATIC_MIN_FRAMES:
+        return None
+    lo = frames[reps[0]].copy()
+    hi = lo.copy()
+    for i in reps[1:]:
+        np.minimum(lo, frames[i], out=lo)
+        np.maximum(hi, frames[i], out=hi)
+    span = hi.astype(np.float64) - lo
+    if span.ndim == 3:
+        span = span.max(axis=2)
+    rng = float(hi.max()) - float(lo.min())
+    if rng <= 0:
+        return None
+    still = span <= tol * rng
+    return still if 1.0 - float(still.mean()) >= STATIC_MIN_MOVING else None
+
+
+def _static_view(view: View, still: np.ndarray) -> np.ndarray:
+    """``view`` with every pixel that moves in the cine set to black: still text over moving anatomy
+    becomes text on a flat field."""
+    m = np.zeros(view.image.shape[:2], bool)
+    m[view.oy : view.oy + view.height, view.ox : view.ox + view.width] = cv2.resize(
+        still.astype(np.uint8), (view.width, view.height), interpolation=cv2.INTER_NEAREST).astype(bool)
+    out = view.image.copy()
+    out[~m] = 0
+    return out
 
 
 def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[Region]]) -> list[list[Region]]:

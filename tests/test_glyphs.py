@@ -127,3 +127,51 @@ def test_wide_line_with_strong_contrast_counts_from_the_detector_floor() -> None
     faint = img.copy()
     faint[faint < 235] = 180  # same line at a contrast under the strong threshold
     assert not looks_like_text(View(0, "full", faint, 96, 256, 1.0, 1.0, 0, 0), weak, FilterParams())
+
+
+def test_still_text_over_moving_speckle_found_through_the_static_mask() -> None:
+    """A cine: speckle changes every frame, an 'F' 8 px high sits still on it. Seen alone the F is on a
+    busy field (the flat-field finder refuses it); with the moving pixels blacked out it is on a flat one."""
+    from deid_pipeline.prepare import prepare_views
+    from deid_pipeline.scan import _static_view, static_mask
+
+    rng = np.random.default_rng(9)
+    frames = rng.rayleigh(45, (6, 240, 320)).clip(0, 255).astype(np.uint8)
+    box = None
+    for f in range(6):
+        box = _letter(frames[f], "F", (150, 120), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.35)
+    assert box is not None
+    ds = _ds(frames)
+    still = static_mask(frames, list(range(6)))
+    assert still is not None and still[box[1] : box[1] + box[3], box[0] : box[0] + box[2]].any()
+    view = prepare_views(ds, frames[:1])[0]
+    found = [view.to_stored(r.x, r.y, r.w, r.h, 240, 320) for r in find_glyph_text(view.image, view.sy, view.sx, 240)]
+    assert not _covered(box, [Region(*b) for b in found if b])
+    found = [view.to_stored(r.x, r.y, r.w, r.h, 240, 320)
+             for r in find_glyph_text(_static_view(view, still), view.sy, view.sx, 240)]
+    assert _covered(box, [Region(*b) for b in found if b])
+    assert static_mask(frames[:2], [0, 1]) is None  # two frames cannot tell still from moving
+    assert static_mask(np.stack([frames[0]] * 4), [0, 1, 2, 3]) is None  # nothing moves
+
+
+class _Blind:
+    """A detector that finds nothing: what is left is the flat-field and static paths of ``scan``."""
+
+    name, weights_sha256, device = "blind", "", "cpu"
+
+    def detect(self, images):  # noqa: ANN001, ANN201
+        return [[] for _ in images]
+
+
+def test_scan_marks_still_text_in_every_frame_of_a_cine() -> None:
+    rng = np.random.default_rng(4)
+    frames = rng.rayleigh(45, (5, 240, 320)).clip(0, 255).astype(np.uint8)
+    box = None
+    for f in range(5):
+        box = _letter(frames[f], "R", (60, 60), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.35)
+    assert box is not None
+    got = scan_frames(_ds(frames), frames, _Blind())
+    assert len(got) == 5
+    for regions in got:
+        assert _covered(box, [r for r in regions if r.source == "static"])
+    assert scan_batch([(_ds(frames), frames)], _Blind(), filters=FilterParams(flat_field=None))[0] == [[]] * 5
