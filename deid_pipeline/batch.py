@@ -102,6 +102,16 @@ def worker_memory_limit(client: Any) -> int | None:
 #: less worker growth.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
 
+#: Dask settings for the local clusters deid starts (never applied to a ``--scheduler`` cluster).
+#: Dask's statistical profiler (on by default) samples each worker's task thread every 10 ms and keeps
+#: one call tree per second, twice over (``Worker.profile_history`` and ``profile_keys_history``), in
+#: deques of ``distributed.admin.low-level-log-length`` (1,000) entries. Over pydicom's deep, varied
+#: stacks that measured ~60 KiB of trees a second, so a busy worker's RSS climbs for the first ~17
+#: minutes of a run (to ~60 MiB more): the 143 -> 185 MiB growth of the 100k soak. With the profiler
+#: off, worker RSS is flat. Only Dask's dashboard and ``Client.profile`` read the trees; deid's clusters
+#: have no dashboard. Nannies hand these settings to every worker process they start or restart.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
+
 
 def _local_cluster(n: int, device: str, memory_limit: str | int | None) -> Any:
     """One worker process per core (or per GPU with dask-cuda), one thread each."""
@@ -127,7 +137,7 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
                 detector: bool = True) -> Iterator[Any]:
     """A distributed Client: the user's scheduler, or a local cluster we own and close (each worker
     with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers; with
-    ``WORKER_MALLOC_ENV`` when the workers will run the detector)."""
+    ``WORKER_MALLOC_ENV`` when the workers will run the detector; with ``LOCAL_CLUSTER_CONFIG``)."""
     from distributed import Client
 
     if scheduler:
@@ -139,23 +149,32 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
         return
     import dask
 
-    spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {})}
-    saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
-            cluster = _local_cluster(workers or default_workers(), device, memory_limit)
-    finally:  # nannies copy these into our own environment too; later clusters must not inherit them
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    # LOCAL_CLUSTER_CONFIG stays set while the cluster lives: a nanny's copy of the config shares its
+    # nested dicts with ours, so a worker it restarts (after a timed-out batch) reads the values in
+    # force then, not those of when the nanny started.
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {})}
+        saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
+                cluster = _local_cluster(workers or default_workers(), device, memory_limit)
+        finally:  # nannies copy these into our own environment too; later clusters must not inherit them
+            _restore_environ(saved)
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+            _restore_environ(saved)  # again: a nanny copies them at every worker restart as well
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 DEFAULT_FILE_TIMEOUT_S = 300.0

@@ -1,0 +1,111 @@
+"""Worker memory over long runs: the local clusters deid starts run without Dask's statistical profiler.
+
+With it on (Dask's default), every worker keeps one call tree per second of work, twice, in
+1,000-entry deques: a busy worker's RSS climbs for ~17 minutes and ends ~60 MiB higher (the growth
+of the 100k-file soak; ``LOCAL_CLUSTER_CONFIG`` in ``deid_pipeline.batch``). These tests look at the
+worker processes themselves: the setting they run with, and whether the profiler's periodic
+callbacks (the sampler and the per-second cycle into the deques) exist at all, also after a restart
+(deid restarts the worker of a timed-out batch), and that the driver's own config and environment
+are as before once the cluster is closed. A cluster of the user's (``--scheduler``) is left as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydicom.data import get_testdata_file
+
+from support import deid, read_manifest, write_key
+
+PROFILER_CALLBACKS = {"profile", "profile-cycle"}
+
+
+def _profiler_state(dask_worker: Any) -> tuple[bool, list[str], int, int]:
+    """The worker process's setting, its profiler callbacks, the profile trees it holds, its pid."""
+    import dask
+
+    return (
+        bool(dask.config.get("distributed.worker.profile.enabled")),
+        sorted(PROFILER_CALLBACKS & set(dask_worker.periodic_callbacks)),
+        len(dask_worker.profile_history) + len(dask_worker.profile_keys_history),
+        os.getpid(),
+    )
+
+
+def _busy(seconds: float) -> int:
+    """A task that keeps the worker's thread busy for more than one profile cycle (1 s)."""
+    import time
+
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += sum(range(1000))
+    return n
+
+
+def test_local_workers_run_without_the_profiler() -> None:
+    import dask
+    import distributed  # noqa: F401  (loads distributed's config defaults)
+
+    from deid_pipeline.batch import LOCAL_CLUSTER_CONFIG, dask_client
+
+    assert LOCAL_CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
+    ours = dask.config.get("distributed.worker.profile.enabled")
+    env = {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
+    with dask_client(1, None, "cpu", detector=False) as client:
+        client.submit(_busy, 1.5, pure=False).result()
+        ((address, before),) = client.run(_profiler_state).items()
+        assert before[:3] == (False, [], 0)
+        client.restart_workers([address], timeout=60)  # as after a timed-out batch
+        client.submit(_busy, 1.5, pure=False).result()
+        (after,) = client.run(_profiler_state).values()
+        assert after[3] != before[3]  # a new worker process
+        assert after[:3] == (False, [], 0)
+    assert dask.config.get("distributed.worker.profile.enabled") == ours  # the driver's own config is untouched
+    # and its environment: a nanny copies its workers' malloc settings into it at each (re)start
+    assert {k: os.environ.get(k) for k in env} == env
+
+
+def test_a_users_cluster_keeps_its_settings() -> None:
+    """``--scheduler``: deid changes nothing on a cluster it did not start."""
+    from distributed import LocalCluster
+
+    from deid_pipeline.batch import dask_client
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with dask_client(None, cluster.scheduler_address, "cpu") as client:
+            (state,) = client.run(_profiler_state).values()
+    assert state[:2] == (True, sorted(PROFILER_CALLBACKS))
+
+
+#: Distinct SOP Instance UIDs: two inputs with one UID would race for one output name across workers.
+INPUTS = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "SC_rgb.dcm", "emri_small.dcm", "rtdose.dcm"]
+
+
+def outcome(records: list[dict]) -> list[tuple]:
+    return sorted((r["input_sha256"], r["status"], r["output_path"], r["output_sha256"]) for r in records)
+
+
+def test_a_local_run_is_unchanged(tmp_path: Path) -> None:
+    """Local workers without the profiler: one record per input, every file written, the same
+    records and bytes as an in-process run."""
+    tree = tmp_path / "in"
+    for i, name in enumerate(INPUTS):
+        (tree / f"P{i % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(get_testdata_file(name), tree / f"P{i % 3}" / name)
+    key = write_key(tmp_path / "k", b"recycle-test-key-0123456789abcdef01234567")
+    runs = {}
+    for workers in ("0", "2"):
+        out = tmp_path / f"out{workers}"
+        proc = deid("run", str(tree), str(out), "--workers", workers, "--pixels", "none", "--key-file", str(key),
+                    "--quiet", "--batch-size", "2")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        records = read_manifest(out)
+        assert len(records) == len(INPUTS) and {r["status"] for r in records} == {"written"}
+        assert len({r["input_sha256"] for r in records}) == len(INPUTS)
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.dcm")}
+        assert sorted(files) == sorted(r["output_path"] for r in records)
+        runs[workers] = (outcome(records), files)
+    assert runs["0"] == runs["2"]
