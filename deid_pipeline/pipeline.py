@@ -4,6 +4,9 @@
 the pixel stage over the frames of all of them together (so a GPU sees full batches), then finishes
 each file: pixel redaction, header de-identification, one atomic write. A file is written only after
 every stage succeeded; anything else becomes a ``skipped``/``quarantined``/``failed`` record.
+
+When no pixels are scanned, a file the byte-level pass handles (:mod:`fastpath`) is de-identified
+without a pydicom data set of all its elements; its output is byte for byte the pydicom path's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +27,23 @@ from typing import Any, BinaryIO
 import numpy as np
 import pydicom
 import yaml
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.charset import default_encoding
+from pydicom.dataset import Dataset, FileMetaDataset, validate_file_meta
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
-from pydicom.valuerep import AMBIGUOUS_VR
+from pydicom.tag import tag_in_exception
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
-from . import __version__
+from . import __version__, fastpath
 from .config import RunContext
 from .discover import Candidate
 from .errors import FileError, SkipFile
 from .resources import configs_dir
+from .tags import inert_vr
 from .types import FileResult, PixelReport, Region
 
 log = logging.getLogger(__name__)
@@ -59,6 +68,7 @@ class Loaded:
     chunked: bool = False  # too big to hold decoded: scanned chunk by chunk, decoded whole only to redact
     originals: dict[str, str] | None = None  # linkage row (originals + pseudonyms), only with --linkage
     report: PixelReport = field(default_factory=PixelReport)
+    fast: fastpath.Scanned | None = None  # header only, de-identified by the byte-level pass (ds: its stub)
 
 
 # --------------------------------------------------------------------------- reading
@@ -119,18 +129,23 @@ def _check_truncation(ds: Dataset) -> None:
 
 
 def _convert_all(ds: Dataset) -> None:
-    """Convert every raw element, nested ones included: the same as iterating ``ds.iterall()``.
+    """Convert every raw element that could fail to convert, nested ones included: the same outcome as
+    iterating ``ds.iterall()``.
 
-    A plain element (not pixel data nor the character set, read in full, not a sequence, VR
-    unambiguous) is converted exactly as ``ds[tag]`` would (private creator included) and stored
-    directly; anything else goes through ``ds[tag]`` and pydicom's own bookkeeping (pixel
-    representation, ambiguous VR correction, deferred reads). Raises whatever the conversion raises.
+    An inert element (``tags.inert_vr``: its conversion cannot fail and touches nothing else) stays
+    raw; the header stage converts it only if it reads or changes its value. A plain element (not pixel
+    data nor the character set, read in full, not a sequence, VR unambiguous) is converted exactly as
+    ``ds[tag]`` would (private creator included) and stored directly; anything else goes through
+    ``ds[tag]`` and pydicom's own bookkeeping (pixel representation, ambiguous VR correction, deferred
+    reads). Raises whatever the conversion raises.
     """
     elements = ds._dict
     charset: Any = None
     for tag in sorted(elements.keys()):
         elem = elements[tag]
         if isinstance(elem, RawDataElement):
+            if inert_vr(ds, elem) is not None:
+                continue
             if tag != _SPECIFIC_CHARACTER_SET and tag not in _PIXEL_TAGS and (elem.value is not None or elem.length == 0):
                 if charset is None:  # as Dataset.__getitem__ computes it
                     charset = ds.original_character_set or ds._character_set
@@ -274,6 +289,11 @@ def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> li
     return regions
 
 
+def _header_only(ctx: RunContext) -> bool:
+    """No file of this run has its pixels scanned (``_plan_pixels`` says no before reading a value)."""
+    return ctx.pixel_rule == "none" or ctx.profile.settings.pixel_mode == "none"
+
+
 def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
     from . import pixels
 
@@ -314,6 +334,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
                 f"({ctx.max_file_bytes / 2**20:.0f} MiB); a run with a larger --memory-limit per worker can process it",
                 status="failed",
             )
+        fast = None
         if size > STREAM_ABOVE_BYTES:
             ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
         else:
@@ -325,7 +346,12 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             kind = sniff(data)
             if kind == "not-dicom":
                 raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
-            ds = _read_dataset(data, kind)
+            fast = fastpath.scan(data, ctx.profile) if kind == "part10" and _header_only(ctx) else None
+            if fast is not None:
+                ds = fast.stub  # the top-level elements the checks below read, as pydicom reads them
+                _check_truncation(ds)
+            else:
+                ds = _read_dataset(data, kind)
             del data
         sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
         if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
@@ -333,9 +359,9 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         _check_visual_features(ds, ctx)
         result.timings_ms["read"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        phi_terms = collect_phi_terms(ds, ctx.profile)
+        phi_terms = fast.phi_terms(ctx.profile) if fast is not None else collect_phi_terms(ds, ctx.profile)
         folder = Pseudonymizer(ctx.key).patient_id(patient_identity(ds))
-        loaded = Loaded(result=result, ds=ds, phi_terms=phi_terms, patient_folder=folder)
+        loaded = Loaded(result=result, ds=ds, phi_terms=phi_terms, patient_folder=folder, fast=fast)
         if ctx.linkage:
             loaded.originals = linkage_row(ds, Pseudonymizer(ctx.key))
         scan, why = _plan_pixels(ds, ctx)
@@ -403,8 +429,6 @@ def _prepare_for_writing(ds: Dataset) -> None:
 
 def _buffer_big_pixel_data(ds: Dataset) -> None:
     """Hand a big Pixel Data value to the writer as a stream (see ``pixels.ValueReader``)."""
-    from pydicom.dataelem import DataElement
-
     from . import pixels
 
     raw = ds.get_item(0x7FE00010)
@@ -426,11 +450,118 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_exclusive(out_root: Path, rel_out: str, ds: Dataset) -> tuple[str, str]:
-    """Write ``ds`` as Part 10 at ``rel_out`` atomically, never replacing a different file; returns
-    (the path written, relative to ``out_root``, its sha256).
+def encode_part10(ds: Dataset, body: bytes | None = None) -> bytes:
+    """``ds`` encoded as ``ds.save_as(f, enforce_file_format=True)`` writes it, in memory.
 
-    The file is written straight to a temporary name (no second copy of a big image in memory) and
+    For a little-endian public transfer syntax that the data set was read in, with its character set
+    unchanged (pydicom then writes raw elements as they are), the top-level raw elements -- those the
+    header stage kept without reading -- are copied with the tag/VR/length header pydicom writes for a
+    raw element; every other element goes through pydicom's ``write_data_element``, the file meta
+    through ``write_file_meta_info``. Any other data set is written by ``dcmwrite`` itself. ``body``:
+    the data set already encoded by the fast path (always such a data set).
+    """
+    buf = DicomBytesIO()
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not _plain_encoding(ds, meta, ts):
+        if body is not None:
+            raise RuntimeError("the fast path's data set needs pydicom's writer")
+        ds.save_as(buf, enforce_file_format=True)
+        return buf.getvalue()
+    implicit = ts.is_implicit_VR
+    buf.is_implicit_VR, buf.is_little_endian = implicit, True
+    file_meta = FileMetaDataset(dict(meta._dict))  # as dcmwrite's copy: ds.file_meta stays as it is
+    validate_file_meta(file_meta, enforce_standard=True)
+    if "PixelData" in ds:
+        ds["PixelData"].is_undefined_length = ts.is_compressed
+    buf.write(ds.preamble)
+    buf.write(b"DICM")
+    buf.write(_encode_file_meta(file_meta))
+    if body is not None:
+        buf.write(body)
+        return buf.getvalue()
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    elements = ds._dict
+    pack_tag, pack_ul, pack_us = _TAG.pack, _UL.pack, _US.pack
+    for tag in sorted(elements.keys()):
+        if tag.element == 0 and tag.group > 6:  # retired group lengths are not written
+            continue
+        elem = elements[tag]
+        if elem.is_raw and elem.value is not None and elem.length != _UNDEFINED:
+            value, vr = elem.value, elem.VR
+            if implicit:
+                buf.write(pack_tag(tag >> 16, tag & 0xFFFF) + pack_ul(len(value)) + value)
+                continue
+            if vr is not None and len(vr) == 2:
+                if vr in EXPLICIT_VR_LENGTH_32:
+                    buf.write(pack_tag(tag >> 16, tag & 0xFFFF) + vr.encode() + b"\x00\x00" + pack_ul(len(value)) + value)
+                    continue
+                if len(value) <= 0xFFFF:
+                    buf.write(pack_tag(tag >> 16, tag & 0xFFFF) + vr.encode() + pack_us(len(value)) + value)
+                    continue
+        with tag_in_exception(tag):
+            write_data_element(buf, ds.get_item(tag), encodings)
+    return buf.getvalue()
+
+
+def _encode_file_meta(file_meta: FileMetaDataset) -> bytes:
+    """``write_file_meta_info(fp, file_meta, enforce_standard=True)``'s bytes for a validated meta: the
+    group length, then the elements in tag order, each encoded by pydicom (explicit VR little endian,
+    default character set); the encodings of repeated values are reused."""
+    if 0x00020000 in file_meta._dict or any(e.is_raw or e.VR == "SQ" for e in file_meta._dict.values()):
+        buf = DicomBytesIO()
+        write_file_meta_info(buf, file_meta, enforce_standard=True)
+        return buf.getvalue()
+    body = b"".join(
+        _meta_element(elem.tag, elem.VR, elem.value) if int(tag) != 0x00020003 else _encode_meta_element(elem)
+        for tag, elem in sorted(file_meta._dict.items())
+    )
+    return _meta_element(0x00020000, "UL", len(body)) + body
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_element(tag: int, vr: str, value: Any) -> bytes:
+    return _encode_meta_element(DataElement(tag, vr, value))
+
+
+def _encode_meta_element(elem: DataElement) -> bytes:
+    buf = DicomBytesIO()
+    buf.is_implicit_VR, buf.is_little_endian = False, True
+    write_data_element(buf, elem, default_encoding)
+    return buf.getvalue()
+
+
+_TAG = struct.Struct("<HH")
+_UL = struct.Struct("<L")
+_US = struct.Struct("<H")
+
+
+def _plain_encoding(ds: Dataset, meta: Any, ts: Any) -> bool:
+    """Whether ``dcmwrite`` would write ``ds`` as :func:`encode_part10` does: file meta it leaves as it
+    is, a little-endian public transfer syntax that is the one ``ds`` was read in, and raw elements
+    written as they are (same encoding and character set)."""
+    if ts is None or not isinstance(ts, UID) or ts.is_private or not ts.is_transfer_syntax:
+        return False
+    if not ts.is_little_endian or ts == pydicom.uid.DeflatedExplicitVRLittleEndian:
+        return False
+    if ds.original_encoding != (ts.is_implicit_VR, True) or ds.original_character_set != ds._character_set:
+        return False
+    if any(tag >> 16 in (0, 2) for tag in ds._dict) or len(getattr(ds, "preamble", None) or b"") != 128:
+        return False
+    for meta_kw, ds_kw in (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        in_meta, in_ds = meta.get(meta_kw, None), ds.get(ds_kw, None)
+        if in_meta is None or (in_ds and in_ds != in_meta):  # dcmwrite would update its copy of the meta
+            return False
+    return True
+
+
+def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | None = None) -> tuple[str, str]:
+    """Write ``ds`` as Part 10 at ``rel_out`` atomically, never replacing a different file; returns
+    (the path written, relative to ``out_root``, its sha256). ``body``: the data set already encoded
+    (the fast path's; ``ds`` then gives the file meta).
+
+    The file is encoded in memory and hashed there (a data set with big, streamed pixel data is written
+    straight to the temporary name and hashed from disk: no second copy of a big image in memory) and
     linked into place. Identical content already there (a resumed run) is accepted; different content
     under the same name (two versions of one SOP instance) goes to a name derived from its hash.
     """
@@ -442,8 +573,15 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset) -> tuple[str, str
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         with os.fdopen(fd, "wb") as fh:
-            ds.save_as(fh, enforce_file_format=True)
-        sha = _sha256_file(tmp)
+            pixel_data = ds.get_item(0x7FE00010)
+            if pixel_data is not None and pixel_data.is_buffered:  # big: streamed, then hashed from disk
+                ds.save_as(fh, enforce_file_format=True)
+                data = None
+            else:
+                data = encode_part10(ds, body)
+                fh.write(data)
+        sha = _sha256_file(tmp) if data is None else hashlib.sha256(data).hexdigest()
+        del data
         for candidate in (final, final.with_name(f"{final.stem}.{sha[:12]}{final.suffix}")):
             try:
                 os.link(tmp, candidate)
@@ -484,7 +622,15 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             loaded.frames = None
             result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
-        header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
+        if loaded.fast is not None:
+            try:
+                header = loaded.fast.deidentify(ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
+            except Exception as exc:  # noqa: BLE001 - the pydicom path after all, from the same bytes
+                log.debug("fast path given up: %s", type(exc).__name__)
+                ds = loaded.ds = _read_dataset(loaded.fast.data, "part10")
+                loaded.fast = None
+        if loaded.fast is None:
+            header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
         if report.scanned:
             ds.BurnedInAnnotation = "NO"
         elif "PixelData" in ds and "BurnedInAnnotation" not in ds:
@@ -500,7 +646,8 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
         study = _folder_component(str(ds.get("StudyInstanceUID", "")), "unknown-study")
         series = _folder_component(str(ds.get("SeriesInstanceUID", "")), "unknown-series")
         rel_out = f"{loaded.patient_folder}/{study}/{series}/{sop}.dcm"
-        result.output_path, result.output_sha256 = write_exclusive(ctx.output_dir, rel_out, ds)
+        body = loaded.fast.body if loaded.fast is not None else None
+        result.output_path, result.output_sha256 = write_exclusive(ctx.output_dir, rel_out, ds, body)
         result.study_key, result.series_key = study, series
         result.timings_ms["write"] = (time.perf_counter() - t2) * 1000
         result.status = "written"

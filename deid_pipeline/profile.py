@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,16 @@ class ElementRef:
     private_creator: str | None  # creator string for private elements (block owner), else None
     depth: int  # 0 = top level, 1 = inside one sequence item, ...
     parents: tuple[int, ...]  # tags of enclosing sequences, outermost first
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tag, self.vr, self.keyword, self.private_creator, self.depth, self.parents)))
+
+    def __hash__(self) -> int:  # refs key the rule caches: hashed once
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a string's hash differs between processes: rehash there
+        return ElementRef, (self.tag, self.vr, self.keyword, self.private_creator, self.depth, self.parents)
 
 
 @dataclass(frozen=True)
@@ -202,9 +212,9 @@ def _parse_tag(raw: object) -> tuple[str, Any, str, int]:
 
 
 def _describe(raw: dict[str, Any]) -> str:
-    for field in ("tag", "keyword", "vr"):
-        if isinstance(raw, dict) and raw.get(field) is not None:
-            return f"{field} {raw[field]}"
+    for key in ("tag", "keyword", "vr"):
+        if isinstance(raw, dict) and raw.get(key) is not None:
+            return f"{key} {raw[key]}"
     return "no tag, keyword or vr"
 
 

@@ -4,6 +4,8 @@
 :func:`deidentify_header` and :func:`inspect_dataset` are visitors over it. For each element the
 walk builds an :class:`~deid_pipeline.profile.ElementRef` (tag, VR, keyword, private creator, depth,
 parent sequence tags), asks the profile for its :class:`Rule`, and :mod:`actions` does the rest.
+The byte-level pass of :mod:`fastpath` applies the same per-element steps (:class:`Deidentifier`,
+:func:`term_parser`) to the records it scans instead of a data set.
 
 Protected, whatever the profile says: the Image Pixel module and what a decoder needs
 (:data:`PROTECTED_KEYWORDS`), Specific Character Set, SOP Class UID, Referenced SOP Class UID; the
@@ -17,19 +19,25 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom import config as pydicom_config
+from pydicom.charset import decode_bytes, encode_string
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-from pydicom.valuerep import PersonName
+from pydicom.hooks import hooks
+from pydicom.hooks import raw_element_value as _pydicom_raw_element_value
+from pydicom.hooks import raw_element_vr as _pydicom_raw_element_vr
+from pydicom.tag import _LUT_DESCRIPTOR_TAGS, BaseTag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .errors import FileError
@@ -146,10 +154,202 @@ def _element(ds: Dataset, tag: int) -> DataElement | None:
     return ds.get(BaseTag(tag))
 
 
-def element_ref(ds: Dataset, elem: DataElement, depth: int, parents: tuple[int, ...]) -> ElementRef:
+# --------------------------------------------------------------------------- raw elements
+#
+# pydicom reads every element as a RawDataElement (tag, VR, undecoded bytes) and converts it on first
+# access. Most elements are removed or kept unchanged, so the walk converts only what a visitor reads or
+# changes. An element may stay raw only when converting it later cannot fail and touches nothing but
+# the element ("inert", :func:`inert_vr`), so that a file fails to parse exactly as it did when every
+# element was converted up front; it is written raw (its bytes copied by pydicom's writer) only when
+# pydicom's own conversion and re-encoding would give back the same bytes (:func:`kept_raw_is_exact`).
+
+#: Converted to bytes as they are.
+_BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+#: Converted with struct.unpack: inert when the length is a whole number of values.
+_NUMBER_SIZES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8}
+#: Decoded with the default encoding (every byte decodes), split and stripped; never raise.
+_DEFAULT_ENCODING_VRS = frozenset({"AE", "AS", "CS", "UI", "UR"})
+#: Decoded with the data set's character set; decoding never raises outside RAISE mode.
+_CHARSET_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
+_ESC = 0x1B
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+#: Converted with pydicom's bookkeeping (character set, pixel data, ambiguous VRs), never left raw.
+_NEVER_INERT = frozenset({0x00080005, 0x7FE00008, 0x7FE00009, 0x7FE00010})
+_ASCII_SAMPLE = bytes(b for b in range(0x80) if b != _ESC)
+
+
+@functools.lru_cache(maxsize=8)
+def _inert_string_vrs(datetime_conversion: bool, ds_numpy: bool, ds_decimal: bool) -> frozenset[str]:
+    """String VRs whose conversion is inert under these pydicom settings."""
+    vrs = set(_DEFAULT_ENCODING_VRS)
+    if not datetime_conversion:
+        vrs |= {"DA", "DT", "TM"}  # plain strings; DA/DT/TM objects may raise
+    if not (ds_numpy or ds_decimal):
+        vrs.add("DS")  # DSfloat: a bad number falls back to a string, never raises
+    return frozenset(vrs)
+
+
+def _pydicom_defaults() -> bool:
+    """Whether pydicom converts raw elements with its own hooks and lenient settings (what
+    :func:`inert_vr` reasons about)."""
+    return (
+        hooks.raw_element_vr is _pydicom_raw_element_vr
+        and hooks.raw_element_value is _pydicom_raw_element_value
+        and not hooks.raw_element_kwargs
+        and pydicom_config.data_element_callback is None
+        and pydicom_config.settings.reading_validation_mode != pydicom_config.RAISE
+    )
+
+
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def _public_dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def inert_vr(ds: Dataset, raw: RawDataElement) -> str | None:
+    """The VR pydicom gives ``raw`` when converting it cannot fail and changes nothing else; else None.
+
+    Sequences, private creators, pixel data, the character set, ambiguous VRs, PN and AT, numbers of
+    a wrong length, IS holding anything but digits, signs and separators, and text holding escape
+    sequences are never inert. The VR is the one pydicom's ``raw_element_vr`` hook computes.
+    """
+    tag = raw.tag
+    value = raw.value
+    if (
+        value is None
+        or raw.length == _UNDEFINED_LENGTH
+        or tag in _NEVER_INERT
+        or ((tag >> 16) & 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF)
+        or not _pydicom_defaults()
+    ):
+        return None
+    vr = raw.VR
+    if vr is None and not (tag >> 16) & 1:  # implicit, public: the dictionary's VR, as the hook does
+        vr = _public_dictionary_vr(tag)
+    if vr is None or vr == "UN":
+        data: dict[str, Any] = {}
+        hooks.raw_element_vr(raw, data, ds=ds)
+        if raw.VR is not None and data["VR"] != raw.VR:  # an explicit UN that conversion makes known
+            return None
+        vr = data["VR"]
+    return vr if inert_value(vr, value) else None
+
+
+def inert_value(vr: str, value: bytes, strings: frozenset[str] | None = None) -> bool:
+    """Whether pydicom's conversion of ``value`` as ``vr`` cannot fail (under :func:`_pydicom_defaults`,
+    for an element that is no sequence, private creator, pixel data or character set). ``strings``:
+    :func:`inert_string_vrs`, when the caller has it."""
+    if vr in _BYTES_VRS or vr in _CHARSET_VRS and _ESC not in value:
+        return True
+    size = _NUMBER_SIZES.get(vr)
+    if size is not None:
+        return len(value) % size == 0
+    if vr == "IS":
+        return not pydicom_config.use_IS_numpy and _IS_CANNOT_RAISE.fullmatch(value) is not None
+    return vr in (strings or inert_string_vrs())
+
+
+def inert_string_vrs() -> frozenset[str]:
+    """The string VRs whose conversion cannot fail under pydicom's current settings."""
+    return _inert_string_vrs(pydicom_config.datetime_conversion, pydicom_config.use_DS_numpy, pydicom_config.use_DS_decimal)
+
+
+#: IS values of these bytes convert with int() or fail with ValueError (pydicom then falls back to a
+#: string); a float() overflow (``9...9.0``, ``1e999``) would raise instead.
+_IS_CANNOT_RAISE = re.compile(rb"[0-9+\- \\\x00]*")
+
+
+def convert_inert(ds: Dataset, raw: RawDataElement) -> DataElement:
+    """Convert an inert raw element of ``ds`` in place, exactly as ``ds[tag]`` would, and return it."""
+    tag = raw.tag
+    elem = convert_raw_data_element(raw, encoding=ds.original_character_set or ds._character_set, ds=ds)
+    if (tag >> 16) & 1:  # as Dataset.__setitem__ does
+        creator_tag = (tag & 0xFFFF0000) | ((tag & 0xFFFF) >> 8)
+        if creator_tag != tag and creator_tag in ds._dict:
+            elem.private_creator = ds[creator_tag].value
+    ds._dict[tag] = elem
+    return elem
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_round_trips(encodings: tuple[str, ...]) -> bool:
+    """Whether pydicom decodes and re-encodes ASCII text (no escape) unchanged in ``encodings``."""
+    text = _ASCII_SAMPLE.decode("ascii")
+    try:
+        return decode_bytes(_ASCII_SAMPLE, list(encodings), TEXT_VR_DELIMS) == text and encode_string(text, list(encodings)) == _ASCII_SAMPLE
+    except Exception:
+        return False
+
+
+def _dataset_encodings(ds: Dataset) -> tuple[str, ...]:
+    charset = ds.original_character_set or ds._character_set  # as Dataset.__getitem__ decodes
+    return (charset,) if isinstance(charset, str) else tuple(charset)
+
+
+def kept_raw_is_exact(ds: Dataset, raw: RawDataElement, vr: str) -> bool:
+    """Whether writing the inert ``raw`` of ``ds`` unconverted gives the bytes pydicom writes after
+    converting it (:func:`raw_write_is_exact`)."""
+    return raw_write_is_exact(raw.value, vr, raw.tag, ds)
+
+
+def raw_write_is_exact(value: bytes, vr: str, tag: int, ds: Dataset | tuple[str, ...]) -> bool:
+    """Whether the inert ``value`` written as it is gives the bytes pydicom writes after converting it.
+
+    pydicom strips trailing spaces and NULs (per value for LO/SH/UC, leading spaces too for AE, DS, IS
+    and UI values) and pads to even length (UI with a NUL, text with a space, bytes with a NUL); numbers
+    are unpacked and packed again (FL is left out: a signalling NaN would not survive). Text must be
+    ASCII so that no character set change can alter it; LO/SH/UC/ST/LT/UT also need a character set
+    (of ``ds``, or the encodings given) that decodes and encodes ASCII unchanged. Conservative: False
+    means "convert it".
+    """
+    if vr in _BYTES_VRS:
+        return not len(value) % 2
+    if vr in _NUMBER_SIZES:
+        return vr != "FL" and tag not in _LUT_DESCRIPTOR_TAGS
+    if not value.isascii():
+        return False
+    stripped = value.rstrip(b"\x00 ")
+    if vr in ("UI", "AE", "DS", "IS"):
+        if value != stripped + (b"\x00" if vr == "UI" else b" ") * (len(stripped) % 2):
+            return False
+        return _CONTROL_OR_SPACE.search(stripped) is None
+    if value != stripped + b" " * (len(stripped) % 2):
+        return False
+    if vr in ("CS", "DA", "DT", "TM"):
+        return True
+    if vr in _CHARSET_VRS:
+        if vr in ("LO", "SH", "UC") and (b" \\" in stripped or b"\x00\\" in stripped):
+            return False  # each value is stripped on its own
+        return _ascii_round_trips(ds if isinstance(ds, tuple) else _dataset_encodings(ds))
+    return False  # UR: stripped of any whitespace; converted
+
+
+_CONTROL_OR_SPACE = re.compile(rb"[\x00-\x20]")
+
+
+def written_encoding(ds: Dataset) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of the transfer syntax in ``ds.file_meta``, which the writer uses;
+    None when it names no public transfer syntax pydicom knows."""
+    meta = getattr(ds, "file_meta", None)
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not value:
+        return None
+    uid = UID(str(value).strip("\x00 "))
+    if uid.is_private or not uid.is_transfer_syntax:
+        return None
+    return uid.is_implicit_VR, uid.is_little_endian
+
+
+def element_ref(
+    ds: Dataset, elem: DataElement | RawDataElement, depth: int, parents: tuple[int, ...], vr: str | None = None
+) -> ElementRef:
     """What a rule can match on; the private creator is looked up in the element's own data set.
 
-    Refs are immutable and interned per (tag, VR, creator, depth, parents).
+    ``vr`` is the VR of a raw element (:func:`inert_vr`). Refs are immutable and interned per (tag, VR,
+    creator, depth, parents).
     """
     tag = int(elem.tag)
     group, el = tag >> 16, tag & 0xFFFF
@@ -160,14 +360,18 @@ def element_ref(ds: Dataset, elem: DataElement, depth: int, parents: tuple[int, 
         elif el >= 0x1000:
             owner = _element(ds, (group << 16) | (el >> 8))
             creator = str(owner.value or "").strip() if owner is not None else None
-    vr = elem.VR
+    return ref_for(tag, elem.VR if vr is None else vr, creator, depth, parents)
+
+
+def ref_for(tag: int, vr: str | None, creator: str | None, depth: int, parents: tuple[int, ...]) -> ElementRef:
+    """The interned :class:`ElementRef` of an element (``creator``: its block's private creator)."""
     key = (tag, vr, creator, depth, parents)
     ref = _REFS.get(key)
     if ref is None:
         ref = ElementRef(
             tag=tag,
             vr=_normal_vr(vr),
-            keyword="" if group & 1 else _keyword(tag),
+            keyword="" if (tag >> 16) & 1 else _keyword(tag),
             private_creator=creator,
             depth=depth,
             parents=parents,
@@ -184,35 +388,43 @@ def walk(
     leave: Leave | None = None,
     depth: int = 0,
     parents: tuple[int, ...] = (),
-    prefix: str = "",
+    prefix: str | None = "",
+    lazy: bool = False,
 ) -> None:
     """Call ``visit(container, element, ref, path)`` for every element at every depth.
 
     ``visit`` may change or delete the element; it returns True to walk the items of a (still present)
-    sequence. ``leave(container, depth)`` runs after each data set's own elements.
+    sequence. ``leave(container, depth)`` runs after each data set's own elements. With ``lazy`` an
+    inert raw element (:func:`inert_vr`) reaches ``visit`` unconverted; :func:`convert_inert`
+    converts it. ``prefix=None``: no paths are built (``path`` is ``""``).
     """
     elements = ds._dict
+    path = ""
     for tag in list(elements.keys()):
         elem = elements.get(tag)
         if elem is None:  # deleted by an earlier visit
             continue
-        path = prefix + _tag_str_cached(tag)
-        if not isinstance(elem, DataElement):  # still raw: convert it now
-            try:
-                elem = ds[tag]
-            except Exception:  # a value pydicom cannot convert: it goes, whatever it said
-                log.warning("unreadable element %s removed", tag_str(int(tag)))
-                del ds[tag]
-                continue
-        ref = element_ref(ds, elem, depth, parents)
+        if prefix is not None:
+            path = prefix + _tag_str_cached(tag)
+        vr = None
+        if not isinstance(elem, DataElement):  # still raw: convert it now unless it may stay raw
+            vr = inert_vr(ds, elem) if lazy else None
+            if vr is None:
+                try:
+                    elem = ds[tag]
+                except Exception:  # a value pydicom cannot convert: it goes, whatever it said
+                    log.warning("unreadable element %s removed", tag_str(int(tag)))
+                    del ds[tag]
+                    continue
+        ref = element_ref(ds, elem, depth, parents, vr)
         if not visit(ds, elem, ref, path):
             continue
-        elem = _element(ds, tag)
-        if elem is None:
+        elem = elements.get(tag)
+        if elem is None or not isinstance(elem, DataElement):  # gone, or raw (never a sequence)
             continue
         if elem.VR == "SQ" and elem.value:
             for i, item in enumerate(elem.value):
-                walk(item, visit, leave, depth + 1, parents + (int(tag),), f"{path}[{i}].")
+                walk(item, visit, leave, depth + 1, parents + (int(tag),), None if prefix is None else f"{path}[{i}].", lazy)
     if leave is not None:
         leave(ds, depth)
 
@@ -235,6 +447,15 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     if rule.action == "C" and 0x5000 <= group <= 0x60FF and not group & 1 and (ref.tag & 0xFFFF) in _GRAPHICS_TEXT:
         return Rule("X", rule.origin + "+graphics-text")
     return rule
+
+
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def _decision(profile: Profile, ref: ElementRef, in_uid_scope: bool) -> tuple[str, str]:
+    """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced."""
+    code = rule_for(profile, ref).action
+    if in_uid_scope and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
+        code = "U"
+    return code, actions.resolve(code, ref)
 
 
 def _str_values(elem: DataElement) -> list[str]:
@@ -288,39 +509,66 @@ def _name_terms(value: str) -> set[str]:
     return out
 
 
+def _stripped(value: str) -> tuple[str]:
+    return (value.strip(),)
+
+
 def collect_phi_terms(ds: Dataset, profile: Profile) -> frozenset[str]:
     """Identifying values of this file *before* any change: names (and their parts), IDs, dates in
     common formats, accession, institution. In memory only; used by ``clean`` and the pixel stage."""
     terms: set[str] = set()
 
-    def visit(container: Dataset, elem: DataElement, ref: ElementRef, path: str) -> bool:
+    def visit(container: Dataset, elem: DataElement | RawDataElement, ref: ElementRef, path: str) -> bool:
         if ref.private_creator is not None:
             return False
         if ref.vr == "SQ":
             return True
-        values = _str_values(elem)
-        if not values:
-            return False
-        if ref.vr == "PN":
-            for v in values:
-                terms.update(_name_terms(v))
-        elif ref.vr in ("DA", "DT"):
-            if ref.keyword == "PatientBirthDate" or rule_for(profile, ref).action != "K":
-                for v in values:
-                    terms.update(date_variants(v))
-        elif ref.keyword in IDENTIFYING_KEYWORDS:
-            terms.update(v.strip() for v in values)
+        parse = term_parser(profile, ref)
+        if parse is not None:  # else the value is not read: a raw element stays raw
+            for v in _str_values(convert_inert(container, elem) if elem.is_raw else elem):
+                terms.update(parse(v))
         return False
 
-    walk(ds, visit)
+    walk(ds, visit, prefix=None, lazy=True)
+    return usable_terms(terms)
+
+
+def usable_terms(terms: set[str]) -> frozenset[str]:
+    """The collected terms :mod:`clean` and the pixel stage use (two characters, one alphanumeric)."""
     return frozenset(t for t in terms if len(t) >= 2 and any(c.isalnum() for c in t))
+
+
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def term_parser(profile: Profile, ref: ElementRef) -> Callable[[str], Any] | None:
+    """How :func:`collect_phi_terms` turns a value of a public, non-sequence element into terms; None
+    when it does not read the element."""
+    if ref.vr == "PN":
+        return _name_terms_cached
+    if ref.vr in ("DA", "DT"):
+        if ref.keyword != "PatientBirthDate" and rule_for(profile, ref).action == "K":
+            return None
+        return _date_variants_cached
+    if ref.keyword in IDENTIFYING_KEYWORDS:
+        return _stripped
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_terms_cached(value: str) -> frozenset[str]:
+    return frozenset(_name_terms(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_variants_cached(value: str) -> frozenset[str]:
+    return frozenset(date_variants(value))
 
 
 # --------------------------------------------------------------------------- de-identification
 
 
-class _Deidentifier:
-    """The visitor of :func:`deidentify_header`: one rule, one action, one count per element."""
+class Deidentifier:
+    """The visitor of :func:`deidentify_header` (and the per-element steps of the byte-level pass in
+    :mod:`fastpath`): one rule, one action, one count per element."""
 
     def __init__(self, profile: Profile, ctx: actions.ActionContext) -> None:
         self.profile = profile
@@ -329,49 +577,81 @@ class _Deidentifier:
         self.uid_scope: set[int] = set()  # id() of items inside an X/Z/U* reference sequence
         self.non_ascii = False
         self.max_age = getattr(profile.settings, "max_age_years", None)
+        self.raw_encoding: tuple[bool, bool] | None = None  # raw elements in it may be written raw
 
-    def visit(self, ds: Dataset, elem: DataElement, ref: ElementRef, path: str) -> bool:
+    def visit(self, ds: Dataset, elem: DataElement | RawDataElement, ref: ElementRef, path: str) -> bool:
         if is_private_creator(ref.tag):
             return False  # kept or dropped in leave(), once its block is known
-        rule = rule_for(self.profile, ref)
-        code = rule.action
         in_scope = id(ds) in self.uid_scope
-        if in_scope and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
-            code = "U"
-        applied, outcome = actions.apply(code, elem, ref, self.ctx)
-        self.counts[applied] += 1
+        code, applied = _decision(self.profile, ref, in_scope)
+        if elem.is_raw:  # inert: removed or kept without reading it when X/K need nothing of the value
+            unread = self.unread(applied, ref)
+            if unread is actions.REMOVE:
+                del ds[ref.tag]
+                return False
+            if (
+                unread is actions.KEEP
+                and (elem.is_implicit_VR, elem.is_little_endian) == self.raw_encoding
+                and kept_raw_is_exact(ds, elem, ref.vr)  # ASCII text: non_ascii stays as it is
+            ):
+                self.counts["K"] += 1
+                return False
+            elem = convert_inert(ds, elem)
+        outcome = self.apply(code, elem, ref, in_scope)
         if outcome is actions.REMOVE:
             del ds[ref.tag]
             return False
+        if outcome is actions.UID_REFS:
+            self.uid_scope.update(id(item) for item in elem.value or ())
+        return outcome is not None
+
+    def unread(self, applied: str, ref: ElementRef) -> Any:
+        """For an element whose value is not read yet: REMOVE (counted) when its X needs nothing of the
+        value, KEEP (not counted) when its K may keep it unread, else None (convert it, :meth:`apply`)."""
+        if ref.vr in actions.DATE_VRS or ref.vr == "AS":
+            return None  # dates are counted by value, ages capped
+        if applied == "X":
+            self.counts["X"] += 1
+            return actions.REMOVE
+        return actions.KEEP if applied == "K" else None
+
+    def apply(self, code: str, elem: DataElement, ref: ElementRef, in_scope: bool) -> Any:
+        """Apply ``code`` to ``elem`` (its value changed in place) and count it. Returns REMOVE, KEEP for a
+        sequence whose items are walked, UID_REFS for one whose items are walked in the UID scope, or
+        None."""
+        applied, outcome = actions.apply(code, elem, ref, self.ctx)
+        self.counts[applied] += 1
+        if outcome is actions.REMOVE:
+            return actions.REMOVE
         if outcome is actions.KEEP or outcome is actions.UID_REFS:
             if ref.vr == "SQ":
-                if outcome is actions.UID_REFS or in_scope:
-                    self.uid_scope.update(id(item) for item in elem.value or ())
-                return True
+                return actions.UID_REFS if outcome is actions.UID_REFS or in_scope else actions.KEEP
             if ref.vr == "AS" and elem.value:
                 elem.value = actions.cap_age(str(elem.value), self.max_age)
             self.non_ascii = self.non_ascii or _is_non_ascii(elem.value)
-            return False
+            return None
         if ref.vr == "SQ":
             elem.value = Sequence(outcome or [])
-            return False
+            return None
         if ref.vr == "AS" and outcome:
             outcome = actions.cap_age(str(outcome), self.max_age)
         elem.value = outcome
         self.non_ascii = self.non_ascii or _is_non_ascii(outcome)
-        return False
+        return None
+
+    def unused_creators(self, keys: list[int]) -> list[int]:
+        """The private creators among ``keys`` (one data set's tags) whose block holds no element."""
+        creators = [t for t in keys if is_private_creator(t)]
+        if not creators:
+            return creators
+        used = {(t >> 16, (t & 0xFFFF) >> 8) for t in keys if (t >> 16) & 1 and (t & 0xFFFF) >= 0x1000}
+        return [t for t in creators if (t >> 16, t & 0xFF) not in used]
 
     def leave(self, ds: Dataset, depth: int) -> None:
         """Drop private creators whose block no longer holds any element."""
-        for tag in [t for t in ds.keys() if is_private_creator(int(t))]:
-            group, block = int(tag) >> 16, int(tag) & 0xFF
-            used = any(
-                (int(t) >> 16) == group and (int(t) & 0xFFFF) >> 8 == block and (int(t) & 0xFFFF) >= 0x1000
-                for t in ds.keys()
-            )
-            if not used:
-                del ds[tag]
-                self.counts["X"] += 1
+        for tag in self.unused_creators(list(ds.keys())):
+            del ds[tag]
+            self.counts["X"] += 1
 
 
 def _temporal_state(dates: actions.DateStats, mode: str) -> str:
@@ -442,8 +722,9 @@ def deidentify_header(
         patient_pseudonym=pseudo.patient_id(identity),
         phi_terms=phi_terms,
     )
-    visitor = _Deidentifier(profile, ctx)
-    walk(ds, visitor.visit, visitor.leave)
+    visitor = Deidentifier(profile, ctx)
+    visitor.raw_encoding = written_encoding(ds)
+    walk(ds, visitor.visit, visitor.leave, prefix=None, lazy=True)
     _fix_file_meta(ds)
     _mark(ds, profile, _temporal_state(ctx.dates, profile.settings.dates))
     if visitor.non_ascii:

@@ -1,0 +1,171 @@
+"""The header-only fast path (``deid_pipeline.fastpath``) writes what the pydicom path writes, byte for
+byte, with the same manifest fields; files it does not handle go the pydicom way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from deid_pipeline import fastpath, pipeline, tags
+from deid_pipeline.config import RunContext
+from deid_pipeline.discover import Candidate
+from deid_pipeline.profile import load_profile
+
+KEY = b"fast-path-test-key-0123456789abcdef"
+SOURCES = [
+    "CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "SC_rgb_rle.dcm", "JPEG2000.dcm", "rtplan.dcm",
+    "emri_small.dcm", "SC_rgb.dcm", "ExplVR_LitEndNoMeta.dcm", "MR2_UNCI.dcm", "liver_1frame.dcm",
+    "693_J2KI.dcm", "US1_J2KR.dcm", "rtstruct.dcm", "waveform_ecg.dcm",
+]
+LONG = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"}
+
+
+def _elem(tag: int, vr: str, value: bytes, implicit: bool, reserved: bytes = b"\0\0") -> bytes:
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + struct.pack("<L", len(value)) + value
+    if vr in LONG:
+        return head + vr.encode() + reserved + struct.pack("<L", len(value)) + value
+    return head + vr.encode() + struct.pack("<H", len(value)) + value
+
+
+def _awkward(path: Path, implicit: bool, n: int) -> None:
+    """A file whose kept values pydicom re-encodes differently from how they were written: odd and
+    NUL padding, trailing spaces inside multi-values, a space-padded UID, an odd-length OB, reserved
+    bytes that are not zero; an undefined-length sequence with an undefined-length item; a private
+    block; an empty element."""
+    uid = f"1.2.826.0.1.3680043.10.77.{n}".encode()
+    items = _elem(0x00081150, "UI", b"1.2.840.10008.5.1.4.1.1.2\0", implicit) + _elem(0x00081155, "UI", b"1.2.3.4 ", implicit)
+    sequence = (
+        struct.pack("<HH", 0x0008, 0x1140)
+        + (b"" if implicit else b"SQ\0\0")
+        + b"\xff\xff\xff\xff"
+        + struct.pack("<HHL", 0xFFFE, 0xE000, 0xFFFFFFFF) + items + struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+        + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+    )
+    elements = [
+        _elem(0x00080005, "CS", b"ISO_IR 100", implicit),
+        _elem(0x00080008, "CS", b"ORIGINAL\\PRIMARY\\AXIAL ", implicit),
+        _elem(0x00080016, "UI", b"1.2.840.10008.5.1.4.1.1.2\0", implicit),
+        _elem(0x00080018, "UI", uid + b"\0" * (len(uid) % 2), implicit),
+        _elem(0x00080020, "DA", b"20200101", implicit),
+        _elem(0x00080060, "CS", b"CT", implicit),
+        _elem(0x00080070, "LO", b"ACME \\ MEDICAL ", implicit),
+        _elem(0x00081030, "LO", b"HEAD\0", implicit),
+        sequence,
+        _elem(0x00100010, "PN", b"DOE^JOHN", implicit),
+        _elem(0x00100020, "LO", f"PID{n:04d}".encode(), implicit),
+        _elem(0x00180015, "CS", b"HEAD", implicit),
+        _elem(0x00180050, "DS", b" 1.5", implicit),
+        _elem(0x00181030, "LO", b"PROTO ", implicit),
+        _elem(0x00189004, "CS", b"", implicit),
+        _elem(0x0020000D, "UI", b"1.2.826.0.1.3680043.10.78.1\0", implicit),
+        _elem(0x0020000E, "UI", b"1.2.826.0.1.3680043.10.79.1 ", implicit),
+        _elem(0x00200013, "IS", b"1.0 ", implicit),
+        _elem(0x00204000, "LT", f"scan of PID{n:04d}".encode(), implicit),
+        _elem(0x00280002, "US", struct.pack("<H", 1), implicit),
+        _elem(0x00280004, "CS", b"MONOCHROME2 ", implicit),
+        _elem(0x00280010, "US", struct.pack("<H", 1), implicit),
+        _elem(0x00280011, "US", struct.pack("<H", 3), implicit),
+        _elem(0x00280100, "US", struct.pack("<H", 8), implicit),
+        _elem(0x00280101, "US", struct.pack("<H", 8), implicit),
+        _elem(0x00280102, "US", struct.pack("<H", 7), implicit),
+        _elem(0x00280103, "US", struct.pack("<H", 0), implicit),
+        _elem(0x00281050, "DS", b"40\\400 ", implicit),
+        _elem(0x00290010, "LO", b"ACME 1.0", implicit),
+        _elem(0x00291001, "UN", b"\x01\x02\x03", implicit),
+        _elem(0x7FE00010, "OB", b"\x01\x02\x03", implicit, reserved=b"\x01\x02"),
+    ]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = uid.decode()
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    path.write_bytes(b"\0" * 128 + b"DICM" + buf.getvalue() + b"".join(elements))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fast-in")
+    for i, name in enumerate(SOURCES):
+        shutil.copy(get_testdata_file(name), root / f"{i:02d}_{name}")
+    for i in range(4):
+        _awkward(root / f"awkward{i}.dcm", implicit=bool(i % 2), n=i)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "M\u00fcller^Hans"  # kept non-ASCII name: the character set changes
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.save_as(root / "latin1.dcm")
+    return root
+
+
+def _run(root: Path, out: Path, profile: str, monkeypatch: pytest.MonkeyPatch, fast: bool) -> dict[str, Any]:
+    """Outputs and records per input; ``fast=False``: the reference, pydicom converting and encoding every
+    element that is written (no fast path, no raw element kept unconverted)."""
+    if not fast:
+        monkeypatch.setattr(fastpath, "scan", lambda data, profile: None)
+        monkeypatch.setattr(tags, "kept_raw_is_exact", lambda ds, raw, vr: False)
+    out.mkdir()
+    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=out, pixels="none", device="cpu")
+    cands = [Candidate(p.name) for p in sorted(root.iterdir())]
+    results = pipeline.process_batch(root, cands, ctx)
+    monkeypatch.undo()
+    seen = {}
+    for cand, res in zip(cands, results):
+        record = {k: v for k, v in asdict(res).items() if k != "timings_ms"}
+        record["timing_keys"] = sorted(res.timings_ms)
+        data = (out / res.output_path).read_bytes() if res.output_path else None
+        seen[cand.rel] = (record, data)
+    return seen
+
+
+@pytest.mark.parametrize("profile", ["safe-harbor", "basic", "basic+retain-uids+retain-long-modified-dates"])
+def test_fast_path_writes_the_pydicom_bytes(inputs: Path, tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = _run(inputs, tmp_path / "slow", profile, monkeypatch, fast=False)
+    quick = _run(inputs, tmp_path / "fast", profile, monkeypatch, fast=True)
+    assert quick.keys() == slow.keys()
+    for name in slow:
+        assert quick[name][0] == slow[name][0], name
+        assert quick[name][1] == slow[name][1], name
+
+
+def test_fast_path_is_taken_and_declines(inputs: Path) -> None:
+    profile = load_profile("safe-harbor")
+    taken = {p.name for p in inputs.iterdir() if fastpath.scan(p.read_bytes(), profile) is not None}
+    assert {"00_CT_small.dcm", "02_MR_small_implicit.dcm", "awkward0.dcm", "awkward1.dcm"} <= taken
+    assert "latin1.dcm" not in taken  # a kept non-ASCII name would change the character set
+    assert fastpath.scan(Path(get_testdata_file("DICOMDIR")).read_bytes(), profile) is None
+    truncated = Path(get_testdata_file("CT_small.dcm")).read_bytes()[:-100]
+    assert fastpath.scan(truncated, profile) is None
+
+
+def test_fast_path_error_falls_back(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in the fast de-identification hands the file to the pydicom path: same output."""
+    slow = _run(inputs, tmp_path / "slow", "safe-harbor", monkeypatch, fast=False)
+
+    def broken(self: fastpath.Scanned, *args: Any) -> Any:
+        raise fastpath.Ineligible("test")
+
+    monkeypatch.setattr(fastpath.Scanned, "deidentify", broken)
+    out = tmp_path / "fast"
+    out.mkdir()
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=out, pixels="none", device="cpu")
+    cands = [Candidate(p.name) for p in sorted(inputs.iterdir())]
+    for cand, res in zip(cands, pipeline.process_batch(inputs, cands, ctx)):
+        assert res.status == slow[cand.rel][0]["status"], cand.rel
+        if res.output_path:
+            assert (out / res.output_path).read_bytes() == slow[cand.rel][1], cand.rel
+    assert os.listdir(out)
