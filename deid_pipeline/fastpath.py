@@ -42,7 +42,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 from . import actions, tags
 from .profile import Profile
-from .pseudonym import Pseudonymizer, patient_identity
+from .pseudonym import Pseudonymizer
 from .types import HeaderResult
 
 
@@ -156,14 +156,7 @@ class Scanned:
         the pydicom path is needed after all."""
         if tags._pydicom_defaults() is False:
             raise Ineligible("pydicom settings changed")
-        identity = patient_identity(self.stub)
-        ctx = actions.ActionContext(
-            settings=profile.settings,
-            pseudo=pseudo,
-            date_offset_days=pseudo.date_offset_days(identity),
-            patient_pseudonym=pseudo.patient_id(identity),
-            phi_terms=phi_terms,
-        )
+        ctx = tags.action_context(self.stub, profile, pseudo, phi_terms)
         visitor = tags.Deidentifier(profile, ctx)
         encodings = tags._dataset_encodings(self.stub)
         final: dict[int, DataElement | _Rec | None] = {}

@@ -703,6 +703,18 @@ def _fix_file_meta(ds: Dataset) -> None:
     meta.ImplementationVersionName = "DEID"
 
 
+def action_context(ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_terms: frozenset[str]) -> actions.ActionContext:
+    """What the actions need for one file: settings, its patient's pseudonym and date shift, its PHI terms."""
+    identity = patient_identity(ds)
+    return actions.ActionContext(
+        settings=profile.settings,
+        pseudo=pseudo,
+        date_offset_days=pseudo.date_offset_days(identity),
+        patient_pseudonym=pseudo.patient_id(identity),
+        phi_terms=phi_terms,
+    )
+
+
 def deidentify_header(
     ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_terms: frozenset[str] | None = None
 ) -> HeaderResult:
@@ -714,14 +726,7 @@ def deidentify_header(
     _check_encapsulated(ds, profile)
     if phi_terms is None:  # the pipeline passes the terms it collected before the pixel stage
         phi_terms = collect_phi_terms(ds, profile)
-    identity = patient_identity(ds)
-    ctx = actions.ActionContext(
-        settings=profile.settings,
-        pseudo=pseudo,
-        date_offset_days=pseudo.date_offset_days(identity),
-        patient_pseudonym=pseudo.patient_id(identity),
-        phi_terms=phi_terms,
-    )
+    ctx = action_context(ds, profile, pseudo, phi_terms)
     visitor = Deidentifier(profile, ctx)
     visitor.raw_encoding = written_encoding(ds)
     walk(ds, visitor.visit, visitor.leave, prefix=None, lazy=True)
