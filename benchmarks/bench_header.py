@@ -102,7 +102,8 @@ def run_deid(inp: Path, out: Path, workers: int, key: Path) -> dict:
     if proc.returncode not in (0, 3):
         raise SystemExit(f"deid failed: {proc.stderr[-500:]}")
     info = json.loads((out / "run.json").read_text())
-    return {"wall_s": wall, "files_per_s_inner": info["files_per_s"], "counts": info["counts"]}
+    return {"wall_s": wall, "files_per_s_inner": info["files_per_s"], "files_per_s_steady": info.get("files_per_s_steady"),
+            "counts": info["counts"]}
 
 
 def main() -> None:
@@ -131,10 +132,13 @@ def main() -> None:
             "files_per_s_max": max(inner),
             "files_per_s_wall_median": statistics.median(wall),
             "per_core_median": statistics.median(inner) / w,
+            "steady_files_per_s_median": statistics.median(r["files_per_s_steady"] or 0.0 for r in runs),
         }
     ws = sorted(results["runs"], key=int)
     if len(ws) > 1:
         results["speedup"] = results["runs"][ws[-1]]["files_per_s_median"] / results["runs"][ws[0]]["files_per_s_median"]
+        first = results["runs"][ws[0]]["steady_files_per_s_median"]
+        results["speedup_steady"] = results["runs"][ws[-1]]["steady_files_per_s_median"] / first if first else None
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}

@@ -300,6 +300,7 @@ def test_run_json_sums_up(run2) -> None:
     assert sum(info["counts"].values()) == len(records) == info["records"]
     assert info["workers"] == 2 and info["state"] == "finished"
     assert info["files_per_s"] > 0 and info["started"] <= info["finished"]
+    assert "files_per_s_steady" in info  # None here: too few records to tell a pace
     assert info["chain"]["records"] == len(records)
     prev = "0" * 64
     for line in (out / "manifest.jsonl").read_bytes().splitlines():
@@ -442,3 +443,14 @@ def test_ten_kills_in_a_row_then_resume(tree, run2) -> None:
     assert not list(out.rglob(".deid-tmp-*"))
     proc = deid("audit", "verify", str(out), "--key-file", str(key))
     assert proc.returncode == 0, proc.stdout
+
+
+def test_steady_rate_is_the_pace_between_the_10th_and_90th_percentile() -> None:
+    from array import array
+
+    from deid_pipeline.runner import _steady_rate
+
+    slow_start = array("d", [0.0, 5.0] + [5.0 + k for k in range(1, 19)])  # 20 samples: a 5 s start
+    assert _steady_rate(slow_start, every=16) == 16.0  # 16 records a second once running
+    assert _steady_rate(array("d", [0.0, 1.0]), every=16) is None
+    assert _steady_rate(array("d", [3.0] * 30), every=16) is None
