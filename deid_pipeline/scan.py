@@ -36,7 +36,7 @@ from .errors import ConfigError
 from .pixels import frame_digest
 from .prepare import View, prepare_views
 from .resources import configs_dir
-from .types import Region
+from .types import Region, join_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -97,26 +97,15 @@ def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
 
 def merge_regions(regions: list[Region], min_overlap: float = 0.5) -> list[Region]:
     """Union boxes that overlap by at least ``min_overlap`` of the smaller one (views agree on a line)."""
-    boxes = [[r.x, r.y, r.x + r.w, r.y + r.h, r.score, r.source] for r in regions]
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[Any]] = []
-        for b in boxes:
-            for o in out:
-                iw = min(b[2], o[2]) - max(b[0], o[0])
-                ih = min(b[3], o[3]) - max(b[1], o[1])
-                if iw > 0 and ih > 0:
-                    small = min((b[2] - b[0]) * (b[3] - b[1]), (o[2] - o[0]) * (o[3] - o[1]))
-                    if iw * ih >= min_overlap * small and b[5] == o[5]:
-                        o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
-                        o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
-                        o[4] = max(o[4], b[4])
-                        changed = True
-                        break
-            else:
-                out.append(list(b))
-        boxes = out
+
+    def joinable(b: list[Any], o: list[Any]) -> bool:
+        iw = min(b[2], o[2]) - max(b[0], o[0])
+        ih = min(b[3], o[3]) - max(b[1], o[1])
+        if iw <= 0 or ih <= 0 or b[5] != o[5]:
+            return False
+        return iw * ih >= min_overlap * min((b[2] - b[0]) * (b[3] - b[1]), (o[2] - o[0]) * (o[3] - o[1]))
+
+    boxes = join_boxes([[r.x, r.y, r.x + r.w, r.y + r.h, r.score, r.source] for r in regions], joinable)
     merged = [Region(int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]), float(b[4]), str(b[5])) for b in boxes]
     merged.sort(key=lambda r: (r.y, r.x, r.h, r.w))
     return merged
@@ -290,24 +279,26 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return a.mean(axis=2) if a.ndim == 3 else a.astype(np.float64)
 
 
-def _same_ink(src: np.ndarray, other: np.ndarray, match: float = 0.9, tol: float = 0.06) -> bool:
-    """Whether the ink (Otsu minority class) of ``src`` is unchanged in ``other`` (same box, another frame)."""
-    a, b = _grey(src), _grey(other)
+def _ink(patch: np.ndarray, tol: float = 0.06) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A box's grey values, its ink (the Otsu minority class) and the tolerance (``tol`` of its value
+    range) within which the ink counts as unchanged elsewhere; None for a flat or ink-less box."""
+    a = _grey(patch)
     lo, hi = float(a.min()), float(a.max())
     if hi <= lo or a.size < 4:
-        return False
+        return None
     u8 = np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
     _, binary = cv2.threshold(u8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     ink = binary.astype(bool)
     if ink.mean() > 0.5:
         ink = ~ink
     if ink.sum() < 4:
-        return False
-    return float((np.abs(a[ink] - b[ink]) <= tol * (hi - lo)).mean()) >= match
+        return None
+    return a, ink, tol * (hi - lo)
 
 
 STATIC_MIN_FRAMES = 3  # distinct frames needed to tell a still overlay from the anatomy moving under it
 STATIC_MIN_MOVING = 0.05  # share of pixels that must change across those frames
+STATIC_INK_MATCH = 0.9  # share of a box's ink that must hold its values in a frame to carry the box there
 
 
 def static_mask(frames: np.ndarray, reps: Sequence[int], tol: float = 0.02) -> np.ndarray | None:
@@ -349,14 +340,17 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
         return found
     out = [list(rs) for rs in found]
     for k, rs in enumerate(found):
-        src = frames[reps[k]]
         for r in rs:
-            if r.source == "fixed":
-                continue
             box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+            ref = _ink(frames[reps[k]][box]) if r.source != "fixed" else None
+            if ref is None:
+                continue
+            values, ink, tol = ref  # the box's ink in this frame, once for every other frame
             for j in range(len(reps)):
-                inside = any(b.x <= r.x and b.y <= r.y and r.x + r.w <= b.x + b.w and r.y + r.h <= b.y + b.h for b in out[j])
-                if j != k and not inside and _same_ink(src[box], frames[reps[j]][box]):
+                if j == k or any(b.x <= r.x and b.y <= r.y and r.x + r.w <= b.x + b.w and r.y + r.h <= b.y + b.h
+                                 for b in out[j]):
+                    continue
+                if float((np.abs(values[ink] - _grey(frames[reps[j]][box])[ink]) <= tol).mean()) >= STATIC_INK_MATCH:
                     out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 
@@ -27,6 +28,28 @@ class Region:
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
+
+
+def join_boxes(boxes: list[list[Any]], joinable: Callable[[list[Any], list[Any]], bool]) -> list[list[Any]]:
+    """Union ``[x0, y0, x1, y1, score, ...]`` boxes pairwise wherever ``joinable`` says two belong together,
+    until no two do (a joined box keeps the larger score when index 4 holds one)."""
+    changed = True
+    while changed:
+        changed = False
+        out: list[list[Any]] = []
+        for b in boxes:
+            for o in out:
+                if joinable(b, o):
+                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
+                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
+                    if len(o) > 4:
+                        o[4] = max(o[4], b[4])
+                    changed = True
+                    break
+            else:
+                out.append(list(b))
+        boxes = out
+    return boxes
 
 
 @dataclass

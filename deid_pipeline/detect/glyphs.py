@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..types import Region
+from ..types import Region, join_boxes
 
 __all__ = ["GlyphParams", "find_glyph_text"]
 
@@ -70,24 +70,13 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
 
 def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[int]]:
     """Join glyph boxes of similar height that overlap vertically and sit close side by side."""
-    groups = [[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)]
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[int]] = []
-        for g in groups:
-            for o in out:
-                hg, ho = g[3] - g[1], o[3] - o[1]
-                vo = min(g[3], o[3]) - max(g[1], o[1])
-                gap = max(g[0], o[0]) - min(g[2], o[2])
-                if vo >= 0.5 * min(hg, ho) and max(hg, ho) <= 2.5 * min(hg, ho) and gap <= p.join_gap * max(hg, ho):
-                    o[0], o[1], o[2], o[3] = min(o[0], g[0]), min(o[1], g[1]), max(o[2], g[2]), max(o[3], g[3])
-                    changed = True
-                    break
-            else:
-                out.append(list(g))
-        groups = out
-    return groups
+    def joinable(g: list[int], o: list[int]) -> bool:
+        hg, ho = g[3] - g[1], o[3] - o[1]
+        vo = min(g[3], o[3]) - max(g[1], o[1])
+        gap = max(g[0], o[0]) - min(g[2], o[2])
+        return vo >= 0.5 * min(hg, ho) and max(hg, ho) <= 2.5 * min(hg, ho) and gap <= p.join_gap * max(hg, ho)
+
+    return join_boxes([[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)], joinable)
 
 
 def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: int | None = None,
