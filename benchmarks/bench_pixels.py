@@ -188,9 +188,11 @@ def summarize_output(out: Path) -> dict[str, Any]:
 
 
 def deid_command(inp: Path, out: Path, workers: int, key: Path, device: str,
-                 batch_size: int | None = None) -> list[str]:
+                 batch_size: int | None = None, detector: str = "auto") -> list[str]:
     cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", "safe-harbor",
            "--workers", str(workers), "--key-file", str(key), "--quiet", "--device", device]
+    if detector != "auto":
+        cmd += ["--detector", detector]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
     return cmd
@@ -203,11 +205,11 @@ def _env() -> dict[str, str]:
 
 
 def run_deid(inp: Path, out: Path, workers: int, key: Path, device: str = "cpu", batch_size: int | None = None,
-             interval: float = 0.2) -> dict[str, Any]:
+             interval: float = 0.2, detector: str = "auto") -> dict[str, Any]:
     """One ``deid run`` from scratch, sampled for RSS; its summary plus wall time and memory."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / f"{out.name}.private", ignore_errors=True)
-    cmd = deid_command(inp, out, workers, key, device, batch_size)
+    cmd = deid_command(inp, out, workers, key, device, batch_size, detector)
     code, samples, wall = run_sampled(cmd, interval=interval, env=_env())
     res = summarize_output(out)
     res["exit"] = code
@@ -301,7 +303,8 @@ def prepared_views(n_views: int, device: str, shape: tuple[int, int] = (512, 512
                    "prepare_frames_per_s": frames / prep_s if prep_s > 0 else None}
 
 
-def detector_only(device: str, batch_sizes: list[int], repeats: int, n_views: int, warmup: int = 2) -> dict[str, Any]:
+def detector_only(device: str, batch_sizes: list[int], repeats: int, n_views: int, warmup: int = 2,
+                  detector: str = "auto") -> dict[str, Any]:
     """Views/s of the detector alone per batch size (network, DB post-process, both).
 
     ``warmup`` untimed calls per batch size first: TorchScript's profiling executor runs the first
@@ -311,11 +314,12 @@ def detector_only(device: str, batch_sizes: list[int], repeats: int, n_views: in
 
     from deid_pipeline.detect import get_detector
 
-    det = get_detector("auto", device)
+    det = get_detector(detector, device)
     dev = str(det.device)
     views, prep = prepared_views(n_views, dev)
-    post = getattr(sys.modules.get(type(det).__module__), "boxes_from_prob", None)
-    split = post is not None and hasattr(det, "probability_maps") and hasattr(det, "params")
+    from deid_pipeline.detect.dbnet import boxes_from_prob as post
+
+    split = hasattr(det, "probability_maps") and hasattr(det, "params")
     cuda = dev.startswith("cuda")
     out: dict[str, Any] = {"detector": det.name, "device": dev, "views": n_views, "warmup_calls": warmup, "prepare": prep,
                            "torch_threads": torch.get_num_threads(), "batches": {}}
@@ -439,6 +443,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`",
         "",
+        f"Text detector: `{results.get('detector', 'auto')}`.",
+        "",
     ]
     corpora = results.get("corpora") or {}
     if corpora:
@@ -521,7 +527,8 @@ def write_results(results: dict[str, Any], results_dir: Path = RESULTS) -> tuple
     end-to-end table of the same day is overwritten)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     what = "pixels-detector" if results.get("detector_only") and not results.get("runs") else "pixels"
-    stem = f"{what}-{results['date'][:10]}"
+    det = str(results.get("detector", "auto"))
+    stem = f"{what}-{results['date'][:10]}" + ("" if det == "auto" else f"-{det}")
     js, md = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
     js.write_text(json.dumps(results, indent=2) + "\n")
     text = to_markdown(results)
@@ -545,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="auto: cuda when torch sees a GPU, else cpu")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default a temporary one, removed after)")
     ap.add_argument("--interval", type=float, default=0.2, help="RSS sampling interval, seconds")
+    ap.add_argument("--detector", default="auto", help="deid --detector (registry name; auto: ppocrv4-det+deid-textseg)")
     ap.add_argument("--detector-only", action="store_true", help="time the detector alone, no deid runs")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32], help="--detector-only batch sizes")
     ap.add_argument("--views", type=int, default=32, help="--detector-only: prepared views timed per batch size")
@@ -566,13 +574,14 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python benchmarks/bench_pixels.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "machine": machine_info(device),
+        "detector": args.detector,
     }
     if args.detector_only:
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        results["detector_only"] = detector_only(device, args.batch_sizes, args.repeats, args.views)
+        results["detector_only"] = detector_only(device, args.batch_sizes, args.repeats, args.views, detector=args.detector)
     else:
         work = args.work or Path(tempfile.mkdtemp(prefix="deid-bench-pixels-"))
         work.mkdir(parents=True, exist_ok=True)
@@ -593,14 +602,14 @@ def main(argv: list[str] | None = None) -> None:
                 for w in args.workers:
                     runs = []
                     for r in range(args.repeats):
-                        res = run_deid(inp, work / f"out-{name}-{w}", w, key, device, args.batch_size, args.interval)
+                        res = run_deid(inp, work / f"out-{name}-{w}", w, key, device, args.batch_size, args.interval, args.detector)
                         print(f"[bench_pixels] {name} workers={w} run {r + 1}: {res['images_per_s']:.2f} images/s, "
                               f"{res['frames_per_s']:.2f} frames/s, elapsed {res['elapsed_s']:.1f} s, wall {res['wall_s']:.1f} s",
                               file=sys.stderr, flush=True)
                         runs.append(res)
                     results["runs"][name][str(w)] = aggregate(runs)
                 results["command_deid"] = " ".join(
-                    ["python"] + deid_command(Path("IN"), Path("OUT"), 0, Path("K"), device, args.batch_size)[1:]
+                    ["python"] + deid_command(Path("IN"), Path("OUT"), 0, Path("K"), device, args.batch_size, args.detector)[1:]
                 ).replace("--workers 0", "--workers W")
         finally:
             if args.work is None:

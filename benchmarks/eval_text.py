@@ -206,6 +206,7 @@ def main() -> None:
     ap.add_argument("--real", type=Path, help="folder of *.dcm + *.groundtruth.json")
     ap.add_argument("--controls", type=Path, help="folder of no-text *.dcm")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--detector", default="auto", help="registry name (deid_pipeline.detect): auto (= ppocrv4-det+deid-textseg), ppocrv4-det, deid-textseg")
     ap.add_argument("--mode", default="all-text", choices=["all-text", "phi-text"])
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -215,7 +216,7 @@ def main() -> None:
 
     from deid_pipeline.detect import get_detector
 
-    detector = get_detector("auto", args.device)
+    detector = get_detector(args.detector, args.device)
     detector.detect([np.zeros((64, 64, 3), np.uint8)])  # warm-up, not timed
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import __version__
 from .config import RunContext, check_paths, read_key_file, write_new_key
+from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import ConfigError
 from .manifest import MANIFEST_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
@@ -120,6 +121,8 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
                 raise ConfigError("OUTPUT holds a run made with a different profile; use a new OUTPUT")
             if key and prev.get("key_id") and prev["key_id"] != key_id(key):
                 raise ConfigError("OUTPUT holds a run made with a different key")
+            if canonical_name(prev.get("detector", "auto")) != canonical_name(opts.detector):
+                raise ConfigError("OUTPUT holds a run made with a different --detector; use the same one or a new OUTPUT")
     if opts.linkage is not None:
         lk = opts.linkage.resolve()
         out = opts.output_dir.resolve()
@@ -148,6 +151,10 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         debug=opts.debug,
         linkage=opts.linkage is not None,
     )
+    if ctx.pixel_rule != "none":
+        problem = detector_problem(opts.detector)
+        if problem:
+            raise ConfigError(problem)
     return ctx, private, resume, notes
 
 
@@ -197,6 +204,7 @@ def execute(
             "pixels": ctx.pixel_rule,
             "pixel_mode": ctx.profile.settings.pixel_mode,
             "device_requested": ctx.device,
+            "detector": canonical_name(ctx.detector),
             "notes": notes,
         }
         atomic_write_json(ctx.output_dir / RUN_NAME, base)

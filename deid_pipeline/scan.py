@@ -41,6 +41,7 @@ from .types import Region, join_boxes
 logger = logging.getLogger(__name__)
 
 MODES = ("all-text", "phi-text", "none")
+NETWORK_SOURCES = ("model", "textseg")  # boxes from a network (PP-OCRv4, deid-textseg), checked by ``looks_like_text``
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
                         for k in range(plans[n_item][4]):
                             per_item[n_item][k].append(Region(*box, score=r.score, source="static"))
         for r in regions:
-            if r.source == "model" and not looks_like_text(view, r, fp):
+            if r.source in NETWORK_SOURCES and not looks_like_text(view, r, fp):
                 continue
             box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
             if box is not None:
@@ -381,7 +382,7 @@ def _detect_safely(detector: Any, images: list[np.ndarray]) -> list[list[Region]
     from .detect import get_detector
 
     cpu_fallback_views += 1
-    return get_detector("auto", "cpu").detect(images)
+    return get_detector(str(getattr(detector, "name", "auto")), "cpu").detect(images)
 
 
 def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[list[Region]]:

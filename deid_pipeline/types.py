@@ -16,7 +16,7 @@ class Region:
     w: int
     h: int
     score: float = 1.0
-    source: str = "model"  # "model" | "fixed" (configs/fixed_regions) | other detector names
+    source: str = "model"  # "model" (PP-OCRv4) | "textseg" | "glyph" | "static" | "fixed" (configs/fixed_regions)
 
     def clipped(self, rows: int, cols: int) -> "Region | None":
         """The part of this box inside a rows x cols frame, or None when nothing is left."""

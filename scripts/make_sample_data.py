@@ -133,6 +133,23 @@ def build(out: Path) -> list[tuple[str, str]]:
     return listing
 
 
+#: packages whose versions decide the bytes: the image generator (numpy, OpenCV's Hershey text) and the encoders
+BYTE_PACKAGES = ("numpy", "opencv-python-headless", "pydicom", "pylibjpeg-openjpeg", "pylibjpeg-rle", "pyjpegls")
+
+
+def generator_versions() -> str:
+    """``name version, ...`` of ``BYTE_PACKAGES`` as installed (the README records it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return ", ".join(f"{name} {v(name)}" for name in BYTE_PACKAGES)
+
+
 def _readme(out: Path, listing: list[tuple[str, str]]) -> str:
     rows = "\n".join(f"| `{rel}` | {(out / rel).stat().st_size:,} | {desc} |" for rel, desc in listing)
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -144,7 +161,8 @@ institution and image here is synthetic**, made by `scripts/make_sample_data.py`
 
     python scripts/make_sample_data.py
 
-which rewrites this folder byte for byte (the tests check that it does).
+which rewrites this folder byte for byte with the same package versions (the tests check that it
+does). Generated with: {generator_versions()}.
 
 Licence: CC0 1.0 (public domain dedication), https://creativecommons.org/publicdomain/zero/1.0/
 

@@ -132,6 +132,8 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     row = next(line for line in text.splitlines() if line.startswith("| ct | 0 | 2 | 2 (2) |"))
     assert row.count("|") == 12
     assert all(s in text for s in bench_pixels.STAGES) and md.read_text() == text
+    js2, _, text2 = bench_pixels.write_results({**results, "detector": "deid-textseg"}, tmp_path / "results")
+    assert js2.name == "pixels-2000-01-01-deid-textseg.json" and "Text detector: `deid-textseg`" in text2
 
     # --detector-only: one prepared 512x512 view, batch 1, one timed call (CPU; the CUDA branch is guarded)
     det = bench_pixels.detector_only("cpu", [1], repeats=1, n_views=1, warmup=1)

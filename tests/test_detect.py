@@ -12,8 +12,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from deid_pipeline.detect import get_detector, is_available
-from deid_pipeline.detect.dbnet import WEIGHTS_FILE, WEIGHTS_SHA256, file_sha256
+from deid_pipeline.detect import UNION, detector_problem, get_detector, is_available
+from deid_pipeline.detect import dbnet, textseg
+from deid_pipeline.detect.dbnet import file_sha256
 from deid_pipeline.resources import models_dir
 from deid_pipeline.scan import scan_frames
 from deid_pipeline.types import Region
@@ -74,18 +75,45 @@ def _covered(box: tuple[int, int, int, int], regions: list[Region], share: float
     return float(m[y : y + h, x : x + w].mean()) >= share
 
 
-@pytest.fixture(scope="module")
-def det():
-    return get_detector("auto", "cpu")
+DETECTORS = {"ppocrv4-det": dbnet, "deid-textseg": textseg, UNION: None}
+
+
+@pytest.fixture(scope="module", params=sorted(DETECTORS))
+def det(request: pytest.FixtureRequest):
+    """Every shipped detector runs the same tests."""
+    if not is_available(request.param):
+        pytest.skip(f"{request.param} not available")
+    return get_detector(request.param, "cpu")
 
 
 def test_weights_offline_and_hash(det) -> None:
-    path = models_dir() / WEIGHTS_FILE
-    assert file_sha256(path) == WEIGHTS_SHA256 == det.weights_sha256
+    mods = [DETECTORS[det.name]] if DETECTORS[det.name] else [dbnet, textseg]
     sums = (models_dir() / "SHA256SUMS").read_text()
-    assert f"{WEIGHTS_SHA256}  {WEIGHTS_FILE}" in sums
+    for mod in mods:
+        assert file_sha256(models_dir() / mod.WEIGHTS_FILE) == mod.WEIGHTS_SHA256
+        assert f"{mod.WEIGHTS_SHA256}  {mod.WEIGHTS_FILE}" in sums
+    assert det.weights_sha256 == "+".join(m.WEIGHTS_SHA256 for m in mods)  # the manifest pins every member
     assert det.device == "cpu" and det.name
-    assert get_detector("auto", "cpu") is det  # cached per process
+    assert get_detector(det.name, "cpu") is det  # cached per process
+
+
+def test_auto_is_the_union_and_unknown_names_explained() -> None:
+    auto = get_detector("auto", "cpu")
+    assert auto.name == UNION and [m.name for m in auto.members] == ["ppocrv4-det", "deid-textseg"]
+    assert auto.members[0] is get_detector("ppocrv4-det", "cpu")  # members shared with the single detectors
+    assert "unknown text detector" in detector_problem("tesseract")
+    assert detector_problem("deid-textseg") == "" and detector_problem("textseg") == ""
+
+
+def test_tampered_weights_refused(tmp_path: Path) -> None:
+    from deid_pipeline.errors import ConfigError
+
+    bad = tmp_path / textseg.WEIGHTS_FILE
+    data = bytearray((models_dir() / textseg.WEIGHTS_FILE).read_bytes())
+    data[-200] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="sha256 mismatch"):
+        textseg.TextSegDetector(weights=bad, expect_sha256=textseg.WEIGHTS_SHA256)
 
 
 def test_planted_text_found_and_blank_empty(det) -> None:
@@ -202,7 +230,7 @@ def test_real_line_drawing_control_untouched(det) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(det) -> None:
-    gpu = get_detector("auto", "cuda")
+    gpu = get_detector(det.name, "cuda")
     imgs = []
     for k in range(3):
         im = _anatomy(256, 320, 0, 170, seed=k).astype(np.uint8)

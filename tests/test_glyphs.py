@@ -90,15 +90,19 @@ def test_sizes_are_judged_in_stored_pixels() -> None:
 
 @pytest.mark.skipif(not is_available(), reason="text detector weights or torch missing")
 def test_scan_finds_a_lone_laterality_marker() -> None:
-    """A lone L of 8 px on a film corner: the network alone returns nothing for it; the glyph finder does."""
+    """A lone L of 8 px on a film corner: PP-OCRv4 alone returns nothing for it; the glyph finder does
+    (and so does deid-textseg, trained on such letters: the default runs both networks)."""
     img = _anatomy(320, 256, 300, 3800, seed=2).astype(np.uint16)
     img[:60, :60] = 300
     box = _letter(img, "L", (12, 20), 4000, cv2.FONT_HERSHEY_SIMPLEX, 0.3)
-    det = get_detector("auto", "cpu")
+    det = get_detector("ppocrv4-det", "cpu")
     regions = scan_frames(_ds(img, bits=12), img, det)[0]
     assert _covered(box, [r for r in regions if r.source == "glyph"])
     without = scan_batch([(_ds(img, bits=12), img)], det, filters=FilterParams(flat_field=None))[0][0]
     assert not _covered(box, without)
+    if is_available("deid-textseg"):
+        seg = get_detector("deid-textseg", "cpu")
+        assert _covered(box, scan_batch([(_ds(img, bits=12), img)], seg, filters=FilterParams(flat_field=None))[0][0])
 
 
 def test_static_text_is_carried_to_frames_where_the_network_missed_it() -> None:

@@ -326,6 +326,7 @@ def test_same_key_same_bytes_with_one_worker(tree, run2) -> None:
     [
         (["--profile", "no-such-profile"], "profile"),
         (["--key-file", "/nonexistent/key"], "key"),
+        (["--detector", "tesseract"], "text detector"),
     ],
 )
 def test_config_errors_exit_2_before_anything(tree, tmp_path: Path, args: list[str], what: str) -> None:

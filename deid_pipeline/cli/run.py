@@ -25,6 +25,8 @@ from .progress import Feedback
 @click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), envvar="DEID_KEY_FILE", default=None, help="Secret key for pseudonyms (or DEID_KEY_FILE). Mode 600.")
 @click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None, help="Private folder for the input-path journal (default OUTPUT.private beside OUTPUT).")
 @click.option("--pixels", type=click.Choice(["profile", "all", "triage", "none"]), default="profile", show_default=True, help="Which images the text detector scans.")
+@click.option("--detector", default="auto", show_default=True, metavar="NAME",
+              help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 2x faster on the CPU; see models/MODEL_CARD.md).")
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task.")
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds per file before its batch is cancelled and the file retried alone (default 300).")
@@ -35,13 +37,13 @@ from .progress import Feedback
 @log_options
 @click.option("--debug", is_flag=True, hidden=True, help="Re-raise per-file errors (development).")
 def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
-        key_file: Path | None, journal: Path | None, pixels: str, linkage: Path | None, batch_size: int,
+        key_file: Path | None, journal: Path | None, pixels: str, detector: str, linkage: Path | None, batch_size: int,
         file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
         debug: bool) -> None:
     """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""
     setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
-                      workers=workers, scheduler=scheduler, device=device, pixels=pixels, batch_size=batch_size,
+                      workers=workers, scheduler=scheduler, device=device, pixels=pixels, detector=detector, batch_size=batch_size,
                       linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, count_inputs=not quiet and sys.stderr.isatty())
     try:
         prepare_run(opts)

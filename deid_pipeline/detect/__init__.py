@@ -19,7 +19,7 @@ from ..resources import models_dir
 from ..types import Region
 from .device import choose_device
 
-__all__ = ["TextDetector", "get_detector", "is_available", "available_detectors", "choose_device"]
+__all__ = ["TextDetector", "get_detector", "detector_problem", "canonical_name", "is_available", "available_detectors", "choose_device"]
 
 
 @runtime_checkable
@@ -49,11 +49,43 @@ def _make_dbnet(device: str) -> TextDetector:
     return DBNetDetector(device=device)
 
 
+def _textseg_missing() -> str:
+    from .textseg import WEIGHTS_FILE
+
+    if importlib.util.find_spec("torch") is None:
+        return "package torch is not installed"
+    if not (models_dir() / WEIGHTS_FILE).is_file():
+        return f"weights models/{WEIGHTS_FILE} not found (see scripts/train_textseg.py)"
+    return ""
+
+
+def _make_textseg(device: str) -> TextDetector:
+    from .textseg import TextSegDetector
+
+    return TextSegDetector(device=device)
+
+
+UNION = "ppocrv4-det+deid-textseg"
+
+
+def _union_missing() -> str:
+    return "; ".join(m for m in (_dbnet_missing(), _textseg_missing()) if m)
+
+
+def _make_union(device: str) -> TextDetector:
+    from .union import UnionDetector
+
+    return UnionDetector(UNION, [get_detector("ppocrv4-det", device), get_detector("deid-textseg", device)])
+
+
 # name -> (what is missing, factory)
 _BACKENDS: dict[str, tuple[Callable[[], str], Callable[[str], TextDetector]]] = {
     "ppocrv4-det": (_dbnet_missing, _make_dbnet),
+    "deid-textseg": (_textseg_missing, _make_textseg),
+    UNION: (_union_missing, _make_union),
 }
-_ALIASES = {"auto": "ppocrv4-det", "dbnet": "ppocrv4-det"}
+# auto: both networks, the most complete (see models/MODEL_CARD.md); deid-textseg alone is ~2x faster
+_ALIASES = {"auto": UNION, "union": UNION, "dbnet": "ppocrv4-det", "textseg": "deid-textseg"}
 _cache: dict[tuple[str, str], TextDetector] = {}
 _lock = threading.Lock()
 
@@ -69,18 +101,31 @@ def is_available(name: str = "auto") -> bool:
     return key in _BACKENDS and _BACKENDS[key][0]() == ""
 
 
-def get_detector(name: str = "auto", device: str = "auto") -> TextDetector:
-    """The detector ``name`` on ``device`` ("auto" | "cpu" | "cuda[:N]"), loaded once per process."""
+def canonical_name(name: str) -> str:
+    """The registry name behind an alias ("auto" -> "ppocrv4-det")."""
+    return _ALIASES.get(name, name)
+
+
+def detector_problem(name: str) -> str:
+    """Why ``name`` cannot be used ("" when it can): an unknown name or what is missing."""
     key = _ALIASES.get(name, name)
     if key not in _BACKENDS:
-        raise ConfigError(f"unknown text detector {name!r}; known: {sorted(_BACKENDS)}")
+        return f"unknown text detector {name!r}; known: {', '.join(sorted(_BACKENDS))} (or auto)"
     missing = _BACKENDS[key][0]()
-    if missing:
-        raise ConfigError(f"text detector {key} unavailable: {missing}")
+    return f"text detector {key} unavailable: {missing}" if missing else ""
+
+
+def get_detector(name: str = "auto", device: str = "auto") -> TextDetector:
+    """The detector ``name`` on ``device`` ("auto" | "cpu" | "cuda[:N]"), loaded once per process."""
+    problem = detector_problem(name)
+    if problem:
+        raise ConfigError(problem)
+    key = _ALIASES.get(name, name)
     dev = choose_device(device)
     with _lock:
         det = _cache.get((key, dev))
-        if det is None:
-            det = _BACKENDS[key][1](dev)
-            _cache[(key, dev)] = det
+    if det is None:  # built outside the lock: a union loads its members through get_detector
+        det = _BACKENDS[key][1](dev)
+        with _lock:
+            det = _cache.setdefault((key, dev), det)
     return det

@@ -43,6 +43,7 @@ class DBParams:
     unclip_ratio: float = 1.6
     min_side: float = 3.0  # shorter side of the min-area rect, in network pixels
     max_candidates: int = 1000
+    source: str = "model"  # ``Region.source`` of the boxes: the scan filters each network's boxes by its own rules
 
 
 def file_sha256(path: Path) -> str:
@@ -92,39 +93,35 @@ def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> l
         gx1 = min(width, math.ceil(grown[:, 0].max()) + 1)
         gy1 = min(height, math.ceil(grown[:, 1].max()) + 1)
         if gx1 > gx0 and gy1 > gy0:
-            out.append(Region(gx0, gy0, gx1 - gx0, gy1 - gy0, round(score, 4), "model"))
+            out.append(Region(gx0, gy0, gx1 - gx0, gy1 - gy0, round(score, 4), p.source))
     out.sort(key=lambda r: (r.y, r.x, r.h, r.w))
     return out
 
 
-class DBNetDetector:
-    """``TextDetector`` backed by the traced PP-OCRv4 DBNet."""
+class ProbMapDetector:
+    """A network that maps a batch of prepared views to one text-probability map each, plus the DB
+    post-process; subclasses load the weights and say how a uint8 RGB batch becomes the network's input."""
 
-    name = "ppocrv4-det"
+    name = ""
 
-    def __init__(self, device: str = "cpu", weights: Path | None = None, params: DBParams | None = None,
+    def __init__(self, model: "object", device: str, weights_sha256: str, params: DBParams,
                  batch_size: int = 8) -> None:
         import torch
 
-        from ..resources import models_dir
-
-        path = weights or (models_dir() / WEIGHTS_FILE)
-        if not path.is_file():
-            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
-        digest = file_sha256(path)
-        if digest != WEIGHTS_SHA256:
-            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
-        self.weights_sha256 = digest
-        self.device = device
-        self.params = params or DBParams()
-        self.batch_size = batch_size
         self._torch = torch
-        import warnings
+        self._model = model
+        self.device = device
+        self.weights_sha256 = weights_sha256
+        self.params = params
+        self.batch_size = batch_size
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: TorchScript still loads torch-only
-            self._model = torch.jit.load(str(path), map_location=device).eval()
-        logger.info("loaded %s on %s (sha256 %s)", self.name, device, digest[:12])
+    def _input(self, x: "object") -> "object":
+        """uint8 RGB (N, H, W, 3) tensor on the device -> the network's float (N, 3, H, W) input."""
+        raise NotImplementedError
+
+    def _output(self, y: "object") -> "object":
+        """The network's output -> probabilities."""
+        return y
 
     def probability_maps(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The network's (H, W) float32 text probability map per image (padded to multiples of 32)."""
@@ -139,16 +136,15 @@ class DBNetDetector:
             for idx in groups.values():
                 for s in range(0, len(idx), self.batch_size):
                     chunk = idx[s : s + self.batch_size]
-                    x = torch.from_numpy(np.stack([padded[i] for i in chunk]))
-                    # RGB -> BGR, NCHW in channels_last memory (faster convolutions on the CPU)
-                    x = x.to(self.device, non_blocking=True).flip(3).permute(0, 3, 1, 2).float()
-                    x = ((x / 255.0 - _MEAN) / _STD).contiguous(memory_format=torch.channels_last)
+                    x = torch.from_numpy(np.stack([padded[i] for i in chunk])).to(self.device, non_blocking=True)
+                    # channels_last memory order: faster convolutions on the CPU
+                    x = self._input(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
                     if cuda:
                         with torch.autocast("cuda", dtype=torch.float16):
-                            y = self._model(x)
+                            y = self._output(self._model(x))  # type: ignore[operator]
                     else:
-                        y = self._model(x)
-                    y = y[:, 0].float().cpu().numpy()
+                        y = self._output(self._model(x))  # type: ignore[operator]
+                    y = y[:, 0].float().cpu().numpy()  # type: ignore[index]
                     for j, i in enumerate(chunk):
                         out[i] = y[j]
         return [o for o in out if o is not None]
@@ -162,3 +158,33 @@ class DBNetDetector:
                 raise ValueError("detect() expects uint8 (H, W, 3) images")
         probs = self.probability_maps(images)
         return [boxes_from_prob(pm, im.shape[0], im.shape[1], self.params) for pm, im in zip(probs, images)]
+
+
+class DBNetDetector(ProbMapDetector):
+    """``TextDetector`` backed by the traced PP-OCRv4 DBNet."""
+
+    name = "ppocrv4-det"
+
+    def __init__(self, device: str = "cpu", weights: Path | None = None, params: DBParams | None = None,
+                 batch_size: int = 8) -> None:
+        import warnings
+
+        import torch
+
+        from ..resources import models_dir
+
+        path = weights or (models_dir() / WEIGHTS_FILE)
+        if not path.is_file():
+            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
+        digest = file_sha256(path)
+        if digest != WEIGHTS_SHA256:
+            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: TorchScript still loads torch-only
+            model = torch.jit.load(str(path), map_location=device).eval()
+        super().__init__(model, device, digest, params or DBParams(), batch_size)
+        logger.info("loaded %s on %s (sha256 %s)", self.name, device, digest[:12])
+
+    def _input(self, x: "object") -> "object":
+        # RGB -> BGR (PaddleOCR reads with cv2), NCHW, (x/255 - 0.5) / 0.5
+        return (x.flip(3).permute(0, 3, 1, 2).float() / 255.0 - _MEAN) / _STD  # type: ignore[attr-defined]

@@ -52,6 +52,7 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
     n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     out = []
     max_h = max(p.min_height + 1, p.max_rel_height * short)
+    dist: np.ndarray | None = None
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
         hs = h * sy
@@ -60,8 +61,9 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
         fill = area / float(w * h)
         if not (p.min_fill_wide if w > 2 * h else p.min_fill) <= fill <= p.max_fill:
             continue
-        mask = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
-        stroke = float(cv2.distanceTransform(np.pad(mask, 1), cv2.DIST_L2, 3).max())
+        if dist is None:  # one distance transform for all components (8-connected ones never touch)
+            dist = cv2.distanceTransform(np.pad(ink.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        stroke = float(dist[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max())
         if stroke > p.max_stroke * h + 0.5:
             continue
         out.append((x, y, w, h))

@@ -1,0 +1,98 @@
+"""deid's own text detector: a small segmentation network trained on generated burned-in text.
+
+``TextSegNet`` maps a prepared view (the same uint8 RGB views the PP-OCRv4 detector sees) to a text
+probability map at full resolution: a four-level encoder (strides 2 to 16, dilated convolutions for the
+context of a text line) and a top-down decoder with lateral sums. It was trained by
+``scripts/train_textseg.py`` on ``deid_pipeline.synth`` cases and TrueType text pasted over their views
+(targets: line boxes; boxes that do not show in a view are left out of the loss). See ``models/MODEL_CARD.md``.
+
+The weights are a plain ``state_dict`` (loaded with ``weights_only=True`` after a sha256 check); the
+architecture is this file. The DB post-process of ``dbnet.py`` turns the map into boxes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import ConfigError
+from .dbnet import DBParams, ProbMapDetector, file_sha256
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "deid_textseg.pt"
+WEIGHTS_SHA256 = "b733588d3e4d2e47070534a94ab5237998c89e2530ba7ada226f9235d3c4b464"  # filled in by scripts/train_textseg.py --install
+WIDTHS = (8, 24, 32, 64)
+
+# trained on full line boxes, so the map needs little growing back (DB's unclip undoes a shrunk target)
+PARAMS = DBParams(thresh=0.5, box_thresh=0.5, unclip_ratio=0.4, min_side=2.0, source="textseg")
+
+
+def build_net(widths: tuple[int, int, int, int] = WIDTHS) -> "object":
+    """The untrained network (torch ``nn.Module``); input (N, 3, H, W), H and W multiples of 16."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    def cbr(i: int, o: int, stride: int = 1, dil: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(i, o, 3, stride, dil, dilation=dil, bias=False), nn.BatchNorm2d(o),
+                             nn.ReLU(inplace=True))
+
+    class TextSegNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            a, b, c, d = widths
+            self.e1 = cbr(3, a, 2)
+            self.e2 = nn.Sequential(cbr(a, b, 2), cbr(b, b))
+            self.e3 = nn.Sequential(cbr(b, c, 2), cbr(c, c, dil=2))
+            self.e4 = nn.Sequential(cbr(c, d, 2), cbr(d, d, dil=2), cbr(d, d, dil=4))
+            self.l3, self.l2, self.l1 = nn.Conv2d(d, c, 1), nn.Conv2d(c, b, 1), nn.Conv2d(b, a, 1)
+            self.d3, self.d2 = cbr(c, c), cbr(b, b)
+            self.head = nn.Sequential(nn.Conv2d(a, a, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(a, 1, 1))
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            x1 = self.e1(x)
+            x2 = self.e2(x1)
+            x3 = self.e3(x2)
+            x4 = self.e4(x3)
+            y = self.d3(x3 + F.interpolate(self.l3(x4), size=x3.shape[-2:], mode="bilinear", align_corners=False))
+            y = self.d2(x2 + F.interpolate(self.l2(y), size=x2.shape[-2:], mode="bilinear", align_corners=False))
+            y = x1 + F.interpolate(self.l1(y), size=x1.shape[-2:], mode="bilinear", align_corners=False)
+            return F.interpolate(self.head(y), scale_factor=2, mode="bilinear", align_corners=False)  # logits
+
+    return TextSegNet()
+
+
+def to_input(x: "object") -> "object":
+    """uint8 RGB NHWC tensor -> the network's float input (RGB, scaled to -1..1)."""
+    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # type: ignore[attr-defined]
+
+
+class TextSegDetector(ProbMapDetector):
+    """``TextDetector`` backed by ``TextSegNet`` weights from ``models/``."""
+
+    name = "deid-textseg"
+
+    def __init__(self, device: str = "cpu", weights: Path | None = None, params: DBParams | None = None,
+                 batch_size: int = 8, expect_sha256: str | None = WEIGHTS_SHA256) -> None:
+        """``expect_sha256=None`` loads unpinned weights (a training run's, for evaluation only)."""
+        import torch
+
+        from ..resources import models_dir
+
+        path = weights or (models_dir() / WEIGHTS_FILE)
+        if not path.is_file():
+            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
+        digest = file_sha256(path)
+        if expect_sha256 is not None and digest != expect_sha256:
+            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
+        net = build_net()
+        net.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))  # type: ignore[attr-defined]
+        net = net.eval().to(device)  # type: ignore[attr-defined]
+        super().__init__(net, device, digest, params or PARAMS, batch_size)
+        logger.info("loaded %s on %s (sha256 %s)", self.name, device, digest[:12])
+
+    def _input(self, x: "object") -> "object":
+        return to_input(x)
+
+    def _output(self, y: "object") -> "object":
+        return self._torch.sigmoid(y)  # type: ignore[attr-defined]

@@ -1,0 +1,292 @@
+"""Train ``models/deid_textseg.pt``, deid's own text detector, from generated data alone.
+
+Data (all generated here, deterministic from ``--seed``):
+
+* ``deid_pipeline.synth`` cases of every kind (text and no-text), turned into the views the pipeline
+  itself prepares (``prepare.prepare_views``: min-max, window and extreme views of greyscale frames, LUT
+  and colour-converted views of colour frames). The target of a view is its ground-truth line boxes;
+  a box whose text does not show in that view (Otsu contrast inside the box below ``MIN_VISIBLE``) is
+  left out of the loss, and so is a 1-pixel ring round every box.
+* TrueType text (the DejaVu and Liberation faces of the build machine, anti-aliased or not, 6 to 34 px)
+  pasted over half of those views in random grey levels and colours, sometimes on a bar: fonts that
+  the synth generator's Hershey faces do not cover.
+
+The synth seeds used here (``seed * 1_000_003 + i`` with ``--seed`` 424242) are far from the
+evaluation seeds (7 and 11) of ``benchmarks/eval_text.py``. No shared or real patient image is used.
+
+Training: random 256x256 crops (most centred on a box), flips are not used (text has a direction);
+Adam, cosine learning rate, loss = BCE over the pixels in the loss + soft Dice. CPU is enough.
+
+    python scripts/train_textseg.py --cases 2400 --steps 4000 --out /tmp/textseg
+    python scripts/train_textseg.py --install /tmp/textseg/deid_textseg.pt   # copy to models/, pin sha256
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from deid_pipeline import synth  # noqa: E402
+from deid_pipeline.detect.textseg import WEIGHTS_FILE, build_net, to_input  # noqa: E402
+from deid_pipeline.pixels import decode_frames  # noqa: E402
+from deid_pipeline.prepare import prepare_views  # noqa: E402
+
+CROP = 256
+IGNORE = 255
+MIN_VISIBLE = 25.0  # Otsu contrast (0..255) of a box in a view below which its text does not show there
+FONT_GLOBS = ("/usr/share/fonts/truetype/dejavu/*.ttf", "/usr/share/fonts/truetype/liberation/*.ttf")
+_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_PUNCT = " :/.-,#()^'+%"
+
+
+def _fonts() -> list[str]:
+    paths = sorted(p for g in FONT_GLOBS for p in glob.glob(g) if "MathTeX" not in p)
+    if not paths:
+        raise SystemExit("no TrueType fonts found under /usr/share/fonts (apt-get install fonts-dejavu fonts-liberation)")
+    return paths
+
+
+def _contrast(gray: np.ndarray) -> float:
+    if gray.size < 4 or int(gray.max()) == int(gray.min()):
+        return 0.0
+    _, b = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = b.astype(bool)
+    if fg.all() or not fg.any():
+        return 0.0
+    return abs(float(gray[fg].mean()) - float(gray[~fg].mean()))
+
+
+def _mark(mask: np.ndarray, gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
+    """Target 1 inside the box when its text shows in this view, else out of the loss; a 1-px ring out."""
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        return
+    ring = mask[max(0, y0 - 1): y1 + 1, max(0, x0 - 1): x1 + 1]
+    ring[ring == 0] = IGNORE
+    visible = _contrast(gray[y0:y1, x0:x1]) >= MIN_VISIBLE
+    mask[y0:y1, x0:x1] = 1 if visible else IGNORE
+
+
+def _random_text(rng: np.random.Generator) -> str:
+    n = int(rng.integers(1, 22))
+    if rng.random() < 0.15:
+        n = int(rng.integers(1, 3))  # lone letters and digits
+    chars = _CHARS + _PUNCT * 2
+    s = "".join(chars[int(i)] for i in rng.integers(0, len(chars), n)).strip()
+    if rng.random() < 0.5:
+        s = s.upper()
+    return s or "X"
+
+
+def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fonts: list[str]) -> None:
+    """Draw 1-4 TrueType strings on the view (in place) and mark their boxes."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = view.shape[:2]
+    for _ in range(int(rng.integers(1, 5))):
+        size = int(rng.integers(7, 36))
+        font = ImageFont.truetype(fonts[int(rng.integers(len(fonts)))], size)
+        text = _random_text(rng)
+        l, t, r, b = font.getbbox(text)
+        tw, th = r - l, b - t
+        if tw < 2 or th < 2 or tw >= w - 4 or th >= h - 4:
+            continue
+        x, y = int(rng.integers(2, w - tw - 2)), int(rng.integers(2, h - th - 2))
+        if (mask[max(0, y - 3): y + th + 3, max(0, x - 3): x + tw + 3] != 0).any():
+            continue
+        layer = Image.new("L", (tw, th), 0)
+        d = ImageDraw.Draw(layer)
+        if rng.random() < 0.4:
+            d.fontmode = "1"  # hard-edged, like a device's bitmap font
+        d.text((-l, -t), text, fill=255, font=font)
+        a = np.asarray(layer, np.float32)[..., None] / 255.0
+        if a.max() == 0:
+            continue
+        ys, xs = np.nonzero(a[..., 0] > 0.25)
+        patch = view[y: y + th, x: x + tw].astype(np.float32)
+        if rng.random() < 0.2:  # a bar behind the text
+            patch[:] = rng.integers(0, 256) if rng.random() < 0.5 else np.array(rng.integers(0, 256, 3))
+        base = float(patch.mean())
+        if rng.random() < 0.5:
+            colour = np.array([255.0, 255.0, 255.0]) * rng.uniform(0.55, 1.0)
+        else:
+            colour = rng.integers(0, 256, 3).astype(np.float32)
+        if rng.random() < 0.2 or base > 170:
+            colour = np.full(3, rng.uniform(0, 60)) if base > 90 else colour
+        view[y: y + th, x: x + tw] = np.clip(patch * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+        gray = view.mean(axis=2).astype(np.uint8)
+        _mark(mask, gray, x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+
+
+def _views_of_case(kind: str, seed: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    case = synth.render_case(kind, seed)
+    ds = case.dataset
+    frames = decode_frames(ds)
+    if frames.shape[0] > 1:
+        frames = frames[[0, int(rng.integers(1, frames.shape[0]))]]
+    out = []
+    for v in prepare_views(ds, frames):
+        img = np.ascontiguousarray(v.image[: v.oy + v.height + 16, : v.ox + v.width + 16])
+        gray = img.mean(axis=2).astype(np.uint8)
+        mask = np.zeros(img.shape[:2], np.uint8)
+        for a in case.truth["annotations"]:
+            x0 = math.floor(a["x"] / v.sx + v.ox)
+            y0 = math.floor(a["y"] / v.sy + v.oy)
+            x1 = math.ceil((a["x"] + a["w"]) / v.sx + v.ox)
+            y1 = math.ceil((a["y"] + a["h"]) / v.sy + v.oy)
+            _mark(mask, gray, x0, y0, x1, y1)
+        out.append((img, mask))
+    return out
+
+
+def _crops(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    h, w = mask.shape
+    if h < CROP or w < CROP:
+        ph, pw = max(0, CROP - h), max(0, CROP - w)
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+        mask = np.pad(mask, ((0, ph), (0, pw)))
+        h, w = mask.shape
+    pos = np.argwhere(mask == 1)
+    out = []
+    for _ in range(k):
+        if pos.size and rng.random() < 0.7:
+            cy, cx = pos[int(rng.integers(len(pos)))]
+            y = int(np.clip(cy - rng.integers(16, CROP - 16), 0, h - CROP))
+            x = int(np.clip(cx - rng.integers(16, CROP - 16), 0, w - CROP))
+        else:
+            y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
+        out.append((img[y: y + CROP, x: x + CROP].copy(), mask[y: y + CROP, x: x + CROP].copy()))
+    return out
+
+
+def make_dataset(n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, CROP, CROP, 3) uint8 views and (N, CROP, CROP) uint8 targets (0, 1, 255 = out of the loss)."""
+    rng = np.random.default_rng(seed)
+    fonts = _fonts()
+    kinds = list(synth.TEXT_KINDS) * 3 + list(synth.NO_TEXT_KINDS)
+    xs, ys = [], []
+    t0 = time.time()
+    for i in range(n_cases):
+        kind = kinds[i % len(kinds)]
+        for img, mask in _views_of_case(kind, seed * 1_000_003 + i, rng):
+            if rng.random() < 0.5:
+                _paste_ttf(img, mask, rng, fonts)
+            for c, m in _crops(img, mask, rng, 2):
+                xs.append(c)
+                ys.append(m)
+        if (i + 1) % 200 == 0:
+            print(f"  {i + 1}/{n_cases} cases, {len(xs)} crops, {time.time() - t0:.0f} s", flush=True)
+    return np.stack(xs), np.stack(ys)
+
+
+def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed: int, log_every: int = 100) -> "object":
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    net = build_net().to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)  # type: ignore[attr-defined]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    net.train()  # type: ignore[attr-defined]
+    t0, run = time.time(), []
+    for step in range(steps):
+        idx = rng.integers(0, len(x), batch)
+        xb = torch.from_numpy(x[idx])
+        yb = torch.from_numpy(y[idx]).float()
+        if rng.random() < 0.3:  # sensor noise
+            xb = (xb.float() + torch.randn(xb.shape) * float(rng.uniform(2, 12))).clamp(0, 255).to(torch.uint8)
+        inp = to_input(xb).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+        logits = net(inp)[:, 0]  # type: ignore[operator]
+        valid = (yb != IGNORE).float()
+        target = (yb == 1).float()
+        bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
+        p = torch.sigmoid(logits) * valid
+        dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+        loss = bce + dice
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        run.append(float(loss.detach()))
+        if (step + 1) % log_every == 0:
+            print(f"  step {step + 1}/{steps} loss {np.mean(run[-log_every:]):.4f} {time.time() - t0:.0f} s", flush=True)
+    return net.eval()  # type: ignore[attr-defined]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def install(weights: Path) -> None:
+    """Copy trained weights to models/ and pin their sha256 in textseg.py and models/SHA256SUMS."""
+    dest = REPO / "models" / WEIGHTS_FILE
+    shutil.copyfile(weights, dest)
+    digest = _sha256(dest)
+    src = REPO / "deid_pipeline" / "detect" / "textseg.py"
+    text = re.sub(r'WEIGHTS_SHA256 = "[0-9a-f]*"', f'WEIGHTS_SHA256 = "{digest}"', src.read_text(), count=1)
+    src.write_text(text)
+    sums = REPO / "models" / "SHA256SUMS"
+    lines = [ln for ln in sums.read_text().splitlines() if not ln.endswith(WEIGHTS_FILE)] if sums.exists() else []
+    sums.write_text("\n".join(lines + [f"{digest}  {WEIGHTS_FILE}"]) + "\n")
+    print(f"installed models/{WEIGHTS_FILE} sha256 {digest}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=424242)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", type=Path, default=Path("textseg-train"))
+    ap.add_argument("--data", type=Path, help="reuse a dataset .npz written by an earlier run")
+    ap.add_argument("--install", type=Path, help="copy these weights to models/ and pin the sha256; nothing else")
+    args = ap.parse_args(argv)
+    if args.install:
+        install(args.install)
+        return
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if args.data:
+        d = np.load(args.data)
+        x, y = d["x"], d["y"]
+    else:
+        print(f"generating {args.cases} cases (seed {args.seed})", flush=True)
+        x, y = make_dataset(args.cases, args.seed)
+        np.savez(args.out / "data.npz", x=x, y=y)
+    t_data = time.time() - t0
+    print(f"{len(x)} crops, positive share {float((y == 1).mean()):.3f}, {t_data:.0f} s", flush=True)
+    net = train(x, y, args.steps, args.batch, args.lr, args.seed)
+    path = args.out / WEIGHTS_FILE
+    torch.save(net.state_dict(), path)  # type: ignore[attr-defined]
+    meta = {"cases": args.cases, "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
+            "data_s": round(t_data), "train_s": round(time.time() - t0 - t_data), "sha256": _sha256(path)}
+    (args.out / "train.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Smoke test of scripts/train_textseg.py: its targets mark the ground truth, and a training step runs.
+
+No timing and no accuracy here (``benchmarks/eval_text.py`` measures the shipped weights); this keeps the
+script that reproduces ``models/deid_textseg.pt`` from rotting.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import train_textseg as T  # noqa: E402
+
+
+def test_targets_cover_the_ground_truth_and_skip_what_does_not_show() -> None:
+    rng = np.random.default_rng(0)
+    views = T._views_of_case("ct", 5, rng)
+    assert views, "a CT case gives at least one view"
+    for img, mask in views:
+        assert img.dtype == np.uint8 and img.shape[:2] == mask.shape and img.shape[2] == 3
+        assert set(np.unique(mask)) <= {0, 1, T.IGNORE}
+    # every case with text has its boxes in the loss in at least one view (positive pixels)
+    assert any((m == 1).any() for _, m in views)
+    blank = T._views_of_case("notext_lines", 5, rng)
+    assert all(not (m == 1).any() for _, m in blank)  # a no-text case teaches "no text" only
+
+
+def test_crops_and_two_training_steps() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    img, mask = T._views_of_case("us", 3, rng)[0]
+    crops = T._crops(img, mask, rng, 3)
+    assert all(c.shape == (T.CROP, T.CROP, 3) and m.shape == (T.CROP, T.CROP) for c, m in crops)
+    x = np.stack([c for c, _ in crops])
+    y = np.stack([m for _, m in crops])
+    net = T.train(x, y, steps=2, batch=2, lr=1e-3, seed=0, log_every=1)
+    with torch.no_grad():
+        out = net(T.to_input(torch.from_numpy(x[:1])))
+    assert tuple(out.shape) == (1, 1, T.CROP, T.CROP) and torch.isfinite(out).all()
+
+
+def test_truetype_text_is_marked_when_pillow_and_fonts_exist() -> None:
+    pytest.importorskip("PIL")
+    try:
+        fonts = T._fonts()
+    except SystemExit:
+        pytest.skip("no TrueType fonts on this machine")
+    rng = np.random.default_rng(2)
+    view = np.zeros((256, 256, 3), np.uint8) + 40
+    mask = np.zeros((256, 256), np.uint8)
+    for _ in range(5):
+        T._paste_ttf(view, mask, rng, fonts)
+    assert (mask == 1).any() and (view != 40).any()
+    ys, xs = np.nonzero(mask == 1)
+    assert (view[ys, xs] != 40).any(axis=1).mean() > 0.05  # marked boxes hold drawn pixels
