@@ -617,7 +617,7 @@ def run_peer(peer: str, py: Path, driver: Path, files: list[str], out: Path, run
 
 
 def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, runs_dir: Path, tag: str,
-             batch_size: int | None = None) -> dict[str, Any]:
+             batch_size: int | None = None, detector: str = "auto") -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / f"{out.name}.private", ignore_errors=True)
     cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", "safe-harbor",
@@ -626,6 +626,8 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
         cmd += ["--pixels", pixels]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
+    if detector != "auto":
+        cmd += ["--detector", detector]
     env = {**os.environ, **THREAD_ENV} if workers == 1 else dict(os.environ)
     cpu0, t0 = child_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), env=env)
@@ -706,9 +708,12 @@ def markdown(result: dict[str, Any]) -> str:
         errs = f"{s['errors']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['error_types'].items())})"
                                    if s.get("error_types") else "")
         if "ratio" in row:
-            ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)"
+            ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)" + "".join(
+                f"; with {d}: {v:.2f}x" for d, v in row.get("ratio_by_detector", {}).items())
         elif "speedup" in row:
             ratio = f"speed-up {row['speedup']:.2f}x ({row['speedup_wall']:.2f}x)"
+        elif row.get("detector", "auto") != "auto":
+            ratio = "in the peers' rows"
         else:
             ratio = "reference"
         lines.append(
@@ -739,11 +744,16 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     the same from process wall clock (interpreter start, imports and set-up included); deid's multi-worker
     rows get ``speedup`` over 1 worker instead."""
     ref = {r["corpus"]: r["speed"] for r in rows
-           if r["key"] == OURS and r["workers"] == 1 and "files_per_s_median" in r["speed"]}
+           if r["key"] == OURS and r["workers"] == 1 and r.get("detector", "auto") == "auto"
+           and "files_per_s_median" in r["speed"]}
+    others = [r for r in rows if r["key"] == OURS and r.get("detector", "auto") != "auto" and "files_per_s_median" in r["speed"]]
     for r in rows:
         s, base = r["speed"], ref.get(r["corpus"])
-        if base is None or "files_per_s_median" not in s or s is base:
+        if base is None or "files_per_s_median" not in s or s is base or r in others:
             continue
+        if r["key"] != OURS:  # the same ratio for deid's other text detectors
+            r["ratio_by_detector"] = {o["detector"]: o["speed"]["files_per_s_median"] / s["files_per_s_median"]
+                                      for o in others if o["corpus"] == r["corpus"]}
         if r["key"] == OURS:
             r["speedup"] = s["files_per_s_median"] / base["files_per_s_median"]
             r["speedup_wall"] = s["files_per_s_wall_median"] / base["files_per_s_wall_median"]
@@ -767,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--venv-python", default="python3", help="interpreter that creates the peer venvs")
     ap.add_argument("--deid-batch-size", type=int, default=None,
                     help="deid --batch-size (default: the CLI's own default; bench_header.py uses 64)")
+    ap.add_argument("--deid-pixel-detectors", nargs="+", default=["auto", "deid-textseg"],
+                    help="deid --detector values run on the pixel corpus (ratios are to auto)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
@@ -805,34 +817,36 @@ def main(argv: list[str] | None = None) -> int:
 
     versions[OURS] = {"deid_pipeline": ours_version, "pydicom": pydicom.__version__}
     # (name, corpus, kind, param): the order of one repeat; repeats interleave tools to spread machine drift
-    jobs: list[tuple[str, str, str, Any]] = [(OURS, "header", "ours", 1), (OURS, "header", "ours", 2),
-                                             (OURS, "pixel", "ours", 1)]
-    jobs += [(p, PEERS[p]["corpus"], "peer", None) for p in installed]
-    runs: dict[tuple[str, str, Any], list[dict[str, Any]]] = {}
+    jobs: list[tuple[str, str, str, Any, str]] = [(OURS, "header", "ours", 1, "auto"), (OURS, "header", "ours", 2, "auto")]
+    jobs += [(OURS, "pixel", "ours", 1, d) for d in args.deid_pixel_detectors]
+    jobs += [(p, PEERS[p]["corpus"], "peer", None, "auto") for p in installed]
+    runs: dict[tuple[str, str, Any, str], list[dict[str, Any]]] = {}
     for r in range(args.repeats):
-        for name, corpus, kind, param in jobs:
+        for name, corpus, kind, param, det in jobs:
             index = corpora[corpus]
-            slug = f"{'ours' if kind == 'ours' else name}-{corpus}" + (f"-w{param}" if kind == "ours" else "")
+            slug = (f"{'ours' if kind == 'ours' else name}-{corpus}" + (f"-w{param}" if kind == "ours" else "")
+                    + ("" if det == "auto" else f"-{det}"))
             out = work / "out" / slug
             out.parent.mkdir(parents=True, exist_ok=True)
             if kind == "ours":
                 res = run_ours(Path(index["input"]), out, param, key, "none" if corpus == "header" else None,
-                               runs_dir, f"{slug}-r{r}", args.deid_batch_size)
+                               runs_dir, f"{slug}-r{r}", args.deid_batch_size, det)
             else:
                 res = run_peer(name, installed[name], driver, [f["path"] for f in index["files"]], out, runs_dir,
                                f"{slug}-r{r}")
             res["out"] = str(out)
-            runs.setdefault((name, corpus, param), []).append(res)
+            runs.setdefault((name, corpus, param, det), []).append(res)
             rate = res.get("files_per_s")
             print(f"[{r + 1}/{args.repeats}] {slug}: "
                   + (res["failed"] if "failed" in res else f"{rate:.1f} files/s, {res['errors']} errors, wall {res['wall_s']:.1f} s"),
                   file=sys.stderr, flush=True)
 
     rows: list[dict[str, Any]] = []
-    for (name, corpus, param), rs in runs.items():
+    for (name, corpus, param, det), rs in runs.items():
         cores = param if name == OURS else 1
         speed = summarise_runs(rs, cores)
-        row: dict[str, Any] = {"tool": name if name == OURS else PEERS[name]["label"], "key": name,
+        label = (name + ("" if det == "auto" else f" --detector {det}")) if name == OURS else PEERS[name]["label"]
+        row: dict[str, Any] = {"tool": label, "key": name, "detector": det,
                                "version": (versions.get(name, {}).get("deid_pipeline") if name == OURS
                                            else versions.get(name, {}).get(PEERS[name]["dists"][0])),
                                "corpus": corpus, "workers": param if name == OURS else 1, "speed": speed}

@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def default_workers() -> int:
-    """One worker per GPU when CUDA is present, else one per core."""
+def default_workers(gpu: bool = True) -> int:
+    """One worker per GPU when CUDA is present (and ``gpu``), else one per core. With ``gpu`` False
+    (a run that scans no pixels) torch is not even imported: a header-only driver stays light."""
+    if not gpu:
+        return max(1, os.cpu_count() or 1)
     try:
         import torch
 
@@ -113,11 +116,11 @@ WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_TH
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
-def _local_cluster(n: int, device: str, memory_limit: str | int | None) -> Any:
-    """One worker process per core (or per GPU with dask-cuda), one thread each."""
+def _local_cluster(n: int, device: str, memory_limit: str | int | None, gpu: bool = True) -> Any:
+    """One worker process per core (or per GPU with dask-cuda when ``gpu``), one thread each."""
     from distributed import LocalCluster
 
-    if device in ("auto", "cuda"):
+    if gpu and device in ("auto", "cuda"):
         try:
             import torch
 
@@ -157,7 +160,8 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
         saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
         try:
             with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
-                cluster = _local_cluster(workers or default_workers(), device, memory_limit)
+                # no pixels to scan: one worker per core, and no CUDA probe (it imports torch)
+                cluster = _local_cluster(workers or default_workers(detector), device, memory_limit, gpu=detector)
         finally:  # nannies copy these into our own environment too; later clusters must not inherit them
             _restore_environ(saved)
         client = Client(cluster)

@@ -1,0 +1,56 @@
+"""A run that scans no pixels keeps its driver light: no torch import, one worker per core."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+
+from deid_pipeline.batch import default_workers
+
+from support import write_key
+
+PROBE = """
+import json, sys
+sys.argv = ["deid", "run", sys.argv[1], sys.argv[2], "--profile", "safe-harbor", "--key-file", sys.argv[3],
+            "--workers", "1", "--quiet"] + sys.argv[4:]
+from deid_pipeline.cli.main import main
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
+"""
+
+
+def _probe(tmp_path: Path, extra: list[str], name: str) -> dict:
+    import json
+
+    inp = tmp_path / "in"
+    if not inp.exists():
+        inp.mkdir()
+        for n in ("CT_small.dcm", "MR_small.dcm"):
+            (inp / n).write_bytes(Path(get_testdata_file(n)).read_bytes())
+    key = write_key(tmp_path / "k", b"driver-light-key-0123456789abcdef")
+    script = tmp_path / "probe.py"  # a file, not -c: Dask's spawned workers re-import the main module
+    script.write_text(PROBE)
+    proc = subprocess.run([sys.executable, str(script), str(inp), str(tmp_path / name), str(key), *extra],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_header_only_run_never_imports_torch_in_the_driver(tmp_path: Path) -> None:
+    res = _probe(tmp_path, ["--pixels", "none"], "out-none")
+    assert res == {"code": 0, "torch": False}
+    assert default_workers(gpu=False) == max(1, os.cpu_count() or 1)
+
+
+def test_a_scanning_run_does_probe_for_cuda(tmp_path: Path) -> None:
+    """The check above can fail: a run that scans pixels imports torch in the driver (CUDA probe)."""
+    res = _probe(tmp_path, [], "out-scan")
+    assert res["code"] == 0 and res["torch"] is True
