@@ -8,6 +8,8 @@ detection device:
 * ``full``: min-max of the frame (inverted for MONOCHROME1, so displayed-white text is bright);
 * ``window``: a robust 0.5-95 % window of the values below the maximum, when the full range squeezes
   them (16-bit CT with text at 32767 and other text at the window top);
+* ``upper``: the range up to the highest value below the extreme, when values above the window
+  exist besides the extreme (a second text value, such as 3071 in a CT whose other text is at 32767);
 * ``extreme``: pixels at the top of the range (the bottom for MONOCHROME1) in white over the dimmed
   frame; only when such pixels are a small share of the frame, as overlay text is;
 * ``rgb``: colour frames (YBR_FULL[_422] converted, PALETTE COLOR through its LUT, segmented LUTs included).
@@ -43,7 +45,7 @@ class View:
     """One prepared image of one frame."""
 
     frame: int  # index into the frames given to ``prepare_views``
-    kind: str  # "full" | "window" | "extreme" | "rgb"
+    kind: str  # "full" | "window" | "upper" | "extreme" | "rgb"
     image: np.ndarray  # uint8 (H, W, 3), H and W multiples of 32
     height: int  # resized size before padding
     width: int
@@ -173,6 +175,13 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                 if w_hi > w_lo and (w_hi - w_lo) < 0.5 * (hi - lo):
                     kinds.append("window")
                     imgs.append(_scaled(f, w_lo, w_hi))
+                    # text at a high value that is not the extreme (3071 in a CT whose other text is at
+                    # 32767): dim in ``full``, clipped to the tissue's white in ``window``; the range
+                    # up to the highest value below the extreme shows it
+                    top = float(rest.max())
+                    if top > w_hi and (top - lo) < 0.5 * (hi - lo):
+                        kinds[0] = "upper"  # in place of ``full``: the extreme's text stays white in it
+                        imgs[0] = _scaled(f, lo, top)
                 # text burned in at the extreme value, white over the frame dimmed to 40 %, when other
                 # bright pixels (speckle, bone) compete with it in the full view
                 share = float(at_ext.float().mean())

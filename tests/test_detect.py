@@ -132,6 +132,22 @@ def test_ct_text_at_max_value(det) -> None:
     assert _covered(box, scan_frames(_ds(img, signed=True), img, det)[0])
 
 
+def test_ct_text_at_a_second_high_value(det) -> None:
+    """Text at 3071 over soft tissue in a CT whose other text is at 32767: dim in a min-max view and
+    clipped to the tissue's white in the window; the ``upper`` view (up to the highest value below the
+    extreme) takes the min-max view's place and shows both."""
+    from deid_pipeline.prepare import prepare_views
+
+    img = _anatomy(320, 320, -1024, 80).astype(np.int16)
+    top = _put(img, "DOE JANE 07.22.1943", (6, 16), 32767, 0.5)
+    second = _put(img, "ACC 20705938", (70, 170), 3071, 0.5)
+    ds = _ds(img, signed=True)
+    kinds = [v.kind for v in prepare_views(ds, img)]
+    assert kinds[0] == "upper" and "full" not in kinds and "window" in kinds
+    regions = scan_frames(ds, img, det)[0]
+    assert _covered(top, regions) and _covered(second, regions)
+
+
 def test_monochrome1_text_at_min(det) -> None:
     img = _anatomy(320, 256, 200, 4000).astype(np.uint16)
     box = _put(img, "ID 00123456", (8, 300), 0, 0.5)
