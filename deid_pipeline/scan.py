@@ -386,6 +386,14 @@ def _detect_safely(detector: Any, images: list[np.ndarray]) -> list[list[Region]
 
 
 def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[list[Region]]:
+    members = getattr(detector, "members", None)
+    if members:  # a union: each member on the views of the kinds it takes (detect.union)
+        joined: list[list[Region]] = [[] for _ in views]
+        for member, kinds in zip(members, detector.member_kinds):
+            idx = [i for i, v in enumerate(views) if kinds is None or v.kind in kinds]
+            for i, regions in zip(idx, _detect_chunked(member, [views[i] for i in idx], batch_size)):
+                joined[i].extend(regions)
+        return joined
     out: list[list[Region]] = []
     step = max(1, batch_size) * 4  # the detector batches by shape inside each call
     for s in range(0, len(views), step):

@@ -286,3 +286,29 @@ def test_gpu_failure_splits_the_batch_then_falls_back_to_cpu(monkeypatch: pytest
     got = scan.scan_frames(ds, frames, FailingGpu())
     assert [[r.as_list() for r in f] for f in got] == [[r.as_list() for r in f] for f in scan.scan_frames(ds, frames, cpu)]
     assert scan.cpu_fallback_views > before and FailingGpu.calls >= 1
+
+
+def test_union_routes_views_by_kind() -> None:
+    """The default union: PP-OCRv4 on the first view of each frame, deid-textseg on every view; the
+    regions are those of both (each member's boxes kept)."""
+    from deid_pipeline.detect.union import UnionDetector
+    from deid_pipeline.prepare import prepare_views
+
+    if not is_available(UNION):
+        pytest.skip("detector weights or torch missing")
+    auto = get_detector("auto", "cpu")
+    assert auto.member_kinds[0] == frozenset({"full", "upper", "rgb"}) and auto.member_kinds[1] is None
+    img = _anatomy(300, 300, -1024, 1500).astype(np.int16)
+    box = _put(img, "SMITH JOHN 03.09.2012", (4, 14), 32767, 0.5)
+    ds = _ds(img, signed=True)
+    n_views = len(prepare_views(ds, img))
+    assert n_views >= 2  # a window view besides the min-max one
+    pp, seg = _Counting(auto.members[0]), _Counting(auto.members[1])
+    union = UnionDetector(UNION, [pp, seg], member_kinds=auto.member_kinds)
+    regions = scan_frames(ds, img, union)[0]
+    assert pp.images == 1 and seg.images == n_views
+    assert _covered(box, regions)
+    alone = scan_frames(ds, img, auto.members[1])[0]
+    assert {tuple(r.as_list()) for r in alone} <= {tuple(r.as_list()) for r in regions}  # deid-textseg's boxes all kept
+    with pytest.raises(ValueError, match="one entry per member"):
+        UnionDetector(UNION, [pp, seg], member_kinds=[None])
