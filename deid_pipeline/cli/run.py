@@ -26,7 +26,7 @@ from .progress import Feedback
 @click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None, help="Private folder for the input-path journal (default OUTPUT.private beside OUTPUT).")
 @click.option("--pixels", type=click.Choice(["profile", "all", "triage", "none"]), default="profile", show_default=True, help="Which images the text detector scans.")
 @click.option("--detector", default="auto", show_default=True, metavar="NAME",
-              help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 4x faster end to end on a CPU; see benchmarks/README.md).")
+              help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 3x faster end to end on a CPU; see benchmarks/README.md).")
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task.")
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds per file before its batch is cancelled and the file retried alone (default 300).")

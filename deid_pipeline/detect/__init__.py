@@ -87,7 +87,7 @@ _BACKENDS: dict[str, tuple[Callable[[], str], Callable[[str], TextDetector]]] = 
     "deid-textseg": (_textseg_missing, _make_textseg),
     UNION: (_union_missing, _make_union),
 }
-# auto: both networks, the most complete (models/MODEL_CARD.md); deid-textseg alone is ~4x faster end to end on a CPU
+# auto: both networks, the most complete (models/MODEL_CARD.md); deid-textseg alone is ~3x faster end to end on a CPU
 _ALIASES = {"auto": UNION, "union": UNION, "dbnet": "ppocrv4-det", "textseg": "deid-textseg"}
 _cache: dict[tuple[str, str], TextDetector] = {}
 _lock = threading.Lock()
