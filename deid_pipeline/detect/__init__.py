@@ -31,16 +31,21 @@ class TextDetector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]: ...
 
 
-def _dbnet_missing() -> str:
-    from .dbnet import WEIGHTS_FILE
-
+def _network_missing(weights_file: str, how: str) -> str:
+    """What a torch network with the DB post-process (OpenCV) lacks: a package, or its weights in models/."""
     if importlib.util.find_spec("torch") is None:
         return "package torch is not installed"
     if importlib.util.find_spec("cv2") is None:
         return "package opencv-python-headless is not installed"
-    if not (models_dir() / WEIGHTS_FILE).is_file():
-        return f"weights models/{WEIGHTS_FILE} not found (see scripts/convert_ppocr_det.py)"
+    if not (models_dir() / weights_file).is_file():
+        return f"weights models/{weights_file} not found (see {how})"
     return ""
+
+
+def _dbnet_missing() -> str:
+    from .dbnet import WEIGHTS_FILE
+
+    return _network_missing(WEIGHTS_FILE, "scripts/convert_ppocr_det.py")
 
 
 def _make_dbnet(device: str) -> TextDetector:
@@ -52,11 +57,7 @@ def _make_dbnet(device: str) -> TextDetector:
 def _textseg_missing() -> str:
     from .textseg import WEIGHTS_FILE
 
-    if importlib.util.find_spec("torch") is None:
-        return "package torch is not installed"
-    if not (models_dir() / WEIGHTS_FILE).is_file():
-        return f"weights models/{WEIGHTS_FILE} not found (see scripts/train_textseg.py)"
-    return ""
+    return _network_missing(WEIGHTS_FILE, "scripts/train_textseg.py")
 
 
 def _make_textseg(device: str) -> TextDetector:
@@ -100,7 +101,7 @@ def available_detectors() -> dict[str, str]:
 
 def is_available(name: str = "auto") -> bool:
     """True when the backend's packages and weights are present."""
-    key = _ALIASES.get(name, name)
+    key = canonical_name(name)
     return key in _BACKENDS and _BACKENDS[key][0]() == ""
 
 
@@ -111,7 +112,7 @@ def canonical_name(name: str) -> str:
 
 def detector_problem(name: str) -> str:
     """Why ``name`` cannot be used ("" when it can): an unknown name or what is missing."""
-    key = _ALIASES.get(name, name)
+    key = canonical_name(name)
     if key not in _BACKENDS:
         return f"unknown text detector {name!r}; known: {', '.join(sorted(_BACKENDS))} (or auto)"
     missing = _BACKENDS[key][0]()
@@ -123,7 +124,7 @@ def get_detector(name: str = "auto", device: str = "auto") -> TextDetector:
     problem = detector_problem(name)
     if problem:
         raise ConfigError(problem)
-    key = _ALIASES.get(name, name)
+    key = canonical_name(name)
     dev = choose_device(device)
     with _lock:
         det = _cache.get((key, dev))
