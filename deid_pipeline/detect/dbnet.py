@@ -54,6 +54,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def verified_weights(path: Path, name: str, expect_sha256: str | None) -> str:
+    """The sha256 of the weights at ``path`` (``name`` in models/ for messages), checked against
+    ``expect_sha256`` unless that is None; a missing or different file is a configuration error."""
+    if not path.is_file():
+        raise ConfigError(f"text-detection weights missing: models/{name}")
+    digest = file_sha256(path)
+    if expect_sha256 is not None and digest != expect_sha256:
+        raise ConfigError(f"text-detection weights sha256 mismatch for models/{name}")
+    return digest
+
+
 def _pad32(img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     ph, pw = (-h) % 32, (-w) % 32
@@ -174,11 +185,7 @@ class DBNetDetector(ProbMapDetector):
         from ..resources import models_dir
 
         path = weights or (models_dir() / WEIGHTS_FILE)
-        if not path.is_file():
-            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
-        digest = file_sha256(path)
-        if digest != WEIGHTS_SHA256:
-            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
+        digest = verified_weights(path, WEIGHTS_FILE, WEIGHTS_SHA256)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: TorchScript still loads torch-only
             model = torch.jit.load(str(path), map_location=device).eval()

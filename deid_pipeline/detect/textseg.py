@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import ConfigError
-from .dbnet import DBParams, ProbMapDetector, file_sha256
+from .dbnet import DBParams, ProbMapDetector, verified_weights
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +79,7 @@ class TextSegDetector(ProbMapDetector):
         from ..resources import models_dir
 
         path = weights or (models_dir() / WEIGHTS_FILE)
-        if not path.is_file():
-            raise ConfigError(f"text-detection weights missing: models/{WEIGHTS_FILE}")
-        digest = file_sha256(path)
-        if expect_sha256 is not None and digest != expect_sha256:
-            raise ConfigError(f"text-detection weights sha256 mismatch for models/{WEIGHTS_FILE}")
+        digest = verified_weights(path, WEIGHTS_FILE, expect_sha256)
         net = build_net()
         net.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))  # type: ignore[attr-defined]
         net = net.eval().to(device)  # type: ignore[attr-defined]
