@@ -64,20 +64,25 @@ class FilterParams:
     flat_field: GlyphParams | None = field(default_factory=GlyphParams)
 
 
+def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
+    """(difference of the two Otsu class means, share of the upper class) of a uint8 patch; (0, 0) for a
+    flat or tiny one."""
+    if gray.size < 4 or int(gray.max()) == int(gray.min()):
+        return 0.0, 0.0
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = binary.astype(bool)
+    hi_share = float(fg.mean())
+    if not 0.0 < hi_share < 1.0:
+        return 0.0, hi_share
+    return float(gray[fg].mean()) - float(gray[~fg].mean()), hi_share
+
+
 def box_evidence(view: View, r: Region) -> dict[str, float]:
     """Features of one model box in its view (grey levels 0..255)."""
     gray = view.image[r.y : r.y + r.h, r.x : r.x + r.w].mean(axis=2).astype(np.uint8)
     short = min(view.height, view.width)
-    out = {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": 0.0, "ink": 0.0}
-    if gray.size < 4 or int(gray.max()) == int(gray.min()):
-        return out
-    t, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    fg = binary.astype(bool)
-    hi_share = float(fg.mean())
-    if 0.0 < hi_share < 1.0:
-        out["contrast"] = float(gray[fg].mean()) - float(gray[~fg].mean())
-    out["ink"] = min(hi_share, 1.0 - hi_share)
-    return out
+    contrast, hi_share = otsu_contrast(gray)
+    return {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": contrast, "ink": min(hi_share, 1.0 - hi_share)}
 
 
 def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:

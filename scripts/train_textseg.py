@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +44,7 @@ from deid_pipeline import synth  # noqa: E402
 from deid_pipeline.detect.textseg import WEIGHTS_FILE, build_net, to_input  # noqa: E402
 from deid_pipeline.pixels import decode_frames  # noqa: E402
 from deid_pipeline.prepare import prepare_views  # noqa: E402
+from deid_pipeline.scan import otsu_contrast  # noqa: E402
 
 CROP = 256
 IGNORE = 255
@@ -61,16 +61,6 @@ def _fonts() -> list[str]:
     return paths
 
 
-def _contrast(gray: np.ndarray) -> float:
-    if gray.size < 4 or int(gray.max()) == int(gray.min()):
-        return 0.0
-    _, b = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    fg = b.astype(bool)
-    if fg.all() or not fg.any():
-        return 0.0
-    return abs(float(gray[fg].mean()) - float(gray[~fg].mean()))
-
-
 def _mark(mask: np.ndarray, gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
     """Target 1 inside the box when its text shows in this view, else out of the loss; a 1-px ring out."""
     h, w = mask.shape
@@ -79,7 +69,7 @@ def _mark(mask: np.ndarray, gray: np.ndarray, x0: int, y0: int, x1: int, y1: int
         return
     ring = mask[max(0, y0 - 1): y1 + 1, max(0, x0 - 1): x1 + 1]
     ring[ring == 0] = IGNORE
-    visible = _contrast(gray[y0:y1, x0:x1]) >= MIN_VISIBLE
+    visible = otsu_contrast(gray[y0:y1, x0:x1])[0] >= MIN_VISIBLE
     mask[y0:y1, x0:x1] = 1 if visible else IGNORE
 
 
