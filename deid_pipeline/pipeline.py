@@ -41,7 +41,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 from . import __version__, fastpath
 from .config import RunContext
 from .discover import Candidate
-from .errors import FileError, SkipFile
+from .errors import FileError, SkipFile, withhold_warning_messages
 from .resources import configs_dir
 from .tags import inert_vr
 from .types import FileResult, PixelReport, Region
@@ -741,6 +741,7 @@ def _distinct_frames(frames: np.ndarray | None) -> int:
 
 def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> list[FileResult]:
     """De-identify a batch of inputs; one result per input, in order. Never raises for a file."""
+    withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
     staged: list[Loaded | FileResult] = [load_file(root, c, ctx) for c in cands]
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]

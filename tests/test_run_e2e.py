@@ -51,6 +51,7 @@ NESTED_CANARY = "Zqcanarynested^Person"
 CYRILLIC_CANARY = "Зквасова^Людмила"
 JAPANESE_CANARY = "ヤマダ^タロウ=山田^太郎"
 PRIVATE_CANARY = "ZQCANARYPRIVATE"
+INVALID_UID_CANARY = b"1.2.826.0.ZQCANARYUID7"
 
 
 def _plant(ds: pydicom.Dataset) -> None:
@@ -74,6 +75,9 @@ def build_tree(root: Path, outside: Path) -> dict[str, str]:
         dest = folder / (f"IM{i:04d}" if i % 2 else name)
         ds = pydicom.dcmread(src, force=True)
         _plant(ds)
+        if name == "CT_small.dcm":  # a UID pydicom rejects when it reads it: its warning quotes the value
+            tag = pydicom.tag.Tag(0x00200052)
+            ds._dict[tag] = pydicom.dataelem.RawDataElement(tag, "UI", 22, INVALID_UID_CANARY, 0, False, True)
         if name == "rtstruct.dcm":
             del ds.file_meta
             ds.preamble = None
@@ -220,7 +224,7 @@ def test_outputs_are_deidentified_and_paths_carry_nothing(tree, run2) -> None:
 def _needles() -> list[bytes]:
     """Every planted value, in the encodings it could be written in."""
     needles = [v.encode() for v in CANARIES.values()] + [NESTED_CANARY.encode(), PRIVATE_CANARY.encode()]
-    needles += [b"Zqcanary", b"ZQCANARY", b"ZQACC"]
+    needles += [b"Zqcanary", b"ZQCANARY", b"ZQACC", INVALID_UID_CANARY]
     for text in (CYRILLIC_CANARY, JAPANESE_CANARY):
         for part in text.replace("=", "^").split("^"):
             for enc in ("utf-8", "iso8859-5", "iso2022_jp", "shift_jis", "euc_jp"):

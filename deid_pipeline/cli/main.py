@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..errors import withhold_warning_messages
 from .audit import audit
 from .inspect_cmd import inspect_cmd
 from .profiles import profiles
@@ -29,4 +30,5 @@ cli.add_command(report)
 
 def main() -> None:
     """Console-script entry point."""
+    withhold_warning_messages()
     cli()
