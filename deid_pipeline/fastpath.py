@@ -38,6 +38,7 @@ from pydicom.filereader import ENCODED_VR, read_dataset, read_preamble
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.multival import MultiValue
 from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 from . import actions, tags
@@ -56,6 +57,7 @@ class Ineligible(Exception):
 _EXPLICIT = struct.Struct("<HH2sH").unpack_from
 _IMPLICIT = struct.Struct("<HHL").unpack_from
 _UL = struct.Struct("<L")
+_US = struct.Struct("<H")
 _TAG = struct.Struct("<HH")
 _VRS = {vr: vr.decode() for vr in ENCODED_VR}
 _LONG_VRS = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
@@ -285,12 +287,53 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, str) else tuple(value)
 
 
+#: VRs pydicom writes with ``write_string`` (a ``str`` value, or a list of them): ASCII, padded.
+_WRITE_STRING_VRS = frozenset("AE AS CS DA DT TM UI UR".split())
+#: VRs pydicom writes with ``write_text``: each value encoded with the data set's character set.
+_WRITE_TEXT_VRS = frozenset("LO LT SH ST UC UT".split())
+#: Python codecs that encode ASCII text as itself, with no escape sequence before or after it.
+_PLAIN_CODECS = frozenset(["iso8859", "latin_1", "ascii", "utf_8", "tis_620"] + [f"iso8859_{i}" for i in range(2, 17)])
+
+
 def _encode(elem: DataElement, implicit: bool, charset: Any) -> bytes:
-    """``elem`` as pydicom's ``write_data_element`` writes it."""
+    """``elem`` as pydicom's ``write_data_element`` writes it.
+
+    An ASCII string value (or list of them) of a string or text VR is encoded here, as pydicom's
+    ``write_string`` / ``write_text`` would encode it; anything else goes through pydicom."""
+    vr, value = elem.VR, elem.value
+    if (vr in _WRITE_STRING_VRS or (vr in _WRITE_TEXT_VRS and _plain_charset(_hashable(charset)))) and not elem.is_undefined_length:
+        if value is None:
+            text = ""
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, (MultiValue, list, tuple)) and all(isinstance(v, str) for v in value):
+            text = "\\".join(value)
+        else:
+            text = None
+        if text is not None and text.isascii():
+            data = text.encode("ascii")
+            if len(data) % 2:
+                data += b"\0" if vr == "UI" else b" "
+            tag = elem.tag
+            head = _TAG.pack(tag >> 16, tag & 0xFFFF)
+            if implicit:
+                return head + _UL.pack(len(data)) + data
+            if vr in _LONG_VRS:
+                return head + vr.encode() + b"\0\0" + _UL.pack(len(data)) + data
+            if len(data) <= 0xFFFF:
+                return head + vr.encode() + _US.pack(len(data)) + data
     buf = DicomBytesIO()
     buf.is_little_endian, buf.is_implicit_VR = True, implicit
     write_data_element(buf, elem, charset)
     return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_charset(charset: Any) -> bool:
+    """Whether every value of a text VR is written in the first codec of ``charset``, and that codec
+    writes ASCII as ASCII (pydicom's ``encode_string`` then adds no escape sequences to ASCII text)."""
+    codecs = convert_encodings(charset if isinstance(charset, str) else list(charset))
+    return bool(codecs) and codecs[0] in _PLAIN_CODECS
 
 
 @functools.lru_cache(maxsize=64)

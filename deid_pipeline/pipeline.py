@@ -568,9 +568,12 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | Non
     _prepare_for_writing(ds)
     _buffer_big_pixel_data(ds)
     final = out_root / rel_out
-    final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     tmp = final.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    except FileNotFoundError:  # the first file of its series: make the folders (a mkdir per file costs more)
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         with os.fdopen(fd, "wb") as fh:
             pixel_data = ds.get_item(0x7FE00010)

@@ -169,3 +169,38 @@ def test_fast_path_error_falls_back(inputs: Path, tmp_path: Path, monkeypatch: p
         if res.output_path:
             assert (out / res.output_path).read_bytes() == slow[cand.rel][1], cand.rel
     assert os.listdir(out)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192", ["ISO 2022 IR 6", "ISO 2022 IR 87"], "ISO 2022 IR 87", "GB18030"])
+def test_own_string_encoder_matches_pydicom(implicit: bool, charset: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fastpath._encode`` writes string and text VRs itself: the bytes are pydicom's, for empty,
+    odd and even lengths, multi-values, long VRs, over-long short VRs and non-ASCII values."""
+    import random
+    import warnings
+
+    from pydicom.dataelem import DataElement
+    from pydicom.filewriter import write_data_element
+
+    rng = random.Random(5)
+    values: list[Any] = ["", "A", "AB", "1.2.840.10008.5.1.4.1.1.2", "SMITH^JOHN", "X" * 70000, "M\u00fcller", None,
+                         ["A", "BC"], ["", ""], [], ("ONE", "TWO", "3"), ["\u00c4\u00d6", "B"]]
+    values += ["".join(rng.choice("ABC xyz.^0123") for _ in range(rng.randint(0, 15))) for _ in range(40)]
+    by_pydicom = []
+    monkeypatch.setattr(fastpath, "write_data_element", lambda *a: (by_pydicom.append(1), write_data_element(*a)))
+    checked = 0
+    for vr in sorted(fastpath._WRITE_STRING_VRS | fastpath._WRITE_TEXT_VRS | {"PN", "IS", "DS"}):
+        for value in values:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    elem = DataElement(0x00091001, vr, value)
+                    buf = DicomBytesIO()
+                    buf.is_little_endian, buf.is_implicit_VR = True, implicit
+                    write_data_element(buf, elem, charset)
+                except Exception:  # noqa: BLE001 - a value pydicom refuses: nothing to compare
+                    continue
+                assert fastpath._encode(elem, implicit, charset) == buf.getvalue(), (vr, value, charset)
+            checked += 1
+    assert checked > 500
+    assert len(by_pydicom) < checked  # the own encoder took part of them
