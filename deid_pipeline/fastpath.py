@@ -346,11 +346,52 @@ def _mark_elements(profile: Profile, temporal: str, implicit: bool, charset: Any
 
 
 def _convert(data: bytes, rec: _Rec, charset: Any, implicit: bool) -> DataElement:
-    """The element as pydicom converts it (its VR resolved as pydicom's hook does)."""
+    """The element as pydicom converts it (its VR resolved as pydicom's hook does).
+
+    An ASCII value of a string or text VR (no escape sequence, a character set whose first codec
+    reads ASCII as ASCII) is converted here, to the value pydicom's converter returns (its checks of
+    the value only warn, and deid withholds warnings); anything else is converted by pydicom."""
     length = rec.stop - rec.start
+    if length and not rec.undefined and rec.vr in _OWN_CONVERSION_VRS:
+        raw = data[rec.start : rec.stop]
+        value = _own_value(rec.vr, raw, charset)
+        if value is not _PYDICOM:
+            return DataElement(BaseTag(rec.tag), rec.vr, value, rec.start, False, already_converted=True)
     value = data[rec.start : rec.stop] if length else empty_value_for_VR(None if implicit else rec.vr, raw=True)
     raw = RawDataElement(BaseTag(rec.tag), rec.vr, _UNDEFINED if rec.undefined else length, value, rec.start, implicit, True)
     return convert_raw_data_element(raw, encoding=charset, ds=None)
+
+
+_PYDICOM = object()  # "let pydicom convert it"
+_SPLIT_STRING_VRS = frozenset("AS CS DA DT TM".split())  # pydicom's convert_string (no datetime conversion)
+_SPLIT_TEXT_VRS = frozenset("LO SH UC".split())  # convert_text
+_SINGLE_TEXT_VRS = frozenset("LT ST UT".split())  # convert_single_string
+_OWN_CONVERSION_VRS = _SPLIT_STRING_VRS | _SPLIT_TEXT_VRS | _SINGLE_TEXT_VRS | {"AE", "UI"}
+
+
+def _own_value(vr: str, raw: bytes, charset: Any) -> Any:
+    """The value pydicom's converter for ``vr`` makes of the non-empty ``raw``, or ``_PYDICOM``."""
+    if not raw.isascii() or b"\x1b" in raw:
+        return _PYDICOM
+    text = raw.decode("ascii")
+    if vr in _SPLIT_STRING_VRS:
+        if pydicom_config.datetime_conversion:
+            return _PYDICOM
+        items = text.rstrip(" \x00").split("\\")
+        return items[0] if len(items) == 1 else MultiValue(str, items)
+    if vr == "UI":
+        items = text.rstrip("\x00 ").split("\\")
+        return UID(items[0], pydicom_config.IGNORE) if len(items) == 1 else MultiValue(UID, items)
+    if vr == "AE":
+        items = [v.strip() for v in text.split("\\")]
+        return items[0] if len(items) == 1 else MultiValue(str, items)
+    first = charset if isinstance(charset, str) else (charset[0] if charset else default_encoding)
+    if first not in _PLAIN_CODECS:
+        return _PYDICOM
+    if vr in _SINGLE_TEXT_VRS:
+        return text.rstrip("\x00 ")
+    items = [v.rstrip("\x00 ") for v in text.split("\\")]
+    return items[0] if len(items) == 1 else MultiValue(str, items)
 
 
 # --------------------------------------------------------------------------- scanning

@@ -442,6 +442,31 @@ def _buffer_big_pixel_data(ds: Dataset) -> None:
     ds[0x7FE00010] = DataElement(0x7FE00010, vr, pixels.ValueReader(value), is_undefined_length=undefined)
 
 
+def _fast_part10(ds: Dataset, body: bytes) -> bytes | None:
+    """The file :func:`encode_part10` writes for the fast path's ``body`` (preamble, the file meta of
+    :func:`_file_meta`, the data set), built without pydicom objects; None when a value is not a plain
+    ASCII string (pydicom's writer then does it)."""
+    values = (ds.get("SOPClassUID"), ds.get("SOPInstanceUID"), ds.file_meta.get("TransferSyntaxUID"))
+    if not all(isinstance(v, str) and v and v.isascii() and "\\" not in v for v in values):
+        return None
+    meta = _META_VERSION + b"".join(
+        _meta_string(tag, "UI", v) for tag, v in zip((0x00020002, 0x00020003, 0x00020010), values)
+    ) + _META_IMPLEMENTATION
+    return _PREAMBLE + _meta_string(0x00020000, "UL", len(meta)) + meta + body
+
+
+def _meta_string(tag: int, vr: str, value: str | int) -> bytes:
+    """One explicit VR little endian file meta element: a UI / SH string (padded as pydicom pads it)
+    or the UL group length."""
+    if vr == "UL":
+        data = _UL.pack(value)
+    else:
+        data = str(value).encode("ascii")
+        if len(data) % 2:
+            data += b"\0" if vr == "UI" else b" "
+    return _TAG.pack(tag >> 16, tag & 0xFFFF) + vr.encode() + _US.pack(len(data)) + data
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -534,6 +559,10 @@ def _encode_meta_element(elem: DataElement) -> bytes:
 _TAG = struct.Struct("<HH")
 _UL = struct.Struct("<L")
 _US = struct.Struct("<H")
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_META_VERSION = b"\x02\x00\x01\x00OB\x00\x00" + _UL.pack(2) + b"\x00\x01"
+_META_IMPLEMENTATION = _meta_string(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID) + _meta_string(
+    0x00020013, "SH", f"DEID_{__version__}"[:16])
 
 
 def _plain_encoding(ds: Dataset, meta: Any, ts: Any) -> bool:
@@ -565,8 +594,10 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | Non
     linked into place. Identical content already there (a resumed run) is accepted; different content
     under the same name (two versions of one SOP instance) goes to a name derived from its hash.
     """
-    _prepare_for_writing(ds)
-    _buffer_big_pixel_data(ds)
+    whole = _fast_part10(ds, body) if body is not None else None
+    if whole is None:
+        _prepare_for_writing(ds)
+        _buffer_big_pixel_data(ds)
     final = out_root / rel_out
     tmp = final.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     try:
@@ -576,8 +607,11 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | Non
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         with os.fdopen(fd, "wb") as fh:
-            pixel_data = ds.get_item(0x7FE00010)
-            if pixel_data is not None and pixel_data.is_buffered:  # big: streamed, then hashed from disk
+            pixel_data = ds.get_item(0x7FE00010) if whole is None else None
+            if whole is not None:
+                data = whole
+                fh.write(data)
+            elif pixel_data is not None and pixel_data.is_buffered:  # big: streamed, then hashed from disk
                 ds.save_as(fh, enforce_file_format=True)
                 data = None
             else:

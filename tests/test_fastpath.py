@@ -16,6 +16,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from deid_pipeline import fastpath, pipeline, tags
@@ -204,3 +206,37 @@ def test_own_string_encoder_matches_pydicom(implicit: bool, charset: Any, monkey
             checked += 1
     assert checked > 500
     assert len(by_pydicom) < checked  # the own encoder took part of them
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("charset", [["iso8859"], "iso8859", ["utf_8"], ["iso8859", "iso2022_jp"], ["iso2022_jp"], ["shift_jis"]])
+def test_own_string_converter_matches_pydicom(implicit: bool, charset: Any) -> None:
+    """``fastpath._convert`` converts string and text VRs itself: the element is the one pydicom's
+    ``convert_raw_data_element`` makes (value, value types, VR, position), for padded, multi-valued,
+    NUL-terminated, escape-holding and non-ASCII values."""
+    import random
+    import warnings
+
+    from pydicom.dataelem import convert_raw_data_element
+    from pydicom.multival import MultiValue
+
+    rng = random.Random(9)
+    values = [b"A", b"AB ", b" A B ", b"1.2.3\x00", b"1.2.3 \x00", b"1.2\\3.4 ", b"A\\B\\", b"\\", b"A\\ B \x00\\C",
+              b"20200101", b"DOE^JOHN ", b"\x1b$B", b"M\xfcller", b"line one\r\nline two\\x ", b"  ", b"\x00\x00"]
+    values += [bytes(rng.choice(b"AB z.^09\\\x00 -") for _ in range(rng.randint(1, 18))) for _ in range(60)]
+    own = 0
+    for vr in sorted(fastpath._OWN_CONVERSION_VRS):
+        for value in values:
+            rec = fastpath._Rec(0x00091001, vr, 0, 10, 10 + len(value), False, None)
+            data = b"\0" * 10 + value
+            raw = RawDataElement(BaseTag(0x00091001), vr, len(value), value, 10, implicit, True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref = convert_raw_data_element(raw, encoding=charset, ds=None)
+                ours = fastpath._convert(data, rec, charset, implicit)
+            assert (ours.tag, ours.VR, ours.file_tell, ours.is_undefined_length) == (ref.tag, ref.VR, ref.file_tell, ref.is_undefined_length)
+            assert ours.value == ref.value and type(ours.value) is type(ref.value), (vr, value)
+            if isinstance(ref.value, MultiValue):
+                assert [type(v) for v in ours.value] == [type(v) for v in ref.value]
+            own += fastpath._own_value(vr, value, charset) is not fastpath._PYDICOM
+    assert own > 300
