@@ -2,10 +2,12 @@
 
 The corpus is made here (no downloads): copies of pydicom's small test files (CT_small, MR_small,
 a mix of transfer syntaxes) each with a planted, unique identity. deid runs with ``--pixels none``
-so the header path alone is timed. Results: ``benchmarks/results/header-<date>.json`` and a
-markdown line for ``benchmarks/README.md``. Median of ``--repeats`` runs, with min and max.
+so the header path alone is timed, from this checkout (and, with ``--baseline``, from another one,
+alternately, in the same run). Results: ``benchmarks/results/header-<date>[-<tag>].json``: median of
+``--repeats`` runs with min and max, steady rate, peak RSS of the driver and of the largest worker.
 
     python benchmarks/bench_header.py --files 2000 --workers 1 2 --repeats 3
+    git worktree add /tmp/base <rev> && python benchmarks/bench_header.py --workers 0 1 2 --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pydicom.data import get_testdata_file
 
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "SC_rgb_rle.dcm", "JPEG2000.dcm"]
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rss_monitor, when run as a script
 
 
 def planted(i: int) -> dict[str, str]:
@@ -68,72 +72,102 @@ def plant_extra_phi(ds: pydicom.Dataset, i: int) -> None:
     block.add_new(0x01, "LO", v["patient_name"])
 
 
-def make_corpus(root: Path, n: int, sources: list[str], *, extra_phi: bool = False) -> None:
+def make_corpus(root: Path, n: int, sources: list[str], *, extra_phi: bool = False, per_patient: int = 1) -> None:
     """``n`` files under patient-named folders, each with its own identity and UIDs.
 
     ``extra_phi`` also plants the fields of :func:`plant_extra_phi` (the default corpus is unchanged).
+    ``per_patient`` > 1: that many consecutive files share one patient and one study (a PACS export
+    of series; the default gives every file its own patient, as a CR/DX export of one image per
+    patient does, so every output needs new patient, study and series folders).
     """
     templates = [pydicom.dcmread(get_testdata_file(s)) for s in sources]
     for i in range(n):
         ds = templates[i % len(templates)].copy()
-        ds.PatientName = f"BENCH^PATIENT{i:06d}"
-        ds.PatientID = f"BP{i:08d}"
+        who = i // per_patient
+        ds.PatientName = f"BENCH^PATIENT{who:06d}"
+        ds.PatientID = f"BP{who:08d}"
         if extra_phi:
-            plant_extra_phi(ds, i)
+            plant_extra_phi(ds, who)
         ds.SOPInstanceUID = f"1.2.826.0.1.3680043.10.1000.{i}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1001.{i // 50}"
+        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.1001.{i // 50 if per_patient == 1 else who}"
         folder = root / f"BENCH^PATIENT{i // 50:06d}"
         folder.mkdir(parents=True, exist_ok=True)
         ds.save_as(folder / f"IM{i:06d}", enforce_file_format=False)
 
 
-def run_deid(inp: Path, out: Path, workers: int, key: Path) -> dict:
+def run_deid(inp: Path, out: Path, workers: int, key: Path, code: Path = REPO) -> dict:
+    """One ``deid run`` from scratch of the checkout ``code`` (first on the path, and the working folder:
+    ``python -m`` puts that first), its driver and workers sampled for resident memory."""
+    from rss_monitor import MiB, run_sampled
+
     if out.exists():
         shutil.rmtree(out)
     shutil.rmtree(out.parent / f"{out.name}.private", ignore_errors=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", "safe-harbor",
-         "--pixels", "none", "--workers", str(workers), "--key-file", str(key), "--quiet", "--batch-size", "64"],
-        capture_output=True, text=True,
-    )
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 3):
-        raise SystemExit(f"deid failed: {proc.stderr[-500:]}")
+    cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", "safe-harbor",
+           "--pixels", "none", "--workers", str(workers), "--key-file", str(key), "--quiet", "--batch-size", "64"]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    _, samples, wall = run_sampled(cmd, interval=0.1, env=env, cwd=code)
     info = json.loads((out / "run.json").read_text())
+    peaks = [s.worker_rss[0] for s in samples if s.worker_rss and workers]
     return {"wall_s": wall, "files_per_s_inner": info["files_per_s"], "files_per_s_steady": info.get("files_per_s_steady"),
-            "counts": info["counts"]}
+            "counts": info["counts"], "peak_worker_rss_mib": round(max(peaks) / MiB, 1) if peaks else None,
+            "peak_driver_rss_mib": round(max((s.driver_rss for s in samples), default=0) / MiB, 1)}
 
 
-def main() -> None:
+def summarise(runs: list[dict], files: int, workers: int) -> dict:
+    inner = [r["files_per_s_inner"] for r in runs]
+    return {
+        "files_per_s_median": statistics.median(inner),
+        "files_per_s_min": min(inner),
+        "files_per_s_max": max(inner),
+        "files_per_s_wall_median": statistics.median(files / r["wall_s"] for r in runs),
+        "per_core_median": statistics.median(inner) / max(workers, 1),
+        "steady_files_per_s_median": statistics.median(r["files_per_s_steady"] or 0.0 for r in runs),
+        "peak_worker_rss_mib": max((r["peak_worker_rss_mib"] or 0.0) for r in runs) or None,
+        "peak_driver_rss_mib": max(r["peak_driver_rss_mib"] for r in runs),
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default a temporary one)")
-    args = ap.parse_args()
+    ap.add_argument("--files-per-patient", type=int, default=1,
+                    help="consecutive files sharing a patient and a study (default 1: every file its own patient)")
+    ap.add_argument("--tag", default="", help="suffix for the results file name")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the results file")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a checkout of another deid version (e.g. `git worktree add /tmp/base <rev>`), run "
+                         "alternately with this one on the same corpus; ratios in `vs_baseline`")
+    args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="deid-bench-"))
     inp = work / "input"
     if not inp.exists():
-        make_corpus(inp, args.files, SOURCES)
+        make_corpus(inp, args.files, SOURCES, per_patient=args.files_per_patient)
     key = work / "bench.key"
     if not key.exists():
         key.write_bytes(os.urandom(32).hex().encode())
         key.chmod(0o600)
-    results: dict = {"files": args.files, "sources": SOURCES, "runs": {}}
+    results: dict = {"files": args.files, "files_per_patient": args.files_per_patient, "sources": SOURCES, "runs": {}}
+    codes = {"current": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     for w in args.workers:
-        runs = [run_deid(inp, work / f"out{w}", w, key) for _ in range(args.repeats)]
-        inner = [r["files_per_s_inner"] for r in runs]
-        wall = [args.files / r["wall_s"] for r in runs]
-        results["runs"][str(w)] = {
-            "files_per_s_median": statistics.median(inner),
-            "files_per_s_min": min(inner),
-            "files_per_s_max": max(inner),
-            "files_per_s_wall_median": statistics.median(wall),
-            "per_core_median": statistics.median(inner) / w,
-            "steady_files_per_s_median": statistics.median(r["files_per_s_steady"] or 0.0 for r in runs),
-        }
+        runs: dict[str, list[dict]] = {name: [] for name in codes}
+        for i in range(args.repeats):  # with a baseline: alternated, so that a drifting machine hits both
+            for name in (list(codes) if i % 2 == 0 else list(codes)[::-1]):
+                runs[name].append(run_deid(inp, work / f"out{w}", w, key, codes[name]))
+        for name, rs in runs.items():
+            target = results["runs"] if name == "current" else results.setdefault("baseline", {"code": str(codes[name]), "runs": {}})["runs"]
+            target[str(w)] = summarise(rs, args.files, w)
+        if args.baseline:
+            cur, base = results["runs"][str(w)], results["baseline"]["runs"][str(w)]
+            results.setdefault("vs_baseline", {})[str(w)] = {
+                "whole": cur["files_per_s_median"] / base["files_per_s_median"],
+                "steady": cur["steady_files_per_s_median"] / base["steady_files_per_s_median"]
+                if base["steady_files_per_s_median"] else None,
+            }
     ws = sorted(results["runs"], key=int)
     if len(ws) > 1:
         results["speedup"] = results["runs"][ws[-1]]["files_per_s_median"] / results["runs"][ws[0]]["files_per_s_median"]
@@ -142,10 +176,11 @@ def main() -> None:
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"header-{results['date'][:10]}.json"
+    args.results.mkdir(exist_ok=True)
+    out = args.results / f"header-{results['date'][:10]}{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    return out
 
 
 if __name__ == "__main__":

@@ -641,7 +641,7 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
     return {"files": n, "ok": counts.get("written", 0), "errors": counts.get("failed", 0) + counts.get("quarantined", 0),
             "error_types": info.get("reasons", {}), "counts": counts, "wall_s": wall, "cpu_s": cpu,
             "files_per_s": info.get("files_per_s"), "files_per_s_wall": n / wall if wall else None,
-            "elapsed_s": info.get("elapsed_s")}
+            "files_per_s_steady": info.get("files_per_s_steady"), "elapsed_s": info.get("elapsed_s")}
 
 
 def summarise_runs(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
@@ -658,11 +658,17 @@ def summarise_runs(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
         "files_per_s_wall_median": statistics.median(wall), "cores": cores, "files_per_s_per_core": med / cores,
         "cpu_s_per_file_median": statistics.median(r["cpu_s"] / max(r["files"], 1) for r in good),
         "runs": good,
-    }
+    } | ({"files_per_s_steady_median": statistics.median(r["files_per_s_steady"] for r in good)}
+         if all(r.get("files_per_s_steady") for r in good) else {})
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Report
+
+
+def steady_note(s: dict[str, Any]) -> str:
+    """deid's pace once its workers are up (``files_per_s_steady`` of ``run.json``), when known."""
+    return f"; steady {s['files_per_s_steady_median']:.1f}" if "files_per_s_steady_median" in s else ""
 
 
 def fmt_rate(s: dict[str, Any]) -> str:
@@ -689,7 +695,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"{result['deid_batch_size'] or 'CLI default'}.", "",
              "files/s: deid from `run.json` (`files_per_s`), peers over their processing loop (one process, one core, "
              "set-up excluded). Ratio = deid (1 worker) files/s ÷ tool files/s on the same corpus (> 1: deid faster); "
-             "in brackets the same from process wall clock (interpreter start, imports, set-up, Dask start included).", "",
+             "in brackets the same from process wall clock (interpreter start, imports, set-up, Dask start included); "
+             "'deid steady': deid's `files_per_s_steady` (its workers up, like the peers' loops) ÷ tool files/s.", "",
              "| tool | version | corpus | workers | files | files/s | files/s per core | ratio deid/tool | errors "
              "| files with leaks | leaks per field | text recall (PHI) | non-text px changed |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -708,7 +715,8 @@ def markdown(result: dict[str, Any]) -> str:
         errs = f"{s['errors']}" + (f" ({', '.join(f'{k} {v}' for k, v in s['error_types'].items())})"
                                    if s.get("error_types") else "")
         if "ratio" in row:
-            ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)" + "".join(
+            ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)" + (
+                f"; deid steady: {row['ratio_steady']:.2f}x" if "ratio_steady" in row else "") + "".join(
                 f"; with {d}: {v:.2f}x" for d, v in row.get("ratio_by_detector", {}).items())
         elif "speedup" in row:
             ratio = f"speed-up {row['speedup']:.2f}x ({row['speedup_wall']:.2f}x)"
@@ -718,7 +726,7 @@ def markdown(result: dict[str, Any]) -> str:
             ratio = "reference"
         lines.append(
             f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | {s['files']} | "
-            f"{fmt_rate(s)} | {s['files_per_s_per_core']:.1f} | {ratio} | {errs} | "
+            f"{fmt_rate(s)}{steady_note(s)} | {s['files_per_s_per_core']:.1f} | {ratio} | {errs} | "
             f"{leaks.get('files_with_leaks', '–')}/{leaks.get('output_files', '–')} | {per_field or 'none'} | "
             f"{text_s} | {nontext} |")
     lines += ["", "Leaks: the raw bytes of each output file and its path, case-folded, searched for its own input's "
@@ -760,6 +768,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         else:
             r["ratio"] = base["files_per_s_median"] / s["files_per_s_median"]
             r["ratio_wall"] = base["files_per_s_wall_median"] / s["files_per_s_wall_median"]
+            if "files_per_s_steady_median" in base:  # deid once its workers are up, against the tool's loop
+                r["ratio_steady"] = base["files_per_s_steady_median"] / s["files_per_s_median"]
 
 
 # ----------------------------------------------------------------------------------------------------------

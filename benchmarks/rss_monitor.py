@@ -39,10 +39,10 @@ def _workers(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def run_sampled(cmd: list[str], interval: float = 0.2, extra: Callable[[], dict] | None = None,
-                env: dict | None = None) -> tuple[int, list[Sample], float]:
+                env: dict | None = None, cwd: Path | None = None) -> tuple[int, list[Sample], float]:
     """Run ``cmd``; return its exit status, the samples and the wall time."""
     t0 = time.perf_counter()
-    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     proc = psutil.Process(popen.pid)
     samples: list[Sample] = []
     stop = threading.Event()

@@ -140,3 +140,21 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     assert det["prepare"]["view_shape"] == [544, 544, 3] and det["batches"]["1"]["views_per_s"]["median"] > 0
     assert "max_memory_allocated_mib" not in det["batches"]["1"] and "gpu" not in det
     assert "Detector alone" in bench_pixels.to_markdown({**results, "runs": {}, "detector_only": det})
+
+
+def test_bench_header_smoke(tmp_path: Path) -> None:
+    """``bench_header.py`` end to end on six files (in process), patients of three files each."""
+    out = bench_header.main(["--files", "6", "--workers", "0", "--repeats", "2", "--files-per-patient", "3",
+                             "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"), "--tag", "smoke",
+                             "--baseline", str(REPO)])
+    assert out.parent == tmp_path / "results" and out.name.endswith("-smoke.json")
+    res = json.loads(out.read_text())
+    assert res["files"] == 6 and res["files_per_patient"] == 3
+    run = res["runs"]["0"]
+    assert run["files_per_s_median"] > 0 and run["peak_driver_rss_mib"] > 0 and run["peak_worker_rss_mib"] is None
+    assert res["baseline"]["code"] == str(REPO) and res["baseline"]["runs"]["0"]["files_per_s_median"] > 0
+    assert res["vs_baseline"]["0"]["whole"] > 0
+    folders = sorted(p.name for p in (tmp_path / "work" / "input").iterdir())
+    assert folders == ["BENCH^PATIENT000000"]  # the folder groups 50 files; the identities inside are per patient
+    ids = {pydicom.dcmread(p).PatientID for p in (tmp_path / "work" / "input").rglob("IM*")}
+    assert ids == {"BP00000000", "BP00000001"}
