@@ -70,9 +70,11 @@ class TextSegDetector(ProbMapDetector):
     """``TextDetector`` backed by ``TextSegNet`` weights from ``models/``."""
 
     name = "deid-textseg"
+    #: 544x544 views on the CPU, one thread: 14.6 ms a view alone, 11.3 in batches of 4, 13.5 of 8.
+    cpu_batch_size = 4
 
     def __init__(self, device: str = "cpu", weights: Path | None = None, params: DBParams | None = None,
-                 batch_size: int = 8, expect_sha256: str | None = WEIGHTS_SHA256) -> None:
+                 batch_size: int | None = None, expect_sha256: str | None = WEIGHTS_SHA256) -> None:
         """``expect_sha256=None`` loads unpinned weights (a training run's, for evaluation only)."""
         import torch
 
