@@ -27,6 +27,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from .discover import walk_inputs
+from .errors import withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
 
 
 def _check_batch(items: list[tuple[str, str, int, dict[str, Any]]], profile: Any, rescan: bool, device: str) -> list[Finding]:
+    withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
     out: list[Finding] = []
     for inp, outp, line, pixel in items:
         try:

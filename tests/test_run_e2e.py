@@ -262,7 +262,7 @@ def test_verify_report_audit_and_logs_hold_no_canary(tree, run2) -> None:
     out, run_proc = run2
     log_file = inp.parent / "logs" / "run.log"
     streams = [run_proc.stdout, run_proc.stderr]
-    for args in (("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0"),
+    for args in (("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "1"),  # on a Dask worker
                  ("report", str(out)),
                  ("audit", "verify", str(out), "--key-file", str(key))):
         extra = ("--verbose", "--log-file", str(log_file)) if args[0] != "audit" else ()
