@@ -608,14 +608,11 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | Non
     try:
         with os.fdopen(fd, "wb") as fh:
             pixel_data = ds.get_item(0x7FE00010) if whole is None else None
-            if whole is not None:
-                data = whole
-                fh.write(data)
-            elif pixel_data is not None and pixel_data.is_buffered:  # big: streamed, then hashed from disk
+            if pixel_data is not None and pixel_data.is_buffered:  # big: streamed, then hashed from disk
                 ds.save_as(fh, enforce_file_format=True)
                 data = None
             else:
-                data = encode_part10(ds, body)
+                data = whole if whole is not None else encode_part10(ds, body)
                 fh.write(data)
         sha = _sha256_file(tmp) if data is None else hashlib.sha256(data).hexdigest()
         del data
