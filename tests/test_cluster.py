@@ -128,3 +128,24 @@ def test_local_workers_get_the_malloc_settings() -> None:
     assert got == [(WORKER_MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"], WORKER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"])]
     with dask_client(1, None, "cpu", detector=False) as client:  # header only: Dask's own default
         assert list(client.run(_malloc_env).values()) == [("65536", None)]
+
+
+def test_task_context_unpickled_once_per_run(tmp_path: Path) -> None:
+    """Every task carries the packed context; a worker unpickles it once per run, so the profile its
+    rule caches are keyed by stays the same object from batch to batch (and a new run replaces it)."""
+    import pickle
+
+    from deid_pipeline import batch
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.profile import load_profile
+
+    def packed(profile: str) -> tuple[str, bytes]:
+        ctx = RunContext(profile=load_profile(profile), key=b"k" * 32, output_dir=tmp_path, pixels="none", device="cpu")
+        return batch._pack_context(ctx)
+
+    first = packed("safe-harbor")
+    copy = (first[0], pickle.dumps(pickle.loads(first[1])))  # the same run, another pickling of it
+    a, b = batch._unpack_context(first), batch._unpack_context(copy)
+    assert a is b and a.profile is b.profile and a.profile.name == "safe-harbor"
+    other = batch._unpack_context(packed("basic"))
+    assert other.profile.name == "basic" and batch._unpack_context(first) is not a  # a new run, then the first again
