@@ -535,7 +535,11 @@ def collect_phi_terms(ds: Dataset, profile: Profile) -> frozenset[str]:
 
 def usable_terms(terms: set[str]) -> frozenset[str]:
     """The collected terms :mod:`clean` and the pixel stage use (two characters, one alphanumeric)."""
-    return frozenset(t for t in terms if len(t) >= 2 and any(c.isalnum() for c in t))
+    return frozenset(t for t in terms if len(t) >= 2 and _ALNUM.search(t))
+
+
+#: One character ``str.isalnum`` accepts: ``\w`` is exactly those and the underscore (``re`` docs).
+_ALNUM = re.compile(r"[^\W_]")
 
 
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
