@@ -18,11 +18,13 @@ What the pipeline's stage timings cover (``deid_pipeline/pipeline.py``):
 
 * ``read``: read the file, sha256 of the input, parse, convert every element, checks;
 * ``decode``: PHI terms, pseudonymised patient folder, pixel plan, and decoding every frame
-  (absent for files scanned in chunks: their decoding falls in ``detect`` and ``redact``);
-* ``detect``: the batch's views (prepare), detector, box filters and fixed regions, divided equally
-  between the files of the batch (the detector's loading is not in it, nor is the frame digest
-  behind ``frames_scanned``);
-* ``redact``: box fills and re-encoding the pixel data;
+  (for a file scanned in chunks: decoding its chunks for the scan);
+* ``prepare``, ``detect``, ``decide`` (``deid_pipeline.scan.SCAN_STAGES``), each the batch's time divided
+  equally between its files: the views made visible (MONAI), the networks with their DB post-process,
+  and the decision on their boxes (text checks, glyph finder, cine carry, merging, fixed regions); the
+  detector's loading is in none of them, nor is the frame digest behind ``frames_scanned``;
+* ``redact``: box fills; ``encode``: the redacted frames back into Pixel Data (for a file scanned in
+  chunks, decoding its chunks again too);
 * ``header``: the header profile;
 * ``write``: the Part 10 write (temporary file, sha256, link).
 
@@ -64,7 +66,7 @@ if str(REPO) not in sys.path:
 from rss_monitor import MiB, run_sampled  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("read", "decode", "detect", "redact", "header", "write")
+STAGES = ("read", "decode", "prepare", "detect", "decide", "redact", "encode", "header", "write")
 
 
 @dataclass(frozen=True)

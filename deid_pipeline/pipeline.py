@@ -267,25 +267,30 @@ def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
 def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> list[list[Region]]:
     """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time.
 
-    A frame identical to one already scanned (a still cine, a repeated screen) gets its regions.
+    A frame identical to one already scanned (a still cine, a repeated screen) gets its regions. The
+    file's ``timings_ms`` gain ``decode`` and the scan's steps.
     """
     from . import pixels, scan
 
+    timings: dict[str, float] = {}
     n = it.report.frames
     step = chunk_frames(it.ds, ctx)
     regions: list[list[Region]] = []
     seen: dict[bytes, list[Region]] = {}
     for start in range(0, n, step):
+        t0 = time.perf_counter()
         chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
+        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
         digests = [pixels.frame_digest(f) for f in chunk]
         first = {d: i for i, d in reversed(list(enumerate(digests))) if d not in seen}
         if first:
             order = sorted(first.values())
-            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms)
+            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms, timings=timings)
             seen.update({digests[i]: rs for i, rs in zip(order, found)})
         regions.extend(seen[d] for d in digests)
         del chunk
     it.report.frames_scanned = len(seen)
+    it.result.timings_ms.update({k: v * 1000 for k, v in timings.items()})
     return regions
 
 
@@ -645,16 +650,27 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             report.scanned = True
             report.mode = ctx.profile.settings.pixel_mode
             report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
+            redact_s = 0.0
             if any(regions) and loaded.frames is None:  # scanned in chunks: redacted and encoded in chunks too
-                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(
-                    ds, chunk_frames(ds, ctx), lambda start, chunk: redact_frames(ds, chunk, regions[start : start + len(chunk)]))
+
+                def redact_chunk(start: int, chunk: np.ndarray) -> np.ndarray:
+                    nonlocal redact_s
+                    t = time.perf_counter()
+                    out = redact_frames(ds, chunk, regions[start : start + len(chunk)])
+                    redact_s += time.perf_counter() - t
+                    return out
+
+                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(ds, chunk_frames(ds, ctx), redact_chunk)
                 report.pixel_data_unchanged = False
             elif any(regions):
                 redacted = redact_frames(ds, loaded.frames, regions)
+                redact_s = time.perf_counter() - t0
                 report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted))
                 report.pixel_data_unchanged = False
             loaded.frames = None
-            result.timings_ms["redact"] = (time.perf_counter() - t0) * 1000
+            # encode: the fills' frames back into Pixel Data (decoding the rest of a chunked file included)
+            result.timings_ms["redact"] = redact_s * 1000
+            result.timings_ms["encode"] = (time.perf_counter() - t0 - redact_s) * 1000
         t1 = time.perf_counter()
         if loaded.fast is not None:
             try:
@@ -713,7 +729,6 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
         return out
     detector = get_detector(ctx.detector, ctx.device)
     mode = ctx.profile.settings.pixel_mode
-    t0 = time.perf_counter()
     fallbacks_before = scan.cpu_fallback_views
     big = {i: it for i, it in enumerate(items) if it.chunked}
     whole = [it for it in items if not it.chunked]
@@ -733,21 +748,21 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
         for j, i in enumerate(small):
             out[i] = rest[j]
         return out
-    batch_fn = getattr(scan, "scan_batch", None)
     results: list[Any] | None = None
-    if batch_fn is not None and len(items) > 1:
+    timings: dict[str, float] = {}
+    if len(items) > 1:
         try:
-            results = batch_fn([(it.ds, it.frames, it.phi_terms) for it in items], detector, mode=mode)
+            results = scan.scan_batch([(it.ds, it.frames, it.phi_terms) for it in items], detector, mode=mode, timings=timings)
         except Exception:
             if ctx.debug:
                 raise
             log.warning("batched scan failed; scanning the files one by one")
-            results = None
+            results, timings = None, {}
     if results is None:
         results = []
         for it in items:
             try:
-                results.append(scan.scan_frames(it.ds, it.frames, detector, mode=mode, phi_terms=it.phi_terms))
+                results.append(scan.scan_frames(it.ds, it.frames, detector, mode=mode, phi_terms=it.phi_terms, timings=timings))
             except FileError as exc:
                 results.append(exc)
             except Exception as exc:
@@ -755,14 +770,15 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
                     raise
                 log.error("pixel scan failed: %s", type(exc).__name__)
                 results.append(FileError("pixel-scan-failed", f"the text detector failed ({type(exc).__name__})"))
-    per_file_ms = (time.perf_counter() - t0) * 1000 / len(items)
+    # the batch's steps shared equally between its files (one detector pass served them all)
+    per_file_ms = {stage: timings.get(stage, 0.0) * 1000 / len(items) for stage in scan.SCAN_STAGES}
     fell_back = scan.cpu_fallback_views > fallbacks_before
     for idx, (it, res) in enumerate(zip(items, results)):
         _pixel_fields(it.report, detector)
         if fell_back:  # some views of this batch ran on the CPU after a GPU error
             it.report.device = f"{detector.device}+cpu-fallback"
         it.report.frames_scanned = _distinct_frames(it.frames)
-        it.result.timings_ms["detect"] = per_file_ms
+        it.result.timings_ms.update(per_file_ms)
         out[idx] = res
     return out
 

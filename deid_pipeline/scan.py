@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -192,15 +193,18 @@ def _as_stack(ds: Dataset, frames: np.ndarray) -> np.ndarray:
 
 
 def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
-               batch_size: int = 8, filters: FilterParams | None = None, passes: int = 1) -> list[list[list[Region]]]:
+               batch_size: int = 8, filters: FilterParams | None = None, passes: int = 1,
+               timings: dict[str, float] | None = None) -> list[list[list[Region]]]:
     """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``.
+
+    ``timings``, when given, gains the seconds of each step (:data:`SCAN_STAGES`) summed over the batch.
 
     With ``passes`` > 1, frames that had text are redacted and scanned again: a lone letter or a
     fragment next to a redacted line sometimes shows only once its neighbours are gone. Off by
     default: measured on the CPU it found little on the synthetic set and, on a lossy JPEG 2000
     ultrasound, took compression noise around the fills for text (20 % of the non-text pixels).
     """
-    results = _scan_once(items, detector, mode, batch_size, filters)
+    results = _scan_once(items, detector, mode, batch_size, filters, timings)
     for _ in range(passes - 1):
         redo = [i for i, res in enumerate(results) if any(res)]
         if not redo or mode == "none":
@@ -208,7 +212,7 @@ def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         from .redact import redact_frames
 
         again_items = [(items[i][0], redact_frames(items[i][0], _as_stack(items[i][0], items[i][1]), results[i]), *items[i][2:]) for i in redo]
-        again = _scan_once(again_items, detector, mode, batch_size, filters)
+        again = _scan_once(again_items, detector, mode, batch_size, filters, timings)
         for i, extra in zip(redo, again):
             results[i] = [list(first) + [r for r in more if not _touches_any(r, first)] for first, more in zip(results[i], extra)]
     return results
@@ -223,12 +227,20 @@ def _touches_any(r: Region, boxes: Sequence[Region], pad: int = 4) -> bool:
     return False
 
 
+#: The steps of a scan :func:`scan_batch` times: views made (``prepare``), the network with its DB
+#: post-process (``detect``), and the decision on its boxes (``decide``: text checks, glyph finder, cine
+#: carry, merging, fixed regions, the PHI choice in ``phi-text`` mode).
+SCAN_STAGES = ("prepare", "detect", "decide")
+
+
 def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
-               batch_size: int = 8, filters: FilterParams | None = None) -> list[list[list[Region]]]:
+               batch_size: int = 8, filters: FilterParams | None = None,
+               timings: dict[str, float] | None = None) -> list[list[list[Region]]]:
     """One detection pass over every frame of every item."""
     if mode not in MODES:
         raise ConfigError(f"unknown pixel mode {mode!r}; use one of {MODES}")
     fp = filters or FilterParams()
+    t0 = time.perf_counter()
     plans = []
     all_views: list[View] = []
     owners: list[tuple[int, int]] = []  # (item, distinct-frame slot) per view
@@ -243,7 +255,9 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             owners.append((n_item, v.frame))
         all_views.extend(views)
         plans.append((ds, frames, reps, slot, len(reps)))
+    t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size)
+    t2 = time.perf_counter()
     stills = [static_mask(p[1], p[2]) if fp.flat_field is not None and p[4] >= STATIC_MIN_FRAMES else None for p in plans]
     per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
     for view, regions, (n_item, rep_slot) in zip(all_views, found, owners):
@@ -278,6 +292,9 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             phi_terms = item[2] if len(item) > 2 else frozenset()
             distinct = [select_phi(ds, frames[reps[k]], rs, phi_terms) for k, rs in enumerate(distinct)]
         results.append([list(fixed) + list(distinct[s]) for s in slot])
+    if timings is not None:
+        for stage, seconds in zip(SCAN_STAGES, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+            timings[stage] = timings.get(stage, 0.0) + seconds
     return results
 
 
@@ -407,6 +424,8 @@ def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[l
 
 
 def scan_frames(ds: Dataset, frames: np.ndarray, detector: Any, mode: str = "all-text",
-                phi_terms: frozenset[str] = frozenset(), batch_size: int = 8, passes: int = 1) -> list[list[Region]]:
+                phi_terms: frozenset[str] = frozenset(), batch_size: int = 8, passes: int = 1,
+                timings: dict[str, float] | None = None) -> list[list[Region]]:
     """Regions to redact per frame, in stored-frame coordinates (see the module docstring)."""
-    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size, passes=passes)[0]
+    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size, passes=passes,
+                      timings=timings)[0]

@@ -114,7 +114,7 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
 
     res = bench_pixels.run_deid(inp, tmp_path / "out", 0, key, "cpu")
     assert res["exit"] == 0 and res["written"] == 2, res["statuses"]
-    assert set(res["stage_s"]) == set(bench_pixels.STAGES)  # read decode detect redact header write
+    assert set(res["stage_s"]) == set(bench_pixels.STAGES)  # read decode prepare detect decide redact encode header write
     assert res["stage_files"] == {s: 2 for s in bench_pixels.STAGES}
     assert abs(sum(res["stage_share"].values()) - 1) < 1e-9
     assert res["images"] == 2 and res["frames"] == 2 and res["frames_scanned"] == 2
@@ -158,3 +158,27 @@ def test_bench_header_smoke(tmp_path: Path) -> None:
     assert folders == ["BENCH^PATIENT000000"]  # the folder groups 50 files; the identities inside are per patient
     ids = {pydicom.dcmread(p).PatientID for p in (tmp_path / "work" / "input").rglob("IM*")}
     assert ids == {"BP00000000", "BP00000001"}
+
+
+def test_bench_peers_ratios_and_table() -> None:
+    """deid's rate and CPU time against a peer's: files/s, steady and per-CPU-second ratios, one table row each."""
+    def run(fps: float, cpu_s: float, files: int = 100, steady: float | None = None) -> dict:
+        return {"files": files, "ok": files, "errors": 0, "files_per_s": fps, "files_per_s_wall": fps / 2,
+                "cpu_s": cpu_s, **({"files_per_s_steady": steady} if steady else {})}
+
+    ours1 = bench_peers.summarise_runs([run(200.0, 1.0, steady=300.0), run(220.0, 1.2, steady=320.0)], 1)
+    ours2 = bench_peers.summarise_runs([run(380.0, 1.3), run(400.0, 1.1)], 2)
+    peer = bench_peers.summarise_runs([run(100.0, 2.2)], 1)
+    rows = [{"tool": "deid", "key": bench_peers.OURS, "corpus": "header", "workers": 1, "speed": ours1},
+            {"tool": "deid", "key": bench_peers.OURS, "corpus": "header", "workers": 2, "speed": ours2},
+            {"tool": "peer", "key": "dicognito", "corpus": "header", "workers": 1, "speed": peer}]
+    bench_peers.add_ratios(rows)
+    assert rows[1]["speedup"] == 390.0 / 210.0 and "ratio" not in rows[1]
+    assert rows[2]["ratio"] == 210.0 / 100.0 and rows[2]["ratio_steady"] == 310.0 / 100.0
+    assert abs(rows[2]["ratio_cpu"] - 0.022 / 0.011) < 1e-12  # the peer spends twice deid's CPU per file
+    result = {"date": "2000-01-01", "repeats": 2, "deid_batch_size": None, "rows": rows,
+              "machine": {"cpus": 2, "python": "3", "platform": "x", "loadavg_before": [0], "loadavg_after": [0]},
+              "corpora": {"header": {"n": 100, "sources": ["CT_small.dcm"]}, "pixel": {"n": 0}}}
+    table = [line for line in bench_peers.markdown(result).splitlines() if line.startswith("| deid |") or line.startswith("| peer |")]
+    assert len(table) == 3 and all(line.count("|") == 15 for line in table)
+    assert "per CPU-s: 2.00x" in table[2] and "| 11.00 |" in table[0]
