@@ -697,15 +697,19 @@ def markdown(result: dict[str, Any]) -> str:
              "set-up excluded). Ratio = deid (1 worker) files/s ÷ tool files/s on the same corpus (> 1: deid faster); "
              "in brackets the same from process wall clock (interpreter start, imports, set-up, Dask start included); "
              "'deid steady': deid's `files_per_s_steady` (its workers up, like the peers' loops) ÷ tool files/s.", "",
-             "| tool | version | corpus | workers | files | files/s | files/s per core | ratio deid/tool | errors "
+             "CPU ms/file: CPU time of the whole process tree (deid: driver, scheduler and workers; a peer: its one "
+             "process, interpreter start and set-up included) per file, median of the runs; 'per CPU-s' = the "
+             "tool's CPU ms/file ÷ deid's (1 worker): the files/s per core that a machine whose every core is busy "
+             "would see.", "",
+             "| tool | version | corpus | workers | files | files/s | files/s per core | CPU ms/file | ratio deid/tool | errors "
              "| files with leaks | leaks per field | text recall (PHI) | non-text px changed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         s = row.get("speed", {})
         if "not_installed" in row or "failed" in s:
             why = f"not installed: {row['not_installed']}" if "not_installed" in row else f"failed: {s['failed']}"
             lines.append(f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | – | "
-                         f"{why} | | | | | | | |")
+                         f"{why} | | | | | | | | |")
             continue
         leaks = row.get("leaks", {})
         per_field = ", ".join(f"{SHORT.get(k, k)} {v}" for k, v in leaks.get("leaks_per_field", {}).items() if v)
@@ -716,7 +720,8 @@ def markdown(result: dict[str, Any]) -> str:
                                    if s.get("error_types") else "")
         if "ratio" in row:
             ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)" + (
-                f"; deid steady: {row['ratio_steady']:.2f}x" if "ratio_steady" in row else "") + "".join(
+                f"; deid steady: {row['ratio_steady']:.2f}x" if "ratio_steady" in row else "") + (
+                f"; per CPU-s: {row['ratio_cpu']:.2f}x" if "ratio_cpu" in row else "") + "".join(
                 f"; with {d}: {v:.2f}x" for d, v in row.get("ratio_by_detector", {}).items())
         elif "speedup" in row:
             ratio = f"speed-up {row['speedup']:.2f}x ({row['speedup_wall']:.2f}x)"
@@ -726,7 +731,8 @@ def markdown(result: dict[str, Any]) -> str:
             ratio = "reference"
         lines.append(
             f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | {s['files']} | "
-            f"{fmt_rate(s)}{steady_note(s)} | {s['files_per_s_per_core']:.1f} | {ratio} | {errs} | "
+            f"{fmt_rate(s)}{steady_note(s)} | {s['files_per_s_per_core']:.1f} | {1000 * s['cpu_s_per_file_median']:.2f} | "
+            f"{ratio} | {errs} | "
             f"{leaks.get('files_with_leaks', '–')}/{leaks.get('output_files', '–')} | {per_field or 'none'} | "
             f"{text_s} | {nontext} |")
     lines += ["", "Leaks: the raw bytes of each output file and its path, case-folded, searched for its own input's "
@@ -749,8 +755,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     """``ratio`` = deid (1 worker) files/s ÷ the tool's, on the same corpus (> 1: deid faster); ``ratio_wall``
-    the same from process wall clock (interpreter start, imports and set-up included); deid's multi-worker
-    rows get ``speedup`` over 1 worker instead."""
+    the same from process wall clock (interpreter start, imports and set-up included); ``ratio_cpu`` the
+    tool's CPU seconds per file ÷ deid's (whole process trees); deid's multi-worker rows get ``speedup``
+    over 1 worker instead."""
     ref = {r["corpus"]: r["speed"] for r in rows
            if r["key"] == OURS and r["workers"] == 1 and r.get("detector", "auto") == "auto"
            and "files_per_s_median" in r["speed"]}
@@ -770,6 +777,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             r["ratio_wall"] = base["files_per_s_wall_median"] / s["files_per_s_wall_median"]
             if "files_per_s_steady_median" in base:  # deid once its workers are up, against the tool's loop
                 r["ratio_steady"] = base["files_per_s_steady_median"] / s["files_per_s_median"]
+            if s.get("cpu_s_per_file_median") and base.get("cpu_s_per_file_median"):  # files per CPU-second
+                r["ratio_cpu"] = s["cpu_s_per_file_median"] / base["cpu_s_per_file_median"]
 
 
 # ----------------------------------------------------------------------------------------------------------
