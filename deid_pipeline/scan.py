@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .detect.glyphs import GlyphParams, find_glyph_text
+from .detect.glyphs import GlyphParams, find_glyph_text, grey_u8
 from .errors import ConfigError
 from .pixels import frame_digest
 from .prepare import View, prepare_views
@@ -80,7 +80,7 @@ def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
 
 def box_evidence(view: View, r: Region) -> dict[str, float]:
     """Features of one model box in its view (grey levels 0..255)."""
-    gray = view.image[r.y : r.y + r.h, r.x : r.x + r.w].mean(axis=2).astype(np.uint8)
+    gray = grey_u8(view.image[r.y : r.y + r.h, r.x : r.x + r.w])
     short = min(view.height, view.width)
     contrast, hi_share = otsu_contrast(gray)
     return {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": contrast, "ink": min(hi_share, 1.0 - hi_share)}

@@ -179,3 +179,54 @@ def test_scan_marks_still_text_in_every_frame_of_a_cine() -> None:
     for regions in got:
         assert _covered(box, [r for r in regions if r.source == "static"])
     assert scan_batch([(_ds(frames), frames)], _Blind(), filters=FilterParams(flat_field=None))[0] == [[]] * 5
+
+
+def test_grey_u8_is_the_truncated_channel_mean_for_every_pixel_value() -> None:
+    """``grey_u8`` stands in for ``image.mean(axis=2).astype(np.uint8)``: equal for all 2**24 RGB triples."""
+    from deid_pipeline.detect.glyphs import grey_u8
+
+    v = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(v, v, v, indexing="ij"), axis=-1).reshape(4096, 4096, 3)
+    assert np.array_equal(grey_u8(rgb), rgb.mean(axis=2).astype(np.uint8))
+    assert np.array_equal(grey_u8(rgb[::7, 3::5]), rgb[::7, 3::5].mean(axis=2).astype(np.uint8))  # strided
+    assert np.array_equal(grey_u8(rgb[..., 0]), rgb[..., 0])
+
+
+def _components_scalar(ink: np.ndarray, sy: float, sx: float, short: int, p: "object") -> list[tuple[int, int, int, int]]:
+    """The component filter one component at a time (the form ``_components`` had before its checks were
+    vectorised): the reference it must match."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    out, max_h, dist = [], max(p.min_height + 1, p.max_rel_height * short), None
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        hs = h * sy
+        if hs < p.min_height or hs > max_h or w > p.max_aspect * h or w * sx > 1.5 * max_h * p.max_aspect:
+            continue
+        fill = area / float(w * h)
+        if not (p.min_fill_wide if w > 2 * h else p.min_fill) <= fill <= p.max_fill:
+            continue
+        if dist is None:
+            dist = cv2.distanceTransform(np.pad(ink.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        if float(dist[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max()) > p.max_stroke * h + 0.5:
+            continue
+        out.append((x, y, w, h))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_component_filter_matches_the_one_at_a_time_reference(seed: int) -> None:
+    from deid_pipeline.detect import glyphs
+
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((300, 400), bool)
+    for _ in range(120):  # specks, strokes, bars, blobs and text of every size
+        y, x = int(rng.integers(0, 290)), int(rng.integers(0, 390))
+        h, w = int(rng.integers(1, 30)), int(rng.integers(1, 60))
+        if rng.random() < 0.5:
+            ink[y : y + h, x : x + w] = rng.random((min(h, 300 - y), min(w, 400 - x))) < rng.uniform(0.1, 1.0)
+        else:
+            m = np.zeros_like(ink, dtype=np.uint8)
+            cv2.putText(m, "AB7", (x, y + h), FONTS[seed % 4], h / 25 + 0.2, 1, int(rng.integers(1, 3)))
+            ink |= m.astype(bool)
+    for sy, sx, short in ((1.0, 1.0, 300), (0.5, 0.7, 200), (2.0, 2.0, 600)):
+        assert glyphs._components(ink, sy, sx, short, glyphs.GlyphParams()) == _components_scalar(ink, sy, sx, short, glyphs.GlyphParams())
