@@ -31,7 +31,8 @@ from pydicom.data import get_testdata_file
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "SC_rgb_rle.dcm", "JPEG2000.dcm"]
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # rss_monitor, when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rss_monitor, result_names, when run as a script
+from result_names import free_stem  # noqa: E402
 
 
 def planted(i: int) -> dict[str, str]:
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> Path:
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}
     args.results.mkdir(exist_ok=True)
-    out = args.results / f"header-{results['date'][:10]}{'-' + args.tag if args.tag else ''}.json"
+    out = free_stem(args.results, f"header-{results['date'][:10]}{'-' + args.tag if args.tag else ''}", (".json",))
+    out = out.with_name(out.name + ".json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return out

@@ -37,7 +37,7 @@ with >= 90 % of pixels changed, and the share of non-text pixels (> 3 px from ev
     python benchmarks/bench_peers.py --header-files 1000 --pixel-files 40 --repeats 3 \
         [--peers deid dicognito dicom-anonymizer presidio] [--work DIR]
 
-Writes ``benchmarks/results/peers-<date>.json`` and ``.md`` (the table is printed too).
+Writes ``benchmarks/results/peers-<date>[-N].json`` and ``.md`` (the table is printed too; ``-N`` keeps an earlier run's).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ for _p in (str(HERE), str(REPO)):
         sys.path.insert(0, _p)
 
 import bench_header  # noqa: E402
+from result_names import free_stem  # noqa: E402
 
 RESULTS = HERE / "results"
 WORK = HERE / "work"
@@ -904,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
             run.pop("map_file", None)
     md = markdown(result)
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = args.results / f"peers-{result['date'][:10]}"
+    stem = free_stem(args.results, f"peers-{result['date'][:10]}")
     Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     Path(f"{stem}.md").write_text(md)
     print(md)

@@ -60,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # result_names, when run as a script
+from result_names import free_stem  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -526,12 +528,13 @@ def to_markdown(results: dict[str, Any]) -> str:
 
 def write_results(results: dict[str, Any], results_dir: Path = RESULTS) -> tuple[Path, Path, str]:
     """``pixels-<date>.{json,md}``; a ``--detector-only`` run writes ``pixels-detector-<date>.*`` (no
-    end-to-end table of the same day is overwritten)."""
+    end-to-end table of the same day is overwritten); an existing name gets ``-2``, ``-3``, ..."""
     results_dir.mkdir(parents=True, exist_ok=True)
     what = "pixels-detector" if results.get("detector_only") and not results.get("runs") else "pixels"
     det = str(results.get("detector", "auto"))
     stem = f"{what}-{results['date'][:10]}" + ("" if det == "auto" else f"-{det}")
-    js, md = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
+    base = free_stem(results_dir, stem)
+    js, md = base.with_name(base.name + ".json"), base.with_name(base.name + ".md")
     js.write_text(json.dumps(results, indent=2) + "\n")
     text = to_markdown(results)
     md.write_text(text)

@@ -182,3 +182,14 @@ def test_bench_peers_ratios_and_table() -> None:
     table = [line for line in bench_peers.markdown(result).splitlines() if line.startswith("| deid |") or line.startswith("| peer |")]
     assert len(table) == 3 and all(line.count("|") == 15 for line in table)
     assert "per CPU-s: 2.00x" in table[2] and "| 11.00 |" in table[0]
+
+
+def test_results_of_an_earlier_run_are_never_overwritten(tmp_path: Path) -> None:
+    from result_names import free_stem
+
+    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01"
+    (tmp_path / "pixels-2000-01-01.md").write_text("first")  # one file of the pair is enough to move on
+    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01-2"
+    (tmp_path / "pixels-2000-01-01-2.json").write_text("{}")
+    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01-3"
+    assert free_stem(tmp_path, "header-x", (".json",)) == tmp_path / "header-x"
