@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             t1 = time.perf_counter()
             b = scan_frames(ds, frames, cuda)
             t_cpu, t_cuda = t_cpu + t1 - t0, t_cuda + time.perf_counter() - t1
-            shape = tuple(int(s) for s in np.asarray(frames).shape[-3:-1]) if np.asarray(frames).ndim == 4 and int(
-                getattr(ds, "SamplesPerPixel", 1) or 1) > 1 else tuple(int(s) for s in np.asarray(frames).shape[-2:])
+            shape = (int(ds.Rows), int(ds.Columns))  # regions are in stored-frame pixels
             per = [compare(x, y, shape, args.tolerance) for x, y in zip(a, b)]
             frames_total += len(per)
             exact += sum(p["exact"] for p in per)
