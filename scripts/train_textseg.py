@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from deid_pipeline import synth  # noqa: E402
+from deid_pipeline.detect.glyphs import grey_u8  # noqa: E402
 from deid_pipeline.detect.textseg import WEIGHTS_FILE, build_net, to_input  # noqa: E402
 from deid_pipeline.pixels import decode_frames  # noqa: E402
 from deid_pipeline.prepare import prepare_views  # noqa: E402
@@ -120,7 +121,7 @@ def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fon
         if rng.random() < 0.2 or base > 170:
             colour = np.full(3, rng.uniform(0, 60)) if base > 90 else colour
         view[y: y + th, x: x + tw] = np.clip(patch * (1 - a) + colour * a, 0, 255).astype(np.uint8)
-        gray = view.mean(axis=2).astype(np.uint8)
+        gray = grey_u8(view)
         _mark(mask, gray, x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
 
 
@@ -133,7 +134,7 @@ def _views_of_case(kind: str, seed: int, rng: np.random.Generator) -> list[tuple
     out = []
     for v in prepare_views(ds, frames):
         img = np.ascontiguousarray(v.image[: v.oy + v.height + 16, : v.ox + v.width + 16])
-        gray = img.mean(axis=2).astype(np.uint8)
+        gray = grey_u8(img)
         mask = np.zeros(img.shape[:2], np.uint8)
         for a in case.truth["annotations"]:
             x0 = math.floor(a["x"] / v.sx + v.ox)
