@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> Path:
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}
     args.results.mkdir(exist_ok=True)
-    out = free_stem(args.results, f"header-{results['date'][:10]}{'-' + args.tag if args.tag else ''}", (".json",))
-    out = out.with_name(out.name + ".json")
+    stem = free_stem(args.results, f"header-{results['date'][:10]}{'-' + args.tag if args.tag else ''}", (".json",))
+    out = args.results / f"{stem}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return out

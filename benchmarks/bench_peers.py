@@ -905,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
             run.pop("map_file", None)
     md = markdown(result)
     args.results.mkdir(parents=True, exist_ok=True)
-    stem = free_stem(args.results, f"peers-{result['date'][:10]}")
+    stem = args.results / free_stem(args.results, f"peers-{result['date'][:10]}")
     Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     Path(f"{stem}.md").write_text(md)
     print(md)

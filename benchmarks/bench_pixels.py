@@ -533,8 +533,8 @@ def write_results(results: dict[str, Any], results_dir: Path = RESULTS) -> tuple
     what = "pixels-detector" if results.get("detector_only") and not results.get("runs") else "pixels"
     det = str(results.get("detector", "auto"))
     stem = f"{what}-{results['date'][:10]}" + ("" if det == "auto" else f"-{det}")
-    base = free_stem(results_dir, stem)
-    js, md = base.with_name(base.name + ".json"), base.with_name(base.name + ".md")
+    stem = free_stem(results_dir, stem)
+    js, md = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
     js.write_text(json.dumps(results, indent=2) + "\n")
     text = to_markdown(results)
     md.write_text(text)

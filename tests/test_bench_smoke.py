@@ -187,9 +187,9 @@ def test_bench_peers_ratios_and_table() -> None:
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path: Path) -> None:
     from result_names import free_stem
 
-    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01"
+    assert free_stem(tmp_path, "pixels-2000-01-01") == "pixels-2000-01-01"
     (tmp_path / "pixels-2000-01-01.md").write_text("first")  # one file of the pair is enough to move on
-    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01-2"
+    assert free_stem(tmp_path, "pixels-2000-01-01") == "pixels-2000-01-01-2"
     (tmp_path / "pixels-2000-01-01-2.json").write_text("{}")
-    assert free_stem(tmp_path, "pixels-2000-01-01") == tmp_path / "pixels-2000-01-01-3"
-    assert free_stem(tmp_path, "header-x", (".json",)) == tmp_path / "header-x"
+    assert free_stem(tmp_path, "pixels-2000-01-01") == "pixels-2000-01-01-3"
+    assert free_stem(tmp_path, "header-x", (".json",)) == "header-x"
