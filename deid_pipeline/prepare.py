@@ -120,6 +120,11 @@ def _finish(t: "object", rows: int, cols: int, min_long: int, max_long: int) -> 
     x = torch.as_tensor(x).reshape(v, c, x.shape[-2], x.shape[-1])
     x = x.clamp_(0, 255).round_().to(torch.uint8)
     if x.shape[1] == 1:
+        if x.device.type == "cpu":  # grey into three channels by numpy: a third of the time of a strided copy
+            grey = x[:, 0].numpy()
+            rgb = np.empty(grey.shape + (3,), np.uint8)
+            rgb[..., 0] = rgb[..., 1] = rgb[..., 2] = grey
+            return rgb, th, tw
         x = x.expand(-1, 3, -1, -1)
     return x.permute(0, 2, 3, 1).contiguous().cpu().numpy(), th, tw
 
@@ -129,6 +134,23 @@ def _scaled(f: "torch.Tensor", lo: float, hi: float) -> "torch.Tensor":
     from monai.transforms import ScaleIntensityRange
 
     return ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=255.0, clip=True)(f)
+
+
+def _quantiles(values: "torch.Tensor", qs: tuple[float, ...]) -> list[float]:
+    """``torch.quantile(values, qs)`` (linear interpolation), bit for bit. On the CPU, the two order
+    statistics round each rank come from one ``np.partition`` (a selection: ~6x faster than the sort in
+    ``torch.quantile``) and the same float32 ``lerp`` joins them; NaN, another device or dtype:
+    ``torch.quantile`` itself."""
+    import torch
+
+    q = torch.tensor(qs, dtype=values.dtype, device=values.device)
+    if values.device.type != "cpu" or values.dtype != torch.float32 or bool(torch.isnan(values).any()):
+        return [float(v) for v in torch.quantile(values, q)]
+    ranks = q * (values.numel() - 1)  # float32, as torch.quantile computes them
+    below, above = ranks.to(torch.long), ranks.ceil().to(torch.long)
+    part = np.partition(values.numpy(), sorted(set(below.tolist()) | set(above.tolist())))
+    low = torch.from_numpy(part[below.numpy()])
+    return [float(v) for v in low.lerp(torch.from_numpy(part[above.numpy()]), ranks - below)]
 
 
 def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long: int = MIN_LONG,
@@ -170,8 +192,7 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                 # bulk of the values squeezed into a few grey levels (a 16-bit CT with text at 32767, or
                 # text at the top of a display window): the 0.5-95 % window of the values below the extreme
                 sub = rest[:: max(1, rest.numel() // 65_536)]
-                q = torch.quantile(sub, torch.tensor([0.005, 0.95], device=f.device))
-                w_lo, w_hi = float(q[0]), float(q[1])
+                w_lo, w_hi = _quantiles(sub, (0.005, 0.95))
                 if w_hi > w_lo and (w_hi - w_lo) < 0.5 * (hi - lo):
                     kinds.append("window")
                     imgs.append(_scaled(f, w_lo, w_hi))

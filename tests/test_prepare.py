@@ -1,0 +1,55 @@
+"""Frame preparation: the CPU shortcuts give exactly what the torch operations they replace give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from deid_pipeline import prepare  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quantiles_equal_torch_quantile_bit_for_bit(seed: int) -> None:
+    """Random sizes, ties (a few distinct values), CT-like integers, wide floats, strided views."""
+    g = torch.Generator().manual_seed(seed)
+    qs = (0.005, 0.95)
+    checked = 0
+    for trial in range(150):
+        n = int(torch.randint(2, 70_000, (1,), generator=g))
+        kind = trial % 5
+        if kind == 0:
+            v = torch.randint(-1024, 3072, (n,), generator=g).float()
+        elif kind == 1:
+            v = torch.randn(n, generator=g) * 1000
+        elif kind == 2:
+            v = torch.randint(0, 4, (n,), generator=g).float()  # mostly ties
+        elif kind == 3:
+            v = torch.rand(n, generator=g) * 65535
+        else:
+            v = torch.randint(0, 4096, (2 * n,), generator=g).float()[::2]  # a strided view, as in prepare
+        want = [float(x) for x in torch.quantile(v, torch.tensor(qs))]
+        assert prepare._quantiles(v, qs) == want
+        checked += 1
+    assert checked == 150
+
+
+def test_quantiles_with_nan_follow_torch() -> None:
+    v = torch.arange(1000, dtype=torch.float32)
+    v[17] = float("nan")
+    got = prepare._quantiles(v, (0.005, 0.95))
+    assert all(np.isnan(x) for x in got)  # torch.quantile's answer for an input holding NaN
+
+
+def test_grey_views_equal_the_expanded_tensor() -> None:
+    """A grey view's three channels (numpy on the CPU) are the expand-permute copy of the tensor."""
+    rng = np.random.default_rng(3)
+    t = torch.from_numpy(rng.uniform(-20, 280, (3, 1, 520, 300)).astype(np.float32))  # native size: no resize
+    got, th, tw = prepare._finish(t.clone(), 520, 300, prepare.MIN_LONG, prepare.MAX_LONG)
+    assert (th, tw) == (520, 300)
+    x = torch.as_tensor(prepare._PAD(t.clone()[:, 0]))[:, None]  # type: ignore[operator]
+    want = x.clamp(0, 255).round().to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
+    assert got.shape == want.shape == (3, 576, 352, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
+    assert np.array_equal(got, want)
