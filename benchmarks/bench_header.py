@@ -130,6 +130,19 @@ def summarise(runs: list[dict], files: int, workers: int) -> dict:
     }
 
 
+def speedups(runs: dict[str, dict]) -> dict[str, float | None]:
+    """The speed-up from the smallest Dask worker count to the largest (whole run and steady rate); the
+    in-process run (``0`` workers) is not a worker count and is left out. Empty with fewer than two."""
+    ws = sorted((w for w in runs if int(w) > 0), key=int)
+    if len(ws) < 2:
+        return {}
+    first, last = runs[ws[0]], runs[ws[-1]]
+    steady = first["steady_files_per_s_median"]
+    return {"speedup_workers": [int(ws[0]), int(ws[-1])],
+            "speedup": last["files_per_s_median"] / first["files_per_s_median"],
+            "speedup_steady": last["steady_files_per_s_median"] / steady if steady else None}
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -169,11 +182,7 @@ def main(argv: list[str] | None = None) -> Path:
                 "steady": cur["steady_files_per_s_median"] / base["steady_files_per_s_median"]
                 if base["steady_files_per_s_median"] else None,
             }
-    ws = sorted(results["runs"], key=int)
-    if len(ws) > 1:
-        results["speedup"] = results["runs"][ws[-1]]["files_per_s_median"] / results["runs"][ws[0]]["files_per_s_median"]
-        first = results["runs"][ws[0]]["steady_files_per_s_median"]
-        results["speedup_steady"] = results["runs"][ws[-1]]["steady_files_per_s_median"] / first if first else None
+    results.update(speedups(results["runs"]))
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}

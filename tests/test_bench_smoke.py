@@ -193,3 +193,12 @@ def test_results_of_an_earlier_run_are_never_overwritten(tmp_path: Path) -> None
     (tmp_path / "pixels-2000-01-01-2.json").write_text("{}")
     assert free_stem(tmp_path, "pixels-2000-01-01") == "pixels-2000-01-01-3"
     assert free_stem(tmp_path, "header-x", (".json",)) == "header-x"
+
+
+def test_bench_header_speedup_is_between_worker_counts() -> None:
+    """The in-process run (0 workers) is not the base of the 1 -> N speed-up."""
+    run = lambda whole, steady: {"files_per_s_median": whole, "steady_files_per_s_median": steady}  # noqa: E731
+    got = bench_header.speedups({"0": run(300.0, 300.0), "1": run(150.0, 200.0), "2": run(240.0, 370.0)})
+    assert got == {"speedup_workers": [1, 2], "speedup": 240.0 / 150.0, "speedup_steady": 370.0 / 200.0}
+    assert bench_header.speedups({"0": run(300.0, 300.0), "1": run(150.0, 200.0)}) == {}
+    assert bench_header.speedups({"1": run(150.0, 0.0), "4": run(450.0, 0.0)})["speedup_steady"] is None
