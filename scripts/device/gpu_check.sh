@@ -10,7 +10,7 @@
 # Steps, most wanted first, each under its own time limit and all within BUDGET seconds (default 420, so that a second call still fits the session's device time):
 #   env        nvidia-smi, versions, the detectors' availability on cuda
 #   detector   bench_pixels.py --detector-only per detector, batches 1..256 (network and post-process apart)
-#   e2e        bench_pixels.py --corpora ct, deid run end to end, 1 and 4 workers, GPU utilisation sampled
+#   e2e        bench_pixels.py --corpora ct, deid run end to end, 4, 12 and 1 workers on the one GPU, utilisation sampled
 #   parity     scripts/device/parity.py: CPU against CUDA regions on the real files and 40 synthetic cases
 #   tests      tests/test_detect.py (CPU tests, test_cuda_matches_cpu, the GPU-failure fallback)
 #   profile    py-spy over one in-process deid run (--workers 0) on the same corpus: where the time goes
@@ -36,7 +36,7 @@ finish() {
 }
 trap finish EXIT
 if [ "$QUICK" = 1 ]; then VIEWS=32; BATCHES="1 8 32"; CT=16; SYN=4; WORKERS="1"; REPEATS=1
-else VIEWS=256; BATCHES="1 8 32 128 256"; CT=512; SYN=40; WORKERS="1 4"; REPEATS=2; fi
+else VIEWS=256; BATCHES="1 8 32 128 256"; CT=512; SYN=40; WORKERS="${WORKERS:-4 12 1}"; REPEATS=2; fi
 
 step install
 WHL="${WHL:-.whl}"
@@ -83,10 +83,14 @@ if command -v nvidia-smi >/dev/null; then
         > "$RES/gpu_util.csv" 2>/dev/null &
     SMI_PID=$!
 fi
-mkdir -p "$RES/e2e"
-# shellcheck disable=SC2086
-timeout $(limit 180) $PY benchmarks/bench_pixels.py --corpora ct --ct "$CT" --workers $WORKERS --repeats "$REPEATS" \
-    --device "$DEVICE" --work /tmp/deid-e2e --results "$RES/e2e" 2>&1 | tail -30
+# one call per worker count, each under its own limit and writing its own results (the corpus is made once
+# and reused): a slow start of many workers costs only its own numbers. Several workers share the GPU:
+# the CPU stages of a file (read, decode, header, the glyph finder, write) bound one worker's rate.
+for w in $WORKERS; do
+    mkdir -p "$RES/e2e-w$w"
+    timeout $(limit 90) $PY benchmarks/bench_pixels.py --corpora ct --ct "$CT" --workers "$w" --repeats "$REPEATS" \
+        --device "$DEVICE" --work /tmp/deid-e2e --results "$RES/e2e-w$w" 2>&1 | grep -E '^\| ct|^\[bench_pixels\] ct'
+done
 [ -n "${SMI_PID:-}" ] && kill "$SMI_PID" 2>/dev/null && SMI_PID=
 [ -s "$RES/gpu_util.csv" ] && $PY - "$RES/gpu_util.csv" <<'PYEOF'
 import statistics, sys
