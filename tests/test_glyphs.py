@@ -230,3 +230,41 @@ def test_component_filter_matches_the_one_at_a_time_reference(seed: int) -> None
             ink |= m.astype(bool)
     for sy, sx, short in ((1.0, 1.0, 300), (0.5, 0.7, 200), (2.0, 2.0, 600)):
         assert glyphs._components(ink, sy, sx, short, glyphs.GlyphParams()) == _components_scalar(ink, sy, sx, short, glyphs.GlyphParams())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_line_rules_equal_the_whole_frame_openings(seed: int) -> None:
+    """Opening only the rows and columns that can hold a rule gives the openings of the whole frame: runs
+    inside and at every border, whole rows and columns shorter than the line, sparse and dense marks."""
+    from deid_pipeline.detect import glyphs
+
+    rng = np.random.default_rng(seed)
+    shapes = [(300, 400), (64, 50), (21, 300), (400, 9), (1, 200), (200, 1)]
+    for rows, cols in shapes:
+        for k in (7, 21, 63):
+            marked = (rng.random((rows, cols)) < rng.choice([0.02, 0.3, 0.9])).astype(np.uint8)
+            for _ in range(int(rng.integers(0, 6))):  # long runs, some at the border, whole rows and columns
+                if rng.random() < 0.5:
+                    r, a = int(rng.integers(0, rows)), int(rng.integers(0, cols))
+                    marked[r, a : a + int(rng.integers(1, 3 * k + 40))] = 1
+                    marked[r, : int(rng.integers(0, 3 * k))] = rng.random() < 0.5
+                else:
+                    c, a = int(rng.integers(0, cols)), int(rng.integers(0, rows))
+                    marked[a : a + int(rng.integers(1, 3 * k + 40)), c] = 1
+                    marked[rows - int(rng.integers(0, 3 * k)) :, c] = rng.random() < 0.5
+            rule_h = cv2.getStructuringElement(cv2.MORPH_RECT, (3 * k, 1))
+            rule_v = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3 * k))
+            want = (cv2.morphologyEx(marked, cv2.MORPH_OPEN, rule_h) | cv2.morphologyEx(marked, cv2.MORPH_OPEN, rule_v)).astype(bool)
+            got = glyphs._line_rules(marked, rule_h, rule_v)
+            assert got.dtype == bool and np.array_equal(got, want), (rows, cols, k)
+
+
+def test_bbdt_labels_components_as_opencvs_default() -> None:
+    """The glyph finder's connected components (BBDT) are OpenCV's default ones: labels and statistics."""
+    rng = np.random.default_rng(11)
+    masks = [(rng.random((300, 400)) < share).astype(np.uint8) for share in (0.02, 0.1, 0.3, 0.5, 0.7, 0.95)]
+    masks += [np.ones((64, 50), np.uint8), np.zeros((10, 10), np.uint8), masks[2][:1].copy(), masks[2][:, :1].copy()]
+    for m in masks:
+        n1, l1, s1, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        n2, l2, s2, _ = cv2.connectedComponentsWithStatsWithAlgorithm(m, 8, cv2.CV_32S, cv2.CCL_BBDT)
+        assert n1 == n2 and np.array_equal(l1, l2) and np.array_equal(s1, s2)
