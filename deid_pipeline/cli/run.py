@@ -28,7 +28,7 @@ from .progress import Feedback
 @click.option("--detector", default="auto", show_default=True, metavar="NAME",
               help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 3x faster end to end on a CPU; see benchmarks/README.md).")
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task (header-only runs: 64 or more; see the README).")
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds per file before its batch is cancelled and the file retried alone (default 300).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
               help="Per local worker (e.g. 4GiB); Dask restarts a worker above it. Inputs too big for it fail with a reason.")
