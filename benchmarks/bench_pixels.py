@@ -60,11 +60,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # result_names, when run as a script
-from result_names import free_stem  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rss_monitor, result_names, when run as a script
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from result_names import free_stem  # noqa: E402
 from rss_monitor import MiB, run_sampled  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
