@@ -69,15 +69,11 @@ def _line_rules(marked: np.ndarray, rule_h: np.ndarray, rule_v: np.ndarray) -> n
     as set), or a whole row (column) shorter than that: a row with fewer marked pixels opens to nothing."""
     rules = np.zeros(marked.shape, bool)
     for axis, kernel in ((1, rule_h), (0, rule_v)):
-        half = max(kernel.shape) // 2
-        need = min(half + 1, marked.shape[axis])
+        need = min(max(kernel.shape) // 2 + 1, marked.shape[axis])
         lines = np.flatnonzero(marked.sum(axis=axis) >= need)
-        if not len(lines):
-            continue
-        if axis == 1:
-            rules[lines] |= cv2.morphologyEx(np.ascontiguousarray(marked[lines]), cv2.MORPH_OPEN, kernel).view(bool)
-        else:
-            rules[:, lines] |= cv2.morphologyEx(np.ascontiguousarray(marked[:, lines]), cv2.MORPH_OPEN, kernel).view(bool)
+        if len(lines):
+            at = (lines,) if axis == 1 else (slice(None), lines)  # those rows, or those columns
+            rules[at] |= cv2.morphologyEx(np.ascontiguousarray(marked[at]), cv2.MORPH_OPEN, kernel).view(bool)
     return rules
 
 
