@@ -312,3 +312,28 @@ def test_union_routes_views_by_kind() -> None:
     assert {tuple(r.as_list()) for r in alone} <= {tuple(r.as_list()) for r in regions}  # deid-textseg's boxes all kept
     with pytest.raises(ValueError, match="one entry per member"):
         UnionDetector(UNION, [pp, seg], member_kinds=[None])
+
+
+def test_folded_batch_norms_keep_the_network() -> None:
+    """The detector folds each conv's batch norm into it: no norm is left, and the maps of real
+    prepared views and of random input agree with the unfolded network's."""
+    import torch
+
+    from deid_pipeline.prepare import prepare_views
+
+    state = torch.load(str(models_dir() / textseg.WEIGHTS_FILE), map_location="cpu", weights_only=True)
+    plain = textseg.build_net()
+    plain.load_state_dict(state)
+    plain.eval()
+    folded = textseg.TextSegDetector("cpu")._model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 10
+    images = [np.random.default_rng(3).integers(0, 256, (96, 128, 3), dtype=np.uint8)]
+    if (SHARED / "burned_in_text" / "2_ORIGINAL.dcm").is_file():  # a real CT slice's views (three kinds)
+        ds, _ = _real("2_ORIGINAL.dcm")
+        images += [v.image for v in prepare_views(ds, _decode(ds))]
+    with torch.inference_mode():
+        for im in images:
+            x = textseg.to_input(torch.from_numpy(im[None]))
+            a, b = torch.sigmoid(plain(x)), torch.sigmoid(folded(x))
+            assert float((a - b).abs().max()) < 1e-4
