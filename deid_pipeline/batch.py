@@ -5,7 +5,8 @@ worker per GPU with dask-cuda when it is installed and CUDA is present. ``--sche
 cluster the user already has. A bounded window of batches is in flight, so millions of inputs never
 sit in memory at once. A batch lost with its worker is retried by Dask; when it keeps failing, its
 files are retried one by one and a file that still kills its worker is recorded as ``failed``.
-A batch past its time limit is cancelled and its worker restarted (see ``run_distributed``).
+A batch that spends longer than the per-file time limit on one file (by the progress its worker
+reports) is cancelled and its worker restarted (see ``run_distributed``).
 """
 
 from __future__ import annotations
@@ -241,19 +242,42 @@ def _unpack_context(packed: tuple[str, bytes]) -> RunContext:
     return ctx
 
 
-def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str) -> list[FileResult]:
-    """The Dask task: announce the start (the driver's deadline counts from here), then process."""
+class _Reporter:
+    """The task's progress, sent to the driver as events on ``START_TOPIC``: the start (one file's
+    work ahead), then :func:`process_batch`'s calls, at most one per ``every`` seconds unless forced.
+
+    A dropped call only ever announces one file's work, and came less than ``every`` seconds after
+    the last event sent, so the driver's deadline, last event + its files x limit + ``every``, is
+    never earlier than the work allows."""
+
+    def __init__(self, worker: Any, token: str, every: float) -> None:
+        self.worker, self.token, self.every = worker, token, every
+        self.last = float("-inf")
+
+    def __call__(self, files: int, force: bool = False, start: bool = False) -> None:
+        now = time.monotonic()
+        if force or start or now - self.last >= self.every:
+            self.last = now
+            self.worker.log_event(START_TOPIC, {"token": self.token, "worker": self.worker.address, "files": files,
+                                                "start": start})
+
+
+def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str,
+                    every: float = 0.0) -> list[FileResult]:
+    """The Dask task: announce the start (the driver's deadline counts from here), then process,
+    reporting progress (see :class:`_Reporter`)."""
     ctx = _unpack_context(packed)
+    reporter: _Reporter | None = None
     try:
         from distributed import get_worker
 
-        worker = get_worker()
-        worker.log_event(START_TOPIC, {"token": token, "worker": worker.address})
+        reporter = _Reporter(get_worker(), token, every)
+        reporter(1, start=True)
     except Exception:  # not on a Dask worker (tests), or events unavailable: the fallback deadline applies
-        pass
+        reporter = None
     if any(os.environ.get(v) for v in _TEST_HOOKS):
         _test_faults(batch)
-    return process_batch(root, batch, ctx)
+    return process_batch(root, batch, ctx, reporter)
 
 
 def _failed(batch: list[Candidate], code: str, reason: str) -> list[FileResult]:
@@ -278,26 +302,57 @@ class _Job:
     lost: int = 0  # resubmissions after the task was cancelled or lost without crashing a worker
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A batch's latest event, on the driver's clock: when, on which worker, how many files' work ahead."""
+
+    at: float
+    worker: str
+    files: int = 1
+
+
 class _Starts:
-    """Start events from the workers (token -> driver clock, worker address); filled on the client's loop."""
+    """Start and progress events from the workers (token -> :class:`_Seen`); filled on the client's loop.
+    A start (no ``files``) opens a token's entry; progress only updates an open one, so an event that
+    arrives after its batch's result leaves nothing behind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[float, str]] = {}
+        self._seen: dict[str, _Seen] = {}
 
     def __call__(self, event: Any) -> None:
         msg = event[1] if isinstance(event, tuple) and len(event) == 2 else event
         if isinstance(msg, dict) and "token" in msg:
+            token = str(msg["token"])
+            try:
+                files = max(1, int(msg.get("files", 1)))
+            except (TypeError, ValueError):
+                files = 1
             with self._lock:
-                self._seen[str(msg["token"])] = (time.monotonic(), str(msg.get("worker", "")))
+                if msg.get("start", True) or token in self._seen:
+                    self._seen[token] = _Seen(time.monotonic(), str(msg.get("worker", "")), files)
 
-    def pop(self, token: str) -> tuple[float, str] | None:
+    def pop(self, token: str) -> _Seen | None:
         with self._lock:
             return self._seen.pop(token, None)
 
-    def get(self, token: str) -> tuple[float, str] | None:
+    def get(self, token: str) -> _Seen | None:
         with self._lock:
             return self._seen.get(token)
+
+
+def progress_interval(limit: float) -> float:
+    """Seconds between a task's progress events: a tenth of the per-file limit, at most 5 s."""
+    return min(5.0, limit / 10)
+
+
+def batch_deadline(submitted: float, files: int, seen: _Seen | None, limit: float, every: float, window: int) -> float:
+    """When a batch counts as hung (driver clock): ``limit`` seconds per file of work its last event
+    announced, plus ``every`` (progress not yet reported); with no event yet, the batch may still be
+    queued behind ``window`` others, each of up to ``files`` files."""
+    if seen is not None:
+        return seen.at + limit * seen.files + every
+    return submitted + limit * files * (window + 1)
 
 
 def _file_timeout(value: float | None) -> float:
@@ -337,17 +392,20 @@ def run_distributed(
     Failures of the machinery, never of a file (those are records from ``process_batch``):
     a batch whose worker died (``KilledWorker`` once Dask gave up re-running it) or that raised is
     split and its files retried one by one; a single file that still fails ends ``failed`` with
-    ``worker-crashed`` (or ``internal-error``). A batch running longer than ``file_timeout`` seconds
-    per file (default ``DEID_FILE_TIMEOUT`` or 300), counted from when a worker started it, is
-    cancelled, its worker restarted, and its files retried singly; one that times out alone ends
-    ``failed`` with ``timeout``. A task cancelled under us (lost with its
+    ``worker-crashed`` (or ``internal-error``). A batch that spends longer than ``file_timeout``
+    seconds (default ``DEID_FILE_TIMEOUT`` or 300) on one file -- on its scan, which serves several
+    files in one pass, that many times as long -- by the progress its worker reports (see
+    :func:`batch_deadline`), is cancelled, its worker restarted, and its files retried singly; one
+    that times out alone ends ``failed`` with ``timeout``. So a hung file is found after about
+    ``file_timeout`` seconds whatever the batch size. A task cancelled under us (lost with its
     worker, a scheduler hiccup) is resubmitted as it was, a few times.
     """
     from distributed import KilledWorker, wait
     from distributed.client import FutureCancelledError
 
     limit = _file_timeout(file_timeout)
-    scans = ctx.pixel_rule != "none" and ctx.profile.settings.pixel_mode != "none"
+    every = progress_interval(limit)
+    scans = ctx.scans_pixels
     with dask_client(workers, scheduler, ctx.device, memory_limit, detector=scans) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
         ctx = fit_to_memory(ctx, worker_memory_limit(client))
@@ -360,7 +418,7 @@ def run_distributed(
 
         def submit(batch: list[Candidate], single: bool, lost: int = 0) -> None:
             token = uuid.uuid4().hex
-            fut = client.submit(_run_batch_task, str(root), batch, packed, token, pure=False, retries=1)
+            fut = client.submit(_run_batch_task, str(root), batch, packed, token, every, pure=False, retries=1)
             pending[fut] = _Job(batch, single, token, time.monotonic(), lost)
 
         def split_or(job: _Job, final: Callable[[list[Candidate]], list[FileResult]]) -> list[FileResult]:
@@ -371,10 +429,7 @@ def run_distributed(
             return []
 
         def deadline(job: _Job) -> float:
-            seen = starts.get(job.token)
-            if seen is not None:
-                return seen[0] + limit * len(job.batch)
-            return job.submitted + limit * len(job.batch) * (window + 1)  # no start event: queued at worst
+            return batch_deadline(job.submitted, len(job.batch), starts.get(job.token), limit, every, window)
 
         for batch in islice(batches, window):
             submit(batch, False)
@@ -392,7 +447,7 @@ def run_distributed(
                 if not fut.done():
                     fut.cancel()
                     log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
-                    _restart_worker(client, seen[1] if seen else "")
+                    _restart_worker(client, seen.worker if seen else "")
                     results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
                 else:
                     try:

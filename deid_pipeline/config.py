@@ -18,6 +18,10 @@ from . import __version__
 from .errors import ConfigError
 
 KEY_MIN_BYTES = 16
+#: Files per Dask task when ``--batch-size`` is not given: a run that scans pixels spends ~0.1-1 s a
+#: file, a header-only run ~4 ms, next to ~9 ms of driver CPU per task (``benchmarks/README.md``).
+BATCH_SIZE_SCAN = 16
+BATCH_SIZE_HEADER_ONLY = 64
 PIXEL_CHOICES = ("profile", "all", "triage", "none")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -44,6 +48,11 @@ class RunContext:
     def pixel_rule(self) -> str:
         """Which images are scanned: the command line wins over the profile."""
         return self.profile.settings.pixels if self.pixels == "profile" else self.pixels
+
+    @property
+    def scans_pixels(self) -> bool:
+        """Whether any image may be scanned (else the run is header-only and needs no detector)."""
+        return self.pixel_rule != "none" and self.profile.settings.pixel_mode != "none"
 
 
 def read_key_file(path: Path) -> bytes:

@@ -22,7 +22,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import pydicom
@@ -789,12 +789,29 @@ def _distinct_frames(frames: np.ndarray | None) -> int:
     return 0 if frames is None else len({frame_digest(f) for f in frames})
 
 
-def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> list[FileResult]:
-    """De-identify a batch of inputs; one result per input, in order. Never raises for a file."""
+class Progress(Protocol):
+    """Told by :func:`process_batch` how much work lies ahead until it calls again: at most ``files``
+    files' time limits (``force``: a call the listener must not drop, e.g. before and after the scan,
+    which serves several files in one pass)."""
+
+    def __call__(self, files: int, force: bool = False) -> None: ...
+
+
+def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, progress: Progress | None = None) -> list[FileResult]:
+    """De-identify a batch of inputs; one result per input, in order. Never raises for a file.
+
+    ``progress`` (the Dask task's, so that the driver can time each file out on its own) is called
+    after every file loaded and finished, and around the scan."""
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
-    staged: list[Loaded | FileResult] = [load_file(root, c, ctx) for c in cands]
+    staged: list[Loaded | FileResult] = []
+    for c in cands:
+        staged.append(load_file(root, c, ctx))
+        if progress is not None:
+            progress(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
+    if to_scan and progress is not None:
+        progress(len(to_scan), force=True)  # one detector pass over these files
     try:
         scanned = scan_loaded(to_scan, ctx)
     except Exception as exc:  # detector failed to load: nothing in the batch may be written
@@ -803,6 +820,8 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> 
         log.error("pixel stage unavailable: %s", type(exc).__name__)
         err = FileError("detector-unavailable", f"the text detector could not run ({type(exc).__name__})", status="failed")
         scanned = {i: err for i in range(len(to_scan))}
+    if to_scan and progress is not None:
+        progress(1, force=True)
     by_id = {id(item): scanned[i] for i, item in enumerate(to_scan)}
     results: list[FileResult] = []
     for s in staged:
@@ -815,6 +834,8 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext) -> 
             results.append(_fail(s.result, res))
             continue
         results.append(finish_file(s, res, ctx))
+        if progress is not None:
+            progress(1)
     return results
 
 

@@ -12,13 +12,14 @@ import sys
 import time
 from array import array
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import RunContext, check_paths, read_key_file, write_new_key
+from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RunContext, check_paths, read_key_file, write_new_key
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import ConfigError
@@ -45,7 +46,7 @@ class RunOptions:
     device: str = "auto"
     pixels: str = "profile"
     detector: str = "auto"
-    batch_size: int = 16
+    batch_size: int | None = None  # files per Dask task; None: BATCH_SIZE_SCAN or BATCH_SIZE_HEADER_ONLY
     linkage: Path | None = None
     debug: bool = False
     file_timeout: float | None = None  # seconds per file before a batch is cancelled (default 300)
@@ -147,10 +148,12 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         pixels=opts.pixels,
         device=opts.device,
         detector=opts.detector,
-        batch_size=max(1, opts.batch_size),
+        batch_size=max(1, opts.batch_size) if opts.batch_size is not None else BATCH_SIZE_SCAN,
         debug=opts.debug,
         linkage=opts.linkage is not None,
     )
+    if opts.batch_size is None and not ctx.scans_pixels:
+        ctx = dataclasses.replace(ctx, batch_size=BATCH_SIZE_HEADER_ONLY)
     if ctx.pixel_rule != "none":
         problem = detector_problem(opts.detector)
         if problem:

@@ -90,11 +90,13 @@ def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None
     assert len(written) == len(ref_written) - len(failed) and written < ref_written
 
 
-def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch_size", [2, 7])  # 7: the whole tree in one batch, its limit still per file
+def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
     inp = small_tree(tmp_path / "in")
     monkeypatch.setenv("DEID_TEST_SLEEP_ON", "rtplan.dcm")
     monkeypatch.setenv("DEID_TEST_SLEEP_S", "600")
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none", batch_size=2)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none",
+                     batch_size=batch_size)
     results: list[FileResult] = []
     t0 = time.monotonic()
     run_distributed(inp, walk_inputs(inp), ctx, results.append, workers=2, file_timeout=1.5)

@@ -28,8 +28,8 @@ from .progress import Feedback
 @click.option("--detector", default="auto", show_default=True, metavar="NAME",
               help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 3x faster end to end on a CPU; see benchmarks/README.md).")
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Files per Dask task (header-only runs: 64 or more; see the README).")
-@click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds per file before its batch is cancelled and the file retried alone (default 300).")
+@click.option("--batch-size", type=int, default=None, help="Files per Dask task (default 16 when pixels are scanned, 64 for a header-only run).")
+@click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds one file may take (its batch is then cancelled and its files retried alone; default 300).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
               help="Per local worker (e.g. 4GiB); Dask restarts a worker above it. Inputs too big for it fail with a reason.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary; errors only.")
@@ -37,7 +37,7 @@ from .progress import Feedback
 @log_options
 @click.option("--debug", is_flag=True, hidden=True, help="Re-raise per-file errors (development).")
 def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
-        key_file: Path | None, journal: Path | None, pixels: str, detector: str, linkage: Path | None, batch_size: int,
+        key_file: Path | None, journal: Path | None, pixels: str, detector: str, linkage: Path | None, batch_size: int | None,
         file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
         debug: bool) -> None:
     """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""

@@ -1,0 +1,129 @@
+"""A batch's time limit follows its worker's progress: each file gets the per-file limit, the scan
+(one pass over several files) that many limits, whatever the batch size."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from deid_pipeline import batch
+from deid_pipeline.config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RunContext
+from deid_pipeline.discover import Candidate
+from deid_pipeline.pipeline import process_batch
+from deid_pipeline.profile import load_profile
+from deid_pipeline.runner import RunOptions, prepare_run
+
+KEY = b"progress-test-key-0123456789abcdef"
+
+
+class _Calls:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+
+    def __call__(self, files: int, force: bool = False) -> None:
+        self.calls.append((files, force))
+
+
+def _copy(root: Path, names: list[str]) -> list[Candidate]:
+    root.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        shutil.copy(get_testdata_file(n), root / n)
+    return [Candidate(n) for n in names]
+
+
+def test_header_only_batch_reports_every_file_loaded_and_finished(tmp_path: Path) -> None:
+    names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"]
+    cands = _copy(tmp_path / "in", names) + [Candidate("missing.dcm")]
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none")
+    calls = _Calls()
+    results = process_batch(tmp_path / "in", cands, ctx, calls)
+    assert [r.status for r in results] == ["written", "written", "written", "failed"]
+    # four loads (the missing file too), no scan, three finishes (a failed load has nothing to finish)
+    assert calls.calls == [(1, False)] * 7
+
+
+def test_scanned_batch_announces_the_scan_of_all_its_files(tmp_path: Path) -> None:
+    names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"]  # two images, one plan (nothing to scan)
+    cands = _copy(tmp_path / "in", names)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    calls = _Calls()
+    results = process_batch(tmp_path / "in", cands, ctx, calls)
+    assert [r.status for r in results] == ["written", "written", "written"]
+    assert [r.pixel["scanned"] for r in results] == [True, True, False]
+    assert calls.calls == [(1, False)] * 3 + [(2, True), (1, True)] + [(1, False)] * 3
+
+
+class _Worker:
+    address = "tcp://worker:1"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def log_event(self, topic: str, msg: dict) -> None:
+        self.events.append((topic, msg))
+
+
+def test_reporter_drops_only_unforced_calls_within_its_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(batch.time, "monotonic", lambda: clock[0])
+    worker = _Worker()
+    rep = batch._Reporter(worker, "tok", every=1.0)
+    rep(1, start=True)
+    rep(1)  # same instant: dropped
+    rep(3, force=True)  # forced: sent
+    clock[0] += 0.5
+    rep(1)  # 0.5 s after the last sent: dropped
+    clock[0] += 0.6
+    rep(1)  # 1.1 s: sent
+    sent = [m for t, m in worker.events if t == batch.START_TOPIC]
+    assert [(m["files"], m["start"]) for m in sent] == [(1, True), (3, False), (1, False)]
+    assert {m["token"] for m in sent} == {"tok"} and {m["worker"] for m in sent} == {worker.address}
+
+
+def test_deadline_follows_the_last_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [10.0]
+    monkeypatch.setattr(batch.time, "monotonic", lambda: clock[0])
+    starts = batch._Starts()
+    limit, every, window = 30.0, 3.0, 8
+    # no event yet: the batch may be queued behind the window
+    assert batch.batch_deadline(5.0, 64, starts.get("a"), limit, every, window) == 5.0 + 30 * 64 * 9
+    starts(("t", {"token": "a", "worker": "w1", "files": 1, "start": True}))
+    assert batch.batch_deadline(5.0, 64, starts.get("a"), limit, every, window) == 10.0 + 30 + 3
+    clock[0] = 50.0
+    starts({"token": "a", "worker": "w1", "files": 12, "start": False})  # the scan of 12 files
+    assert batch.batch_deadline(5.0, 64, starts.get("a"), limit, every, window) == 50.0 + 30 * 12 + 3
+    clock[0] = 200.0
+    starts({"token": "a", "worker": "w1", "files": 1, "start": False})
+    seen = starts.pop("a")
+    assert seen is not None and (seen.at, seen.worker, seen.files) == (200.0, "w1", 1)
+    # progress that arrives after its batch's result opens nothing; a junk count counts as one file
+    starts({"token": "a", "worker": "w1", "files": 1, "start": False})
+    assert starts.get("a") is None
+    starts({"token": "b", "worker": "w2", "files": "x", "start": True})
+    assert starts.get("b") is not None and starts.get("b").files == 1
+
+
+def test_progress_interval_is_small_next_to_the_limit() -> None:
+    assert batch.progress_interval(300.0) == 5.0
+    assert batch.progress_interval(1.5) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("pixels, given, expected", [
+    ("none", None, BATCH_SIZE_HEADER_ONLY),
+    ("all", None, BATCH_SIZE_SCAN),
+    ("none", 8, 8),
+    ("all", 32, 32),
+])
+def test_default_batch_size_by_kind_of_run(tmp_path: Path, pixels: str, given: int | None, expected: int) -> None:
+    (tmp_path / "in").mkdir()
+    key = tmp_path / "k.key"
+    key.write_bytes(KEY)
+    key.chmod(0o600)
+    opts = RunOptions(input_dir=tmp_path / "in", output_dir=tmp_path / "out", key_file=key, pixels=pixels,
+                      batch_size=given)
+    ctx = prepare_run(opts)[0]
+    assert ctx.batch_size == expected
