@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -202,3 +203,29 @@ def test_bench_header_speedup_is_between_worker_counts() -> None:
     assert got == {"speedup_workers": [1, 2], "speedup": 240.0 / 150.0, "speedup_steady": 370.0 / 200.0}
     assert bench_header.speedups({"0": run(300.0, 300.0), "1": run(150.0, 200.0)}) == {}
     assert bench_header.speedups({"1": run(150.0, 0.0), "4": run(450.0, 0.0)})["speedup_steady"] is None
+
+
+def test_ablate_glyphs_smoke(tmp_path: Path) -> None:
+    """The glyph ablation on a few synthetic cases: every variant scored, the glyph finder skipped where
+    the variant says (off: none run but static views), deid's scan restored afterwards."""
+    import ablate_glyphs
+
+    from deid_pipeline import scan
+
+    find = scan.find_glyph_text
+    out = ablate_glyphs.main(["--variants", "all", "first", "off", "--synthetic", "3", "--seeds", "5",
+                              "--results", str(tmp_path)])
+    assert scan.find_glyph_text is find
+    result = json.loads(out.read_text())
+    by = {v["variant"]: v for v in result["variants"]}
+    assert set(by) == {"all", "first", "off"}
+    calls = {k: v["glyph_calls"] for k, v in by.items()}
+    assert calls["all"]["skipped"] == 0 and calls["all"]["run"] > 0
+    assert calls["first"]["run"] + calls["first"]["skipped"] == calls["all"]["run"]
+    assert calls["off"]["run"] <= calls["first"]["run"] <= calls["all"]["run"]
+    assert all(s["text_boxes"] > 0 for s in by["all"]["sets"].values())
+    assert (tmp_path / out.name.replace(".json", ".md")).read_text().count("| all |") == 1
+    assert ablate_glyphs.runs_on("no-window+upper", "upper", False) is False
+    assert ablate_glyphs.runs_on("only-rgb", "rgb", False) is True
+    with pytest.raises(ValueError):
+        ablate_glyphs.runs_on("sometimes", "full", True)
