@@ -206,15 +206,16 @@ def test_bench_header_speedup_is_between_worker_counts() -> None:
 
 
 def test_ablate_glyphs_smoke(tmp_path: Path) -> None:
-    """The glyph ablation on a few synthetic cases: every variant scored, the glyph finder skipped where
-    the variant says (off: none run but static views), deid's scan restored afterwards."""
+    """The glyph ablation on a few synthetic and unseen-font cases: every variant scored, the glyph finder
+    skipped where the variant says (off: none run but static views), deid's scan restored afterwards;
+    the unseen-font cases hold lone letters and labels, every box annotated, inside the frame."""
     import ablate_glyphs
 
     from deid_pipeline import scan
 
     find = scan.find_glyph_text
-    out = ablate_glyphs.main(["--variants", "all", "first", "off", "--synthetic", "3", "--seeds", "5",
-                              "--results", str(tmp_path)])
+    out = ablate_glyphs.main(["--variants", "all", "first", "off", "--synthetic", "3", "--unseen-font", "2",
+                              "--seeds", "5", "--results", str(tmp_path)])
     assert scan.find_glyph_text is find
     result = json.loads(out.read_text())
     by = {v["variant"]: v for v in result["variants"]}
@@ -224,7 +225,12 @@ def test_ablate_glyphs_smoke(tmp_path: Path) -> None:
     assert calls["first"]["run"] + calls["first"]["skipped"] == calls["all"]["run"]
     assert calls["off"]["run"] <= calls["first"]["run"] <= calls["all"]["run"]
     assert all(s["text_boxes"] > 0 for s in by["all"]["sets"].values())
-    assert (tmp_path / out.name.replace(".json", ".md")).read_text().count("| all |") == 1
+    assert set(by["all"]["sets"]["unseen-font-5"]["text_recall_by_class"]) == {"unseen-lone", "unseen-tiny"}
+    assert (tmp_path / out.name.replace(".json", ".md")).read_text().count("| all |") == 2
+    for cls, ds, truth in ablate_glyphs.unseen_font_cases(4, 9):
+        assert cls in ("unseen-lone", "unseen-tiny") and truth["annotations"]
+        for a in truth["annotations"]:
+            assert 0 <= a["x"] and a["x"] + a["w"] <= ds.Columns and 0 <= a["y"] and a["y"] + a["h"] <= ds.Rows
     assert ablate_glyphs.runs_on("no-window+upper", "upper", False) is False
     assert ablate_glyphs.runs_on("only-rgb", "rgb", False) is True
     with pytest.raises(ValueError):
