@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +72,17 @@ def file_batches(candidates: Iterable[Candidate], ctx: RunContext) -> Iterator[l
         total += cand.size
     if batch:
         yield batch
+
+
+def spread_batches(candidates: Iterable[Candidate], ctx: RunContext, workers: int) -> Iterator[list[Candidate]]:
+    """:func:`file_batches`, except that an input of fewer files than one full batch per worker is
+    split evenly between the workers (10 files, 2 workers: two batches of 5, not one of 10)."""
+    it = iter(candidates)
+    head = list(islice(it, ctx.batch_size * workers))
+    if len(head) < ctx.batch_size * workers:
+        even = max(1, -(-len(head) // max(1, workers)))
+        return file_batches(head, dataclasses.replace(ctx, batch_size=min(ctx.batch_size, even)))
+    return file_batches(chain(head, it), ctx)
 
 
 #: Shares of a worker's memory limit: the largest input it accepts (the file, its parsed data set and
@@ -413,7 +424,7 @@ def run_distributed(
         starts = _Starts()
         client.subscribe_topic(START_TOPIC, starts)
         packed = _pack_context(ctx)
-        batches = file_batches(candidates, ctx)
+        batches = spread_batches(candidates, ctx, n_workers)
         pending: dict[Any, _Job] = {}
 
         def submit(batch: list[Candidate], single: bool, lost: int = 0) -> None:

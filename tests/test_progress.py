@@ -127,3 +127,19 @@ def test_default_batch_size_by_kind_of_run(tmp_path: Path, pixels: str, given: i
                       batch_size=given)
     ctx = prepare_run(opts)[0]
     assert ctx.batch_size == expected
+
+
+@pytest.mark.parametrize("files, workers, expected", [
+    (10, 2, [5, 5]),
+    (33, 4, [9, 9, 9, 6]),
+    (3, 8, [1, 1, 1]),
+    (0, 2, []),
+    (128, 2, [64, 64]),
+    (200, 2, [64, 64, 64, 8]),
+])
+def test_small_inputs_are_spread_over_the_workers(tmp_path: Path, files: int, workers: int, expected: list[int]) -> None:
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path, batch_size=64)
+    cands = [Candidate(f"f{i}", size=10) for i in range(files)]
+    batches = list(batch.spread_batches(iter(cands), ctx, workers))
+    assert [len(b) for b in batches] == expected
+    assert [c for b in batches for c in b] == cands  # every file once, in order
