@@ -337,3 +337,17 @@ def test_folded_batch_norms_keep_the_network() -> None:
             x = textseg.to_input(torch.from_numpy(im[None]))
             a, b = torch.sigmoid(plain(x)), torch.sigmoid(folded(x))
             assert float((a - b).abs().max()) < 1e-4
+
+
+def test_network_input_is_the_plain_formula_and_leaves_its_argument() -> None:
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8))
+    before = x.clone()
+    y = textseg.to_input(x)
+    assert torch.equal(y, x.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+    assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, before)
+    f = x.float()
+    textseg.to_input(f)  # a float argument is copied too, never scaled in place
+    assert torch.equal(f, before.float())

@@ -77,8 +77,13 @@ def fold_batch_norms(net: "object") -> "object":
 
 
 def to_input(x: "object") -> "object":
-    """uint8 RGB NHWC tensor -> the network's float input (RGB, scaled to -1..1)."""
-    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # type: ignore[attr-defined]
+    """uint8 RGB NHWC tensor -> the network's float input (RGB, scaled to -1..1), in channels-last order.
+    The division and subtraction run in place on a fresh float copy: the same values as
+    ``x.permute(0, 3, 1, 2).float() / 127.5 - 1.0`` without two more feature-sized buffers."""
+    import torch
+
+    y = x.permute(0, 3, 1, 2).to(torch.float32, copy=True)  # type: ignore[attr-defined]
+    return y.div_(127.5).sub_(1.0)
 
 
 class TextSegDetector(ProbMapDetector):
