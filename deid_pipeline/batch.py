@@ -196,6 +196,8 @@ def _restore_environ(saved: dict[str, str | None]) -> None:
 
 
 DEFAULT_FILE_TIMEOUT_S = 300.0
+#: Seconds to fetch a finished batch's results; longer means they were lost with their worker meanwhile.
+FETCH_TIMEOUT_S = 60.0
 START_TOPIC = "deid-batch-start"
 MAX_LOST_RESUBMITS = 3
 
@@ -452,17 +454,11 @@ def run_distributed(
                 pass
             now = time.monotonic()
             for fut in [f for f in pending if f.done() or now > deadline(pending[f])]:
-                job = pending.pop(fut)
-                seen = starts.pop(job.token)
+                job = pending[fut]
                 results: list[FileResult]
-                if not fut.done():
-                    fut.cancel()
-                    log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
-                    _restart_worker(client, seen.worker if seen else "")
-                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
-                else:
+                if fut.done():
                     try:
-                        results = fut.result()
+                        results = fut.result(timeout=FETCH_TIMEOUT_S)
                     except KilledWorker:
                         log.warning("a batch of %d file(s) kept killing its workers; retrying its files one by one", len(job.batch))
                         results = split_or(job, _crashed)
@@ -474,9 +470,23 @@ def run_distributed(
                         else:
                             results = split_or(job, _crashed)
                     except Exception as exc:
+                        if isinstance(exc, TimeoutError) and fut.status != "error":
+                            continue  # not the task's error: its result was lost with its worker while we fetched it
                         log.warning("a batch failed on its worker (%s); retrying its files one by one", type(exc).__name__)
                         name = type(exc).__name__
                         results = split_or(job, lambda b: _failed(b, "internal-error", f"unexpected {name} on the worker; the file was not written"))
+                elif now <= deadline(job):
+                    # it looked done a moment ago: a finished result lost with its worker before we fetched
+                    # it (Dask computes it again); wait for it as for any running batch
+                    continue
+                else:
+                    fut.cancel()
+                    log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
+                    seen = starts.get(job.token)
+                    _restart_worker(client, seen.worker if seen else "")
+                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
+                del pending[fut]
+                starts.pop(job.token)
                 fut.release()
                 for r in results:
                     on_result(r)
