@@ -79,9 +79,9 @@ def spread_batches(candidates: Iterable[Candidate], ctx: RunContext, workers: in
     split evenly between the workers (10 files, 2 workers: two batches of 5, not one of 10)."""
     it = iter(candidates)
     head = list(islice(it, ctx.batch_size * workers))
-    if len(head) < ctx.batch_size * workers:
-        even = max(1, -(-len(head) // max(1, workers)))
-        return file_batches(head, dataclasses.replace(ctx, batch_size=min(ctx.batch_size, even)))
+    if len(head) < ctx.batch_size * workers:  # then ceil(len / workers) <= batch_size
+        even = max(1, -(-len(head) // workers))
+        return file_batches(head, dataclasses.replace(ctx, batch_size=even))
     return file_batches(chain(head, it), ctx)
 
 
@@ -326,8 +326,8 @@ class _Seen:
 
 class _Starts:
     """Start and progress events from the workers (token -> :class:`_Seen`); filled on the client's loop.
-    A start (no ``files``) opens a token's entry; progress only updates an open one, so an event that
-    arrives after its batch's result leaves nothing behind."""
+    A start (``"start": True``) opens a token's entry; progress only updates an open one, so an event
+    that arrives after its batch's result leaves nothing behind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

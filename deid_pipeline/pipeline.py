@@ -797,6 +797,10 @@ class Progress(Protocol):
     def __call__(self, files: int, force: bool = False) -> None: ...
 
 
+def _no_progress(files: int, force: bool = False) -> None:
+    """The :class:`Progress` of a batch no one times out (in process, tests)."""
+
+
 def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, progress: Progress | None = None) -> list[FileResult]:
     """De-identify a batch of inputs; one result per input, in order. Never raises for a file.
 
@@ -804,14 +808,14 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
     after every file loaded and finished, and around the scan."""
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
+    note = progress or _no_progress
     staged: list[Loaded | FileResult] = []
     for c in cands:
         staged.append(load_file(root, c, ctx))
-        if progress is not None:
-            progress(1)  # next: one more file's load, or the first finish
+        note(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
-    if to_scan and progress is not None:
-        progress(len(to_scan), force=True)  # one detector pass over these files
+    if to_scan:
+        note(len(to_scan), force=True)  # one detector pass over these files
     try:
         scanned = scan_loaded(to_scan, ctx)
     except Exception as exc:  # detector failed to load: nothing in the batch may be written
@@ -820,8 +824,8 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
         log.error("pixel stage unavailable: %s", type(exc).__name__)
         err = FileError("detector-unavailable", f"the text detector could not run ({type(exc).__name__})", status="failed")
         scanned = {i: err for i in range(len(to_scan))}
-    if to_scan and progress is not None:
-        progress(1, force=True)
+    if to_scan:
+        note(1, force=True)
     by_id = {id(item): scanned[i] for i, item in enumerate(to_scan)}
     results: list[FileResult] = []
     for s in staged:
@@ -834,8 +838,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
             results.append(_fail(s.result, res))
             continue
         results.append(finish_file(s, res, ctx))
-        if progress is not None:
-            progress(1)
+        note(1)
     return results
 
 

@@ -6,13 +6,13 @@ is made (``ConfigError``, exit status 2).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 import time
 from array import array
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
