@@ -3,8 +3,11 @@
 The corpus is made here (no downloads): copies of pydicom's small test files (CT_small, MR_small,
 a mix of transfer syntaxes) each with a planted, unique identity. deid runs with ``--pixels none``
 so the header path alone is timed, from this checkout (and, with ``--baseline``, from another one,
-alternately, in the same run). Results: ``benchmarks/results/header-<date>[-<tag>].json``: median of
-``--repeats`` runs with min and max, steady rate, peak RSS of the driver and of the largest worker.
+alternately, in the same run). Right after, ``reference.py`` times a plain pydicom read-and-write loop of
+the same files in as many processes as workers (what this machine allows: the issue's yardstick, and the
+ceiling of the 1 -> N speed-up). Results: ``benchmarks/results/header-<date>[-<tag>].json``: median of
+``--repeats`` runs with min and max, steady rate, peak RSS of the driver and of the largest worker, the
+plain loop (``reference``) and deid over it (``vs_plain_loop``).
 
     python benchmarks/bench_header.py --files 2000 --workers 1 2 --repeats 3
     git worktree add /tmp/base <rev> && python benchmarks/bench_header.py --workers 0 1 2 --baseline /tmp/base
@@ -33,6 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # rss_monitor, result_names, when run as a script
 from result_names import free_stem  # noqa: E402
+import reference  # noqa: E402
 
 
 def planted(i: int) -> dict[str, str]:
@@ -143,6 +147,18 @@ def speedups(runs: dict[str, dict]) -> dict[str, float | None]:
             "speedup_steady": last["steady_files_per_s_median"] / steady if steady else None}
 
 
+def vs_plain_loop(runs: dict[str, dict], ref: dict) -> dict[str, dict[str, float | None]]:
+    """deid's files/s (whole run and steady) over the plain loop's with as many processes as workers
+    (the in-process run against one loop)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for w, r in runs.items():
+        plain = ref["files_per_s"].get(str(max(int(w), 1)), {}).get("median")
+        if plain:
+            steady = r["steady_files_per_s_median"]
+            out[w] = {"whole": r["files_per_s_median"] / plain, "steady": steady / plain if steady else None}
+    return out
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -153,6 +169,8 @@ def main(argv: list[str] | None = None) -> Path:
                     help="consecutive files sharing a patient and a study (default 1: every file its own patient)")
     ap.add_argument("--tag", default="", help="suffix for the results file name")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the results file")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the plain pydicom read-and-write loop timed after deid (benchmarks/reference.py)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="a checkout of another deid version (e.g. `git worktree add /tmp/base <rev>`), run "
                          "alternately with this one on the same corpus; ratios in `vs_baseline`")
@@ -183,6 +201,10 @@ def main(argv: list[str] | None = None) -> Path:
                 if base["steady_files_per_s_median"] else None,
             }
     results.update(speedups(results["runs"]))
+    procs = sorted({w for w in args.workers if w > 0}) or [1]
+    if not args.no_reference:  # what this machine allows, on the same corpus, right after deid's runs
+        results["reference"] = reference.reference(sorted(p for p in inp.rglob("IM*")), procs, args.repeats, work)
+        results["vs_plain_loop"] = vs_plain_loop(results["runs"], results["reference"])
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
     results["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results["versions"] = {"pydicom": pydicom.__version__}

@@ -13,6 +13,9 @@ Peers, each installed by this script into its own virtual environment under ``be
   use_metadata=True)``. Offline, so no spaCy model: the analyzer gets a blank English spaCy pipeline
   (tokens, no NER); names are found through the metadata deny list and the pattern recognizers. Needs the
   ``tesseract`` binary (``apt-get install tesseract-ocr``).
+* ``plain``: not a peer but the issue's yardstick: a plain pydicom read-and-write loop (``dcmread`` then
+  ``save_as``, no de-identification) over the header corpus; its ratio says whether deid runs "above that plain
+  loop". Leaks are not counted for it (it removes nothing).
 
 Each peer runs in one process on one core (OMP/BLAS thread variables = 1) through a driver this script writes to
 the work folder; only its processing loop is timed (``files/s``), its process wall is kept too. deid runs
@@ -88,6 +91,9 @@ PEERS: dict[str, dict[str, Any]] = {
     "presidio": {"label": "presidio DicomImageRedactorEngine", "pip": ["presidio-image-redactor", "pytesseract"],
                  "dists": ["presidio-image-redactor", "presidio-analyzer", "spacy", "pytesseract", "pydicom"],
                  "corpus": "pixel", "binaries": ["tesseract"]},
+    # the issue's yardstick, not a peer: read and write each file unchanged (no leak count: it removes nothing)
+    "plain": {"label": "plain pydicom read+write loop (yardstick: no de-identification)", "pip": ["pydicom"],
+              "dists": ["pydicom"], "corpus": "header", "yardstick": True},
 }
 
 # ----------------------------------------------------------------------------------------------------------
@@ -161,7 +167,17 @@ def setup_presidio():
     return process
 
 
-SETUPS = {"deid": setup_deid, "dicognito": setup_dicognito, "dicom-anonymizer": setup_dicom_anonymizer,
+def setup_plain():
+    import pydicom
+
+    def process(path, out):
+        dest = os.path.join(out, os.path.basename(path))
+        pydicom.dcmread(path).save_as(dest, enforce_file_format=False)
+        return dest
+    return process
+
+
+SETUPS = {"plain": setup_plain, "deid": setup_deid, "dicognito": setup_dicognito, "dicom-anonymizer": setup_dicom_anonymizer,
           "presidio": setup_presidio}
 
 
@@ -734,8 +750,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | {s['files']} | "
             f"{fmt_rate(s)}{steady_note(s)} | {s['files_per_s_per_core']:.1f} | {1000 * s['cpu_s_per_file_median']:.2f} | "
             f"{ratio} | {errs} | "
-            f"{leaks.get('files_with_leaks', '–')}/{leaks.get('output_files', '–')} | {per_field or 'none'} | "
-            f"{text_s} | {nontext} |")
+            + ("– | not a de-identifier | " if row.get("yardstick") else
+               f"{leaks.get('files_with_leaks', '–')}/{leaks.get('output_files', '–')} | {per_field or 'none'} | ")
+            + f"{text_s} | {nontext} |")
     lines += ["", "Leaks: the raw bytes of each output file and its path, case-folded, searched for its own input's "
               "planted values (name, ID, birth date, institution, referring physician, accession, in the forms they "
               "can take) and for any planted token. Each tool is scored on the corpus it ran on: the header tools "
@@ -871,7 +888,9 @@ def main(argv: list[str] | None = None) -> int:
                                            else versions.get(name, {}).get(PEERS[name]["dists"][0])),
                                "corpus": corpus, "workers": param if name == OURS else 1, "speed": speed}
         last = rs[-1]
-        if "failed" not in last:
+        if PEERS.get(name, {}).get("yardstick"):
+            row["yardstick"] = True
+        elif "failed" not in last:
             out = Path(last["out"])
             mapping = json.loads(Path(last["map_file"]).read_text()) if last.get("map_file") else None
             row["leaks"] = count_leaks(corpora[corpus], out, mapping)

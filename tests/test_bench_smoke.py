@@ -155,6 +155,10 @@ def test_bench_header_smoke(tmp_path: Path) -> None:
     assert run["files_per_s_median"] > 0 and run["peak_driver_rss_mib"] > 0 and run["peak_worker_rss_mib"] is None
     assert res["baseline"]["code"] == str(REPO) and res["baseline"]["runs"]["0"]["files_per_s_median"] > 0
     assert res["vs_baseline"]["0"]["whole"] > 0
+    # the plain read-and-write loop timed after it, on the same six files, and deid over it
+    ref = res["reference"]
+    assert ref["files"] == 6 and ref["repeats"] == 2 and ref["files_per_s"]["1"]["median"] > 0
+    assert res["vs_plain_loop"]["0"]["whole"] == run["files_per_s_median"] / ref["files_per_s"]["1"]["median"]
     folders = sorted(p.name for p in (tmp_path / "work" / "input").iterdir())
     assert folders == ["BENCH^PATIENT000000"]  # the folder groups 50 files; the identities inside are per patient
     ids = {pydicom.dcmread(p).PatientID for p in (tmp_path / "work" / "input").rglob("IM*")}
@@ -183,6 +187,29 @@ def test_bench_peers_ratios_and_table() -> None:
     table = [line for line in bench_peers.markdown(result).splitlines() if line.startswith("| deid |") or line.startswith("| peer |")]
     assert len(table) == 3 and all(line.count("|") == 15 for line in table)
     assert "per CPU-s: 2.00x" in table[2] and "| 11.00 |" in table[0]
+    # the plain loop is a yardstick: a ratio like a peer's, no leak columns
+    rows.append({"tool": "plain", "key": "plain", "corpus": "header", "workers": 1, "yardstick": True,
+                 "speed": bench_peers.summarise_runs([run(300.0, 0.5)], 1)})
+    bench_peers.add_ratios(rows)
+    line = next(x for x in bench_peers.markdown(result).splitlines() if x.startswith("| plain |"))
+    assert line.count("|") == 15 and "| 0.70x (" in line and "| – | not a de-identifier |" in line
+
+
+def test_plain_loop_reference_reads_and_writes_every_file(tmp_path: Path) -> None:
+    """The yardstick's loops split the files between them and write each one (output removed after)."""
+    import reference
+
+    bench_header.make_corpus(tmp_path / "in", 5, bench_header.SOURCES)
+    files = sorted((tmp_path / "in").rglob("IM*"))
+    one = reference.plain_loop(files, 1, tmp_path)
+    two = reference.plain_loop(files, 2, tmp_path)
+    assert one["files"] == two["files"] == 5 and one["files_per_s"] > 0 and two["files_per_s"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]  # the loops' outputs are gone
+    res = reference.reference(files, [1, 2], repeats=1, work=tmp_path)
+    assert res["speedup_procs"] == [1, 2]
+    assert res["speedup"] == res["files_per_s"]["2"]["median"] / res["files_per_s"]["1"]["median"]
+    with pytest.raises(Exception):  # an unreadable file fails the loop, it is not skipped
+        reference.plain_loop([tmp_path / "missing.dcm"], 1, tmp_path)
 
 
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path: Path) -> None:
