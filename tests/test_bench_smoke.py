@@ -212,6 +212,22 @@ def test_plain_loop_reference_reads_and_writes_every_file(tmp_path: Path) -> Non
         reference.plain_loop([tmp_path / "missing.dcm"], 1, tmp_path)
 
 
+def test_peer_driver_runs_the_plain_yardstick(tmp_path: Path) -> None:
+    """The peers' driver script with the ``plain`` loop (it needs only pydicom, so it runs here): every file
+    read and written unchanged, one BENCH-RESULT line, the output map filled."""
+    bench_header.make_corpus(tmp_path / "in", 3, bench_header.SOURCES)
+    files = sorted(str(p) for p in (tmp_path / "in").rglob("IM*"))
+    driver = tmp_path / "driver.py"
+    driver.write_text(bench_peers.DRIVER.lstrip())
+    res = bench_peers.run_peer("plain", Path(sys.executable), driver, files, tmp_path / "out", tmp_path, "plain-smoke")
+    assert "failed" not in res, res
+    assert res["files"] == res["ok"] == 3 and res["errors"] == 0 and res["files_per_s"] > 0
+    mapping = json.loads(Path(res["map_file"]).read_text())
+    assert sorted(mapping) == files
+    for src, dst in mapping.items():
+        assert pydicom.dcmread(dst).PatientName == pydicom.dcmread(src).PatientName  # unchanged: a yardstick
+
+
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path: Path) -> None:
     from result_names import free_stem
 
