@@ -177,8 +177,8 @@ def setup_plain():
     return process
 
 
-SETUPS = {"plain": setup_plain, "deid": setup_deid, "dicognito": setup_dicognito, "dicom-anonymizer": setup_dicom_anonymizer,
-          "presidio": setup_presidio}
+SETUPS = {"plain": setup_plain, "deid": setup_deid, "dicognito": setup_dicognito,
+          "dicom-anonymizer": setup_dicom_anonymizer, "presidio": setup_presidio}
 
 
 def main():

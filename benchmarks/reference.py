@@ -48,8 +48,8 @@ def plain_loop(files: list[Path], procs: int = 1, work: Path | None = None) -> d
     ctx = mp.get_context("spawn")
     ready, done, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     base = Path(tempfile.mkdtemp(prefix="plain-loop-", dir=work))
+    workers: list[Any] = []
     try:
-        workers = []
         for k in range(procs):
             out = base / str(k)
             out.mkdir()
@@ -77,6 +77,10 @@ def plain_loop(files: list[Path], procs: int = 1, work: Path | None = None) -> d
         return {"procs": procs, "files": len(files), "files_per_s": len(files) / wall,
                 "slowest_loop_s": max(loops), "wall_s": wall}
     finally:
+        for w in workers:  # one stuck or failed before the start: not left running
+            if w.is_alive():
+                w.terminate()
+                w.join()
         shutil.rmtree(base, ignore_errors=True)
 
 
