@@ -20,7 +20,9 @@ Peers, each installed by this script into its own virtual environment under ``be
 Each peer runs in one process on one core (OMP/BLAS thread variables = 1) through a driver this script writes to
 the work folder; only its processing loop is timed (``files/s``), its process wall is kept too. deid runs
 through its CLI: header corpus ``--pixels none --workers 1`` and ``--workers 2``, pixel corpus ``--workers 1``
-(safe-harbor's own pixel mode); its ``files/s`` is ``files_per_s`` from ``OUTPUT/run.json``.
+(safe-harbor's own pixel mode); its ``files/s`` is ``files_per_s`` from ``OUTPUT/run.json``. Every run's CPU time
+comes from ``wait4`` and its peak resident memory from sampling the process tree (deid's driver and largest
+worker apart), see :func:`run_measured`.
 
 Corpora (made here, no downloads):
 
@@ -51,11 +53,11 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -558,9 +560,63 @@ def score_text(index: dict[str, Any], out: Path, mapping: dict[str, str] | None 
 # Installing and running peers
 
 
-def child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+class Measured:
+    """A finished child process: exit status, output, wall and CPU seconds, peak resident memory (MiB)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str, wall: float, cpu: float, peak_mib: float,
+                 driver_mib: float | None, worker_mib: float | None) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+        self.wall, self.cpu, self.peak_mib = wall, cpu, peak_mib
+        self.driver_mib, self.worker_mib = driver_mib, worker_mib
+
+
+def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, sample_workers: bool = False) -> Measured:
+    """Run ``cmd`` to its end. CPU seconds from ``wait4`` (the child and every descendant it waited for).
+    Resident memory is sampled every 0.1 s (``psutil``; ``wait4``'s peak is no use here: a child reports its
+    parent's peak at the fork): ``peak_mib`` is the largest process of the tree; with ``sample_workers``
+    (deid's Dask workers), its driver and its largest worker apart too."""
+    import tempfile
+
+    import psutil
+    from rss_monitor import MiB, _workers
+
+    with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+        t0 = time.perf_counter()
+        popen = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=env, cwd=str(cwd))
+        peaks = {"self": 0, "children": 0, "workers": 0}
+        stop = threading.Event()
+
+        def sample() -> None:
+            try:
+                proc = psutil.Process(popen.pid)
+            except psutil.Error:
+                return
+            while not stop.is_set():
+                try:
+                    peaks["self"] = max(peaks["self"], proc.memory_info().rss)
+                    kids = proc.children(recursive=True)
+                    for k in kids:
+                        peaks["children"] = max(peaks["children"], k.memory_info().rss)
+                    if sample_workers:
+                        for w in _workers(proc):
+                            peaks["workers"] = max(peaks["workers"], w.memory_info().rss)
+                except psutil.Error:
+                    pass
+                stop.wait(0.1)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _, status, usage = os.wait4(popen.pid, 0)
+        wall = time.perf_counter() - t0
+        popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        stop.set()
+        th.join()
+        out_f.seek(0)
+        err_f.seek(0)
+        return Measured(popen.returncode, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace"),
+                        wall, usage.ru_utime + usage.ru_stime, max(peaks["self"], peaks["children"]) / MiB,
+                        peaks["self"] / MiB if sample_workers else None,
+                        peaks["workers"] / MiB if sample_workers and peaks["workers"] else None)
 
 
 def venv_python(venvs: Path, peer: str) -> Path:
@@ -616,10 +672,8 @@ def run_peer(peer: str, py: Path, driver: Path, files: list[str], out: Path, run
     map_file = runs_dir / f"{tag}.map.json"
     env = {**os.environ, **THREAD_ENV, "MESSAGELEVEL": "ERROR", "PYTHONWARNINGS": "ignore"}
     env.pop("PYTHONPATH", None)
-    cpu0, t0 = child_cpu(), time.perf_counter()
-    proc = subprocess.run([str(py), str(driver), peer, str(list_file), str(out), str(map_file)],
-                          capture_output=True, text=True, env=env, cwd=str(runs_dir))
-    wall, cpu = time.perf_counter() - t0, child_cpu() - cpu0
+    proc = run_measured([str(py), str(driver), peer, str(list_file), str(out), str(map_file)], env, runs_dir)
+    wall, cpu = proc.wall, proc.cpu
     (runs_dir / f"{tag}.stderr.log").write_text(proc.stderr[-200_000:])
     line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("BENCH-RESULT ")), None)
     if line is None:
@@ -629,7 +683,7 @@ def run_peer(peer: str, py: Path, driver: Path, files: list[str], out: Path, run
         return {"failed": f"driver exited {proc.returncode}: {reason}", "wall_s": wall}
     res = json.loads(line[len("BENCH-RESULT "):])
     res.update({"wall_s": wall, "cpu_s": cpu, "files_per_s": res["files"] / res["loop_s"] if res["loop_s"] else None,
-                "files_per_s_wall": res["files"] / wall, "map_file": str(map_file)})
+                "files_per_s_wall": res["files"] / wall, "map_file": str(map_file), "peak_rss_mib": proc.peak_mib})
     return res
 
 
@@ -646,9 +700,8 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
     if detector != "auto":
         cmd += ["--detector", detector]
     env = {**os.environ, **THREAD_ENV} if workers == 1 else dict(os.environ)
-    cpu0, t0 = child_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), env=env)
-    wall, cpu = time.perf_counter() - t0, child_cpu() - cpu0
+    proc = run_measured(cmd, env, REPO, sample_workers=workers > 0)
+    wall, cpu = proc.wall, proc.cpu
     (runs_dir / f"{tag}.stderr.log").write_text(proc.stderr[-200_000:])
     if proc.returncode not in (0, 3) or not (out / "run.json").is_file():
         return {"failed": f"deid exited {proc.returncode}", "wall_s": wall}
@@ -658,7 +711,8 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
     return {"files": n, "ok": counts.get("written", 0), "errors": counts.get("failed", 0) + counts.get("quarantined", 0),
             "error_types": info.get("reasons", {}), "counts": counts, "wall_s": wall, "cpu_s": cpu,
             "files_per_s": info.get("files_per_s"), "files_per_s_wall": n / wall if wall else None,
-            "files_per_s_steady": info.get("files_per_s_steady"), "elapsed_s": info.get("elapsed_s")}
+            "files_per_s_steady": info.get("files_per_s_steady"), "elapsed_s": info.get("elapsed_s"),
+            "peak_rss_mib": proc.peak_mib, "peak_driver_rss_mib": proc.driver_mib, "peak_worker_rss_mib": proc.worker_mib}
 
 
 def summarise_runs(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
@@ -674,6 +728,8 @@ def summarise_runs(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
         "files_per_s_median": med, "files_per_s_min": min(fps), "files_per_s_max": max(fps),
         "files_per_s_wall_median": statistics.median(wall), "cores": cores, "files_per_s_per_core": med / cores,
         "cpu_s_per_file_median": statistics.median(r["cpu_s"] / max(r["files"], 1) for r in good),
+        **{k: max(r[k] for r in good) for k in ("peak_rss_mib", "peak_driver_rss_mib", "peak_worker_rss_mib")
+           if all(r.get(k) is not None for r in good)},
         "runs": good,
     } | ({"files_per_s_steady_median": statistics.median(r["files_per_s_steady"] for r in good)}
          if all(r.get("files_per_s_steady") for r in good) else {})
@@ -690,6 +746,15 @@ def steady_note(s: dict[str, Any]) -> str:
 
 def fmt_rate(s: dict[str, Any]) -> str:
     return f"{s['files_per_s_median']:.1f} ({s['files_per_s_min']:.1f}–{s['files_per_s_max']:.1f})"
+
+
+def fmt_rss(s: dict[str, Any]) -> str:
+    """Peak RSS of the tree's largest process; deid's worker and driver apart when sampled."""
+    if "peak_rss_mib" not in s:
+        return "–"
+    if s.get("peak_worker_rss_mib") is None:
+        return f"{s['peak_rss_mib']:.0f}"
+    return f"{s['peak_rss_mib']:.0f} (worker {s['peak_worker_rss_mib']:.0f}, driver {s['peak_driver_rss_mib']:.0f})"
 
 
 def pct(v: float | None) -> str:
@@ -718,15 +783,17 @@ def markdown(result: dict[str, Any]) -> str:
              "process, interpreter start and set-up included) per file, median of the runs; 'per CPU-s' = the "
              "tool's CPU ms/file ÷ deid's (1 worker): the files/s per core that a machine whose every core is busy "
              "would see.", "",
-             "| tool | version | corpus | workers | files | files/s | files/s per core | CPU ms/file | ratio deid/tool | errors "
-             "| files with leaks | leaks per field | text recall (PHI) | non-text px changed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Peak RSS MiB: the largest resident set of any one process of the tool's tree, sampled every 0.1 s, the "
+             "largest of the runs; for deid with workers also its largest worker and its driver apart.", "",
+             "| tool | version | corpus | workers | files | files/s | files/s per core | CPU ms/file | peak RSS MiB "
+             "| ratio deid/tool | errors | files with leaks | leaks per field | text recall (PHI) | non-text px changed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         s = row.get("speed", {})
         if "not_installed" in row or "failed" in s:
             why = f"not installed: {row['not_installed']}" if "not_installed" in row else f"failed: {s['failed']}"
             lines.append(f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | – | "
-                         f"{why} | | | | | | | | |")
+                         f"{why} | | | | | | | | | |")
             continue
         leaks = row.get("leaks", {})
         per_field = ", ".join(f"{SHORT.get(k, k)} {v}" for k, v in leaks.get("leaks_per_field", {}).items() if v)
@@ -749,7 +816,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['tool']} | {row.get('version') or '–'} | {row['corpus']} | {row['workers']} | {s['files']} | "
             f"{fmt_rate(s)}{steady_note(s)} | {s['files_per_s_per_core']:.1f} | {1000 * s['cpu_s_per_file_median']:.2f} | "
-            f"{ratio} | {errs} | "
+            f"{fmt_rss(s)} | {ratio} | {errs} | "
             + ("– | not a de-identifier | " if row.get("yardstick") else
                f"{leaks.get('files_with_leaks', '–')}/{leaks.get('output_files', '–')} | {per_field or 'none'} | ")
             + f"{text_s} | {nontext} |")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,11 +168,14 @@ def test_bench_header_smoke(tmp_path: Path) -> None:
 
 def test_bench_peers_ratios_and_table() -> None:
     """deid's rate and CPU time against a peer's: files/s, steady and per-CPU-second ratios, one table row each."""
-    def run(fps: float, cpu_s: float, files: int = 100, steady: float | None = None) -> dict:
+    def run(fps: float, cpu_s: float, files: int = 100, steady: float | None = None, rss: tuple = (50.0, None, None)) -> dict:
         return {"files": files, "ok": files, "errors": 0, "files_per_s": fps, "files_per_s_wall": fps / 2,
-                "cpu_s": cpu_s, **({"files_per_s_steady": steady} if steady else {})}
+                "cpu_s": cpu_s, **({"files_per_s_steady": steady} if steady else {}),
+                "peak_rss_mib": rss[0], "peak_driver_rss_mib": rss[1], "peak_worker_rss_mib": rss[2]}
 
-    ours1 = bench_peers.summarise_runs([run(200.0, 1.0, steady=300.0), run(220.0, 1.2, steady=320.0)], 1)
+    ours1 = bench_peers.summarise_runs([run(200.0, 1.0, steady=300.0, rss=(130.0, 120.0, 130.0)),
+                                        run(220.0, 1.2, steady=320.0, rss=(140.0, 125.0, 140.0))], 1)
+    assert (ours1["peak_rss_mib"], ours1["peak_driver_rss_mib"], ours1["peak_worker_rss_mib"]) == (140.0, 125.0, 140.0)
     ours2 = bench_peers.summarise_runs([run(380.0, 1.3), run(400.0, 1.1)], 2)
     peer = bench_peers.summarise_runs([run(100.0, 2.2)], 1)
     rows = [{"tool": "deid", "key": bench_peers.OURS, "corpus": "header", "workers": 1, "speed": ours1},
@@ -185,14 +189,30 @@ def test_bench_peers_ratios_and_table() -> None:
               "machine": {"cpus": 2, "python": "3", "platform": "x", "loadavg_before": [0], "loadavg_after": [0]},
               "corpora": {"header": {"n": 100, "sources": ["CT_small.dcm"]}, "pixel": {"n": 0}}}
     table = [line for line in bench_peers.markdown(result).splitlines() if line.startswith("| deid |") or line.startswith("| peer |")]
-    assert len(table) == 3 and all(line.count("|") == 15 for line in table)
-    assert "per CPU-s: 2.00x" in table[2] and "| 11.00 |" in table[0]
+    assert len(table) == 3 and all(line.count("|") == 16 for line in table)
+    assert "per CPU-s: 2.00x" in table[2] and "| 11.00 | 140 (worker 140, driver 125) |" in table[0]
+    assert "| 22.00 | 50 |" in table[2]  # a peer: its one process
     # the plain loop is a yardstick: a ratio like a peer's, no leak columns
     rows.append({"tool": "plain", "key": "plain", "corpus": "header", "workers": 1, "yardstick": True,
                  "speed": bench_peers.summarise_runs([run(300.0, 0.5)], 1)})
     bench_peers.add_ratios(rows)
     line = next(x for x in bench_peers.markdown(result).splitlines() if x.startswith("| plain |"))
-    assert line.count("|") == 15 and "| 0.70x (" in line and "| – | not a de-identifier |" in line
+    assert line.count("|") == 16 and "| 0.70x (" in line and "| – | not a de-identifier |" in line
+
+
+def test_run_measured_reports_the_child_s_peak_memory_and_cpu(tmp_path: Path) -> None:
+    """A child that holds ~200 MiB for a while and spins: its peak RSS (sampled) and CPU (wait4) come back,
+    its output too; the benchmark's own memory does not count."""
+    code = ("import time\nb = b'x' * (200 * 2**20)\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.5: pass\nprint('done')")
+    res = bench_peers.run_measured([sys.executable, "-c", code], dict(os.environ), tmp_path)
+    assert res.returncode == 0 and res.stdout.strip() == "done"
+    assert 200 <= res.peak_mib < 300 and res.cpu >= 0.5 and res.wall >= 0.5
+    assert res.driver_mib is None and res.worker_mib is None  # apart only when asked
+    sampled = bench_peers.run_measured([sys.executable, "-c", code], dict(os.environ), tmp_path, sample_workers=True)
+    assert sampled.driver_mib is not None and 200 <= sampled.driver_mib < 300
+    failed = bench_peers.run_measured([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path)
+    assert failed.returncode == 3
 
 
 def test_plain_loop_reference_reads_and_writes_every_file(tmp_path: Path) -> None:
