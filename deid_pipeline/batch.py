@@ -39,16 +39,15 @@ T = TypeVar("T")
 
 def default_workers(gpu: bool = True) -> int:
     """One worker per GPU when CUDA is present (and ``gpu``), else one per core. With ``gpu`` False
-    (a run that scans no pixels) torch is not even imported: a header-only driver stays light."""
-    if not gpu:
-        return max(1, os.cpu_count() or 1)
-    try:
-        import torch
+    (a run that scans no pixels), or on a host with no GPU driver at all, torch is not even imported:
+    the driver stays light."""
+    if gpu:
+        from .detect.device import cuda_available
 
-        if torch.cuda.is_available():
+        if cuda_available():
+            import torch
+
             return max(1, torch.cuda.device_count())
-    except Exception:
-        pass
     return max(1, os.cpu_count() or 1)
 
 
@@ -130,11 +129,18 @@ WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_TH
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
+def _cuda(device: str) -> bool:
+    """CUDA for the cluster: ``auto`` asks torch only on a host with a GPU driver, ``cuda`` always."""
+    from .detect.device import cuda_available
+
+    return cuda_available(quick=device == "auto")
+
+
 def _local_cluster(n: int, device: str, memory_limit: str | int | None, gpu: bool = True) -> Any:
     """One worker process per core (or per GPU with dask-cuda when ``gpu``), one thread each."""
     from distributed import LocalCluster
 
-    if gpu and device in ("auto", "cuda"):
+    if gpu and device in ("auto", "cuda") and _cuda(device):
         try:
             import torch
 

@@ -50,7 +50,34 @@ def test_header_only_run_never_imports_torch_in_the_driver(tmp_path: Path) -> No
     assert default_workers(gpu=False) == max(1, os.cpu_count() or 1)
 
 
-def test_a_scanning_run_does_probe_for_cuda(tmp_path: Path) -> None:
-    """The check above can fail: a run that scans pixels imports torch in the driver (CUDA probe)."""
+def test_a_scanning_run_asks_torch_only_where_a_gpu_could_be(tmp_path: Path) -> None:
+    """A run that scans pixels probes for CUDA in the driver (one worker per GPU): through torch on a host
+    with a GPU driver's device nodes, not at all on one without (torch's import costs ~1.5 s there)."""
+    from deid_pipeline.detect.device import gpu_possible
+
     res = _probe(tmp_path, [], "out-scan")
-    assert res["code"] == 0 and res["torch"] is True
+    assert res["code"] == 0 and res["torch"] is gpu_possible()
+
+
+def test_an_explicit_cuda_request_always_asks_torch(tmp_path: Path) -> None:
+    """The checks above can fail: ``--device cuda`` imports torch in the driver whatever the host looks
+    like (and, without CUDA, is a configuration error, exit status 2)."""
+    from deid_pipeline.detect.device import cuda_available
+
+    res = _probe(tmp_path, ["--device", "cuda", "--workers", "0"], "out-cuda")
+    assert res["torch"] is True and res["code"] == (0 if cuda_available(quick=False) else 2)
+
+
+def test_gpu_possible_reads_the_driver_device_nodes(monkeypatch) -> None:
+    from deid_pipeline.detect import device
+
+    present: set[str] = set()
+    monkeypatch.setattr(device.sys, "platform", "linux")
+    monkeypatch.setattr(device.os.path, "exists", lambda p: p in present)
+    assert device.gpu_possible() is False and device.cuda_available() is False  # no torch asked
+    for node in ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd", "/dev/nvhost-ctrl"):
+        present = {node}
+        assert device.gpu_possible() is True, node
+    monkeypatch.setattr(device.sys, "platform", "darwin")
+    present = set()
+    assert device.gpu_possible() is True  # elsewhere torch decides

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from ..errors import ConfigError
 
@@ -15,9 +16,23 @@ logger = logging.getLogger(__name__)
 
 _warned_cpu = False
 
+#: Device nodes of the kernel drivers behind ``torch.cuda`` on Linux: NVIDIA (desktop and data centre,
+#: containers included), NVIDIA Tegra/Jetson, WSL 2's GPU paravirtualisation, AMD ROCm.
+GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/nvhost-ctrl", "/dev/nvmap", "/dev/dxg",
+             "/dev/kfd")
 
-def cuda_available() -> bool:
-    """True when torch sees a usable CUDA device."""
+
+def gpu_possible() -> bool:
+    """Whether this host could have a GPU for torch at all, without importing torch (~1.5 s and ~190 MB):
+    on Linux one of :data:`GPU_NODES` must exist; elsewhere torch is asked."""
+    return not sys.platform.startswith("linux") or any(os.path.exists(p) for p in GPU_NODES)
+
+
+def cuda_available(quick: bool = True) -> bool:
+    """True when torch sees a usable CUDA device. ``quick``: False at once on a host with no GPU driver
+    (:func:`gpu_possible`); an explicit request for CUDA asks torch whatever the host looks like."""
+    if quick and not gpu_possible():
+        return False
     try:
         import torch
 
@@ -47,7 +62,7 @@ def choose_device(requested: str = "auto") -> str:
         req = os.environ.get("DEID_DEVICE", "auto").strip().lower() or "auto"
     if req != "auto":
         dev = _normalise(req)
-        if dev.startswith("cuda") and not cuda_available():
+        if dev.startswith("cuda") and not cuda_available(quick=False):
             raise ConfigError(f"device {dev} requested but CUDA is not available")
         return dev
     if cuda_available():
