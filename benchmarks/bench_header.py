@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> Path:
                 if base["steady_files_per_s_median"] else None,
             }
     results.update(speedups(results["runs"]))
-    procs = sorted({w for w in args.workers if w > 0}) or [1]
     if not args.no_reference:  # what this machine allows, on the same corpus, right after deid's runs
+        procs = sorted({w for w in args.workers if w > 0}) or [1]
         results["reference"] = reference.reference(sorted(p for p in inp.rglob("IM*")), procs, args.repeats, work)
         results["vs_plain_loop"] = vs_plain_loop(results["runs"], results["reference"])
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}

@@ -129,26 +129,20 @@ WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_TH
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False}
 
 
-def _cuda(device: str) -> bool:
-    """CUDA for the cluster: ``auto`` asks torch only on a host with a GPU driver, ``cuda`` always."""
-    from .detect.device import cuda_available
-
-    return cuda_available(quick=device == "auto")
-
-
 def _local_cluster(n: int, device: str, memory_limit: str | int | None, gpu: bool = True) -> Any:
     """One worker process per core (or per GPU with dask-cuda when ``gpu``), one thread each."""
     from distributed import LocalCluster
 
-    if gpu and device in ("auto", "cuda") and _cuda(device):
+    from .detect.device import cuda_available
+
+    # auto: torch is asked only on a host with a GPU driver; an explicit cuda always asks it
+    if gpu and device in ("auto", "cuda") and cuda_available(quick=device == "auto"):
         try:
             import torch
+            from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
 
-            if torch.cuda.is_available():
-                from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
-
-                return LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
-                                        dashboard_address=None, memory_limit=memory_limit)
+            return LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
+                                    dashboard_address=None, memory_limit=memory_limit)
         except ImportError:
             pass
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,

@@ -158,11 +158,10 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         problem = detector_problem(opts.detector)
         if problem:
             raise ConfigError(problem)
-    if ctx.scans_pixels and opts.device == "cuda" and opts.scheduler is None:  # local workers: this host's GPUs
-        from .detect.device import cuda_available
+    if ctx.scans_pixels and opts.device != "auto" and opts.scheduler is None:  # local workers: this host's GPUs
+        from .detect.device import choose_device
 
-        if not cuda_available(quick=False):
-            raise ConfigError("--device cuda: CUDA is not available on this host; use --device auto or cpu")
+        choose_device(opts.device)  # an explicit device the workers would refuse: refused here, before any file
     return ctx, private, resume, notes
 
 
