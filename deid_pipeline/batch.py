@@ -275,31 +275,43 @@ class _Reporter:
                                                 "start": start})
 
 
-_OPENCV_THREADS_SET: list[int] = []  # the thread count applied in this worker process, once
+_OPENCV_THREADS_SET: list[int] = []  # the thread count last applied in this worker process
 
 
-def limit_opencv_threads() -> int | None:
-    """Give OpenCV's thread pool the worker's ``OMP_NUM_THREADS`` (returns the count applied, or None).
+def local_opencv_threads(n_workers: int, cpus: int | None = None) -> int:
+    """OpenCV threads for each of ``n_workers`` local workers: the host's cores shared between them
+    (``dask.system.CPU_COUNT``: affinity and cgroup quotas included)."""
+    if cpus is None:
+        from dask.system import CPU_COUNT
+
+        cpus = CPU_COUNT
+    return max(1, cpus // max(1, n_workers))
+
+
+def limit_opencv_threads(threads: int | None = None) -> int | None:
+    """Size OpenCV's thread pool in this worker process (returns the count applied, or None).
 
     Dask starts each local worker with ``OMP_NUM_THREADS=1`` (one task thread per core; torch and
     numpy's BLAS follow it), but the OpenCV wheels' pthreads pool ignores it and starts one thread per
     core in every worker: two workers on two cores ran the glyph finder at 15.9-17.1 ms a CT view
-    instead of 11.3-13.7 with one OpenCV thread each (measured here). Applied once per process, only
-    where the variable is set to a positive integer; a process without it (``--workers 0``) is left alone.
+    instead of 11.3-13.7 with one OpenCV thread each (measured here). ``threads``: the count the driver
+    chose for its local cluster (:func:`local_opencv_threads`: one GPU worker on a many-core host keeps
+    them all); None (a ``--scheduler`` cluster): the worker's ``OMP_NUM_THREADS`` when it is a positive
+    integer, else OpenCV is left alone. Applied when it changes, not per task.
     """
-    if _OPENCV_THREADS_SET:
-        return _OPENCV_THREADS_SET[0]
-    try:
-        n = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
+    if threads is None:
+        try:
+            threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+        except ValueError:
+            return None
+    if threads < 1:
         return None
-    if n < 1:
-        return None
-    import cv2
+    if _OPENCV_THREADS_SET != [threads]:
+        import cv2
 
-    cv2.setNumThreads(n)
-    _OPENCV_THREADS_SET.append(n)
-    return n
+        cv2.setNumThreads(threads)
+        _OPENCV_THREADS_SET[:] = [threads]
+    return threads
 
 
 def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str,
@@ -309,7 +321,7 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
     thread pool to the worker (:func:`limit_opencv_threads`)."""
     ctx = _unpack_context(packed)
     if ctx.scans_pixels:
-        limit_opencv_threads()
+        limit_opencv_threads(ctx.opencv_threads)
     reporter: _Reporter | None = None
     try:
         from distributed import get_worker
@@ -452,6 +464,8 @@ def run_distributed(
     with dask_client(workers, scheduler, ctx.device, memory_limit, detector=scans) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
         ctx = fit_to_memory(ctx, worker_memory_limit(client))
+        if scheduler is None:  # our local cluster: this host's cores shared between its workers
+            ctx = dataclasses.replace(ctx, opencv_threads=local_opencv_threads(n_workers))
         window = n_workers * 4
         starts = _Starts()
         client.subscribe_topic(START_TOPIC, starts)

@@ -43,6 +43,7 @@ class RunContext:
     max_batch_bytes: int = 256 * 2**20  # input bytes per batch (a bigger file goes alone)
     max_file_bytes: int | None = None  # set from the worker memory limit: bigger inputs fail with a reason
     linkage: bool = False  # return original-to-pseudonym rows to the driver (--linkage)
+    opencv_threads: int | None = None  # OpenCV threads per worker (deid's local clusters); None: OMP_NUM_THREADS
 
     @property
     def pixel_rule(self) -> str:
