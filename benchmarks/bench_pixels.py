@@ -564,7 +564,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="--detector-only: torch threads (default torch's; a Dask worker of deid runs with 1)")
     ap.add_argument("--worker-env", action="store_true",
                     help="--detector-only: run under the environment a Dask worker of deid gets "
-                         "(distributed.nanny.pre-spawn-environ: OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...)")
+                         "(distributed.nanny.pre-spawn-environ: OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...), "
+                         "OpenCV's threads sized as such a worker sizes them")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.detector_only and args.worker_env and not os.environ.get("_BENCH_PIXELS_WORKER_ENV"):
@@ -585,6 +586,10 @@ def main(argv: list[str] | None = None) -> None:
             import torch
 
             torch.set_num_threads(args.threads)
+        if args.worker_env:  # OpenCV's pool as a worker of a cluster with one worker per core sizes it
+            from deid_pipeline.batch import limit_opencv_threads
+
+            results["machine"]["opencv_threads"] = limit_opencv_threads()
         results["detector_only"] = detector_only(device, args.batch_sizes, args.repeats, args.views, detector=args.detector)
     else:
         work = args.work or Path(tempfile.mkdtemp(prefix="deid-bench-pixels-"))
