@@ -57,7 +57,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -572,51 +571,29 @@ class Measured:
 
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, sample_workers: bool = False) -> Measured:
     """Run ``cmd`` to its end. CPU seconds from ``wait4`` (the child and every descendant it waited for).
-    Resident memory is sampled every 0.1 s (``psutil``; ``wait4``'s peak is no use here: a child reports its
-    parent's peak at the fork): ``peak_mib`` is the largest process of the tree; with ``sample_workers``
-    (deid's Dask workers), its driver and its largest worker apart too."""
+    Resident memory is sampled every 0.1 s (``rss_monitor.TreeSampler``; ``wait4``'s peak is no use here: a
+    child reports its parent's peak at the fork): ``peak_mib`` is the largest process of the tree; with
+    ``sample_workers`` (deid's Dask workers), its driver and its largest worker apart too."""
     import tempfile
 
-    import psutil
-    from rss_monitor import MiB, _workers
+    from rss_monitor import MiB, TreeSampler
 
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
         t0 = time.perf_counter()
         popen = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=env, cwd=str(cwd))
-        peaks = {"self": 0, "children": 0, "workers": 0}
-        stop = threading.Event()
-
-        def sample() -> None:
-            try:
-                proc = psutil.Process(popen.pid)
-            except psutil.Error:
-                return
-            while not stop.is_set():
-                try:
-                    peaks["self"] = max(peaks["self"], proc.memory_info().rss)
-                    kids = proc.children(recursive=True)
-                    for k in kids:
-                        peaks["children"] = max(peaks["children"], k.memory_info().rss)
-                    if sample_workers:
-                        for w in _workers(proc):
-                            peaks["workers"] = max(peaks["workers"], w.memory_info().rss)
-                except psutil.Error:
-                    pass
-                stop.wait(0.1)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        _, status, usage = os.wait4(popen.pid, 0)
-        wall = time.perf_counter() - t0
+        with TreeSampler(popen.pid, 0.1, t0) as sampler:
+            _, status, usage = os.wait4(popen.pid, 0)
+            wall = time.perf_counter() - t0
         popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        stop.set()
-        th.join()
+        samples = sampler.samples
+        driver = max((s.driver_rss for s in samples), default=0)
+        worker = max((s.worker_rss[0] for s in samples if s.worker_rss), default=0)
         out_f.seek(0)
         err_f.seek(0)
         return Measured(popen.returncode, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace"),
-                        wall, usage.ru_utime + usage.ru_stime, max(peaks["self"], peaks["children"]) / MiB,
-                        peaks["self"] / MiB if sample_workers else None,
-                        peaks["workers"] / MiB if sample_workers and peaks["workers"] else None)
+                        wall, usage.ru_utime + usage.ru_stime, max((s.largest_rss for s in samples), default=0) / MiB,
+                        driver / MiB if sample_workers else None,
+                        worker / MiB if sample_workers and worker else None)
 
 
 def venv_python(venvs: Path, peer: str) -> Path:

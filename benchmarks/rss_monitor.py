@@ -19,23 +19,58 @@ class Sample:
     driver_rss: int
     worker_rss: list[int]  # one per worker process, largest first
     extra: dict = field(default_factory=dict)
+    largest_rss: int = 0  # the largest process of the whole tree, the driver included
 
 
-def _workers(proc: psutil.Process) -> list[psutil.Process]:
-    """Dask worker processes (children of the nannies) or, failing that, every descendant."""
-    try:
-        kids = proc.children(recursive=True)
-    except psutil.Error:
-        return []
-    workers = []
-    for k in kids:
+def _is_worker(proc: psutil.Process) -> bool:
+    """A Dask worker process: spawned by multiprocessing (not its resource tracker or fork server), no children."""
+    cmd = " ".join(proc.cmdline())
+    return "multiprocessing" in cmd and "resource_tracker" not in cmd and "forkserver" not in cmd and not proc.children()
+
+
+class TreeSampler:
+    """Samples the resident memory of process ``pid`` and its descendants every ``interval`` seconds in a
+    thread, from entering the ``with`` block until leaving it or the process's end: :attr:`samples`.
+    Workers are the Dask worker processes (children of the nannies) or, failing that, every descendant."""
+
+    def __init__(self, pid: int, interval: float, t0: float, extra: Callable[[], dict] | None = None) -> None:
+        self.samples: list[Sample] = []
+        self._interval, self._t0, self._extra = interval, t0, extra
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(pid,), daemon=True)
+
+    def __enter__(self) -> "TreeSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self, pid: int) -> None:
         try:
-            cmd = " ".join(k.cmdline())
-            if "multiprocessing" in cmd and "resource_tracker" not in cmd and "forkserver" not in cmd and not k.children():
-                workers.append(k)
+            proc = psutil.Process(pid)
         except psutil.Error:
-            pass
-    return workers or kids
+            return
+        while not self._stop.is_set():
+            try:
+                driver = proc.memory_info().rss
+                kids = proc.children(recursive=True)
+            except psutil.Error:
+                break
+            rss: dict[psutil.Process, int] = {}
+            workers: list[int] = []
+            for k in kids:
+                try:
+                    rss[k] = k.memory_info().rss
+                    if _is_worker(k):
+                        workers.append(rss[k])
+                except psutil.Error:
+                    pass
+            workers = workers or list(rss.values())
+            self.samples.append(Sample(time.perf_counter() - self._t0, driver, sorted(workers, reverse=True),
+                                       self._extra() if self._extra else {}, max([driver, *rss.values()])))
+            self._stop.wait(self._interval)
 
 
 def run_sampled(cmd: list[str], interval: float = 0.2, extra: Callable[[], dict] | None = None,
@@ -43,34 +78,12 @@ def run_sampled(cmd: list[str], interval: float = 0.2, extra: Callable[[], dict]
     """Run ``cmd``; return its exit status, the samples and the wall time."""
     t0 = time.perf_counter()
     popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
-    proc = psutil.Process(popen.pid)
-    samples: list[Sample] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                driver = proc.memory_info().rss
-            except psutil.Error:
-                break
-            rss = []
-            for w in _workers(proc):
-                try:
-                    rss.append(w.memory_info().rss)
-                except psutil.Error:
-                    pass
-            samples.append(Sample(time.perf_counter() - t0, driver, sorted(rss, reverse=True), extra() if extra else {}))
-            stop.wait(interval)
-
-    th = threading.Thread(target=loop, daemon=True)
-    th.start()
-    _, err = popen.communicate()
-    stop.set()
-    th.join()
+    with TreeSampler(popen.pid, interval, t0, extra) as sampler:
+        _, err = popen.communicate()
     wall = time.perf_counter() - t0
     if popen.returncode not in (0, 3):
         raise SystemExit(f"{cmd[3:5]} failed ({popen.returncode}): {err.decode(errors='replace')[-800:]}")
-    return popen.returncode, samples, wall
+    return popen.returncode, sampler.samples, wall
 
 
 def manifest_lines(out: Path) -> int:
