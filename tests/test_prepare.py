@@ -53,3 +53,20 @@ def test_grey_views_equal_the_expanded_tensor() -> None:
     want = x.clamp(0, 255).round().to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
     assert got.shape == want.shape == (3, 576, 352, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_without_equals_torch_boolean_indexing(seed: int) -> None:
+    """``_without`` (numpy's boolean indexing on the CPU) keeps the elements ``values[~drop]`` keeps, in
+    order: CT-like frames with an extreme value, NaN and infinities, an empty and a full mask."""
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randint(-1024, 3072, (512, 512), generator=g).float(),
+              torch.randn(97, 131, generator=g) * 1e4, torch.zeros(8, 8), torch.arange(64.0).reshape(8, 8)]
+    frames[0][:20, :200] = 32767.0  # text burned in at the extreme
+    frames[1][3, 4], frames[1][5, 6], frames[1][7, 8] = float("nan"), float("inf"), -float("inf")
+    for f in frames:
+        for drop in (f == f.max(), f < 0, torch.zeros_like(f, dtype=torch.bool), torch.ones_like(f, dtype=torch.bool)):
+            got, want = prepare._without(f, drop), f[~drop]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert torch.equal(got.nan_to_num(-7.0), want.nan_to_num(-7.0))
+            assert bool(torch.isnan(got).any()) == bool(torch.isnan(want).any())
