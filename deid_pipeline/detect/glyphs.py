@@ -66,14 +66,21 @@ def _line_rules(marked: np.ndarray, rule_h: np.ndarray, rule_v: np.ndarray) -> n
     """``open(marked, rule_h) | open(marked, rule_v)`` as bool, each opening run only on the rows (columns)
     that can hold a survivor. A line opening is row- (column-) wise, and keeps a pixel only inside a run of
     at least half the line plus one marked pixels (a run at the border: OpenCV's erosion takes the outside
-    as set), or a whole row (column) shorter than that: a row with fewer marked pixels opens to nothing."""
+    as set), or a whole row (column) shorter than that: a row with fewer marked pixels opens to nothing.
+    Columns are opened as the rows of their transpose with ``rule_v`` laid flat: the same pixels, at
+    half the time of OpenCV's column filter on a narrow image."""
     rules = np.zeros(marked.shape, bool)
     for axis, kernel in ((1, rule_h), (0, rule_v)):
         need = min(max(kernel.shape) // 2 + 1, marked.shape[axis])
-        lines = np.flatnonzero(marked.sum(axis=axis) >= need)
-        if len(lines):
-            at = (lines,) if axis == 1 else (slice(None), lines)  # those rows, or those columns
-            rules[at] |= cv2.morphologyEx(np.ascontiguousarray(marked[at]), cv2.MORPH_OPEN, kernel).view(bool)
+        counts = cv2.reduce(marked, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()  # marked per row (column)
+        lines = np.flatnonzero(counts >= need)
+        if not len(lines):
+            continue
+        if axis == 1:  # those rows
+            rules[lines] |= cv2.morphologyEx(np.ascontiguousarray(marked[lines]), cv2.MORPH_OPEN, kernel).view(bool)
+        else:  # those columns, as rows
+            flat = cv2.morphologyEx(np.ascontiguousarray(marked[:, lines].T), cv2.MORPH_OPEN, kernel.reshape(1, -1))
+            rules[:, lines] |= flat.view(bool).T
     return rules
 
 
@@ -151,24 +158,24 @@ def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: 
         graphics = marked.view(bool) | rules  # left out of the field round a box: flat is what remains
         # ink is also at least half its local peak: the blurred rim of an upscaled glyph would fill its holes
         near = cv2.dilate(hat, cv2.getStructuringElement(cv2.MORPH_RECT, (k // 4 * 2 + 1,) * 2))
-        ink = graphics & ~rules & (hat.astype(np.uint16) * 2 >= near)
+        ink = graphics & ~rules & (hat >= cv2.subtract(near, hat))  # 2 * hat >= near, in uint8 (near >= hat)
         glyphs = _components(ink, sy, sx, short, p)
+        field = ~graphics
         for x0, y0, x1, y1 in _lines(glyphs, p):
             h = y1 - y0
             r = max(3, int(round(p.ring * h)))
             X0, Y0 = max(0, x0 - r), max(0, y0 - r)
             X1, Y1 = min(gray.shape[1], x1 + r), min(gray.shape[0], y1 + r)
-            win = gray[Y0:Y1, X0:X1].astype(np.float32)
-            ring = np.ones(win.shape, bool)
+            ring = field[Y0:Y1, X0:X1].copy()
             ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = False
-            ring &= ~graphics[Y0:Y1, X0:X1]
-            if ring.sum() < 8:
+            if np.count_nonzero(ring) < 8:
                 continue
-            bg = win[ring]
-            box_ink = ink[y0:y1, x0:x1]
-            contrast = abs(float(gray[y0:y1, x0:x1][box_ink].mean()) - float(bg.mean()))
+            bg = gray[Y0:Y1, X0:X1][ring].astype(np.float32)
+            contrast = abs(float(gray[y0:y1, x0:x1][ink[y0:y1, x0:x1]].mean()) - float(bg.mean()))
+            if contrast < p.min_contrast:
+                continue
             std = float(bg.std())
-            if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0) or contrast < p.min_contrast:
+            if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0):
                 continue
             found.append(Region(x0, y0, x1 - x0, y1 - y0, round(min(1.0, contrast / 255.0), 3), "glyph"))
     return found
