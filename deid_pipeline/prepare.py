@@ -25,7 +25,7 @@ multiple of 32 after a black border. ``View.to_stored`` maps view pixels back to
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -53,6 +53,8 @@ class View:
     sx: float
     oy: int = BORDER  # the resized frame starts at (oy, ox) in ``image``
     ox: int = BORDER
+    #: a grey view's one plane, uint8 (H, W): ``image`` is it three times over (None for colour views)
+    grey: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_stored(self, x: int, y: int, w: int, h: int, rows: int, cols: int) -> tuple[int, int, int, int] | None:
         """A view box as a stored-frame box (rounded outward, clipped), or None when outside the frame."""
@@ -102,8 +104,10 @@ def _monai() -> tuple[object, object]:
 _PAD: object | None = None
 
 
-def _finish(t: "object", rows: int, cols: int, min_long: int, max_long: int) -> tuple[np.ndarray, int, int]:
-    """(V, C, rows, cols) float tensor in 0..255 -> V resized, bordered, end-padded uint8 (H, W, 3) numpy."""
+def _finish(t: "object", rows: int, cols: int, min_long: int,
+            max_long: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """(V, C, rows, cols) float tensor in 0..255 -> V resized, bordered, end-padded uint8 (H, W, 3) numpy
+    images, with their grey planes (V, H, W) when C is 1 (else None), and the resized size."""
     import torch
     from monai.transforms import Resize
 
@@ -124,9 +128,10 @@ def _finish(t: "object", rows: int, cols: int, min_long: int, max_long: int) -> 
             grey = x[:, 0].numpy()
             rgb = np.empty(grey.shape + (3,), np.uint8)
             rgb[..., 0] = rgb[..., 1] = rgb[..., 2] = grey
-            return rgb, th, tw
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy(), th, tw
+            return rgb, grey, th, tw
+        rgb = x.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return rgb, np.ascontiguousarray(rgb[..., 0]), th, tw
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy(), None, th, tw
 
 
 def _scaled(f: "torch.Tensor", lo: float, hi: float) -> "torch.Tensor":
@@ -180,7 +185,7 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     if rgb is not None:
         for s in range(0, n, 8):
             t = torch.as_tensor(rgb[s : s + 8], device=device).permute(0, 3, 1, 2).float()
-            imgs, _, _ = _finish(t, rows, cols, min_long, max_long)
+            imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long)
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
         return views
 
@@ -221,8 +226,8 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                     if float(bright.float().mean()) >= 1e-3:
                         kinds.append("extreme")
                         imgs.append(torch.where(at_ext, torch.full_like(full, 255.0), full * 0.4))
-        out, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long)
-        views.extend(View(i, k, im, th, tw, sy, sx) for k, im in zip(kinds, out))
+        out, greys, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long)
+        views.extend(View(i, k, im, th, tw, sy, sx, grey=g) for k, im, g in zip(kinds, out, greys))
     return views
 
 

@@ -47,12 +47,13 @@ def test_grey_views_equal_the_expanded_tensor() -> None:
     """A grey view's three channels (numpy on the CPU) are the expand-permute copy of the tensor."""
     rng = np.random.default_rng(3)
     t = torch.from_numpy(rng.uniform(-20, 280, (3, 1, 520, 300)).astype(np.float32))  # native size: no resize
-    got, th, tw = prepare._finish(t.clone(), 520, 300, prepare.MIN_LONG, prepare.MAX_LONG)
+    got, grey, th, tw = prepare._finish(t.clone(), 520, 300, prepare.MIN_LONG, prepare.MAX_LONG)
     assert (th, tw) == (520, 300)
     x = torch.as_tensor(prepare._PAD(t.clone()[:, 0]))[:, None]  # type: ignore[operator]
     want = x.clamp(0, 255).round().to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
     assert got.shape == want.shape == (3, 576, 352, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
     assert np.array_equal(got, want)
+    assert grey is not None and np.array_equal(grey, want[..., 0])  # the plane the glyph finder reads
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -70,3 +71,23 @@ def test_without_equals_torch_boolean_indexing(seed: int) -> None:
             assert got.dtype == want.dtype and got.shape == want.shape
             assert torch.equal(got.nan_to_num(-7.0), want.nan_to_num(-7.0))
             assert bool(torch.isnan(got).any()) == bool(torch.isnan(want).any())
+
+
+def test_grey_planes_are_what_the_glyph_finder_would_make_of_the_image() -> None:
+    """The scan hands the glyph finder a grey view's own plane in place of ``grey_u8(view.image)``: equal
+    for every grey view of every synthetic kind; colour views carry none."""
+    from deid_pipeline import pixels, synth
+    from deid_pipeline.detect.glyphs import grey_u8
+
+    kinds = {"grey": 0, "colour": 0}
+    for n, kind in enumerate(synth.KINDS):
+        ds = synth.render_case(kind, 40 + n).dataset
+        for v in prepare.prepare_views(ds, pixels.decode_frames(ds)):
+            if v.kind == "rgb":
+                assert v.grey is None
+                kinds["colour"] += 1
+            else:
+                assert v.grey is not None and v.grey.dtype == np.uint8 and v.grey.shape == v.image.shape[:2]
+                assert np.array_equal(v.grey, grey_u8(v.image))
+                kinds["grey"] += 1
+    assert kinds["grey"] >= 10 and kinds["colour"] >= 2, kinds
