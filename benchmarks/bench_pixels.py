@@ -170,8 +170,9 @@ def summarize_output(out: Path) -> dict[str, Any]:
     total = sum(stage_s.values())
     return {
         "elapsed_s": elapsed,
-        "run_json": {k: info.get(k) for k in ("elapsed_s", "images_per_s", "files_per_s", "images_this_session",
-                                              "files_this_session", "workers", "cluster", "device", "counts")},
+        "run_json": {k: info.get(k) for k in ("elapsed_s", "images_per_s", "files_per_s", "files_per_s_steady",
+                                              "images_this_session", "files_this_session", "workers", "cluster",
+                                              "device", "counts")},
         "files": files,
         "written": written,
         "statuses": statuses,
@@ -252,6 +253,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "frames_per_s": _spread([r["frames_per_s"] for r in runs]),
         "run_json_images_per_s": _spread([r["run_json"]["images_per_s"] or 0.0 for r in runs]),
         "run_json_files_per_s": _spread([r["run_json"]["files_per_s"] or 0.0 for r in runs]),
+        # the run's pace once the cluster is up (run.json; None for a run too short to tell)
+        "steady_files_per_s": _spread(steady) if (steady := [r["run_json"].get("files_per_s_steady") for r in runs
+                                                             if r["run_json"].get("files_per_s_steady")]) else None,
         "elapsed_s": _spread([r["elapsed_s"] for r in runs]),
         "wall_s": _spread([r["wall_s"] for r in runs]),
         "startup_s": _spread([r["startup_s"] for r in runs]),
@@ -460,18 +464,21 @@ def to_markdown(results: dict[str, Any]) -> str:
     if runs:
         lines += [
             "images = DICOM image files scanned; images/s and frames/s over `run.json` `elapsed_s`; "
-            "median (min–max) of the repeats. Start-up = wall (process start to exit) − elapsed.",
+            "median (min–max) of the repeats. Steady files/s: `run.json` `files_per_s_steady` (between the 10th "
+            "and the 90th percentile of the records: without worker start-up and the tail). "
+            "Start-up = wall (process start to exit) − elapsed.",
             "",
-            "| corpus | workers | images | frames (scanned) | images/s | frames/s | elapsed s | wall s | start-up s "
-            "| peak worker RSS MiB | boxes redacted |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| corpus | workers | images | frames (scanned) | images/s | frames/s | steady files/s | elapsed s | wall s "
+            "| start-up s | peak worker RSS MiB | boxes redacted |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, per_w in runs.items():
             for w, a in per_w.items():
-                rss = a["peak_worker_rss_mib"]
+                rss, steady = a["peak_worker_rss_mib"], a.get("steady_files_per_s")
                 lines.append(
                     f"| {name} | {w} | {a['images']} | {a['frames']} ({a['frames_scanned']}) | {_mm(a['images_per_s'])} "
-                    f"| {_mm(a['frames_per_s'])} | {_mm(a['elapsed_s'], '{:.1f}')} | {_mm(a['wall_s'], '{:.1f}')} "
+                    f"| {_mm(a['frames_per_s'])} | {'–' if steady is None else _mm(steady)} "
+                    f"| {_mm(a['elapsed_s'], '{:.1f}')} | {_mm(a['wall_s'], '{:.1f}')} "
                     f"| {a['startup_s']['median']:.1f} | {'–' if rss is None else f'{rss:.0f}'} | {a['boxes_redacted']} |")
         stage_keys: list[str] = []
         for per_w in runs.values():

@@ -132,7 +132,9 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     js, md, text = bench_pixels.write_results(results, tmp_path / "results")
     assert js.name == "pixels-2000-01-01.json" and json.loads(js.read_text())["runs"]["ct"]["0"]["images"] == 2
     row = next(line for line in text.splitlines() if line.startswith("| ct | 0 | 2 | 2 (2) |"))
-    assert row.count("|") == 12
+    assert row.count("|") == 13 and agg["steady_files_per_s"] is None  # 2 files: too short to tell
+    steady = {**res, "run_json": {**res["run_json"], "files_per_s_steady": 5.0}}
+    assert bench_pixels.aggregate([steady, res, steady])["steady_files_per_s"] == {"median": 5.0, "min": 5.0, "max": 5.0}
     assert all(s in text for s in bench_pixels.STAGES) and md.read_text() == text
     js2, _, text2 = bench_pixels.write_results({**results, "detector": "deid-textseg"}, tmp_path / "results")
     assert js2.name == "pixels-2000-01-01-deid-textseg.json" and "Text detector: `deid-textseg`" in text2
