@@ -130,6 +130,48 @@ def test_local_workers_get_the_malloc_settings() -> None:
         assert list(client.run(_malloc_env).values()) == [("65536", None)]
 
 
+def _quick_exit_env() -> str | None:
+    return os.environ.get("DEID_WORKER_QUICK_EXIT")
+
+
+def test_local_workers_are_told_to_end_quickly_and_the_driver_is_not() -> None:
+    from deid_pipeline.batch import QUICK_EXIT_ENV, dask_client
+
+    assert QUICK_EXIT_ENV == "DEID_WORKER_QUICK_EXIT"
+    for detector in (True, False):
+        with dask_client(1, None, "cpu", detector=detector) as client:
+            assert list(client.run(_quick_exit_env).values()) == ["1"]
+        assert os.environ.get(QUICK_EXIT_ENV) is None  # restored in the driver
+
+
+_QUICK_EXIT_SCRIPT = """
+import atexit, sys
+from distributed.core import Status
+from deid_pipeline.batch import quick_exit_after_close
+
+class FakeWorker:
+    status = Status.{status}
+
+atexit.register(lambda: print("teardown ran", flush=True))  # an earlier hook: after ours, if ours returns
+quick_exit_after_close(FakeWorker())
+quick_exit_after_close(FakeWorker())  # once more (after every task): still one hook
+sys.stdout.write("written before exit")  # no newline, no flush: the hook flushes it
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("status, code, teardown", [("closed", 0, False), ("running", 3, True), ("failed", 3, True)])
+def test_quick_exit_only_after_a_clean_close(status: str, code: int, teardown: bool) -> None:
+    """A worker closed cleanly ends at once with status 0, its output flushed, skipping later teardown;
+    any other state (an error on the way out) ends as the interpreter would have, with its own code."""
+    proc = subprocess.run([sys.executable, "-c", _QUICK_EXIT_SCRIPT.format(status=status)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert proc.stdout.startswith("written before exit")
+    assert ("teardown ran" in proc.stdout) is teardown
+    assert proc.stdout.count("teardown ran") <= 1
+
+
 def test_task_context_unpickled_once_per_run(tmp_path: Path) -> None:
     """Every task carries the packed context; a worker unpickles it once per run, so the profile its
     rule caches are keyed by stays the same object from batch to batch (and a new run replaces it)."""
