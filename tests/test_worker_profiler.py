@@ -23,14 +23,16 @@ from support import deid, read_manifest, write_key
 PROFILER_CALLBACKS = {"profile", "profile-cycle"}
 
 
-def _profiler_state(dask_worker: Any) -> tuple[bool, list[str], int, int]:
-    """The worker process's setting, its profiler callbacks, the profile trees it holds, its pid."""
+def _profiler_state(dask_worker: Any) -> tuple[bool, list[str], int, float, int]:
+    """The worker process's setting, its profiler callbacks, the profile trees it holds, its event-loop
+    tick interval (s), its pid."""
     import dask
 
     return (
         bool(dask.config.get("distributed.worker.profile.enabled")),
         sorted(PROFILER_CALLBACKS & set(dask_worker.periodic_callbacks)),
         len(dask_worker.profile_history) + len(dask_worker.profile_keys_history),
+        dask_worker._tick_interval,
         os.getpid(),
     )
 
@@ -53,17 +55,21 @@ def test_local_workers_run_without_the_profiler() -> None:
 
     assert LOCAL_CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
     ours = dask.config.get("distributed.worker.profile.enabled")
+    our_tick = dask.config.get("distributed.admin.tick.interval")
     env = {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
     with dask_client(1, None, "cpu", detector=False) as client:
+        assert client.cluster.scheduler._tick_interval == 0.5  # the scheduler, in this process
+        assert all(n._tick_interval == 0.5 for n in client.cluster.workers.values())  # the nannies
         client.submit(_busy, 1.5, pure=False).result()
         ((address, before),) = client.run(_profiler_state).items()
-        assert before[:3] == (False, [], 0)
+        assert before[:4] == (False, [], 0, 0.5)
         client.restart_workers([address], timeout=60)  # as after a timed-out batch
         client.submit(_busy, 1.5, pure=False).result()
         (after,) = client.run(_profiler_state).values()
-        assert after[3] != before[3]  # a new worker process
-        assert after[:3] == (False, [], 0)
+        assert after[4] != before[4]  # a new worker process
+        assert after[:4] == (False, [], 0, 0.5)
     assert dask.config.get("distributed.worker.profile.enabled") == ours  # the driver's own config is untouched
+    assert dask.config.get("distributed.admin.tick.interval") == our_tick
     # and its environment: a nanny copies its workers' malloc settings into it at each (re)start
     assert {k: os.environ.get(k) for k in env} == env
 
@@ -77,7 +83,7 @@ def test_a_users_cluster_keeps_its_settings() -> None:
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with dask_client(None, cluster.scheduler_address, "cpu") as client:
             (state,) = client.run(_profiler_state).values()
-    assert state[:2] == (True, sorted(PROFILER_CALLBACKS))
+    assert state[:2] == (True, sorted(PROFILER_CALLBACKS)) and state[3] == 0.02  # Dask's own 20 ms tick
 
 
 #: Distinct SOP Instance UIDs: two inputs with one UID would race for one output name across workers.
