@@ -289,6 +289,9 @@ def test_ablate_glyphs_smoke(tmp_path: Path) -> None:
     assert calls["all"]["skipped"] == 0 and calls["all"]["run"] > 0
     assert calls["first"]["run"] + calls["first"]["skipped"] == calls["all"]["run"]
     assert calls["off"]["run"] <= calls["first"]["run"] <= calls["all"]["run"]
+    # every view the scan hands the finder is recognised (a grey view's plane included): off skips them all
+    # (these cases hold no cine, whose static views it would still run)
+    assert calls["off"] == {**calls["off"], "run": 0, "skipped": calls["all"]["run"]}
     assert all(s["text_boxes"] > 0 for s in by["all"]["sets"].values())
     assert set(by["all"]["sets"]["unseen-font-5"]["text_recall_by_class"]) == {"unseen-lone", "unseen-tiny"}
     assert (tmp_path / out.name.replace(".json", ".md")).read_text().count("| all |") == 2
