@@ -40,9 +40,11 @@ T = TypeVar("T")
 
 
 def default_workers(gpu: bool = True) -> int:
-    """One worker per GPU when CUDA is present (and ``gpu``), else one per core. With ``gpu`` False
-    (a run that scans no pixels), or on a host with no GPU driver at all, torch is not even imported:
-    the driver stays light."""
+    """One worker per GPU when CUDA is present (and ``gpu``), else one per core this process may use
+    (``dask.system.CPU_COUNT``: CPU affinity and a container's cgroup quota count, not only the host's
+    cores, which ``os.cpu_count()`` gives: a 2-CPU container on a 64-core host gets 2 workers, not 64).
+    With ``gpu`` False (a run that scans no pixels), or on a host with no GPU driver at all, torch is not
+    even imported: the driver stays light."""
     if gpu:
         from .detect.device import cuda_available
 
@@ -50,7 +52,9 @@ def default_workers(gpu: bool = True) -> int:
             import torch
 
             return max(1, torch.cuda.device_count())
-    return max(1, os.cpu_count() or 1)
+    from dask.system import CPU_COUNT
+
+    return max(1, CPU_COUNT or 1)
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

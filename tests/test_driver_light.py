@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.batch import default_workers
@@ -47,7 +48,20 @@ def _probe(tmp_path: Path, extra: list[str], name: str) -> dict:
 def test_header_only_run_never_imports_torch_in_the_driver(tmp_path: Path) -> None:
     res = _probe(tmp_path, ["--pixels", "none"], "out-none")
     assert res == {"code": 0, "torch": False}
-    assert default_workers(gpu=False) == max(1, os.cpu_count() or 1)
+    from dask.system import CPU_COUNT
+
+    assert default_workers(gpu=False) == max(1, CPU_COUNT)
+
+
+def test_default_workers_follow_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker per usable CPU (affinity, a container's quota), as Dask counts them, not per host core."""
+    import dask.system
+
+    monkeypatch.setattr(dask.system, "CPU_COUNT", 3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host's cores
+    assert default_workers(gpu=False) == 3
+    monkeypatch.setattr(dask.system, "CPU_COUNT", 0)
+    assert default_workers(gpu=False) == 1
 
 
 def test_a_scanning_run_asks_torch_only_where_a_gpu_could_be(tmp_path: Path) -> None:
