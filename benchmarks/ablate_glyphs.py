@@ -55,7 +55,7 @@ def glyph_subset(variant: str) -> Any:
     """Within the block the scan runs the glyph finder per ``variant``; yields its call counts."""
     from deid_pipeline import scan
 
-    views: dict[int, tuple[str, bool]] = {}  # id of the array the scan gives the finder -> (kind, first view of its frame)
+    views: dict[int, tuple[str, bool]] = {}  # id(view.plane), as the scan passes it -> (kind, first view of its frame)
     counts = {"run": 0, "skipped": 0, "seconds": 0.0}
     prepare, find = scan.prepare_views, scan.find_glyph_text
 
@@ -63,7 +63,7 @@ def glyph_subset(variant: str) -> Any:
         out = prepare(*a, **k)
         seen: set[int] = set()
         for v in out:
-            views[id(v.image if v.grey is None else v.grey)] = (v.kind, v.frame not in seen)
+            views[id(v.plane)] = (v.kind, v.frame not in seen)
             seen.add(v.frame)
         return out
 

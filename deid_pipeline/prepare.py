@@ -56,6 +56,12 @@ class View:
     #: a grey view's one plane, uint8 (H, W): ``image`` is it three times over (None for colour views)
     grey: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def plane(self) -> np.ndarray:
+        """What a grey reading of the view starts from: a grey view's own plane, else ``image``
+        (``detect.glyphs.grey_u8`` makes the same grey of either, the plane at no cost)."""
+        return self.image if self.grey is None else self.grey
+
     def to_stored(self, x: int, y: int, w: int, h: int, rows: int, cols: int) -> tuple[int, int, int, int] | None:
         """A view box as a stored-frame box (rounded outward, clipped), or None when outside the frame."""
         import math

@@ -80,7 +80,7 @@ def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
 
 def box_evidence(view: View, r: Region) -> dict[str, float]:
     """Features of one model box in its view (grey levels 0..255)."""
-    gray = grey_u8((view.image if view.grey is None else view.grey)[r.y : r.y + r.h, r.x : r.x + r.w])
+    gray = grey_u8(view.plane[r.y : r.y + r.h, r.x : r.x + r.w])
     short = min(view.height, view.width)
     contrast, hi_share = otsu_contrast(gray)
     return {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": contrast, "ink": min(hi_share, 1.0 - hi_share)}
@@ -264,8 +264,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         ds, frames = plans[n_item][0], plans[n_item][1]
         rows, cols = frames.shape[1], frames.shape[2]
         if fp.flat_field is not None:
-            plane = view.image if view.grey is None else view.grey  # what grey_u8 would make of the image
-            regions = list(regions) + find_glyph_text(plane, view.sy, view.sx, min(rows, cols), fp.flat_field)
+            regions = list(regions) + find_glyph_text(view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field)
             still = stills[n_item]
             if rep_slot == 0 and still is not None:
                 for r in find_glyph_text(_static_view(view, still), view.sy, view.sx, min(rows, cols), fp.flat_field):

@@ -84,10 +84,10 @@ def test_grey_planes_are_what_the_glyph_finder_would_make_of_the_image() -> None
         ds = synth.render_case(kind, 40 + n).dataset
         for v in prepare.prepare_views(ds, pixels.decode_frames(ds)):
             if v.kind == "rgb":
-                assert v.grey is None
+                assert v.grey is None and v.plane is v.image
                 kinds["colour"] += 1
             else:
                 assert v.grey is not None and v.grey.dtype == np.uint8 and v.grey.shape == v.image.shape[:2]
-                assert np.array_equal(v.grey, grey_u8(v.image))
+                assert np.array_equal(v.grey, grey_u8(v.image)) and v.plane is v.grey
                 kinds["grey"] += 1
     assert kinds["grey"] >= 10 and kinds["colour"] >= 2, kinds
