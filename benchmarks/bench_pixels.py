@@ -398,13 +398,13 @@ def resolve_device(requested: str) -> str:
         return "cpu"
 
 
-def _dask_worker_env() -> dict[str, Any]:
-    """What a Dask nanny puts in its worker's environment (``distributed.nanny.pre-spawn-environ``)."""
+def _worker_env() -> dict[str, str]:
+    """What deid's local cluster puts in the environment of a worker that scans pixels
+    (``batch.local_worker_environ``: Dask's ``OMP_NUM_THREADS=1``, ..., and deid's malloc settings)."""
     try:
-        import dask
-        import distributed  # noqa: F401  (loads distributed's config defaults)
+        from deid_pipeline.batch import local_worker_environ
 
-        return dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+        return local_worker_environ(detector=True)
     except Exception:
         return {}
 
@@ -429,7 +429,7 @@ def machine_info(device: str) -> dict[str, Any]:
         info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
     except Exception:
         pass
-    info["dask_worker_env"] = _dask_worker_env()
+    info["worker_env"] = _worker_env()  # before 2026-12-05's eighth session: "dask_worker_env", Dask's defaults only
     info["bench_env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
                          if k in os.environ}
     return info
@@ -570,14 +570,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="--detector-only: torch threads (default torch's; a Dask worker of deid runs with 1)")
     ap.add_argument("--worker-env", action="store_true",
-                    help="--detector-only: run under the environment a Dask worker of deid gets "
-                         "(distributed.nanny.pre-spawn-environ: OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...), "
-                         "OpenCV's threads sized as such a worker sizes them")
+                    help="--detector-only: run under the environment a worker of deid's local cluster gets when "
+                         "it scans pixels (batch.local_worker_environ: OMP_NUM_THREADS=1, deid's malloc thresholds, "
+                         "...), OpenCV's threads sized as such a worker sizes them")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.detector_only and args.worker_env and not os.environ.get("_BENCH_PIXELS_WORKER_ENV"):
         # thread pools and malloc read these at start-up: re-run this process under them
-        env = {**_env(), **{k: str(v) for k, v in _dask_worker_env().items()}, "_BENCH_PIXELS_WORKER_ENV": "1"}
+        env = {**_env(), **_worker_env(), "_BENCH_PIXELS_WORKER_ENV": "1"}
         argv_all = [sys.executable, str(Path(__file__).resolve())] + (argv if argv is not None else sys.argv[1:])
         os.execve(sys.executable, argv_all, env)
 

@@ -145,6 +145,18 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": Fa
                                         "distributed.admin.tick.interval": "500ms"}
 
 
+def local_worker_environ(detector: bool = True) -> dict[str, str]:
+    """The environment variables a nanny of deid's local cluster sets for its worker: Dask's own
+    (``distributed.nanny.pre-spawn-environ``: ``OMP_NUM_THREADS=1``, ...), with ``WORKER_MALLOC_ENV`` when
+    the workers run the detector, and :data:`QUICK_EXIT_ENV`."""
+    import dask
+    import distributed  # noqa: F401  (loads distributed's config defaults)
+
+    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {}),
+           QUICK_EXIT_ENV: "1"}
+    return {k: str(v) for k, v in env.items()}
+
+
 def _local_cluster(n: int, device: str, memory_limit: str | int | None, gpu: bool = True) -> Any:
     """One worker process per core (or per GPU with dask-cuda when ``gpu``), one thread each."""
     from distributed import LocalCluster
@@ -186,8 +198,7 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
     # nested dicts with ours, so a worker it restarts (after a timed-out batch) reads the values in
     # force then, not those of when the nanny started.
     with dask.config.set(LOCAL_CLUSTER_CONFIG):
-        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {}),
-                     QUICK_EXIT_ENV: "1"}
+        spawn_env = local_worker_environ(detector)
         saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
         try:
             with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts

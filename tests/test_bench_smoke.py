@@ -125,6 +125,11 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     assert res["boxes_redacted"] == sum(len(b) for r in manifest for b in r["pixel"]["boxes_per_frame"])
     assert res["wall_s"] >= res["elapsed_s"] > 0 and res["startup_s"] == res["wall_s"] - res["elapsed_s"]
 
+    from deid_pipeline.batch import WORKER_MALLOC_ENV
+
+    worker_env = bench_pixels.machine_info("cpu")["worker_env"]  # what --worker-env runs under, as recorded
+    assert worker_env["OMP_NUM_THREADS"] == "1" and WORKER_MALLOC_ENV.items() <= worker_env.items()
+
     agg = bench_pixels.aggregate([res])
     assert agg["images_per_s"]["median"] == res["images_per_s"] and agg["frames"] == 2
     results = {"date": "2000-01-01T00:00:00+00:00", "command": "smoke", "machine": bench_pixels.machine_info("cpu"),

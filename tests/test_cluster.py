@@ -119,6 +119,17 @@ def _malloc_env() -> tuple[str | None, str | None]:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")
 
 
+def test_local_worker_environ_is_what_the_workers_get() -> None:
+    """One definition of a local worker's environment (dask_client, and bench_pixels --worker-env)."""
+    from deid_pipeline.batch import QUICK_EXIT_ENV, WORKER_MALLOC_ENV, local_worker_environ
+
+    scanning, header_only = local_worker_environ(True), local_worker_environ(False)
+    assert WORKER_MALLOC_ENV.items() <= scanning.items() and scanning["OMP_NUM_THREADS"] == "1"
+    assert header_only["MALLOC_TRIM_THRESHOLD_"] == "65536" and "MALLOC_MMAP_THRESHOLD_" not in header_only
+    assert scanning[QUICK_EXIT_ENV] == header_only[QUICK_EXIT_ENV] == "1"
+    assert all(isinstance(v, str) for v in {**scanning, **header_only}.values())
+
+
 def test_local_workers_get_the_malloc_settings() -> None:
     """Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes CPU detection ~3x slower (benchmarks/README)."""
     from deid_pipeline.batch import WORKER_MALLOC_ENV, dask_client
