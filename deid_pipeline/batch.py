@@ -39,12 +39,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def usable_cpus() -> int:
+    """The cores this process may use: ``dask.system.CPU_COUNT`` (CPU affinity and a container's cgroup
+    quota count, not only the host's cores, which ``os.cpu_count()`` gives), at least 1."""
+    from dask.system import CPU_COUNT
+
+    return max(1, CPU_COUNT or 1)
+
+
 def default_workers(gpu: bool = True) -> int:
     """One worker per GPU when CUDA is present (and ``gpu``), else one per core this process may use
-    (``dask.system.CPU_COUNT``: CPU affinity and a container's cgroup quota count, not only the host's
-    cores, which ``os.cpu_count()`` gives: a 2-CPU container on a 64-core host gets 2 workers, not 64).
-    With ``gpu`` False (a run that scans no pixels), or on a host with no GPU driver at all, torch is not
-    even imported: the driver stays light."""
+    (:func:`usable_cpus`: a 2-CPU container on a 64-core host gets 2 workers, not 64). With ``gpu`` False
+    (a run that scans no pixels), or on a host with no GPU driver at all, torch is not even imported: the
+    driver stays light."""
     if gpu:
         from .detect.device import cuda_available
 
@@ -52,9 +59,7 @@ def default_workers(gpu: bool = True) -> int:
             import torch
 
             return max(1, torch.cuda.device_count())
-    from dask.system import CPU_COUNT
-
-    return max(1, CPU_COUNT or 1)
+    return usable_cpus()
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -307,13 +312,9 @@ _OPENCV_THREADS_SET: list[int] = []  # the thread count last applied in this wor
 
 
 def local_opencv_threads(n_workers: int, cpus: int | None = None) -> int:
-    """OpenCV threads for each of ``n_workers`` local workers: the host's cores shared between them
-    (``dask.system.CPU_COUNT``: affinity and cgroup quotas included)."""
-    if cpus is None:
-        from dask.system import CPU_COUNT
-
-        cpus = CPU_COUNT
-    return max(1, cpus // max(1, n_workers))
+    """OpenCV threads for each of ``n_workers`` local workers: the host's cores (:func:`usable_cpus`)
+    shared between them."""
+    return max(1, (usable_cpus() if cpus is None else cpus) // max(1, n_workers))
 
 
 def limit_opencv_threads(threads: int | None = None) -> int | None:
