@@ -268,3 +268,60 @@ def test_bbdt_labels_components_as_opencvs_default() -> None:
         n1, l1, s1, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         n2, l2, s2, _ = cv2.connectedComponentsWithStatsWithAlgorithm(m, 8, cv2.CV_32S, cv2.CCL_BBDT)
         assert n1 == n2 and np.array_equal(l1, l2) and np.array_equal(s1, s2)
+
+
+def _lines_all_pairs(boxes: list[tuple[int, int, int, int]], join_gap: float) -> list[list[int]]:
+    """Glyph boxes joined into lines by trying every pair (the form ``_lines`` had before its grid): the
+    reference it must match box for box, in the same order."""
+    from deid_pipeline.detect import glyphs
+    from deid_pipeline.types import join_boxes
+
+    return join_boxes([[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)],
+                      lambda g, o: glyphs._joinable(g, o, join_gap))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_line_joining_matches_the_all_pairs_reference(seed: int) -> None:
+    """Speckle-dense and sparse boxes, few (all pairs) and many (the grid), boxes past the frame's edges
+    and of every height, lines that grow across cells, and join gaps from none to wide."""
+    from dataclasses import replace
+
+    from deid_pipeline.detect import glyphs
+
+    rng = np.random.default_rng(seed)
+    for trial in range(30):
+        size = int(rng.choice([64, 300, 1200]))
+        n = int(rng.choice([0, 1, 5, glyphs._PLAIN_MAX, glyphs._PLAIN_MAX + 1, 150, 400]))
+        tall = int(rng.choice([4, 20, 80]))
+        h = rng.integers(1, tall + 1, n)
+        boxes = [(int(x), int(y), int(rng.integers(1, 4 * hh + 1)), int(hh))
+                 for x, y, hh in zip(rng.integers(-5, size, n), rng.integers(-5, size, n), h)]
+        for join_gap in (glyphs.GlyphParams().join_gap, 0.0, 3.0, -0.5):
+            p = replace(glyphs.GlyphParams(), join_gap=join_gap)
+            assert glyphs._lines(boxes, p) == _lines_all_pairs(boxes, join_gap), (trial, n, join_gap)
+    zero = [(10, 10, 5, 0), (16, 10, 5, 4)] + [(int(x), 40, 3, 6) for x in rng.integers(0, 500, 80)]
+    assert glyphs._lines(zero, glyphs.GlyphParams()) == _lines_all_pairs(zero, glyphs.GlyphParams().join_gap)
+
+
+def test_speckled_ultrasound_lines_match_the_all_pairs_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated 1024x768 RGB ultrasound frame (speckle leaves hundreds of glyph-sized components): the
+    glyph finder's boxes with the grid join are those of the all-pairs join."""
+    from deid_pipeline import pixels, synth
+    from deid_pipeline.detect import glyphs
+    from deid_pipeline.prepare import prepare_views
+
+    case = synth.render_case("us_rgb", 12 * 100_003, shape=(768, 1024))
+    frames = pixels.decode_frames(case.dataset)
+    views = prepare_views(case.dataset, frames)
+    seen: list[int] = []
+    real = glyphs._lines
+
+    def counted(boxes: list[tuple[int, int, int, int]], p: glyphs.GlyphParams) -> list[list[int]]:
+        seen.append(len(boxes))
+        return real(boxes, p)
+
+    monkeypatch.setattr(glyphs, "_lines", counted)
+    found = [find_glyph_text(v.plane, v.sy, v.sx, 768) for v in views]
+    assert max(seen) > glyphs._PLAIN_MAX * 4  # the grid ran, on many boxes
+    monkeypatch.setattr(glyphs, "_lines", lambda boxes, p: _lines_all_pairs(boxes, p.join_gap))
+    assert [find_glyph_text(v.plane, v.sy, v.sx, 768) for v in views] == found
