@@ -89,7 +89,6 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
     # BBDT: the same components and statistics as OpenCV's default for 8-connectivity (Spaghetti), at
     # ~40 % of its time with statistics (measured on CT views' ink: 0.9 against 2.5 ms)
     n, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(ink8, 8, cv2.CV_32S, cv2.CCL_BBDT)
-    out: list[tuple[int, int, int, int]] = []
     max_h = max(p.min_height + 1, p.max_rel_height * short)
     # the size and fill checks over all components at once (a view holds hundreds of specks); the
     # stroke check below only for those that pass
@@ -101,17 +100,18 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
             & (w_all * sx <= 1.5 * max_h * p.max_aspect) & (fill_all >= fill_min) & (fill_all <= p.max_fill))
     survivors = np.flatnonzero(keep) + 1
     if not len(survivors):
-        return out
+        return []
     # one distance transform for all components (8-connected ones never touch, and the frame's edge
-    # counts as background); each survivor's widest stroke is the largest distance over its own pixels,
-    # all inside its box
+    # counts as background); a component's widest stroke is the largest distance over its own pixels,
+    # taken for all components in one pass over the ink (speckle leaves ~1,000 survivors in an
+    # ultrasound view: one at a time, 13 ms a call there)
     dist = cv2.distanceTransform(cv2.copyMakeBorder(ink8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    for i, (x, y, w, h) in zip(survivors.tolist(), stats[survivors, :4].tolist()):
-        own = labels[y : y + h, x : x + w] == i
-        if float(dist[y : y + h, x : x + w][own].max()) > p.max_stroke * h + 0.5:
-            continue
-        out.append((x, y, w, h))
-    return out
+    on = ink8.astype(bool)
+    widest = np.zeros(n, np.float32)
+    np.maximum.at(widest, labels[on], dist[on])
+    boxes = stats[survivors, :4]
+    thin = widest[survivors].astype(np.float64) <= p.max_stroke * boxes[:, 3] + 0.5
+    return [tuple(b) for b in boxes[thin].tolist()]
 
 
 def _joinable(g: list[int], o: list[int], join_gap: float) -> bool:
