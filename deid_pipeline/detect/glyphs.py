@@ -146,8 +146,9 @@ def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[
     it starts, and in those it newly covers when it grows (boxes only grow: older registrations stay true)."""
     join_gap = p.join_gap
     cur = [[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)]
-    if len(cur) <= _PLAIN_MAX or any(b[3] <= b[1] for b in cur):
-        # few boxes: all pairs cost less than the grid; a box without height could join by touching
+    if len(cur) <= _PLAIN_MAX or any(b[3] <= b[1] or b[2] <= b[0] for b in cur):
+        # few boxes: all pairs cost less than the grid; a box without height could join by touching, and
+        # one without width covers no cell
         return join_boxes(cur, lambda g, o: _joinable(g, o, join_gap))
     reach = 2.5 * max(join_gap, 0.0)
     changed = True
