@@ -22,7 +22,8 @@ What the pipeline's stage timings cover (``deid_pipeline/pipeline.py``):
 * ``prepare``, ``detect``, ``decide`` (``deid_pipeline.scan.SCAN_STAGES``), each the batch's time divided
   equally between its files: the views made visible (MONAI), the networks with their DB post-process,
   and the decision on their boxes (text checks, glyph finder, cine carry, merging, fixed regions); the
-  detector's loading is in none of them, nor is the frame digest behind ``frames_scanned``;
+  detector's loading is in none of them (nor MONAI's import, which comes with it), nor is the frame
+  digest behind ``frames_scanned``;
 * ``redact``: box fills; ``encode``: the redacted frames back into Pixel Data (for a file scanned in
   chunks, decoding its chunks again too);
 * ``header``: the header profile;

@@ -723,11 +723,13 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
     """Scan the frames of every item in one pass so the detector sees full batches."""
     from .detect import get_detector
     from . import scan
+    from .prepare import load_transforms
 
     out: dict[int, list[list[Region]] | FileError] = {}
     if not items:
         return out
     detector = get_detector(ctx.detector, ctx.device)
+    load_transforms()  # with the detector's loading: outside the stage clocks, like it
     mode = ctx.profile.settings.pixel_mode
     fallbacks_before = scan.cpu_fallback_views
     big = {i: it for i, it in enumerate(items) if it.chunked}

@@ -110,6 +110,15 @@ def _monai() -> tuple[object, object]:
 _PAD: object | None = None
 
 
+def load_transforms() -> None:
+    """Import MONAI's transforms now, once per process: ``import monai`` loads every MONAI submodule
+    (~0.5 s here), which would otherwise land in the first frame's ``prepare`` time."""
+    global _PAD
+    if _PAD is None:
+        _PAD = _monai()[0]
+        from monai.transforms import Resize, ScaleIntensityRange  # noqa: F401  (the rest of what views use)
+
+
 def _finish(t: "object", rows: int, cols: int, min_long: int,
             max_long: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
     """(V, C, rows, cols) float tensor in 0..255 -> V resized, bordered, end-padded uint8 (H, W, 3) numpy
@@ -117,9 +126,7 @@ def _finish(t: "object", rows: int, cols: int, min_long: int,
     import torch
     from monai.transforms import Resize
 
-    global _PAD
-    if _PAD is None:
-        _PAD = _monai()[0]
+    load_transforms()
     th, tw = target_size(rows, cols, min_long, max_long)
     v, c = int(t.shape[0]), int(t.shape[1])
     x = t.reshape(v * c, rows, cols)  # views x channels as MONAI channels: one call for all

@@ -91,3 +91,59 @@ def test_grey_planes_are_what_the_glyph_finder_would_make_of_the_image() -> None
                 assert np.array_equal(v.grey, grey_u8(v.image)) and v.plane is v.grey
                 kinds["grey"] += 1
     assert kinds["grey"] >= 10 and kinds["colour"] >= 2, kinds
+
+
+def test_load_transforms_imports_monai_once() -> None:
+    """A fresh process: preparing imports no MONAI until asked; ``load_transforms`` imports its transforms
+    and keeps one padding pipeline however often it is called."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from deid_pipeline import prepare\n"
+        "assert 'monai' not in sys.modules\n"
+        "prepare.load_transforms()\n"
+        "pad = prepare._PAD\n"
+        "assert pad is not None and 'monai.transforms' in sys.modules\n"
+        "prepare.load_transforms()\n"
+        "assert prepare._PAD is pad\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_a_scan_loads_the_transforms_before_its_stage_clock(tmp_path, monkeypatch) -> None:
+    """The pipeline loads MONAI's transforms with the detector, before the scan that times ``prepare``
+    (its ~0.5 s import would otherwise be the first file's preparation time)."""
+    from deid_pipeline import scan, synth
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(2):
+        case = synth.render_case("ct", 500 + i)
+        synth.write_case(case.dataset, case.truth, root / f"ct_{i}.dcm")
+    events: list[str] = []
+    real_load, real_batch = prepare.load_transforms, scan.scan_batch
+
+    def load() -> None:
+        events.append("load")
+        real_load()
+
+    def batch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append("scan")
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "load_transforms", load)
+    monkeypatch.setattr(scan, "scan_batch", batch)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"k" * 32, output_dir=tmp_path / "out",
+                     detector="deid-textseg", device="cpu")
+    results = process_batch(root, [Candidate("ct_0.dcm"), Candidate("ct_1.dcm")], ctx)
+    assert [r.status for r in results] == ["written", "written"]
+    assert events[:2] == ["load", "scan"]
+    assert all(r.timings_ms.get("prepare", 0) > 0 for r in results)
