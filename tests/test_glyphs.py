@@ -326,3 +326,95 @@ def test_speckled_ultrasound_lines_match_the_all_pairs_reference(monkeypatch: py
     assert max(seen) > glyphs._PLAIN_MAX * 4  # the grid ran, on many boxes
     monkeypatch.setattr(glyphs, "_lines", lambda boxes, p: _lines_all_pairs(boxes, p.join_gap))
     assert [find_glyph_text(v.plane, v.sy, v.sx, 768) for v in views] == found
+
+
+def _propagate_frame_by_frame(frames: np.ndarray, reps: list[int], found: list[list[Region]]) -> list[list[Region]]:
+    """``propagate_static`` as it was written before its checks were made for all frames at once: each box
+    against each other frame in turn. The reference it must match, box for box and in order."""
+    from deid_pipeline.scan import STATIC_INK_MATCH, _grey, _ink
+
+    if len(reps) < 2 or not any(found):
+        return found
+    out = [list(rs) for rs in found]
+    for k, rs in enumerate(found):
+        for r in rs:
+            box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+            ref = _ink(frames[reps[k]][box]) if r.source != "fixed" else None
+            if ref is None:
+                continue
+            values, ink, tol = ref
+            for j in range(len(reps)):
+                if j == k or any(b.x <= r.x and b.y <= r.y and r.x + r.w <= b.x + b.w and r.y + r.h <= b.y + b.h
+                                 for b in out[j]):
+                    continue
+                if float((np.abs(values[ink] - _grey(frames[reps[j]][box])[ink]) <= tol).mean()) >= STATIC_INK_MATCH:
+                    out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_static_carry_matches_the_frame_by_frame_reference(seed: int) -> None:
+    """Grey and RGB cines with text that stays, moves or changes, repeated frames (``reps`` skipping some),
+    random boxes of every size (nested, at the edges, flat, fixed), against the frame-by-frame loop."""
+    import dataclasses
+
+    from deid_pipeline import scan
+
+    rng = np.random.default_rng(seed)
+    for trial in range(8):
+        n, rows, cols = int(rng.integers(2, 14)), int(rng.integers(40, 200)), int(rng.integers(40, 260))
+        rgb = bool(rng.random() < 0.5)
+        shape = (n, rows, cols, 3) if rgb else (n, rows, cols)
+        frames = rng.rayleigh(40, shape).clip(0, 255).astype(np.uint8)
+        frames[:, : rows // 3] //= 4  # a darker band: flat patches and mixed ones
+        for f in range(n):  # text that stays in most frames, and some that changes
+            text = "DOE JANE" if f % 5 else "OTHER 12"
+            _letter(frames[f], text, (5, rows // 2), 250, cv2.FONT_HERSHEY_SIMPLEX, 0.4)
+        if rng.random() < 0.3:
+            frames[1] = frames[0]  # a repeated frame: reps leaves it out
+        reps = [0] + [f for f in range(1, n) if not np.array_equal(frames[f], frames[f - 1])]
+        found: list[list[Region]] = []
+        for _ in reps:
+            rs = []
+            for _ in range(int(rng.integers(0, 12))):
+                w, h = int(rng.integers(1, cols // 2 + 2)), int(rng.integers(1, rows // 3 + 2))
+                x, y = int(rng.integers(0, cols - 1)), int(rng.integers(0, rows - 1))
+                source = str(rng.choice(["model", "glyph", "fixed"], p=[0.6, 0.3, 0.1]))
+                rs.append(Region(x, y, min(w, cols - x), min(h, rows - y), round(float(rng.random()), 3), source))
+            if rs and rng.random() < 0.5:  # a box nested in another of its frame
+                b = rs[0]
+                rs.append(dataclasses.replace(b, x=b.x + b.w // 4, w=max(1, b.w // 2)))
+            found.append(rs)
+        want = _propagate_frame_by_frame(frames, reps, found)
+        assert scan.propagate_static(frames, reps, found) == want, (trial, n, rgb)
+    # a box bigger than one gather takes several: the same answer
+    monkey = pytest.MonkeyPatch()
+    try:
+        monkey.setattr(scan, "_GATHER_VALUES", 50)
+        assert scan.propagate_static(frames, reps, found) == _propagate_frame_by_frame(frames, reps, found)
+    finally:
+        monkey.undo()
+
+
+def test_static_carry_on_a_generated_cine_matches_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The boxes deid-textseg and the glyph finder find in a generated 24-frame ultrasound cine, carried
+    across its frames as the frame-by-frame loop carries them (and some are carried)."""
+    from deid_pipeline import pixels, scan, synth
+
+    if not is_available("deid-textseg"):
+        pytest.skip("deid-textseg weights not installed")
+    case = synth.render_case("us_cine", 13 * 100_003, shape=(480, 640), frames=24)
+    frames = pixels.decode_frames(case.dataset)
+    seen: list[tuple[np.ndarray, list[int], list[list[Region]]]] = []
+    real = scan.propagate_static
+
+    def captured(frames: np.ndarray, reps: list[int], found: list[list[Region]]) -> list[list[Region]]:
+        seen.append((frames, list(reps), [list(rs) for rs in found]))
+        return real(frames, reps, found)
+
+    monkeypatch.setattr(scan, "propagate_static", captured)
+    scan.scan_frames(case.dataset, frames, get_detector("deid-textseg", "cpu"))
+    (fr, reps, found), = seen
+    got = real(fr, reps, found)
+    assert got == _propagate_frame_by_frame(fr, reps, found)
+    assert sum(map(len, got)) > sum(map(len, found))  # the carry did something here
