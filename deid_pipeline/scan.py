@@ -365,7 +365,7 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
     Box by box in frame order, as a loop over every other frame would, with each box's checks made for
     all frames at once: which frames hold a box containing it (``out`` as it stands: the box's own
     additions go to one frame each and cannot change another frame's answer), and, for the others only,
-    how much of its ink keeps its values in each (one gather of its patch across them). Frame by frame,
+    how much of its ink keeps its values in each (one gather of its ink pixels across them). Frame by frame,
     a cine of F distinct frames cost O(F^2) Python steps per box: 8 s of a 240-frame cine's 24 s scan."""
     if len(reps) < 2 or not any(found):
         return found
