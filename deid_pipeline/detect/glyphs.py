@@ -127,72 +127,15 @@ def _joinable(g: list[int], o: list[int], join_gap: float) -> bool:
     return gap <= join_gap * hi
 
 
-_CELL = 5  # log2 of the grid cell side (32 view pixels) in ``_lines``
-_PLAIN_MAX = 64  # up to this many boxes ``_lines`` tries all pairs (``join_boxes``)
-
-
 def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[int]]:
-    """Join glyph boxes of similar height that overlap vertically and sit close side by side:
-    ``types.join_boxes(sorted boxes, _joinable)``, box for box, with a grid of 32-pixel cells in place of
-    its all-pairs search (speckle leaves ~1,000 glyph-sized components in a 1024x768 ultrasound view,
-    where every pair made ~0.3 s a view).
-
-    Each pass goes through the boxes in order and joins a box into the first earlier line (in the order
-    lines were started) it is joinable with, as ``join_boxes`` does; the grid only narrows the lines
-    tried to those that can be joinable. Two boxes are joinable only where their rows overlap by half the
-    lower one (so they share a cell row) and the horizontal gap is at most ``join_gap`` times the taller,
-    which is at most 2.5 times the box's own height: the lines registered in the cells of the box's rows,
-    widened by that gap, are all the candidates. A line is registered in the cells its box covers when
-    it starts, and in those it newly covers when it grows (boxes only grow: older registrations stay true)."""
+    """Join glyph boxes of similar height that overlap vertically and sit close side by side. Two boxes
+    are joinable only where their rows overlap (by half the lower one) and the horizontal gap is at most
+    ``join_gap`` times the taller, itself at most 2.5 times the box's own height: the ``reach`` that lets
+    ``join_boxes`` search a grid instead of every pair."""
     join_gap = p.join_gap
-    cur = [[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)]
-    if len(cur) <= _PLAIN_MAX or any(b[3] <= b[1] or b[2] <= b[0] for b in cur):
-        # few boxes: all pairs cost less than the grid; a box without height could join by touching, and
-        # one without width covers no cell
-        return join_boxes(cur, lambda g, o: _joinable(g, o, join_gap))
     reach = 2.5 * max(join_gap, 0.0)
-    changed = True
-    while changed:
-        changed = False
-        out: list[list[int]] = []
-        cells: list[tuple[int, int, int, int]] = []  # per line: the cell range it is registered in
-        grid: dict[tuple[int, int], list[int]] = {}
-        for b in cur:
-            gx0, gy0, gx1, gy1 = b
-            hg = gy1 - gy0
-            m = int(reach * hg) + 2
-            tried: set[int] = set()
-            for cy in range(gy0 >> _CELL, ((gy1 - 1) >> _CELL) + 1):
-                for cx in range((gx0 - m) >> _CELL, ((gx1 + m) >> _CELL) + 1):
-                    cell = grid.get((cx, cy))
-                    if cell:
-                        tried.update(cell)
-            target = -1
-            for i in sorted(tried):
-                if _joinable(b, out[i], join_gap):
-                    target = i
-                    break
-            if target < 0:
-                target, old = len(out), (0, 0, -1, -1)
-                out.append(list(b))
-                o = b
-            else:
-                o = out[target]
-                o[0], o[1], o[2], o[3] = min(o[0], gx0), min(o[1], gy0), max(o[2], gx1), max(o[3], gy1)
-                old = cells[target]
-                changed = True
-            new = (o[0] >> _CELL, o[1] >> _CELL, (o[2] - 1) >> _CELL, (o[3] - 1) >> _CELL)
-            if new != old:  # register the line in the cells it newly covers
-                for cy in range(new[1], new[3] + 1):
-                    for cx in range(new[0], new[2] + 1):
-                        if not (old[0] <= cx <= old[2] and old[1] <= cy <= old[3]):
-                            grid.setdefault((cx, cy), []).append(target)
-                if target == len(cells):
-                    cells.append(new)
-                else:
-                    cells[target] = new
-        cur = out
-    return cur
+    return join_boxes([[x, y, x + w, y + h] for x, y, w, h in sorted(boxes)], lambda g, o: _joinable(g, o, join_gap),
+                      reach=lambda b: reach * (b[3] - b[1]))
 
 
 def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: int | None = None,
