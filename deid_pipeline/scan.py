@@ -394,8 +394,7 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
             for at in range(0, len(todo), step):
                 some = todo[at : at + step]
                 at_ink = frames[(slice(None),) + box][order[some]][:, ink]  # (T, ink pixels[, samples])
-                grey = at_ink.mean(axis=2) if at_ink.ndim == 3 else at_ink.astype(np.float64)  # as _grey, pixel by pixel
-                kept = (np.abs(values[ink] - grey) <= tol).mean(axis=1)
+                kept = (np.abs(values[ink] - _grey(at_ink)) <= tol).mean(axis=1)  # _grey: pixel by pixel either way
                 for j in some[kept >= STATIC_INK_MATCH].tolist():
                     carried = Region(r.x, r.y, r.w, r.h, r.score, "static")
                     out[j].append(carried)
