@@ -23,9 +23,14 @@ class Sample:
 
 
 def _is_worker(proc: psutil.Process) -> bool:
-    """A Dask worker process: spawned by multiprocessing (not its resource tracker or fork server), no children."""
+    """A Dask worker process, with no children: spawned by multiprocessing, or forked by its fork server (a
+    fork keeps the server's command line: a worker is such a process under the server); not the resource
+    tracker, not the server itself."""
     cmd = " ".join(proc.cmdline())
-    return "multiprocessing" in cmd and "resource_tracker" not in cmd and "forkserver" not in cmd and not proc.children()
+    if "multiprocessing" not in cmd or "resource_tracker" in cmd or proc.children():
+        return False
+    parent = proc.parent()
+    return "forkserver" not in cmd or (parent is not None and "forkserver" in " ".join(parent.cmdline()))
 
 
 class TreeSampler:

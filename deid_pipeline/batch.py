@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import os
 import pickle
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 from .config import RunContext
 from .discover import Candidate
 from .pipeline import process_batch
+from .prestart import QUICK_EXIT_ENV, WORKER_MALLOC_ENV, fork_environ, worker_environ
 from .types import FileResult
 
 log = logging.getLogger(__name__)
@@ -120,19 +122,6 @@ def worker_memory_limit(client: Any) -> int | None:
     return min(limits) if limits else None
 
 
-#: glibc settings for local workers that run the text detector. Dask's default
-#: (MALLOC_TRIM_THRESHOLD_=65536) also fixes the mmap threshold at 128 KiB, so every tensor the detector
-#: allocates is a fresh mmap: measured here 2.9x slower detection (1.41 s per 512x512 slice instead of
-#: 0.49) with 3x the system time. A 32 MiB mmap threshold and a 128 MiB trim threshold: 0.32 s per
-#: slice; buffers above 32 MiB (big images) are still returned to the system when freed. Header-only
-#: runs keep Dask's default: there it measured faster (187 against 159 files/s on the 100k soak) with
-#: less worker growth.
-WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
-
-#: Set in the environment of every worker of deid's own local clusters: such a worker, once it has closed
-#: cleanly, ends its process without the interpreter's teardown (:func:`quick_exit_after_close`).
-QUICK_EXIT_ENV = "DEID_WORKER_QUICK_EXIT"
-
 #: Dask settings for the local clusters deid starts (never applied to a ``--scheduler`` cluster).
 #: Dask's statistical profiler (on by default) samples each worker's task thread every 10 ms and keeps
 #: one call tree per second, twice over (``Worker.profile_history`` and ``profile_keys_history``), in
@@ -157,29 +146,35 @@ def local_worker_environ(detector: bool = True) -> dict[str, str]:
     import dask
     import distributed  # noqa: F401  (loads distributed's config defaults)
 
-    env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **(WORKER_MALLOC_ENV if detector else {}),
-           QUICK_EXIT_ENV: "1"}
-    return {k: str(v) for k, v in env.items()}
+    return worker_environ(dask.config.get("distributed.nanny.pre-spawn-environ", {}), detector)
 
 
-def _local_cluster(n: int, device: str, memory_limit: str | int | None, gpu: bool = True) -> Any:
-    """One worker process per core (or per GPU with dask-cuda when ``gpu``), one thread each."""
-    from distributed import LocalCluster
-
+def _cuda_cluster(device: str, gpu: bool) -> bool:
+    """Whether the local cluster is dask-cuda's, one worker per GPU: ``gpu`` (pixels are scanned), CUDA
+    present (auto: torch is asked only on a host with a GPU driver; an explicit cuda always asks it) and
+    dask-cuda installed."""
     from .detect.device import cuda_available
 
-    # auto: torch is asked only on a host with a GPU driver; an explicit cuda always asks it
-    if gpu and device in ("auto", "cuda") and cuda_available(quick=device == "auto"):
-        try:
-            import torch
-            from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
+    return (gpu and device in ("auto", "cuda") and cuda_available(quick=device == "auto")
+            and importlib.util.find_spec("dask_cuda") is not None)
 
-            return LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
-                                    dashboard_address=None, memory_limit=memory_limit)
-        except ImportError:
-            pass
+
+def _local_cluster(n: int, memory_limit: str | int | None, cuda: bool) -> Any:
+    """One worker process per core (or, ``cuda``, per GPU with dask-cuda), one thread each."""
+    if cuda:
+        import torch
+        from dask_cuda import LocalCUDACluster  # type: ignore[import-not-found]
+
+        return LocalCUDACluster(n_workers=min(n, torch.cuda.device_count()), threads_per_worker=1,
+                                dashboard_address=None, memory_limit=memory_limit)
+    from distributed import LocalCluster
+
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                         silence_logs=logging.ERROR, memory_limit=memory_limit)
+
+
+MP_METHOD = "distributed.worker.multiprocessing-method"
+NANNY_ENVIRON = "distributed.nanny.environ"
 
 
 @contextmanager
@@ -187,7 +182,8 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
                 detector: bool = True) -> Iterator[Any]:
     """A distributed Client: the user's scheduler, or a local cluster we own and close (each worker
     with ``memory_limit``: Dask's "auto" is the machine's memory shared between the workers; with
-    ``WORKER_MALLOC_ENV`` when the workers will run the detector; with ``LOCAL_CLUSTER_CONFIG``)."""
+    ``WORKER_MALLOC_ENV`` when the workers will run the detector; with ``LOCAL_CLUSTER_CONFIG``; forked
+    from the pre-loaded server of :mod:`prestart` when it has exactly the workers' environment)."""
     from distributed import Client
 
     if scheduler:
@@ -199,16 +195,30 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
         return
     import dask
 
-    # LOCAL_CLUSTER_CONFIG stays set while the cluster lives: a nanny's copy of the config shares its
-    # nested dicts with ours, so a worker it restarts (after a timed-out batch) reads the values in
-    # force then, not those of when the nanny started.
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
-        spawn_env = local_worker_environ(detector)
+    spawn_env = local_worker_environ(detector)  # (distributed is imported: its config defaults are loaded)
+    cuda = _cuda_cluster(device, detector)
+    forked = None if cuda else fork_environ(spawn_env)
+    config = {**LOCAL_CLUSTER_CONFIG, MP_METHOD: dask.config.get(MP_METHOD)}
+    if forked is not None:  # each forked worker sets what changed here since the server started
+        config |= {MP_METHOD: "forkserver", NANNY_ENVIRON: {**dask.config.get(NANNY_ENVIRON, {}), **forked}}
+    method = config[MP_METHOD]
+    n = workers or default_workers(detector)
+    # LOCAL_CLUSTER_CONFIG and the start method stay set while the cluster lives: a nanny's copy of the
+    # config shares its nested dicts with ours, so a worker it restarts (after a timed-out batch) reads
+    # the values in force then, not those of when the nanny started.
+    with dask.config.set(config):
         saved = {k: os.environ.get(k) for k in spawn_env.keys() | WORKER_MALLOC_ENV.keys()}
         try:
             with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):  # read when each nanny starts
-                # no pixels to scan: one worker per core, and no CUDA probe (it imports torch)
-                cluster = _local_cluster(workers or default_workers(detector), device, memory_limit, gpu=detector)
+                try:
+                    cluster = _local_cluster(n, memory_limit, cuda)
+                except Exception as exc:
+                    if method != "forkserver":
+                        raise
+                    log.warning("local workers could not be forked from the pre-loaded server (%s); spawning them",
+                                type(exc).__name__)
+                    dask.config.set({MP_METHOD: "spawn"})  # for this cluster's life: undone with the rest
+                    cluster = _local_cluster(n, memory_limit, cuda)
         finally:  # nannies copy these into our own environment too; later clusters must not inherit them
             _restore_environ(saved)
         client = Client(cluster)

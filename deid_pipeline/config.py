@@ -23,6 +23,8 @@ KEY_MIN_BYTES = 16
 BATCH_SIZE_SCAN = 16
 BATCH_SIZE_HEADER_ONLY = 64
 PIXEL_CHOICES = ("profile", "all", "triage", "none")
+#: The file-creation mask of a run (its driver and workers): nothing written is readable by others.
+RUN_UMASK = 0o027
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RunContext, check_paths, read_key_file, write_new_key
+from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunContext, check_paths, read_key_file, write_new_key
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import ConfigError
@@ -182,7 +182,7 @@ def execute(
 ) -> RunSummary:
     """Run the whole job (``prepare_run`` must not have raised) and write ``run.json``."""
     ctx, private, resume, notes = prepare_run(opts)
-    old_umask = os.umask(0o027)
+    old_umask = os.umask(RUN_UMASK)
     try:
         private.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(private, 0o700)

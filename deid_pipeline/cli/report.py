@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..runner import private_dir
 from .logs import log_options, setup_logging
 
 
@@ -26,6 +25,7 @@ def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: 
            journal: Path | None, quiet: bool, verbose: bool, log_file: Path | None) -> None:
     """Write a self-contained HTML QA report: summary, charts, redacted thumbnails by series."""
     from ..report import build_report
+    from ..runner import private_dir
 
     setup_logging("text", quiet, verbose, log_file)
     if not (output_dir / "manifest.jsonl").exists():

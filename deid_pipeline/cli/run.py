@@ -9,10 +9,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
-from ..runner import RunOptions, execute, prepare_run
-from ..types import FileResult
 from .logs import log_options, setup_logging
-from .progress import Feedback
 
 
 @click.command()
@@ -41,6 +38,13 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
         file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
         debug: bool) -> None:
     """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""
+    from ..prestart import start_for_run
+
+    start_for_run(workers, scheduler, pixels)  # first: the workers' imports run beside the driver's (below)
+    from ..runner import RunOptions, execute, prepare_run
+    from ..types import FileResult
+    from .progress import Feedback
+
     setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, detector=detector, batch_size=batch_size,

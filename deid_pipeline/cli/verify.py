@@ -9,7 +9,6 @@ import click
 
 from ..config import read_key_file
 from ..errors import ConfigError
-from ..runner import private_dir
 from .logs import log_options, setup_logging
 
 
@@ -29,6 +28,7 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
            workers: int | None, scheduler: str | None, device: str, no_rescan: bool, quiet: bool, verbose: bool, log_file: Path | None) -> None:
     """Check every output against its input; exit 1 when anything is found (report in OUTPUT/verify.json)."""
     from ..verify import verify_run
+    from ..runner import private_dir
 
     setup_logging("text", quiet, verbose, log_file)
     private = private_dir(output_dir, journal)
