@@ -569,8 +569,43 @@ class Measured:
         self.driver_mib, self.worker_mib = driver_mib, worker_mib
 
 
+def _adopt_orphans(on: bool) -> bool:
+    """Make this process (``on``) or stop it being the reaper of orphaned descendants (Linux
+    ``PR_SET_CHILD_SUBREAPER``), so that their CPU time can be counted (:func:`_reap`). deid's workers are
+    forked by multiprocessing's fork server, which reaps them and ends after deid's driver: without this
+    its CPU time, the workers' included, would count nowhere."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, int(on), 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap(pids: set[int], grace: float = 30.0) -> float:
+    """CPU seconds of those of ``pids`` that were reparented here, each reaped as it ends (one still
+    running after ``grace`` seconds is left uncounted; a pid that is not our child is skipped)."""
+    cpu, end, left = 0.0, time.monotonic() + grace, set(pids)
+    while left:
+        for pid in list(left):
+            try:
+                got, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours (never reparented here, or reaped by its own parent)
+                left.discard(pid)
+                continue
+            if got:
+                cpu += usage.ru_utime + usage.ru_stime
+                left.discard(pid)
+        if left and time.monotonic() > end:
+            break
+        time.sleep(0.005)
+    return cpu
+
+
 def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, sample_workers: bool = False) -> Measured:
-    """Run ``cmd`` to its end. CPU seconds from ``wait4`` (the child and every descendant it waited for).
+    """Run ``cmd`` to its end. CPU seconds from ``wait4``: the child and every descendant it waited for, and
+    the sampled descendants it left behind (:func:`_adopt_orphans`; where that is refused they are not
+    counted).
     Resident memory is sampled every 0.1 s (``rss_monitor.TreeSampler``; ``wait4``'s peak is no use here: a
     child reports its parent's peak at the fork): ``peak_mib`` is the largest process of the tree; with
     ``sample_workers`` (deid's Dask workers), its driver and its largest worker apart too."""
@@ -579,19 +614,25 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path, sample_workers:
     from rss_monitor import MiB, TreeSampler
 
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
-        t0 = time.perf_counter()
-        popen = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=env, cwd=str(cwd))
-        with TreeSampler(popen.pid, 0.1, t0) as sampler:
-            _, status, usage = os.wait4(popen.pid, 0)
-            wall = time.perf_counter() - t0
-        popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        adopting = _adopt_orphans(True)
+        try:
+            t0 = time.perf_counter()
+            popen = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=env, cwd=str(cwd))
+            with TreeSampler(popen.pid, 0.1, t0) as sampler:
+                _, status, usage = os.wait4(popen.pid, 0)
+                wall = time.perf_counter() - t0
+            popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+            orphans_cpu = _reap(sampler.seen) if adopting else 0.0
+        finally:
+            if adopting:
+                _adopt_orphans(False)
         samples = sampler.samples
         driver = max((s.driver_rss for s in samples), default=0)
         worker = max((s.worker_rss[0] for s in samples if s.worker_rss), default=0)
         out_f.seek(0)
         err_f.seek(0)
         return Measured(popen.returncode, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace"),
-                        wall, usage.ru_utime + usage.ru_stime, max((s.largest_rss for s in samples), default=0) / MiB,
+                        wall, usage.ru_utime + usage.ru_stime + orphans_cpu, max((s.largest_rss for s in samples), default=0) / MiB,
                         driver / MiB if sample_workers else None,
                         worker / MiB if sample_workers and worker else None)
 

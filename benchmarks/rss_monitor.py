@@ -40,6 +40,7 @@ class TreeSampler:
 
     def __init__(self, pid: int, interval: float, t0: float, extra: Callable[[], dict] | None = None) -> None:
         self.samples: list[Sample] = []
+        self.seen: set[int] = set()  # every descendant's pid, as sampled
         self._interval, self._t0, self._extra = interval, t0, extra
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(pid,), daemon=True)
@@ -63,6 +64,7 @@ class TreeSampler:
                 kids = proc.children(recursive=True)
             except psutil.Error:
                 break
+            self.seen.update(k.pid for k in kids)
             rss: dict[psutil.Process, int] = {}
             workers: list[int] = []
             for k in kids:

@@ -222,6 +222,17 @@ def test_run_measured_reports_the_child_s_peak_memory_and_cpu(tmp_path: Path) ->
     assert failed.returncode == 3
 
 
+def test_run_measured_counts_what_the_child_left_running(tmp_path: Path) -> None:
+    """A child that starts a process, waits until it is sampled, and exits without waiting for it (as deid's
+    driver leaves multiprocessing's fork server, which reaped the workers): that process's CPU counts."""
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    code = ("import subprocess, sys, time\n"
+            f"subprocess.Popen([sys.executable, '-c', {spin!r}])\n"
+            "time.sleep(0.4)\n")
+    res = bench_peers.run_measured([sys.executable, "-c", code], dict(os.environ), tmp_path)
+    assert res.returncode == 0 and res.cpu >= 0.6, res.cpu
+
+
 def test_plain_loop_reference_reads_and_writes_every_file(tmp_path: Path) -> None:
     """The yardstick's loops split the files between them and write each one (output removed after)."""
     import reference
