@@ -5,8 +5,8 @@ scanned) torch, MONAI and OpenCV: ~0.9 s of a core for a header worker, ~2.8 s f
 measured here, while the driver imports pydicom and Dask and starts the scheduler. ``deid run`` calls
 :func:`start_for_run` first thing, so that one server process (multiprocessing's ``forkserver``) makes
 those imports once, on another core, while the driver makes its own; the local cluster then forks its
-workers from it (``batch.dask_client``), ready to work. The server only imports: no thread pool (torch's,
-OpenCV's, BLAS') exists in it yet, so none is broken by the fork.
+workers from it (``batch.dask_client``), ready to work. The server only imports: it has one thread (no
+pool of torch's, OpenCV's or BLAS' exists in it yet), so no pool is broken by the fork.
 
 A forked worker inherits the server's environment and file-creation mask, not the driver's at the time
 it starts (as a spawned one does). The server is therefore started with those a worker of that run gets:
@@ -15,9 +15,8 @@ and the run's mask (``config.RUN_UMASK``: nothing a worker writes readable by ot
 from it only when those variables and that mask are still the ones its workers get, and has each forked
 worker set what changed in the driver's environment since (:func:`fork_environ`); any other cluster
 (another kind of run in the same process, a removed variable, another mask, a GPU host, a failed
-server) spawns its workers as before. The
-one waste: a profile that scans no pixels run without ``--pixels none`` leaves a server that imported
-torch for nothing, idle until the run ends.
+server) spawns its workers as before. The one waste: a profile that scans no pixels, run without
+``--pixels none``, leaves a server that imported torch for nothing, idle until the run ends.
 """
 
 from __future__ import annotations
