@@ -181,3 +181,30 @@ def test_a_server_with_another_mask_is_not_used(monkeypatch: pytest.MonkeyPatch)
         assert prestart.fork_environ(env) is None
     finally:
         os.umask(old)
+
+
+_ONE_THREAD = """
+import multiprocessing, os, psutil
+from deid_pipeline import prestart
+
+def nothing():
+    pass
+
+if __name__ == "__main__":
+    assert prestart.start_for_run(1, None, "all")
+    p = multiprocessing.get_context("forkserver").Process(target=nothing)
+    p.start()  # forked once the server has made its imports
+    p.join()
+    (server,) = [c for c in psutil.Process().children() if "forkserver import main" in " ".join(c.cmdline())]
+    print(server.num_threads())
+"""
+
+
+def test_the_server_has_one_thread_after_its_imports(tmp_path: Path) -> None:
+    """A fork copies only the calling thread: a preloaded module that started a thread pool would leave
+    every worker with a pool whose threads do not exist."""
+    script = tmp_path / "one_thread.py"
+    script.write_text(_ONE_THREAD)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "1"
