@@ -92,8 +92,14 @@ def start(env: dict[str, str], preload: tuple[str, ...], umask: int | None = Non
 
     saved = {k: os.environ.get(k) for k in env}
     old_umask = os.umask(_umask() if umask is None else umask)
+    old_path = sys.path[:]
     try:
         os.environ.update(env)
+        # multiprocessing writes the server's sys.path into its command line, which any local user can
+        # read: the working folder (it may be named after a patient) is left out of it. Each worker still
+        # gets the driver's whole sys.path when it starts (multiprocessing's preparation data).
+        cwd = os.getcwd()
+        sys.path[:] = [p for p in old_path if p not in ("", ".") and os.path.abspath(p) != cwd]
         multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
         forkserver.ensure_running()
         _started, _started_umask = dict(os.environ), _umask()
@@ -101,6 +107,7 @@ def start(env: dict[str, str], preload: tuple[str, ...], umask: int | None = Non
         log.debug("no worker server: %s", type(exc).__name__)
         return False
     finally:
+        sys.path[:] = old_path
         os.umask(old_umask)
         for k, v in saved.items():
             if v is None:

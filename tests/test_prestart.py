@@ -60,7 +60,7 @@ def probe():
     import psutil, sys
     cmd = " ".join(psutil.Process().cmdline())  # a fork keeps its server's command line
     return {{"forked": "multiprocessing.forkserver import main" in cmd and "spawn_main" not in cmd, "torch": "torch" in sys.modules,
-            "umask": prestart._umask(),
+            "umask": prestart._umask(), "deid": "deid_pipeline.pixels" in sys.modules,
             "env": {{k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS",
                                                   prestart.QUICK_EXIT_ENV, "DEID_TEST_LATE", "GDCM_RESOURCES_PATH")}}}}
 
@@ -100,6 +100,7 @@ def test_forked_workers_get_what_a_spawned_one_would(pixels: str, detector: bool
     assert res["started"] and res["driver_quick_exit"] is None
     (worker,) = res["workers"]
     assert worker["forked"] and worker["torch"] is detector  # the detector's imports made in the server
+    assert worker["deid"]  # and deid's, though the server's sys.path lacks the working folder (the repo)
     assert worker["umask"] == 0o027  # the run's mask, not the one the driver had when the server started
     env = worker["env"]
     assert env["OMP_NUM_THREADS"] == "1" and env[prestart.QUICK_EXIT_ENV] == "1"
@@ -208,3 +209,27 @@ def test_the_server_has_one_thread_after_its_imports(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "1"
+
+
+_CMDLINE = """
+import os, sys, time, psutil
+sys.path.insert(0, os.getcwd())  # as ``python -m`` puts the working folder first
+from deid_pipeline import prestart
+assert prestart.start_for_run(1, None, "none")
+time.sleep(0.5)
+(server,) = [c for c in psutil.Process().children() if "forkserver import main" in " ".join(c.cmdline())]
+print(" ".join(server.cmdline()))
+print(sys.path[0] == os.getcwd())
+"""
+
+
+def test_the_server_command_line_leaves_out_the_working_folder(tmp_path: Path) -> None:
+    """multiprocessing puts the server's sys.path on its command line (readable by any local user): a
+    working folder named after a patient must not appear there."""
+    folder = tmp_path / "ZQCANARY^PATIENT"
+    folder.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _CMDLINE], capture_output=True, text=True, timeout=300, cwd=folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cmdline, path_restored = proc.stdout.strip().splitlines()
+    assert "forkserver" in cmdline and "deid_pipeline.batch" in cmdline
+    assert "ZQCANARY" not in cmdline and path_restored == "True"
