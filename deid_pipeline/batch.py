@@ -388,8 +388,11 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
     """The Dask task: announce the start (the driver's deadline counts from here), then process,
     reporting progress (see :class:`_Reporter`). A task that may scan pixels first fits OpenCV's
     thread pool to the worker (:func:`limit_opencv_threads`); on deid's own local cluster the worker
-    then ends quickly once closed (:func:`quick_exit_after_close`)."""
+    then ends quickly once closed (:func:`quick_exit_after_close`). With ``--quiet`` deid's loggers on the
+    worker pass errors only: what a worker logs reaches the driver's stderr."""
     ctx = _unpack_context(packed)
+    if ctx.quiet:
+        logging.getLogger("deid_pipeline").setLevel(logging.ERROR)
     if ctx.scans_pixels:
         limit_opencv_threads(ctx.opencv_threads)
     reporter: _Reporter | None = None

@@ -46,6 +46,7 @@ class RunContext:
     max_file_bytes: int | None = None  # set from the worker memory limit: bigger inputs fail with a reason
     linkage: bool = False  # return original-to-pseudonym rows to the driver (--linkage)
     opencv_threads: int | None = None  # OpenCV threads per worker (deid's local clusters); None: OMP_NUM_THREADS
+    quiet: bool = False  # --quiet: workers log errors only (what they log reaches the driver's stderr)
 
     @property
     def pixel_rule(self) -> str:

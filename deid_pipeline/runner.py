@@ -52,6 +52,7 @@ class RunOptions:
     file_timeout: float | None = None  # seconds per file before a batch is cancelled (default 300)
     count_inputs: bool = False  # walk INPUT once more up front so the progress bar has an ETA
     memory_limit: str = "auto"  # per local worker: bytes ("4GiB") or "auto" (machine memory / workers)
+    quiet: bool = False  # errors only, the workers' logs included
 
 
 @dataclass
@@ -151,6 +152,7 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         batch_size=max(1, opts.batch_size) if opts.batch_size is not None else BATCH_SIZE_SCAN,
         debug=opts.debug,
         linkage=opts.linkage is not None,
+        quiet=opts.quiet,
     )
     if opts.batch_size is None and not ctx.scans_pixels:
         ctx = dataclasses.replace(ctx, batch_size=BATCH_SIZE_HEADER_ONLY)

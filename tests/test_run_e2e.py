@@ -472,3 +472,23 @@ def test_steady_rate_is_the_pace_between_the_10th_and_90th_percentile() -> None:
     assert _steady_rate(slow_start, every=16) == 16.0  # 16 records a second once running
     assert _steady_rate(array("d", [0.0, 1.0]), every=16) is None
     assert _steady_rate(array("d", [3.0] * 30), every=16) is None
+
+
+def test_quiet_reaches_the_workers(tmp_path: Path) -> None:
+    """``--quiet`` means errors only, the workers' logs included (they reach the driver's stderr): on a
+    host without CUDA each scanning worker warns that detection runs on the CPU, but not under --quiet."""
+    import torch
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(REPO / "sample_data" / "DOE^JOHN" / "20240101" / "IM0001", inp / "IM0001")
+    key = write_key(tmp_path / "k.key", b"quiet-test-key-0123456789abcdef0123456789")
+    runs = {}
+    for flag in ("--quiet", "--verbose"):
+        out = tmp_path / f"out{flag}"
+        runs[flag] = deid("run", str(inp), str(out), "--workers", "1", "--pixels", "all", "--key-file", str(key), flag)
+        assert runs[flag].returncode == 0, runs[flag].stderr[-2000:]
+        assert read_manifest(out)[0]["pixel"]["scanned"]
+    assert runs["--quiet"].stderr == ""
+    if not torch.cuda.is_available():  # the warning the quiet run withheld is there without --quiet
+        assert "CUDA not available" in runs["--verbose"].stderr

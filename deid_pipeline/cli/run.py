@@ -48,7 +48,7 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, detector=detector, batch_size=batch_size,
-                      linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, count_inputs=not quiet and sys.stderr.isatty())
+                      linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, quiet=quiet, count_inputs=not quiet and sys.stderr.isatty())
     try:
         prepare_run(opts)
     except ConfigError as exc:
