@@ -80,9 +80,9 @@ def _umask() -> int:
     return mask
 
 
-def start(env: dict[str, str], preload: tuple[str, ...], umask: int | None = None) -> bool:
+def start(env: dict[str, str], preload: tuple[str, ...], umask: int) -> bool:
     """Start the server (once per process) with the driver's environment plus ``env`` and the
-    file-creation mask ``umask`` (None: the driver's), importing ``preload``; returns whether it was
+    file-creation mask ``umask``, importing ``preload``; returns whether it was
     started by this call. It runs beside the caller: the call returns at once, and the first worker
     forked waits for the imports to finish."""
     global _started, _started_umask
@@ -91,7 +91,7 @@ def start(env: dict[str, str], preload: tuple[str, ...], umask: int | None = Non
     from multiprocessing import forkserver
 
     saved = {k: os.environ.get(k) for k in env}
-    old_umask = os.umask(_umask() if umask is None else umask)
+    old_umask = os.umask(umask)
     old_path = sys.path[:]
     try:
         os.environ.update(env)
