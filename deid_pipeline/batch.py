@@ -389,10 +389,10 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
     reporting progress (see :class:`_Reporter`). A task that may scan pixels first fits OpenCV's
     thread pool to the worker (:func:`limit_opencv_threads`); on deid's own local cluster the worker
     then ends quickly once closed (:func:`quick_exit_after_close`). With ``--quiet`` deid's loggers on the
-    worker pass errors only: what a worker logs reaches the driver's stderr."""
+    worker pass errors only (what a worker logs reaches the driver's stderr); set for every task, so that a
+    worker of a ``--scheduler`` cluster serves a later run without ``--quiet`` at the usual level."""
     ctx = _unpack_context(packed)
-    if ctx.quiet:
-        logging.getLogger("deid_pipeline").setLevel(logging.ERROR)
+    logging.getLogger("deid_pipeline").setLevel(logging.ERROR if ctx.quiet else logging.NOTSET)
     if ctx.scans_pixels:
         limit_opencv_threads(ctx.opencv_threads)
     reporter: _Reporter | None = None

@@ -113,3 +113,26 @@ def test_run_distributed_sizes_its_local_workers(tmp_path: Path, monkeypatch: py
     n = batch.run_distributed(src, walk_inputs(src), ctx, results.append, workers=2)
     assert n == 2 and [r.status for r in results] == ["written"]
     assert [c.opencv_threads for c in sent] == [max(1, CPU_COUNT // 2)]
+
+
+def _deid_log_level() -> int:
+    import logging
+
+    return logging.getLogger("deid_pipeline").level
+
+
+def test_quiet_is_set_per_task_on_a_worker(tmp_path: Path) -> None:
+    """A worker outlives a run on a ``--scheduler`` cluster: a ``--quiet`` run's level must not stay for the next."""
+    import logging
+
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.profile import load_profile
+
+    profile = load_profile("safe-harbor")
+    with batch.dask_client(1, None, "cpu", detector=False) as client:
+        levels = []
+        for quiet in (True, False):
+            ctx = RunContext(profile=profile, key=b"k" * 32, output_dir=tmp_path, pixels="none", quiet=quiet)
+            assert client.submit(batch._run_batch_task, str(tmp_path), [], batch._pack_context(ctx), "t", pure=False).result() == []
+            levels += list(client.run(_deid_log_level).values())
+    assert levels == [logging.ERROR, logging.NOTSET]
