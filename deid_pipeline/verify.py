@@ -4,7 +4,8 @@ For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
    nothing the profile removes (action X) is present, no private element outside the retained set;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
-   file's bytes (header always; pixel bytes for long terms) or in its path;
+   file's bytes (header always; pixel bytes for long terms) or in its path (a date or number only where
+   no digit touches it: ``1.2.84``, a birth date, is not found in ``1.2.840.10008...``);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each output's sha256 matches its record, no
@@ -62,15 +63,51 @@ def _header_bytes(path: str) -> bytes:
     return buf.getvalue()
 
 
-def _encodings(term: str) -> set[bytes]:
+def _encodings(term: str) -> set[tuple[bytes, int]]:
+    """``term`` as bytes, as typed and in upper and lower case, in UTF-8, Latin-1 and UTF-16-LE, each
+    with the width of an ASCII character in that encoding."""
     out = set()
     for variant in {term, term.upper(), term.lower()}:
-        for enc in ("utf-8", "latin-1", "utf-16-le"):
+        for enc, width in (("utf-8", 1), ("latin-1", 1), ("utf-16-le", 2)):
             try:
-                out.add(variant.encode(enc))
+                out.add((variant.encode(enc), width))
             except UnicodeEncodeError:
                 pass
     return out
+
+
+def _digit_free_match(data: bytes, needle: bytes, width: int) -> bool:
+    """``needle`` in ``data`` where no ASCII digit (of ``width`` bytes) comes right before or after it."""
+    digits = b"0123456789"
+    start = data.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        before, after = data[max(0, start - width) : start], data[end : end + width]
+        if not (len(before) == width and before[0] in digits) and not (len(after) == width and after[0] in digits):
+            return True
+        start = data.find(needle, start + 1)
+    return False
+
+
+def _found(term: str, data: bytes, folded: bytes | None = None) -> bool:
+    """Whether ``term`` (:func:`_encodings`) appears in ``data``; with ``folded`` (``data.lower()``),
+    without regard to ASCII case. A term without letters (a date, a number) counts only where no digit
+    touches it, so that a date variant such as ``1.2.84`` is not found inside a standard UID
+    (``1.2.840.10008...``) nor ``2.25.33`` at the root of a generated one, while ``DOB 1.2.84`` and
+    ``ID1234567`` are."""
+    if any(c.isalpha() for c in term):
+        if folded is None:
+            return any(enc in data for enc, _ in _encodings(term))
+        return any(enc.lower() in folded for enc, _ in _encodings(term))
+    return any(_digit_free_match(data, enc, width) for enc, width in _encodings(term))
+
+
+def _path_has(term: str, folded_path: str) -> bool:
+    """Whether ``term`` is in a path (lower case), by the rule of :func:`_found`."""
+    needle = term.lower()
+    if any(c.isalpha() for c in term):
+        return needle in folded_path
+    return _digit_free_match(folded_path.encode("utf-8", "surrogateescape"), needle.encode("utf-8", "surrogateescape"), 1)
 
 
 def _values(ds: Dataset) -> dict[str, Any]:
@@ -124,17 +161,17 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
             text = str(value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 terms -= date_variants(text[:8])
-    header = _header_bytes(output_path).lower()
+    header = _header_bytes(output_path)
+    header_folded = header.lower()
     rel_path = output_path.lower()
     for term in sorted(terms):
         if len(term) < _HEADER_MIN_TERM:
             continue
-        hits = [enc for enc in _encodings(term) if enc.lower() in header]
-        if hits:
+        if _found(term, header, header_folded):
             findings.append(Finding(line, "identifying-value-in-header", f"a {len(term)}-character identifying value"))
-        elif len(term) >= _PIXEL_MIN_TERM and any(enc in out_bytes for enc in _encodings(term)):
+        elif len(term) >= _PIXEL_MIN_TERM and _found(term, out_bytes):
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
-        if term.lower() in rel_path:
+        if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
     if rescan and pixel.get("scanned") and pixel.get("mode") == "all-text":
         findings += _rescan(src, out, line, pixel, device)

@@ -148,3 +148,72 @@ def test_verify_writes_no_phi_to_its_streams(clean_run) -> None:
         values |= {str(ds.PatientName), str(ds.PatientID), str(ds.get("InstitutionName", "")), str(inp)}
     for v in filter(None, values):
         assert v not in proc.stdout and v not in proc.stderr
+
+
+# --------------------------------------------------------------------------- dates that look like UID roots
+
+KEY = b"verify-uid-root-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def uid_root_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Two patients whose birth dates, as ``M.D.YY``, begin UIDs the outputs hold: 1984-02-01
+    (``1.2.84``, every standard UID: ``1.2.840.10008...``) and 1933-02-25 (``2.25.33``, the root of a
+    generated UID, which this file's SOP Instance UID is chosen to get)."""
+    from pydicom.data import get_testdata_file
+
+    from deid_pipeline.pseudonym import Pseudonymizer
+
+    base = tmp_path_factory.mktemp("uidroot")
+    inp = base / "in"
+    inp.mkdir()
+    pseudo = Pseudonymizer(KEY)
+    sop = next(u for u in (f"1.2.826.0.1.3680043.8.498.{n}" for n in range(100_000)) if pseudo.uid(u).startswith("2.25.33"))
+    for name, birth, uid in (("a.dcm", "19840201", pydicom.uid.generate_uid()), ("b.dcm", "19330225", sop)):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.PatientBirthDate, ds.PatientName, ds.PatientID = birth, f"ZQROOT^{name[0].upper()}", f"ZQR{name[0]}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.save_as(inp / name)
+    key = write_key(base / "k", KEY)
+    out = base / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return inp, out, key
+
+
+def test_dates_that_begin_uids_are_no_finding(uid_root_run) -> None:
+    inp, out, key = uid_root_run
+    recs = {r["output_path"]: r for r in read_manifest(out)}
+    assert len(recs) == 2
+    # the premise: each output holds its patient's M.D.YY birth date, with a digit right after it
+    heads = [(out / p).read_bytes() for p in recs]
+    assert any(b"1.2.840." in h for h in heads)
+    assert any("/2.25.33" in p for p in recs) and any(b"2.25.33" in h for h in heads)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+
+
+def test_a_date_that_begins_a_uid_is_still_caught_as_text(uid_root_run, tmp_path: Path) -> None:
+    inp, out, key = uid_root_run
+    bad = _copy_run(out, tmp_path / "bad")
+    for rec in read_manifest(bad):
+        target = bad / rec["output_path"]
+        ds = pydicom.dcmread(target)
+        if "2.25.33" in rec["output_path"]:
+            ds.ImageComments = "seen 2.25.33"
+        else:
+            ds.StudyDescription = "DOB:1.2.84, follow-up"
+        ds.save_as(target)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert report["counts"].get("identifying-value-in-header") == 2, report["findings"]
+    assert "1.2.84" not in json.dumps(report) and "2.25.33" not in json.dumps(report)
+
+
+def test_number_terms_match_where_no_digit_touches_them() -> None:
+    from deid_pipeline.verify import _found, _path_has
+
+    assert _found("1234567", b"MRN:ID1234567;") and _found("1234567", "ID 1234567".encode("utf-16-le"))
+    assert not _found("1234567", b"x91234567x") and not _found("1234567", "912345678".encode("utf-16-le"))
+    assert _found("SMITH", b"SMITHSON", b"smithson")  # letters: any occurrence, as before
+    assert _path_has("2.25.33", "/out/2.25.33/x.dcm") and not _path_has("2.25.33", "/out/2.25.335/x.dcm")
