@@ -4,8 +4,9 @@ For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
    nothing the profile removes (action X) is present, no private element outside the retained set;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
-   file's bytes (header always; pixel bytes for long terms) or in its path (a date or number only where
-   no digit touches it: ``1.2.84``, a birth date, is not found in ``1.2.840.10008...``);
+   file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
+   path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
+   birth date, is not found in ``1.2.840.10008...``);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each output's sha256 matches its record, no
@@ -16,8 +17,10 @@ Findings name tags, record lines and categories, never values.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +29,10 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
+from .actions import DUMMY_TEXT
 from .discover import walk_inputs
 from .errors import withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
@@ -54,13 +60,38 @@ class Finding:
 
 
 def _header_bytes(path: str) -> bytes:
-    """The output's bytes up to its pixel data: what a header search must cover."""
-    import io
-
+    """The output's header as pydicom writes it again, up to its pixel data (when :func:`_searchable`
+    cannot cut the file's own bytes)."""
     head = pydicom.dcmread(path, stop_before_pixels=True)
     buf = io.BytesIO()
+    if head.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        head.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # the values, not their deflated bytes
     head.save_as(buf, enforce_file_format=False)
     return buf.getvalue()
+
+
+def _searchable(data: bytes, ds: Dataset, path: str) -> tuple[bytes, bytes]:
+    """What the byte searches of an output read: (its bytes up to its top-level pixel data, all of
+    them), a deflated data set inflated (as stored, it hides every value). ``ds``: ``data`` read by
+    pydicom, its pixel data not yet converted."""
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    base = 0
+    if ts == DeflatedExplicitVRLittleEndian:
+        fp = io.BytesIO(data)
+        read_preamble(fp, True)
+        read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag >> 16 != 2)
+        base = fp.tell()
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        data = data[:base] + inflater.decompress(data[base:]) + inflater.flush()
+    pixel = ds.get_item(0x7FE00010)
+    if pixel is None:
+        return data, data
+    implicit, little = ds.original_encoding
+    cut = base + getattr(pixel, "value_tell", -1) - (8 if implicit else 12)
+    tag = b"\xe0\x7f\x10\x00" if little else b"\x7f\xe0\x00\x10"
+    if cut < 0 or data[cut : cut + 4] != tag:  # not where pydicom read it: encode the header again
+        return _header_bytes(path), data
+    return data[:cut], data
 
 
 def _encodings(term: str) -> set[tuple[bytes, int]]:
@@ -110,6 +141,14 @@ def _path_has(term: str, folded_path: str) -> bool:
     return _digit_free_match(folded_path.encode("utf-8", "surrogateescape"), needle.encode("utf-8", "surrogateescape"), 1)
 
 
+def _well_known_uids(value: Any) -> bool:
+    """Every UID of a UI value is a standard one (a SOP class, a transfer syntax...), which U keeps."""
+    from .actions import is_well_known_uid
+
+    values = [value] if isinstance(value, str) else list(value)
+    return bool(values) and all(is_well_known_uid(str(v)) for v in values)
+
+
 def _values(ds: Dataset) -> dict[str, Any]:
     """Tag path -> value for every non-sequence element (nested included)."""
     from .tags import walk
@@ -126,15 +165,19 @@ def _values(ds: Dataset) -> dict[str, Any]:
     return out
 
 
-def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str) -> list[Finding]:
-    """All checks of one written output against its input. Pure apart from reading both files."""
+def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
+               rel_output: str | None = None) -> list[Finding]:
+    """All checks of one written output against its input. Pure apart from reading both files.
+    ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
+    ``output_path``, whose folders above OUTPUT the user chose."""
     from .tags import collect_phi_terms, date_variants, rule_for, walk
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
     src = pydicom.dcmread(input_path, force=True)
     out_bytes = Path(output_path).read_bytes()
-    out = pydicom.dcmread(output_path)
+    out = pydicom.dcmread(io.BytesIO(out_bytes))
+    header, out_bytes = _searchable(out_bytes, out, output_path)
     originals = _values(src)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
@@ -150,20 +193,20 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
         elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)):
             pass  # ages under the cap and year-only dates are what C keeps
         elif rule.action not in ("K",) and path in originals and elem.value not in (None, "", b"", []):
-            if str(elem.value) == str(originals[path]) and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS"):
+            if (str(elem.value) == str(originals[path]) and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
+                    and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
                 findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
         return False
 
     walk(out, visit)
-    terms = set(collect_phi_terms(src, profile))
+    terms = {t for t in collect_phi_terms(src, profile) if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     if year_mode:  # a date on 1 January survives year reduction unchanged, legitimately
         for value in _values(out).values():
             text = str(value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 terms -= date_variants(text[:8])
-    header = _header_bytes(output_path)
     header_folded = header.lower()
-    rel_path = output_path.lower()
+    rel_path = (output_path if rel_output is None else rel_output).lower()
     for term in sorted(terms):
         if len(term) < _HEADER_MIN_TERM:
             continue
@@ -230,12 +273,12 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
     return found
 
 
-def _check_batch(items: list[tuple[str, str, int, dict[str, Any]]], profile: Any, rescan: bool, device: str) -> list[Finding]:
+def _check_batch(items: list[tuple[str, str, int, dict[str, Any], str]], profile: Any, rescan: bool, device: str) -> list[Finding]:
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
     out: list[Finding] = []
-    for inp, outp, line, pixel in items:
+    for inp, outp, line, pixel, rel in items:
         try:
-            out += check_pair(inp, outp, line, pixel, profile, rescan, device)
+            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel)
         except Exception as exc:
             out.append(Finding(line, "check-failed", type(exc).__name__))
     return out
@@ -269,7 +312,7 @@ def verify_run(
             findings.append(Finding(0, "input-records", f"an input has {n} records"))
     if per_input:
         findings.append(Finding(0, "records-without-input", f"{len(per_input)} journal entries name no current input"))
-    pairs: list[tuple[str, str, int, dict[str, Any]]] = []
+    pairs: list[tuple[str, str, int, dict[str, Any], str]] = []
     recorded: set[str] = set()
     for i, (rec, j) in enumerate(zip(man, jour), start=1):
         if rec["status"] != "written":
@@ -283,7 +326,7 @@ def verify_run(
             continue
         if hashlib.sha256(outp.read_bytes()).hexdigest() != rec["output_sha256"]:
             findings.append(Finding(i, "output-sha256-mismatch", "output differs from its record"))
-        pairs.append((str(input_dir / j["input"]), str(outp), i, rec.get("pixel") or {}))
+        pairs.append((str(input_dir / j["input"]), str(outp), i, rec.get("pixel") or {}, rec["output_path"]))
     for p in output_dir.rglob("*"):
         rel = p.relative_to(output_dir).as_posix()
         if p.is_file() and rel not in recorded and rel not in _OWN_FILES:

@@ -217,3 +217,30 @@ def test_number_terms_match_where_no_digit_touches_them() -> None:
     assert not _found("1234567", b"x91234567x") and not _found("1234567", "912345678".encode("utf-16-le"))
     assert _found("SMITH", b"SMITHSON", b"smithson")  # letters: any occurrence, as before
     assert _path_has("2.25.33", "/out/2.25.33/x.dcm") and not _path_has("2.25.33", "/out/2.25.335/x.dcm")
+
+
+def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
+    """A deflated data set is searched inflated: as stored, its bytes hide every value."""
+    from pydicom.data import get_testdata_file
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name, ts in (("deflated.dcm", None), ("plain.dcm", pydicom.uid.ExplicitVRLittleEndian)):
+        ds = pydicom.dcmread(get_testdata_file("image_dfl.dcm"))
+        ds.PatientName, ds.PatientID = "ZQDEFL^MARGARET", "ZQ77123"
+        ds.Manufacturer = "ZQDEFL imaging"  # the profile keeps Manufacturer: the name goes through
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        if ts:
+            ds.file_meta.TransferSyntaxUID = ts
+        ds.save_as(inp / name)
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = read_manifest(out)
+    syntaxes = {str(pydicom.dcmread(out / r["output_path"]).file_meta.TransferSyntaxUID) for r in recs}
+    assert syntaxes == {pydicom.uid.DeflatedExplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian}
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 1
+    flagged = {f["line"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"}
+    assert flagged == {1, 2}, report["findings"]
