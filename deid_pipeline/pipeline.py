@@ -104,6 +104,8 @@ def _transfer_syntax(ds: Dataset) -> UID | None:
 
 def _check_truncation(ds: Dataset) -> None:
     """Raise ``truncated`` when a top-level value is shorter than its declared length."""
+    from .pixels import frame_count
+
     for tag in list(ds._dict.keys()):
         raw = ds._dict[tag]
         length = getattr(raw, "length", None)
@@ -118,12 +120,16 @@ def _check_truncation(ds: Dataset) -> None:
         if ts is not None and ts.is_compressed and not elem.is_undefined_length:
             raise FileError("transfer-syntax-mismatch", "the meta names a compressed syntax but the pixel data is not encapsulated")
         if not elem.is_undefined_length and not (ts is not None and ts.is_compressed):
-            bits = int(ds.get("BitsAllocated", 8) or 8)
-            frames = int(ds.get("NumberOfFrames", 1) or 1)
-            spp = int(ds.get("SamplesPerPixel", 1) or 1)
-            expected = int(ds.Rows) * int(ds.Columns) * frames * spp * bits // 8
+            try:
+                bits = int(ds.get("BitsAllocated", 8) or 8)
+                spp = int(ds.get("SamplesPerPixel", 1) or 1)
+                rows, cols = int(ds.Rows), int(ds.Columns)
+            except (TypeError, ValueError):
+                raise FileError("invalid-image-attributes", "Rows, Columns, Bits Allocated or Samples per Pixel is not one number") from None
+            frames = frame_count(ds)  # an unreadable Number of Frames counts as 1 here as everywhere
+            expected = rows * cols * frames * spp * bits // 8
             if bits == 1:
-                expected = (int(ds.Rows) * int(ds.Columns) * frames * spp + 7) // 8
+                expected = (rows * cols * frames * spp + 7) // 8
             if len(elem.value or b"") < expected:
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 
