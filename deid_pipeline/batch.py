@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,6 +123,9 @@ def worker_memory_limit(client: Any) -> int | None:
     return min(limits) if limits else None
 
 
+#: Entries Dask keeps in each of its debugging logs on deid's local clusters (Dask's default: 1,000).
+LOW_LEVEL_LOG_LENGTH = 100
+
 #: Dask settings for the local clusters deid starts (never applied to a ``--scheduler`` cluster).
 #: Dask's statistical profiler (on by default) samples each worker's task thread every 10 ms and keeps
 #: one call tree per second, twice over (``Worker.profile_history`` and ``profile_keys_history``), in
@@ -134,9 +138,14 @@ def worker_memory_limit(client: Any) -> int | None:
 #: callbacks a second in the driver of a 2-worker run); the ticks only time the loop for Dask's metrics
 #: and its "event loop unresponsive" warning (after ``tick.limit``, 3 s, unchanged). At 500 ms (the value
 #: of Dask's own test suite) the driver of a 640-slice, 2-worker pixel run used ~1 CPU-s less (2.2-2.8
-#: against 3.5-3.9 s). Nannies hand these settings to every worker process they start or restart.
+#: against 3.5-3.9 s). Dask also keeps the last ``low-level-log-length`` messages each batched stream
+#: sent (the client's to the scheduler, the scheduler's to each worker), its transitions and its events,
+#: for debugging: every task's message carries the run context, so the driver of a 100,000-file run held
+#: two logs of 1,000 such messages (LOW_LEVEL_LOG_LENGTH below, with what it measured). Nannies hand
+#: these settings to every worker process they start or restart.
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False,
-                                        "distributed.admin.tick.interval": "500ms"}
+                                        "distributed.admin.tick.interval": "500ms",
+                                        "distributed.admin.low-level-log-length": LOW_LEVEL_LOG_LENGTH}
 
 
 def local_worker_environ(detector: bool = True) -> dict[str, str]:
@@ -282,11 +291,13 @@ _CONTEXT: dict[str, RunContext] = {}
 
 
 def _pack_context(ctx: RunContext) -> tuple[str, bytes]:
-    """The context as every task carries it: its digest and its pickle (~140 KB). Not scattered: a
-    broadcast measured 0.44 s of every run's start on a local cluster, and a context sent as such would be
-    a fresh object per task, its profile's rule caches (keyed by identity) cold every batch."""
+    """The context as every task carries it: its digest and its pickle, compressed (safe-harbor: 144 KB,
+    33 KB compressed, once per run). Not scattered: a broadcast measured 0.44 s of every run's start on a
+    local cluster, and a context sent as such would be a fresh object per task, its profile's rule caches
+    (keyed by identity) cold every batch. Compressed because each task's message is kept by Dask's logs
+    of recent messages, in the client and the scheduler (``LOCAL_CLUSTER_CONFIG``)."""
     blob = pickle.dumps(ctx, protocol=pickle.HIGHEST_PROTOCOL)
-    return hashlib.sha256(blob).hexdigest(), blob
+    return hashlib.sha256(blob).hexdigest(), zlib.compress(blob, 1)
 
 
 def _unpack_context(packed: tuple[str, bytes]) -> RunContext:
@@ -294,7 +305,7 @@ def _unpack_context(packed: tuple[str, bytes]) -> RunContext:
     ctx = _CONTEXT.get(digest)
     if ctx is None:
         _CONTEXT.clear()  # a worker serves one run at a time
-        ctx = _CONTEXT[digest] = pickle.loads(blob)
+        ctx = _CONTEXT[digest] = pickle.loads(zlib.decompress(blob))
     return ctx
 
 

@@ -51,14 +51,20 @@ def test_local_workers_run_without_the_profiler() -> None:
     import dask
     import distributed  # noqa: F401  (loads distributed's config defaults)
 
-    from deid_pipeline.batch import LOCAL_CLUSTER_CONFIG, dask_client
+    from deid_pipeline.batch import LOCAL_CLUSTER_CONFIG, LOW_LEVEL_LOG_LENGTH, dask_client
 
     assert LOCAL_CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
     ours = dask.config.get("distributed.worker.profile.enabled")
     our_tick = dask.config.get("distributed.admin.tick.interval")
+    our_logs = dask.config.get("distributed.admin.low-level-log-length")
+    assert LOW_LEVEL_LOG_LENGTH < our_logs
     env = {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
     with dask_client(1, None, "cpu", detector=False) as client:
         assert client.cluster.scheduler._tick_interval == 0.5  # the scheduler, in this process
+        # the logs of recent messages that kept every task's run context: the client's, the scheduler's
+        streams = [client.scheduler_comm, *client.cluster.scheduler.stream_comms.values()]
+        assert len(streams) == 2 and all(b.recent_message_log.maxlen == LOW_LEVEL_LOG_LENGTH for b in streams)
+        assert client.cluster.scheduler.transition_log.maxlen == LOW_LEVEL_LOG_LENGTH
         assert all(n._tick_interval == 0.5 for n in client.cluster.workers.values())  # the nannies
         client.submit(_busy, 1.5, pure=False).result()
         ((address, before),) = client.run(_profiler_state).items()
@@ -70,6 +76,7 @@ def test_local_workers_run_without_the_profiler() -> None:
         assert after[:4] == (False, [], 0, 0.5)
     assert dask.config.get("distributed.worker.profile.enabled") == ours  # the driver's own config is untouched
     assert dask.config.get("distributed.admin.tick.interval") == our_tick
+    assert dask.config.get("distributed.admin.low-level-log-length") == our_logs
     # and its environment: a nanny copies its workers' malloc settings into it at each (re)start
     assert {k: os.environ.get(k) for k in env} == env
 
