@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from .actions import DUMMY_TEXT
+from .actions import DUMMY_TEXT, is_well_known_uid
 from .discover import walk_inputs
 from .errors import withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
@@ -108,13 +108,13 @@ def _encodings(term: str) -> set[tuple[bytes, int]]:
 
 
 def _digit_free_match(data: bytes, needle: bytes, width: int) -> bool:
-    """``needle`` in ``data`` where no ASCII digit (of ``width`` bytes) comes right before or after it."""
-    digits = b"0123456789"
+    """``needle`` in ``data`` where no ASCII digit (``width`` bytes: 1, or 2 for UTF-16-LE) comes right
+    before or after it."""
+    digits = {bytes([d]) + b"\x00" * (width - 1) for d in b"0123456789"}
     start = data.find(needle)
     while start >= 0:
         end = start + len(needle)
-        before, after = data[max(0, start - width) : start], data[end : end + width]
-        if not (len(before) == width and before[0] in digits) and not (len(after) == width and after[0] in digits):
+        if data[max(0, start - width) : start] not in digits and data[end : end + width] not in digits:
             return True
         start = data.find(needle, start + 1)
     return False
@@ -143,8 +143,6 @@ def _path_has(term: str, folded_path: str) -> bool:
 
 def _well_known_uids(value: Any) -> bool:
     """Every UID of a UI value is a standard one (a SOP class, a transfer syntax...), which U keeps."""
-    from .actions import is_well_known_uid
-
     values = [value] if isinstance(value, str) else list(value)
     return bool(values) and all(is_well_known_uid(str(v)) for v in values)
 
