@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import struct
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ _WRITTEN_BY_DEID = {
     "LongitudinalTemporalInformationModified", "BurnedInAnnotation", "PatientID", "PatientName",
     "CodeValue", "CodingSchemeDesignator", "CodeMeaning", "SpecificCharacterSet",
 }
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # Float, Double Float, Pixel Data
 _HEADER_MIN_TERM = 4
 _PIXEL_MIN_TERM = 8
 _OWN_FILES = {MANIFEST_NAME, RUN_NAME, "verify.json", "report.html"}
@@ -83,13 +85,13 @@ def _searchable(data: bytes, ds: Dataset, path: str) -> tuple[bytes, bytes]:
         base = fp.tell()
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         data = data[:base] + inflater.decompress(data[base:]) + inflater.flush()
-    pixel = ds.get_item(0x7FE00010)
-    if pixel is None:
+    tag = next((t for t in _PIXEL_TAGS if t in ds._dict), None)  # where stop_before_pixels stops
+    if tag is None:
         return data, data
     implicit, little = ds.original_encoding
-    cut = base + getattr(pixel, "value_tell", -1) - (8 if implicit else 12)
-    tag = b"\xe0\x7f\x10\x00" if little else b"\x7f\xe0\x00\x10"
-    if cut < 0 or data[cut : cut + 4] != tag:  # not where pydicom read it: encode the header again
+    cut = base + getattr(ds.get_item(tag), "value_tell", -1) - (8 if implicit else 12)
+    encoded = struct.pack("<HH" if little else ">HH", tag >> 16, tag & 0xFFFF)
+    if cut < 0 or data[cut : cut + 4] != encoded:  # not where pydicom read it: encode the header again
         return _header_bytes(path), data
     return data[:cut], data
 

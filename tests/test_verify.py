@@ -244,3 +244,33 @@ def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
     assert code == 1
     flagged = {f["line"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"}
     assert flagged == {1, 2}, report["findings"]
+
+
+@pytest.mark.parametrize("keyword", ["PixelData", "FloatPixelData"])
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "ImplicitVRLittleEndian", "ExplicitVRBigEndian", "DeflatedExplicitVRLittleEndian"])
+def test_header_searched_is_the_file_up_to_its_pixels(tmp_path: Path, keyword: str, syntax: str) -> None:
+    """The header searched for short values is the output's own bytes before its pixel data (Pixel
+    Data, Float or Double Float Pixel Data), a deflated data set inflated; the pixels are searched
+    only for long values."""
+    from pydicom.dataset import FileMetaDataset
+
+    from deid_pipeline.verify import _searchable
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = getattr(pydicom.uid, syntax)
+    ds.SOPClassUID, ds.SOPInstanceUID = pydicom.uid.SecondaryCaptureImageStorage, pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.Manufacturer = "ZQHEAD"
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.BitsAllocated = 1, "MONOCHROME2", 32
+    if keyword == "PixelData":
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 31, 0
+    setattr(ds, keyword, b"ZQPIXEL!" * 8)
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    header, whole = _searchable(data, pydicom.dcmread(path), str(path))
+    assert b"ZQHEAD" in header and b"ZQPIXEL" not in header and b"ZQPIXEL" in whole
+    assert whole.startswith(header)  # cut from the file's bytes, not encoded again
+    assert (b"ZQHEAD" in data) == (syntax != "DeflatedExplicitVRLittleEndian")  # stored deflated: hidden
