@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import struct
 import zlib
 from collections import Counter
@@ -149,20 +150,32 @@ def _well_known_uids(value: Any) -> bool:
     return bool(values) and all(is_well_known_uid(str(v)) for v in values)
 
 
-def _values(ds: Dataset) -> dict[str, Any]:
-    """Tag path -> value for every non-sequence element (nested included)."""
-    from .tags import walk
+_PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\]\.)?")
+_MISSING = object()
 
-    out: dict[str, Any] = {}
 
-    def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
-        if elem.VR == "SQ":
-            return True
-        out[path] = elem.value
-        return False
-
-    walk(ds, visit)
-    return out
+def _original(ds: Dataset, path: str) -> Any:
+    """The value at ``path`` (as :func:`tags.walk` names it) of ``ds``, converted now; ``_MISSING`` when
+    there is none, it is a sequence, or pydicom cannot convert it. Most elements of an output are kept
+    (K) and never need the input's value, so the input is not converted whole."""
+    steps = _PATH_STEP.findall(path)
+    if "".join(f"({g},{e})" + (f"[{i}]." if i else "") for g, e, i in steps) != path:
+        return _MISSING
+    container: Any = ds
+    try:
+        for n, (group, element, index) in enumerate(steps):
+            elem = container[int(group + element, 16)]
+            if index:
+                if elem.VR != "SQ" or n == len(steps) - 1:
+                    return _MISSING
+                container = elem.value[int(index)]
+            elif n == len(steps) - 1:
+                return _MISSING if elem.VR == "SQ" else elem.value
+            else:
+                return _MISSING
+    except Exception:  # absent, out of range, or not convertible: walk() would not have named it either
+        return _MISSING
+    return _MISSING
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
@@ -178,11 +191,15 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     out_bytes = Path(output_path).read_bytes()
     out = pydicom.dcmread(io.BytesIO(out_bytes))
     header, out_bytes = _searchable(out_bytes, out, output_path)
-    originals = _values(src)
+    january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if elem.VR == "SQ":
             return True
+        if year_mode:
+            text = str(elem.value)
+            if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
+                january_first.append(text[:8])
         if ref.keyword in _WRITTEN_BY_DEID or ref.tag == 0x7FE00010:
             return False
         rule = rule_for(profile, ref)
@@ -192,19 +209,18 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
         elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)):
             pass  # ages under the cap and year-only dates are what C keeps
-        elif rule.action not in ("K",) and path in originals and elem.value not in (None, "", b"", []):
-            if (str(elem.value) == str(originals[path]) and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
-                    and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
+        elif (rule.action not in ("K",) and elem.value not in (None, "", b"", [])
+                and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
+                and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
+            original = _original(src, path)
+            if original is not _MISSING and str(elem.value) == str(original):
                 findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
         return False
 
     walk(out, visit)
     terms = {t for t in collect_phi_terms(src, profile) if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
-    if year_mode:  # a date on 1 January survives year reduction unchanged, legitimately
-        for value in _values(out).values():
-            text = str(value)
-            if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
-                terms -= date_variants(text[:8])
+    for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
+        terms -= date_variants(date)
     header_folded = header.lower()
     rel_path = (output_path if rel_output is None else rel_output).lower()
     for term in sorted(terms):

@@ -274,3 +274,39 @@ def test_header_searched_is_the_file_up_to_its_pixels(tmp_path: Path, keyword: s
     assert b"ZQHEAD" in header and b"ZQPIXEL" not in header and b"ZQPIXEL" in whole
     assert whole.startswith(header)  # cut from the file's bytes, not encoded again
     assert (b"ZQHEAD" in data) == (syntax != "DeflatedExplicitVRLittleEndian")  # stored deflated: hidden
+
+
+def test_original_values_put_back_are_found_at_their_paths(tmp_path: Path) -> None:
+    """An output holding the input's value where the profile replaces it (top level and inside a
+    sequence item) is reported at that path; a standard UID that U keeps is not."""
+    from pydicom.data import get_testdata_file
+
+    from deid_pipeline.verify import _MISSING, _original
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = pydicom.uid.CTImageStorage
+    item.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.424242"
+    ds.ReferencedImageSequence = [pydicom.Dataset(), item]
+    ds.save_as(inp / "ct.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    target = out / read_manifest(out)[0]["output_path"]
+    written = pydicom.dcmread(target)
+    assert written.ReferencedImageSequence[1].ReferencedSOPInstanceUID != item.ReferencedSOPInstanceUID  # U replaced it
+    written.ReferencedImageSequence[1].ReferencedSOPInstanceUID = item.ReferencedSOPInstanceUID
+    written.StudyInstanceUID = ds.StudyInstanceUID
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    kept = sorted(f["detail"].split()[0] for f in report["findings"] if f["kind"] == "original-value-kept")
+    assert code == 1 and kept == ["(0008,1140)[1].(0008,1155)", "(0020,000D)"], report["findings"]
+    # the input's values by path, converted on demand; no value for a sequence, a missing item or tag
+    assert _original(ds, "(0008,1140)[1].(0008,1150)") == pydicom.uid.CTImageStorage
+    for path in ("(0008,1140)", "(0008,1140)[2].(0008,1150)", "(0008,1140)[0].(0008,1150)", "(0010,9999)", "(0008,1140)[1]", "junk"):
+        assert _original(ds, path) is _MISSING, path
