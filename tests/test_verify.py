@@ -168,8 +168,10 @@ def uid_root_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     inp = base / "in"
     inp.mkdir()
     pseudo = Pseudonymizer(KEY)
-    sop = next(u for u in (f"1.2.826.0.1.3680043.8.498.{n}" for n in range(100_000)) if pseudo.uid(u).startswith("2.25.33"))
-    for name, birth, uid in (("a.dcm", "19840201", pydicom.uid.generate_uid()), ("b.dcm", "19330225", sop)):
+    sops = [f"1.2.826.0.1.3680043.8.498.{n}" for n in range(100_000)]
+    sop_b = next(u for u in sops if pseudo.uid(u).startswith("2.25.33"))
+    sop_a = next(u for u in sops if not pseudo.uid(u).startswith("2.25.3"))  # fixed: no generated root to match
+    for name, birth, uid in (("a.dcm", "19840201", sop_a), ("b.dcm", "19330225", sop_b)):
         ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
         ds.PatientBirthDate, ds.PatientName, ds.PatientID = birth, f"ZQROOT^{name[0].upper()}", f"ZQR{name[0]}"
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
@@ -196,12 +198,13 @@ def test_dates_that_begin_uids_are_no_finding(uid_root_run) -> None:
 def test_a_date_that_begins_a_uid_is_still_caught_as_text(uid_root_run, tmp_path: Path) -> None:
     inp, out, key = uid_root_run
     bad = _copy_run(out, tmp_path / "bad")
-    for rec in read_manifest(bad):
+    journal = [json.loads(x) for x in (tmp_path / "bad.private" / "journal.jsonl").read_text().splitlines()]
+    for rec, entry in zip(read_manifest(bad), journal):
         target = bad / rec["output_path"]
         ds = pydicom.dcmread(target)
-        if "2.25.33" in rec["output_path"]:
+        if entry["input"] == "b.dcm":  # born 1933-02-25
             ds.ImageComments = "seen 2.25.33"
-        else:
+        else:  # born 1984-02-01
             ds.StudyDescription = "DOB:1.2.84, follow-up"
         ds.save_as(target)
     code, report = _verify(bad, inp, key, "--no-rescan")
