@@ -16,6 +16,7 @@ Findings name tags, record lines and categories, never values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -110,10 +111,13 @@ def _encodings(term: str) -> set[tuple[bytes, int]]:
     return out
 
 
+_DIGITS = {w: frozenset(bytes([d]) + b"\x00" * (w - 1) for d in b"0123456789") for w in (1, 2)}
+
+
 def _digit_free_match(data: bytes, needle: bytes, width: int) -> bool:
     """``needle`` in ``data`` where no ASCII digit (``width`` bytes: 1, or 2 for UTF-16-LE) comes right
     before or after it."""
-    digits = {bytes([d]) + b"\x00" * (width - 1) for d in b"0123456789"}
+    digits = _DIGITS[width]
     start = data.find(needle)
     while start >= 0:
         end = start + len(needle)
@@ -123,17 +127,26 @@ def _digit_free_match(data: bytes, needle: bytes, width: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)  # a patient's terms recur in each of their files
+def _needles(term: str) -> tuple[bool, tuple[tuple[bytes, int], ...], frozenset[bytes]]:
+    """What :func:`_found` looks for: whether ``term`` has letters, its :func:`_encodings`, and those
+    lower-cased (two for an ASCII term)."""
+    encodings = tuple(_encodings(term))
+    return any(c.isalpha() for c in term), encodings, frozenset(enc.lower() for enc, _ in encodings)
+
+
 def _found(term: str, data: bytes, folded: bytes | None = None) -> bool:
     """Whether ``term`` (:func:`_encodings`) appears in ``data``; with ``folded`` (``data.lower()``),
     without regard to ASCII case. A term without letters (a date, a number) counts only where no digit
     touches it, so that a date variant such as ``1.2.84`` is not found inside a standard UID
     (``1.2.840.10008...``) nor ``2.25.33`` at the root of a generated one, while ``DOB 1.2.84`` and
     ``ID1234567`` are."""
-    if any(c.isalpha() for c in term):
+    letters, encodings, lowered = _needles(term)
+    if letters:
         if folded is None:
-            return any(enc in data for enc, _ in _encodings(term))
-        return any(enc.lower() in folded for enc, _ in _encodings(term))
-    return any(_digit_free_match(data, enc, width) for enc, width in _encodings(term))
+            return any(enc in data for enc, _ in encodings)
+        return any(needle in folded for needle in lowered)
+    return any(_digit_free_match(data, enc, width) for enc, width in encodings)
 
 
 def _path_has(term: str, folded_path: str) -> bool:
