@@ -27,3 +27,24 @@ def write_key(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     path.chmod(0o600)
     return path
+
+
+def remove_orphan_semaphores(since: float) -> int:
+    """Unlink the POSIX semaphores multiprocessing made (``/dev/shm/sem.mp-*``) since ``since`` that no
+    living process maps: a SIGKILL of a whole ``deid run`` kills its resource tracker too, which would
+    have unlinked them. Returns how many were removed."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return 0
+    fresh = {p for p in shm.glob("sem.mp-*") if p.stat().st_mtime >= since - 1}
+    if not fresh:
+        return 0
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        fresh = {p for p in fresh if str(p) not in text}
+    for p in fresh:
+        p.unlink(missing_ok=True)
+    return len(fresh)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
-from support import deid, read_manifest, write_key
+from support import deid, read_manifest, remove_orphan_semaphores, write_key
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_data"
@@ -386,6 +386,7 @@ def test_kill_9_then_resume(tree, run2) -> None:
     out = inp.parent / "out_killed"
     cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--workers", "2",
            "--key-file", str(key), "--quiet", "--batch-size", "2"]
+    started = time.time()
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     manifest = out / "manifest.jsonl"
@@ -397,6 +398,7 @@ def test_kill_9_then_resume(tree, run2) -> None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    remove_orphan_semaphores(started)  # the killed run's resource tracker died with it
     partial = manifest.read_bytes().count(b"\n") if manifest.exists() else 0
     done = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--quiet")
     assert done.returncode == 3, done.stderr[-2000:]
@@ -450,11 +452,13 @@ def test_ten_kills_in_a_row_then_resume(tree, run2) -> None:
     cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--workers", "2",
            "--key-file", str(key), "--quiet", "--batch-size", "2"]
     for _ in range(10):
+        started = time.time()
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 8.0))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        remove_orphan_semaphores(started)
     done = deid("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--quiet")
     assert done.returncode == 3, done.stderr[-2000:]
     same_outcome(out, out2)
