@@ -286,26 +286,36 @@ def _test_faults(batch: list[Candidate]) -> None:
                 time.sleep(float(os.environ.get("DEID_TEST_SLEEP_S", "3600")))
 
 
-#: The run context on this worker process, unpickled once per run (see :func:`_pack_context`).
-_CONTEXT: dict[str, RunContext] = {}
+#: On a worker: the object last unpacked (the run's context, or verify's profile), by digest (see :func:`pack`).
+_UNPACKED: dict[str, Any] = {}
 
 
-def _pack_context(ctx: RunContext) -> tuple[str, bytes]:
-    """The context as every task carries it: its digest and its pickle, compressed (safe-harbor: 144 KB,
-    33 KB compressed, once per run). Not scattered: a broadcast measured 0.44 s of every run's start on a
-    local cluster, and a context sent as such would be a fresh object per task, its profile's rule caches
-    (keyed by identity) cold every batch. Compressed because each task's message is kept by Dask's logs
-    of recent messages, in the client and the scheduler (``LOCAL_CLUSTER_CONFIG``)."""
-    blob = pickle.dumps(ctx, protocol=pickle.HIGHEST_PROTOCOL)
+def pack(obj: Any) -> tuple[str, bytes]:
+    """``obj`` as every task of a run carries it: its digest and its pickle, compressed (a safe-harbor
+    run context: 144 KB, 33 KB compressed, once per run). Not scattered: a broadcast measured 0.44 s of
+    every run's start on a local cluster, and an object sent as such would be a fresh one per task, a
+    profile's rule caches (keyed by identity) cold every batch. Compressed because each task's message
+    is kept by Dask's logs of recent messages, in the client and the scheduler (``LOCAL_CLUSTER_CONFIG``)."""
+    blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return hashlib.sha256(blob).hexdigest(), zlib.compress(blob, 1)
 
 
-def _unpack_context(packed: tuple[str, bytes]) -> RunContext:
+def unpack(packed: tuple[str, bytes]) -> Any:
+    """:func:`pack`'s object, unpickled once per worker and run: the same object for every task."""
     digest, blob = packed
-    ctx = _CONTEXT.get(digest)
-    if ctx is None:
-        _CONTEXT.clear()  # a worker serves one run at a time
-        ctx = _CONTEXT[digest] = pickle.loads(zlib.decompress(blob))
+    obj = _UNPACKED.get(digest)
+    if obj is None:
+        _UNPACKED.clear()  # a worker serves one run at a time
+        obj = _UNPACKED[digest] = pickle.loads(zlib.decompress(blob))
+    return obj
+
+
+def _pack_context(ctx: RunContext) -> tuple[str, bytes]:
+    return pack(ctx)
+
+
+def _unpack_context(packed: tuple[str, bytes]) -> RunContext:
+    ctx: RunContext = unpack(packed)
     return ctx
 
 

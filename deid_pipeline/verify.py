@@ -26,6 +26,7 @@ import struct
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -302,8 +303,13 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
     return found
 
 
-def _check_batch(items: list[tuple[str, str, int, dict[str, Any], str]], profile: Any, rescan: bool, device: str) -> list[Finding]:
+def _check_batch(items: list[tuple[str, str, int, dict[str, Any], str]], packed_profile: tuple[str, bytes], rescan: bool,
+                 device: str) -> list[Finding]:
+    """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it."""
+    from .batch import unpack
+
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
+    profile = unpack(packed_profile)
     out: list[Finding] = []
     for inp, outp, line, pixel, rel in items:
         try:
@@ -360,20 +366,28 @@ def verify_run(
         rel = p.relative_to(output_dir).as_posix()
         if p.is_file() and rel not in recorded and rel not in _OWN_FILES:
             findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
-    from .batch import chunks
+    from .batch import chunks, pack
 
+    packed = pack(profile)
+    batches = chunks(pairs, 16)
     if workers == 0:
-        for batch in chunks(pairs, 16):
-            findings += _check_batch(batch, profile, rescan, device)
+        for batch in batches:
+            findings += _check_batch(batch, packed, rescan, device)
     else:
         from distributed import as_completed
 
         from .batch import dask_client
 
         with dask_client(workers, scheduler, device, detector=rescan) as client:
-            futs = [client.submit(_check_batch, b, profile, rescan, device, pure=False) for b in chunks(pairs, 16)]
-            for fut in as_completed(futs):
+            # a few batches per worker in flight, not all of them: the scheduler holds each one until it is done
+            window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
+            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, pure=False) for b in islice(batches, window)])
+            for fut in done:
                 findings += fut.result()
+                fut.release()
+                nxt = next(batches, None)
+                if nxt is not None:
+                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, pure=False))
     findings.sort(key=lambda f: (f.line, f.kind, f.detail))
     report = {
         "schema_version": "1.0",
