@@ -114,3 +114,22 @@ def test_every_bundled_file_with_pixels_scanned(tmp_path: Path) -> None:
     recs = read_manifest(out)
     assert len(recs) == n and {r["status"] for r in recs} <= STATUSES
     assert all(r["reason"] and r["reason"]["code"] != "internal-error" for r in recs if r["status"] != "written")
+
+
+def test_image_attributes_that_are_no_number_quarantine_the_file(tmp_path: Path) -> None:
+    """Rows written as an IS string that is no number (a malformed export): quarantined with its reason,
+    not an internal error; an unreadable Number of Frames counts as one frame (pydicom's badVR.dcm above)."""
+    from pydicom.data import get_testdata_file
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds._dict[Tag(0x00280010)] = RawDataElement(Tag(0x00280010), "IS", 2, b"1A", 0, False, True)
+    ds.save_as(inp / "rows.dcm")
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(write_key(tmp_path / "k", KEY)), "--quiet")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    (rec,) = read_manifest(out)
+    assert (rec["status"], rec["reason"]["code"]) == ("quarantined", "invalid-image-attributes")
