@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -164,6 +165,14 @@ def _well_known_uids(value: Any) -> bool:
     return bool(values) and all(is_well_known_uid(str(v)) for v in values)
 
 
+def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file, one at a time."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
 _PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\]\.)?")
 _MISSING = object()
 
@@ -193,16 +202,21 @@ def _original(ds: Dataset, path: str) -> Any:
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
-               rel_output: str | None = None) -> list[Finding]:
+               rel_output: str | None = None, expected_sha256: str | None = None) -> list[Finding]:
     """All checks of one written output against its input. Pure apart from reading both files.
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
-    ``output_path``, whose folders above OUTPUT the user chose."""
+    ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's."""
     from .tags import collect_phi_terms, date_variants, rule_for, walk
 
     findings: list[Finding] = []
+    try:
+        out_bytes = Path(output_path).read_bytes()
+    except FileNotFoundError:
+        return [Finding(line, "output-missing", "written record without its file")]
+    if expected_sha256 is not None and hashlib.sha256(out_bytes).hexdigest() != expected_sha256:
+        findings.append(Finding(line, "output-sha256-mismatch", "output differs from its record"))
     year_mode = profile.settings.dates == "year"
     src = pydicom.dcmread(input_path, force=True)
-    out_bytes = Path(output_path).read_bytes()
     out = pydicom.dcmread(io.BytesIO(out_bytes))
     header, out_bytes = _searchable(out_bytes, out, output_path)
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
@@ -303,17 +317,19 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
     return found
 
 
-def _check_batch(items: list[tuple[str, str, int, dict[str, Any], str]], packed_profile: tuple[str, bytes], rescan: bool,
-                 device: str) -> list[Finding]:
+_Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record line, pixel record, output path, sha256
+
+
+def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str) -> list[Finding]:
     """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it."""
     from .batch import unpack
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
     profile = unpack(packed_profile)
     out: list[Finding] = []
-    for inp, outp, line, pixel, rel in items:
+    for inp, outp, line, pixel, rel, sha in items:
         try:
-            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel)
+            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha)
         except Exception as exc:
             out.append(Finding(line, "check-failed", type(exc).__name__))
     return out
@@ -336,40 +352,34 @@ def verify_run(
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
     run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
     profile = load_profile(profile_spec or run_info["profile"]["name"])
-    man = [json.loads(x) for x in (output_dir / MANIFEST_NAME).read_text(encoding="utf-8").splitlines() if x]
-    jour = [json.loads(x) for x in (private_dir / JOURNAL_NAME).read_text(encoding="utf-8").splitlines() if x]
-    if len(man) != len(jour):
-        findings.append(Finding(0, "journal-mismatch", f"{len(man)} manifest records, {len(jour)} journal lines"))
-    per_input = Counter(j["input"] for j in jour)
+    manifest, journal = output_dir / MANIFEST_NAME, private_dir / JOURNAL_NAME
+    # streamed, twice: a run of millions of records is never held whole
+    per_input = Counter(j["input"] for j in _json_lines(journal))
+    records, entries = sum(1 for _ in _json_lines(manifest)), sum(per_input.values())
+    if records != entries:
+        findings.append(Finding(0, "journal-mismatch", f"{records} manifest records, {entries} journal lines"))
     for cand in walk_inputs(input_dir):
         n = per_input.pop(cand.rel, 0)
         if n != 1:
             findings.append(Finding(0, "input-records", f"an input has {n} records"))
     if per_input:
         findings.append(Finding(0, "records-without-input", f"{len(per_input)} journal entries name no current input"))
-    pairs: list[tuple[str, str, int, dict[str, Any], str]] = []
+    del per_input
     recorded: set[str] = set()
-    for i, (rec, j) in enumerate(zip(man, jour), start=1):
-        if rec["status"] != "written":
-            continue
-        if rec.get("output_path") in recorded:
-            continue
-        recorded.add(rec["output_path"])
-        outp = output_dir / rec["output_path"]
-        if not outp.exists():
-            findings.append(Finding(i, "output-missing", "written record without its file"))
-            continue
-        if hashlib.sha256(outp.read_bytes()).hexdigest() != rec["output_sha256"]:
-            findings.append(Finding(i, "output-sha256-mismatch", "output differs from its record"))
-        pairs.append((str(input_dir / j["input"]), str(outp), i, rec.get("pixel") or {}, rec["output_path"]))
-    for p in output_dir.rglob("*"):
-        rel = p.relative_to(output_dir).as_posix()
-        if p.is_file() and rel not in recorded and rel not in _OWN_FILES:
-            findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
+
+    def pairs() -> Iterator[_Pair]:
+        """The written outputs, each once, with their inputs; the output itself is read on the worker."""
+        for i, (rec, j) in enumerate(zip(_json_lines(manifest), _json_lines(journal)), start=1):
+            if rec["status"] != "written" or rec.get("output_path") in recorded:
+                continue
+            recorded.add(rec["output_path"])
+            yield (str(input_dir / j["input"]), str(output_dir / rec["output_path"]), i, rec.get("pixel") or {},
+                   rec["output_path"], rec["output_sha256"])
+
     from .batch import chunks, pack
 
     packed = pack(profile)
-    batches = chunks(pairs, 16)
+    batches = chunks(pairs(), 16)
     if workers == 0:
         for batch in batches:
             findings += _check_batch(batch, packed, rescan, device)
@@ -388,11 +398,16 @@ def verify_run(
                 nxt = next(batches, None)
                 if nxt is not None:
                     done.add(client.submit(_check_batch, nxt, packed, rescan, device, pure=False))
+    for p in output_dir.rglob("*"):  # once every record is read
+        rel = p.relative_to(output_dir).as_posix()
+        if p.is_file() and rel not in recorded and rel not in _OWN_FILES:
+            findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
     findings.sort(key=lambda f: (f.line, f.kind, f.detail))
+    checked = len(recorded) - sum(f.kind == "output-missing" for f in findings)
     report = {
         "schema_version": "1.0",
-        "checked_outputs": len(pairs),
-        "records": len(man),
+        "checked_outputs": checked,
+        "records": records,
         "findings": [asdict(f) for f in findings],
         "counts": dict(Counter(f.kind for f in findings)),
         "ok": not findings,
@@ -400,5 +415,5 @@ def verify_run(
         "profile": {"name": profile.name, "version": profile.version, "sha256": profile.sha256},
     }
     atomic_write_json(output_dir / "verify.json", report)
-    log.info("verify: %d outputs checked, %d findings %s", len(pairs), len(findings), report["counts"])
+    log.info("verify: %d outputs checked, %d findings %s", checked, len(findings), report["counts"])
     return report

@@ -313,3 +313,13 @@ def test_original_values_put_back_are_found_at_their_paths(tmp_path: Path) -> No
     assert _original(ds, "(0008,1140)[1].(0008,1150)") == pydicom.uid.CTImageStorage
     for path in ("(0008,1140)", "(0008,1140)[2].(0008,1150)", "(0008,1140)[0].(0008,1150)", "(0010,9999)", "(0008,1140)[1]", "junk"):
         assert _original(ds, path) is _MISSING, path
+
+
+def test_missing_output_is_found(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad, target = _copy_with_first_output(out, tmp_path)
+    target.unlink()
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    written = sum(r["status"] == "written" for r in read_manifest(bad))
+    assert code == 1 and report["counts"] == {"output-missing": 1}, report["findings"]
+    assert report["checked_outputs"] == written - 1
