@@ -271,6 +271,14 @@ class ChainProblem:
     problem: str
 
 
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's lines without their newline, one at a time, as ``read_bytes().split(b"\\n")`` gives them
+    (less the empty piece after a final newline): a manifest of millions of records is never held whole."""
+    with path.open("rb") as fh:
+        for line in fh:
+            yield line[:-1] if line.endswith(b"\n") else line
+
+
 def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
     """Check the manifest's hash chain and, with the key, the HMAC of its head in ``run.json``.
 
@@ -278,11 +286,10 @@ def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
     breaks the link where it happened; a truncated tail changes the head and the record count.
     """
     problems: list[ChainProblem] = []
-    lines = (output_dir / MANIFEST_NAME).read_bytes().split(b"\n")
-    if lines and lines[-1] == b"":
-        lines = lines[:-1]
     prev = GENESIS
-    for i, line in enumerate(lines, start=1):
+    count = 0
+    for i, line in enumerate(_raw_lines(output_dir / MANIFEST_NAME), start=1):
+        count = i
         try:
             rec = json.loads(line)
         except ValueError:
@@ -302,10 +309,10 @@ def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
     if not chain:
         problems.append(ChainProblem(0, "run.json holds no chain head (run unfinished?)"))
         return problems
-    if chain.get("records") != len(lines):
-        problems.append(ChainProblem(len(lines), f"run.json counts {chain.get('records')} records, the manifest holds {len(lines)}"))
+    if chain.get("records") != count:
+        problems.append(ChainProblem(count, f"run.json counts {chain.get('records')} records, the manifest holds {count}"))
     if chain.get("head_sha256") != prev:
-        problems.append(ChainProblem(len(lines), "the last record does not match the chain head in run.json"))
+        problems.append(ChainProblem(count, "the last record does not match the chain head in run.json"))
     if key is not None and not hmac.compare_digest(chain.get("hmac_sha256", ""), chain_hmac(key, chain.get("head_sha256", ""), int(chain.get("records", -1)))):
         problems.append(ChainProblem(0, "the chain head's HMAC does not verify under this key: run.json was altered"))
     return problems
