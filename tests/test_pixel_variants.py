@@ -1,0 +1,92 @@
+"""Burned-in text through ``deid run`` on files re-encoded and re-drawn (``benchmarks/eval_variants.py``):
+other transfer syntaxes, photometric interpretations, bit depths, scales and contrasts than the files
+the detector was checked on. Every PHI box of every frame of every output must be filled."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from support import deid, read_manifest, write_key
+
+from deid_pipeline.detect import is_available
+from deid_pipeline.pixels import decode_frames
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+SHARED = REPO.parent / "shared" / "data" / "burned_in_text"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import eval_variants  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not is_available(), reason="text detector weights or torch missing")
+
+#: The default suite's share: a syntax, a byte order, each photometric change, a bit depth, a scale.
+DEFAULT = {"big-endian", "jpeg-baseline", "monochrome1", "monochrome2", "ybr-full", "palette", "grey", "rgb",
+           "16-bit", "rescale", "scale-0.5", "dark-on-light"}
+
+
+def _sample_sources() -> list[eval_variants.Source]:
+    """The sample files with PHI in their pixels, with their ground truth."""
+    out = []
+    for gt in sorted((SAMPLE / "groundtruth").rglob("*.groundtruth.json")):
+        truth = json.loads(gt.read_text())
+        if any(a["phi"] for a in truth["annotations"]):
+            out.append(eval_variants.Source(pydicom.dcmread(SAMPLE / truth["file"]), truth))
+    return out
+
+
+def _cases(sources: list[eval_variants.Source], only: set[str] | None) -> list[tuple[str, Any, dict[str, Any]]]:
+    return [(name, ds, truth) for src in sources for name, ds, truth in eval_variants.variants(src)
+            if only is None or name in only]
+
+
+def _run(cases: list[tuple[str, Any, dict[str, Any]]], tmp_path: Path) -> dict[str, Any]:
+    by_sha = eval_variants.write_variants(cases, tmp_path / "in")
+    key = write_key(tmp_path / "key", b"k" * 64)
+    proc = deid("run", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "2", "--pixels", "all",
+                "--quiet", "--key-file", str(key))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(read_manifest(tmp_path / "out")) == len(cases)
+    return eval_variants.check_run(tmp_path / "out", by_sha)
+
+
+def test_check_finds_unredacted_text() -> None:
+    """The check can fail: no PHI box of an input is filled before deid runs."""
+    for name, ds, truth in _cases(_sample_sources(), {"as-is", "palette", "scale-0.5"}):
+        frames = decode_frames(ds)
+        for a in truth["annotations"]:
+            if a["phi"] and a.get("frame", 0) < len(frames):
+                box = frames[a.get("frame", 0), a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]]
+                assert not eval_variants.filled(box), (truth["file"], name, a["category"])
+
+
+def test_every_variant_kind_is_made() -> None:
+    names = {name for name, _, _ in _cases(_sample_sources(), None)}
+    assert DEFAULT <= names
+    assert {"rle", "jpeg-ls", "j2k-lossy", "jpeg-q30", "noise-10%", "scale-2.0", "pad", "low-contrast"} <= names
+
+
+def test_sample_variants_every_phi_box_filled(tmp_path: Path) -> None:
+    cases = _cases(_sample_sources(), DEFAULT)
+    assert len(cases) >= 30
+    result = _run(cases, tmp_path)
+    assert result["not_written"] == []
+    assert result["phi_boxes"] >= 150
+    assert result["leaks"] == []
+
+
+@pytest.mark.slow
+def test_real_file_variants_every_phi_box_filled(tmp_path: Path) -> None:
+    if not SHARED.is_dir():
+        pytest.skip("shared data not present")
+    cases = [(name, ds, truth) for cls, ds0, truth0 in eval_variants.eval_text.load_dir(SHARED)
+             for name, ds, truth in eval_variants.variants(eval_variants.Source(ds0, truth0))]
+    result = _run(cases, tmp_path)
+    assert result["not_written"] == []
+    assert result["phi_boxes"] >= 800
+    assert result["leaks"] == []
