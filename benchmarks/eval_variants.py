@@ -9,14 +9,17 @@ at a step (decode, frame preparation, the detector) that depends on how the file
 
 Variants (each applies only where it makes sense; the boxes move with scaling and padding):
 
-* encodings: ``rle``, ``jpeg-ls``, ``j2k-lossy`` (about 20:1), ``jpeg-baseline`` (8-bit; colour as
-  YBR_FULL_422, quality 75), ``big-endian``;
-* photometric: ``monochrome1`` (grey inverted, text stored dark), ``rgb`` (grey or palette as RGB),
+* encodings: ``rle``, ``jpeg-ls``, ``j2k-lossy`` (about 20:1), ``jpeg-baseline`` and ``jpeg-q30``
+  (8-bit; colour as YBR_FULL_422, quality 75 and 30), ``big-endian``;
+* photometric: ``monochrome1`` / ``monochrome2`` (grey inverted, the photometric swapped), ``rgb`` (grey or palette as RGB),
   ``grey`` (colour as luminance), ``ybr-full``, ``palette`` (colour quantised to an 8-bit palette);
 * values: ``16-bit`` (8-bit grey as 12-bit in 16, with a window), ``rescale`` (16-bit values halved
-  with slope 2 and intercept -1024), ``darker`` (all values at 60 %), ``noise`` (Gaussian, 4 % of
-  the range);
-* geometry: ``scale-0.75``, ``scale-1.5``, ``pad`` (37 px above, 53 px to the left).
+  with slope 2 and intercept -1024), ``darker`` (all values at 60 %), ``low-contrast`` (the range
+  halved towards the top), ``dark-on-light`` (values mirrored, photometric kept), ``noise-4%`` and
+  ``noise-10%`` (Gaussian, share of the range);
+* text colour: ``text-red``, ``-green``, ``-blue``, ``-yellow``, ``-dark-blue`` (each file as 8-bit RGB,
+  the text pixels of every box recoloured);
+* geometry: ``scale-0.5`` to ``scale-2.0``, ``pad`` (37 px above, 53 px to the left).
 
 Multi-frame files keep their first three frames. Usage::
 
@@ -235,10 +238,47 @@ def variants(src: Source) -> Iterator[tuple[str, Any, dict[str, Any]]]:
     for s in (0.5, 0.75, 1.5, 2.0):
         yield (f"scale-{s}", _dataset(src, _resize(f, s), base, bits_stored=src.bits_stored),
                _truth(src, f"scale-{s}", lambda a, s=s: _scale(a, s)))
+    for name, ink in TEXT_COLOURS.items():
+        yield f"text-{name}", _dataset(src, _recoloured(src, ink), "RGB"), _truth(src, f"text-{name}")
     pad_width = [(0, 0), (37, 0), (53, 0)] + ([(0, 0)] if colour else [])
     padded = np.pad(f, pad_width, mode="edge")
     yield ("pad", _dataset(src, padded, base, bits_stored=src.bits_stored),
            _truth(src, "pad", lambda a: {**a, "x": a["x"] + 53, "y": a["y"] + 37}))
+
+
+#: Text colours of ``text-*`` variants (RGB). Dark blue on black is the hardest: its grey is 53.
+TEXT_COLOURS = {"red": (255, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0),
+                "dark-blue": (0, 0, 160)}
+
+
+def _recoloured(src: Source, ink: tuple[int, int, int]) -> np.ndarray:
+    """The frames as 8-bit RGB (grey min-max scaled, MONOCHROME1 inverted) with the text of every
+    ground-truth box in ``ink``. Text pixels are the strokes brighter than their local field by more
+    than 40 grey levels (a morphological top-hat with a kernel twice the box's height, so a field that
+    changes across the box, text half over anatomy, is not taken for text). Device text is bright once
+    displayed; dark text in a box stays as it is."""
+    import cv2
+
+    f = src.frames
+    if src.colour:
+        rgb = f.astype(np.uint8, copy=True)
+    else:
+        g = f.astype(np.float64)
+        g = (g - g.min()) / max(float(g.max() - g.min()), 1.0) * 255
+        if src.photometric == "MONOCHROME1":
+            g = 255 - g
+        rgb = np.repeat(g.astype(np.uint8)[..., None], 3, axis=3)
+    level = rgb.mean(axis=3).astype(np.uint8)
+    for a in src.truth.get("annotations", []):
+        size = 2 * int(a["h"]) + 1
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+        ys, xs = slice(a["y"], a["y"] + a["h"]), slice(a["x"], a["x"] + a["w"])
+        for i in range(len(rgb)):
+            if "frame" in a and int(a["frame"]) != i:
+                continue
+            hat = cv2.morphologyEx(level[i], cv2.MORPH_TOPHAT, kernel)[ys, xs]
+            rgb[i, ys, xs][hat > 40] = ink
+    return rgb
 
 
 def _big_endian(ds: Any) -> Any:
