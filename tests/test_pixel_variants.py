@@ -76,10 +76,10 @@ def test_every_variant_kind_is_made() -> None:
 
 def test_sample_variants_every_phi_box_filled(tmp_path: Path) -> None:
     cases = _cases(_sample_sources(), DEFAULT)
-    assert len(cases) >= 30
+    assert len(cases) >= 50
     result = _run(cases, tmp_path)
     assert result["not_written"] == []
-    assert result["phi_boxes"] >= 150
+    assert result["phi_boxes"] >= 250
     assert result["leaks"] == []
 
 
@@ -96,7 +96,7 @@ def test_real_file_variants_every_phi_box_filled(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="dark blue text on a dark field: one PHI box 89 % covered (known, open)")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="dark blue text on a dark field: one PHI box 89 % covered (known, open)")
 def test_dark_blue_text_known_miss(tmp_path: Path) -> None:
     path = SHARED / "gdcm-US-ALOKA-16.dcm"
     if not path.is_file():
