@@ -19,7 +19,8 @@ Variants (each applies only where it makes sense; the boxes move with scaling an
   ``noise-10%`` (Gaussian, share of the range);
 * text colour: ``text-red``, ``-green``, ``-blue``, ``-yellow``, ``-dark-blue`` (each file as 8-bit RGB,
   the text pixels of every box recoloured);
-* geometry: ``scale-0.5`` to ``scale-2.0``, ``pad`` (37 px above, 53 px to the left).
+* geometry: ``scale-0.5`` to ``scale-2.0``, ``pad`` (37 px above, 53 px to the left), ``rotate-90`` and
+  ``rotate-270`` (the frame turned a quarter, so the text runs vertically), ``mirror`` (left-right).
 
 Multi-frame files keep their first three frames. Usage::
 
@@ -167,6 +168,14 @@ def _scale(a: dict[str, Any], s: float) -> dict[str, Any]:
     return a
 
 
+def _turned(a: dict[str, Any], rows: int, cols: int, quarter_turns: int) -> dict[str, Any]:
+    """A box after ``np.rot90(frame, quarter_turns)`` (counter-clockwise) of a rows x cols frame."""
+    x, y, w, h = a["x"], a["y"], a["w"], a["h"]
+    if quarter_turns == 1:
+        return {**a, "x": y, "y": cols - x - w, "w": h, "h": w}
+    return {**a, "x": rows - y - h, "y": x, "w": h, "h": w}
+
+
 def _resize(frames: np.ndarray, s: float) -> np.ndarray:
     import cv2
 
@@ -240,6 +249,12 @@ def variants(src: Source) -> Iterator[tuple[str, Any, dict[str, Any]]]:
                _truth(src, f"scale-{s}", lambda a, s=s: _scale(a, s)))
     for name, ink in TEXT_COLOURS.items():
         yield f"text-{name}", _dataset(src, _recoloured(src, ink), "RGB"), _truth(src, f"text-{name}")
+    rows, cols = f.shape[1:3]
+    for name, turned, move in (("rotate-90", np.rot90(f, 1, axes=(1, 2)), lambda a: _turned(a, rows, cols, 1)),
+                               ("rotate-270", np.rot90(f, 3, axes=(1, 2)), lambda a: _turned(a, rows, cols, 3)),
+                               ("mirror", f[:, :, ::-1], lambda a: {**a, "x": cols - a["x"] - a["w"]})):
+        yield (name, _dataset(src, np.ascontiguousarray(turned), base, bits_stored=src.bits_stored),
+               _truth(src, name, move))
     pad_width = [(0, 0), (37, 0), (53, 0)] + ([(0, 0)] if colour else [])
     padded = np.pad(f, pad_width, mode="edge")
     yield ("pad", _dataset(src, padded, base, bits_stored=src.bits_stored),
