@@ -215,11 +215,9 @@ def main(argv: list[str] | None = None) -> Path:
     for v in args.variants:
         runs_on(v, "full", True)  # refuse an unknown variant before any work
 
-    from deid_pipeline.detect import get_detector
     from deid_pipeline.synth import iter_cases
 
-    detector = get_detector(args.detector, args.device)
-    detector.detect([np.zeros((64, 64, 3), np.uint8)])
+    detector = eval_text.ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
         for seed in args.seeds:

@@ -199,6 +199,26 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ready_detector(name: str, device: str) -> Any:
+    """The registry's detector ``name`` on ``device``, run once on a blank image (the warm-up is not timed)."""
+    from deid_pipeline.detect import get_detector
+
+    detector = get_detector(name, device)
+    detector.detect([np.zeros((64, 64, 3), np.uint8)])
+    return detector
+
+
+def result_header(detector: Any, mode: str, tag: str) -> dict[str, Any]:
+    """What a result file says of its run: tag, detector and weights, device, mode, versions, date."""
+    import torch
+
+    return {
+        "tag": tag, "detector": detector.name, "weights_sha256": detector.weights_sha256, "device": detector.device,
+        "mode": mode, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+        "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Score burned-in text redaction against ground truth.")
     ap.add_argument("--synthetic", type=int, default=0, help="number of synthetic cases (0: none)")
@@ -212,12 +232,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
 
-    import torch
-
-    from deid_pipeline.detect import get_detector
-
-    detector = get_detector(args.detector, args.device)
-    detector.detect([np.zeros((64, 64, 3), np.uint8)])  # warm-up, not timed
+    detector = ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
         from deid_pipeline.synth import iter_cases
@@ -228,12 +243,8 @@ def main() -> None:
     if args.controls:
         sets["controls"] = load_dir(args.controls)
     tag = args.tag or detector.device.replace(":", "")
-    result: dict[str, Any] = {
-        "tag": tag, "detector": detector.name, "weights_sha256": detector.weights_sha256, "device": detector.device,
-        "mode": args.mode, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-        "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"),
-        "synthetic_seed": args.seed if args.synthetic else None, "sets": {},
-    }
+    result: dict[str, Any] = {**result_header(detector, args.mode, tag),
+                              "synthetic_seed": args.seed if args.synthetic else None, "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)

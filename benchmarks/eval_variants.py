@@ -34,10 +34,10 @@ import copy
 import io
 import json
 import os
-import platform
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,7 @@ def variants(src: Source) -> Iterator[tuple[str, Any, dict[str, Any]]]:
 
     f, colour = src.frames, src.colour
     base = "RGB" if colour else src.photometric
+    lo, hi = int(f.min()), int(f.max())
     yield "as-is", _dataset(src, f, base, bits_stored=src.bits_stored), _truth(src, "as-is")
     yield "rle", _compressed(_dataset(src, f, base, bits_stored=src.bits_stored), RLELossless), _truth(src, "rle")
     if f.dtype.itemsize <= 2 and not (colour and f.dtype.itemsize > 1):
@@ -210,7 +211,6 @@ def variants(src: Source) -> Iterator[tuple[str, Any, dict[str, Any]]]:
         yield "ybr-full", _dataset(src, convert_color_space(f, "RGB", "YBR_FULL"), "YBR_FULL"), _truth(src, "ybr-full")
         yield "palette", _palette(src, f), _truth(src, "palette")
     else:
-        lo, hi = int(f.min()), int(f.max())
         if f.dtype == np.uint8:
             yield "jpeg-baseline", _encapsulate_jpeg(src, f), _truth(src, "jpeg-baseline")
             yield "jpeg-q30", _encapsulate_jpeg(src, f, 30), _truth(src, "jpeg-q30")
@@ -229,7 +229,6 @@ def variants(src: Source) -> Iterator[tuple[str, Any, dict[str, Any]]]:
             ds = _dataset(src, half, base, bits_stored=src.bits_stored)
             ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
             yield "rescale", ds, _truth(src, "rescale")
-    lo, hi = float(f.min()), float(f.max())
     if not src.signed:
         darker = (f.astype(np.float64) * 0.6).astype(f.dtype)
         yield "darker", _dataset(src, darker, base, bits_stored=src.bits_stored), _truth(src, "darker")
@@ -377,6 +376,38 @@ def check_run(out: Path, by_sha: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+Case = tuple[str, Any, dict[str, Any]]  # (variant name, data set, ground truth)
+
+
+def sources(folder: Path) -> list[Source]:
+    """The ``*.dcm`` files with their ``.groundtruth.json`` in ``folder`` (``eval_text.load_dir``)."""
+    return [Source(ds, truth) for _, ds, truth in eval_text.load_dir(folder)]
+
+
+def make_cases(srcs: Iterable[Source], keep: Callable[[str], bool] = lambda name: True) -> list[Case]:
+    """Every variant of every source whose name ``keep`` accepts."""
+    return [(name, ds, truth) for src in srcs for name, ds, truth in variants(src) if keep(name)]
+
+
+def run_and_check(cases: list[Case], root: Path, *options: str,
+                  timeout: float | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Write ``cases`` under ``root/in``, run ``deid run`` on them into ``root/out`` (2 workers, every
+    image scanned, a fresh key; ``options`` added) and :func:`check_run` what it wrote; the result
+    also holds the run's exit status and seconds."""
+    by_sha = write_variants(cases, root / "in")
+    key = root / "key"
+    key.write_bytes(os.urandom(32).hex().encode())
+    key.chmod(0o600)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "deid_pipeline.cli", "run", str(root / "in"), str(root / "out"),
+                           "--workers", "2", "--pixels", "all", "--quiet", "--key-file", str(key), *options],
+                          capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    checked = check_run(root / "out", by_sha)
+    checked.update(exit_status=proc.returncode, seconds=round(seconds, 1))
+    return proc, checked
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Score burned-in text on re-encoded variants of the real files.")
     ap.add_argument("--real", type=Path, required=True, help="folder of *.dcm + *.groundtruth.json")
@@ -391,47 +422,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
 
-    import torch
-
-    from deid_pipeline.detect import get_detector
-
-    detector = get_detector(args.detector, args.device)
-    detector.detect([np.zeros((64, 64, 3), np.uint8)])
+    detector = eval_text.ready_detector(args.detector, args.device)
     only = {v for v in args.only.split(",") if v}
-    cases: list[tuple[str, Any, dict[str, Any]]] = []
-    for cls, ds, truth in eval_text.load_dir(args.real):
-        src = Source(ds, truth)
-        for name, vds, vtruth in variants(src):
-            if not only or name in only:
-                cases.append((name, vds, vtruth))
+    cases = make_cases(sources(args.real), lambda name: not only or name in only)
     print(f"{len(cases)} variant files", flush=True)
     tag = args.tag or detector.device.replace(":", "")
-    result: dict[str, Any] = {
-        "tag": tag, "detector": detector.name, "weights_sha256": detector.weights_sha256, "device": detector.device,
-        "mode": args.mode, "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-        "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "max_frames": MAX_FRAMES,
-        "sets": {"variants": eval_text.run_set(cases, detector, args.mode)},
-    }
+    result: dict[str, Any] = {**eval_text.result_header(detector, args.mode, tag), "max_frames": MAX_FRAMES,
+                              "sets": {"variants": eval_text.run_set(cases, detector, args.mode)}}
     if args.run:
-        import subprocess
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="deid-variants-") as tmp:
-            by_sha = write_variants(cases, Path(tmp) / "in")
-            key = Path(tmp) / "key"
-            key.write_bytes(os.urandom(32).hex().encode())
-            key.chmod(0o600)
-            t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "deid_pipeline.cli", "run", str(Path(tmp) / "in"),
-                                   str(Path(tmp) / "out"), "--workers", "2", "--device", args.device,
-                                   "--detector", args.detector, "--pixels", "all", "--quiet", "--key-file", str(key)],
-                                  capture_output=True, text=True)
-            seconds = time.perf_counter() - t0
-            checked = check_run(Path(tmp) / "out", by_sha)
-        checked.update(exit_status=proc.returncode, seconds=round(seconds, 1))
+            _, checked = run_and_check(cases, Path(tmp), "--device", args.device, "--detector", args.detector)
         result["deid_run"] = checked
-        print(f"deid run: exit {proc.returncode}, {checked['records']} records, not written {len(checked['not_written'])}, "
-              f"PHI boxes filled {checked['phi_filled']}/{checked['phi_boxes']}, {seconds:.1f} s", flush=True)
+        print(f"deid run: exit {checked['exit_status']}, {checked['records']} records, not written "
+              f"{len(checked['not_written'])}, PHI boxes filled {checked['phi_filled']}/{checked['phi_boxes']}, "
+              f"{checked['seconds']:.1f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"eval_variants_{tag}"
     eval_text.write_atomic(args.out / f"{stem}.json", json.dumps(result, indent=1, default=float))

@@ -11,7 +11,6 @@ from typing import Any
 
 import pydicom
 import pytest
-from support import deid, read_manifest, write_key
 
 from deid_pipeline.detect import is_available
 from deid_pipeline.pixels import decode_frames
@@ -45,24 +44,16 @@ def _sample_sources() -> list[eval_variants.Source]:
     return out
 
 
-def _cases(sources: list[eval_variants.Source], only: set[str] | None) -> list[tuple[str, Any, dict[str, Any]]]:
-    return [(name, ds, truth) for src in sources for name, ds, truth in eval_variants.variants(src)
-            if only is None or name in only]
-
-
-def _run(cases: list[tuple[str, Any, dict[str, Any]]], tmp_path: Path) -> dict[str, Any]:
-    by_sha = eval_variants.write_variants(cases, tmp_path / "in")
-    key = write_key(tmp_path / "key", b"k" * 64)
-    proc = deid("run", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "2", "--pixels", "all",
-                "--quiet", "--key-file", str(key))
+def _run(cases: list[eval_variants.Case], tmp_path: Path) -> dict[str, Any]:
+    proc, result = eval_variants.run_and_check(cases, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(read_manifest(tmp_path / "out")) == len(cases)
-    return eval_variants.check_run(tmp_path / "out", by_sha)
+    assert result["records"] == len(cases)
+    return result
 
 
 def test_check_finds_unredacted_text() -> None:
     """The check can fail: no PHI box of an input is filled before deid runs."""
-    for name, ds, truth in _cases(_sample_sources(), {"as-is", "palette", "scale-0.5"}):
+    for name, ds, truth in eval_variants.make_cases(_sample_sources(), {"as-is", "palette", "scale-0.5"}.__contains__):
         frames = decode_frames(ds)
         for a in truth["annotations"]:
             if a["phi"] and a.get("frame", 0) < len(frames):
@@ -71,13 +62,13 @@ def test_check_finds_unredacted_text() -> None:
 
 
 def test_every_variant_kind_is_made() -> None:
-    names = {name for name, _, _ in _cases(_sample_sources(), None)}
+    names = {name for name, _, _ in eval_variants.make_cases(_sample_sources())}
     assert DEFAULT <= names
     assert {"rle", "jpeg-ls", "j2k-lossy", "jpeg-q30", "noise-10%", "scale-2.0", "pad", "low-contrast", "mirror"} | KNOWN_MISSES <= names
 
 
 def test_sample_variants_every_phi_box_filled(tmp_path: Path) -> None:
-    cases = _cases(_sample_sources(), DEFAULT)
+    cases = eval_variants.make_cases(_sample_sources(), DEFAULT.__contains__)
     assert len(cases) >= 50
     result = _run(cases, tmp_path)
     assert result["not_written"] == []
@@ -89,8 +80,7 @@ def test_sample_variants_every_phi_box_filled(tmp_path: Path) -> None:
 def test_real_file_variants_every_phi_box_filled(tmp_path: Path) -> None:
     if not SHARED.is_dir():
         pytest.skip("shared data not present")
-    cases = [(name, ds, truth) for cls, ds0, truth0 in eval_variants.eval_text.load_dir(SHARED)
-             for name, ds, truth in eval_variants.variants(eval_variants.Source(ds0, truth0)) if name not in KNOWN_MISSES]
+    cases = eval_variants.make_cases(eval_variants.sources(SHARED), lambda name: name not in KNOWN_MISSES)
     result = _run(cases, tmp_path)
     assert result["not_written"] == []
     assert result["phi_boxes"] >= 1000
@@ -103,7 +93,6 @@ def test_known_misses(tmp_path: Path) -> None:
     """Fails (as expected) while any known miss leaks; turns the suite red once none does."""
     if not SHARED.is_dir():
         pytest.skip("shared data not present")
-    cases = [(name, ds, truth) for cls, ds0, truth0 in eval_variants.eval_text.load_dir(SHARED)
-             for name, ds, truth in eval_variants.variants(eval_variants.Source(ds0, truth0)) if name in KNOWN_MISSES]
+    cases = eval_variants.make_cases(eval_variants.sources(SHARED), KNOWN_MISSES.__contains__)
     assert len(cases) == 3 * 9
     assert _run(cases, tmp_path)["leaks"] == []
