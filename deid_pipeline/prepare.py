@@ -55,6 +55,9 @@ class View:
     ox: int = BORDER
     #: a grey view's one plane, uint8 (H, W): ``image`` is it three times over (None for colour views)
     grey: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: quarter turns counter-clockwise of ``image`` (and ``grey``) from the view ``prepare_views`` made:
+    #: a turned view shows vertical text as horizontal lines (``turned``)
+    turns: int = 0
 
     @property
     def plane(self) -> np.ndarray:
@@ -62,9 +65,23 @@ class View:
         (``detect.glyphs.grey_u8`` makes the same grey of either, the plane at no cost)."""
         return self.image if self.grey is None else self.grey
 
+    def turned(self) -> "View":
+        """This view turned a quarter counter-clockwise (text that ran bottom to top now reads left to
+        right; text that ran top to bottom reads upside down)."""
+        from dataclasses import replace
+
+        grey = None if self.grey is None else np.ascontiguousarray(np.rot90(self.grey))
+        image = np.ascontiguousarray(np.rot90(self.image)) if grey is None else np.repeat(grey[..., None], 3, axis=2)
+        return replace(self, image=image, grey=grey, turns=self.turns + 1)
+
     def to_stored(self, x: int, y: int, w: int, h: int, rows: int, cols: int) -> tuple[int, int, int, int] | None:
         """A view box as a stored-frame box (rounded outward, clipped), or None when outside the frame."""
         import math
+
+        hh, ww = self.image.shape[:2]
+        for _ in range(self.turns % 4):  # back to the unturned image: pixel (x, y) of a turn was (hh-1-y, x)
+            x, y, w, h = hh - (y + h), x, h, w
+            hh, ww = ww, hh
 
         x0 = max(0, math.floor((x - self.ox) * self.sx))
         y0 = max(0, math.floor((y - self.oy) * self.sy))

@@ -238,6 +238,39 @@ def test_real_files_every_phi_box(det) -> None:
                     assert _covered((a["x"], a["y"], a["w"], a["h"]), regions), (p.name, a["category"])
 
 
+def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real palette ultrasound turned a quarter either way: the networks answer its vertical lines
+    with boxes on end, the frame is detected again turned, and every PHI box is covered; without the
+    turned pass some are not. Upright, no view is turned (the cost of one detection)."""
+    import sys
+
+    from deid_pipeline import prepare, scan
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import eval_variants
+
+    ds, truth = _real("gdcm-US-ALOKA-16.dcm")
+    det = get_detector("auto", "cpu")
+    turned: list[str] = []
+    original = prepare.View.turned
+    monkeypatch.setattr(prepare.View, "turned", lambda v: turned.append(v.kind) or original(v))
+    cases = {name: (vds, t) for name, vds, t in eval_variants.variants(eval_variants.Source(ds, truth))
+             if name in ("as-is", "rotate-90", "rotate-270")}
+    assert len(cases) == 3
+    for name, (vds, t) in cases.items():
+        phi = [(a["x"], a["y"], a["w"], a["h"]) for a in t["annotations"] if a["phi"]]
+        turned.clear()
+        regions = scan_frames(vds, _decode(vds), det)[0]
+        assert all(_covered(b, regions) for b in phi), name
+        assert bool(turned) == (name != "as-is"), name
+        if turned:  # the same frame with no box counted as on end
+            on_end = scan.ON_END_ASPECT
+            monkeypatch.setattr(scan, "ON_END_ASPECT", float("inf"))
+            regions = scan_frames(vds, _decode(vds), det)[0]
+            assert not all(_covered(b, regions) for b in phi), name
+            monkeypatch.setattr(scan, "ON_END_ASPECT", on_end)
+
+
 def test_real_line_drawing_control_untouched(det) -> None:
     ds, _ = _real("RGB_ORIGINAL.dcm")
     assert scan_frames(ds, _decode(ds), det) == [[]]

@@ -147,3 +147,35 @@ def test_a_scan_loads_the_transforms_before_its_stage_clock(tmp_path, monkeypatc
     assert [r.status for r in results] == ["written", "written"]
     assert events[:2] == ["load", "scan"]
     assert all(r.timings_ms.get("prepare", 0) > 0 for r in results)
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_a_turned_view_maps_its_boxes_to_the_same_stored_pixels(kind: str) -> None:
+    """A box drawn in a stored frame, found in the view turned one, two or three quarters, maps back to
+    the stored box ``to_stored`` gives for the upright view; the turned image is the upright one rotated."""
+    from pydicom.dataset import Dataset
+
+    rows, cols, (x, y, w, h) = 300, 420, (37, 211, 90, 14)
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2" if kind == "grey" else "RGB"
+    ds.SamplesPerPixel = 1 if kind == "grey" else 3
+    frame = np.zeros((rows, cols) + (() if kind == "grey" else (3,)), np.uint8)
+    frame[y : y + h, x : x + w] = 200
+    frame[5, 5] = 1  # not a constant frame
+    view = prepare.prepare_views(ds, frame[None])[0]
+    assert (view.grey is None) == (kind == "rgb")
+
+    def box_of(img: np.ndarray) -> tuple[int, int, int, int]:
+        ys, xs = np.nonzero(img[..., 0] > 100)
+        return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+    upright = view.to_stored(*box_of(view.image), rows, cols)
+    assert upright is not None and abs(upright[0] - x) <= 1 and abs(upright[2] - w) <= 2
+    turned = view
+    for quarter in (1, 2, 3):
+        turned = turned.turned()
+        assert turned.turns == quarter and turned.image.flags.c_contiguous
+        assert np.array_equal(turned.image, np.rot90(view.image, quarter))
+        if turned.grey is not None:
+            assert np.array_equal(turned.grey, turned.image[..., 0])
+        assert turned.to_stored(*box_of(turned.image), rows, cols) == upright
