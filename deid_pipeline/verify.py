@@ -199,6 +199,34 @@ def _original(ds: Dataset, path: str) -> Any:
     return _MISSING
 
 
+def _holders(term: str, out: Dataset, src: Dataset, profile: Any) -> str:
+    """Where in ``out`` an identifying value found in its header sits, for the finding's detail: the
+    keywords (tags for unnamed elements) of the elements whose values hold it, each marked when the
+    profile keeps it (K) with the input's own value there; never the value."""
+    from .tags import rule_for, walk
+
+    held: set[str] = set()
+
+    def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
+        if elem.VR == "SQ":
+            return True
+        if elem.value is None or isinstance(elem.value, (bytes, bytearray)):
+            return False
+        text = "\\".join(map(str, elem.value)) if elem.VM > 1 else str(elem.value)
+        if _found(term, text.encode("utf-8", "surrogateescape"), text.lower().encode("utf-8", "surrogateescape")):
+            name = ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})"
+            original = _original(src, path)
+            kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
+            held.add(f"{name} (kept by the profile, as in the input)" if kept else name)
+        return False
+
+    walk(out, visit)
+    for elem in out.file_meta:
+        if isinstance(elem.value, str) and _found(term, elem.value.encode(), elem.value.lower().encode()):
+            held.add(elem.keyword or "file meta")
+    return "in " + "; ".join(sorted(held)) if held else "between elements"
+
+
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
                rel_output: str | None = None, expected_sha256: str | None = None) -> list[Finding]:
     """All checks of one written output against its input. Pure apart from reading both files.
@@ -253,7 +281,8 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
         if len(term) < _HEADER_MIN_TERM:
             continue
         if _found(term, header, header_folded):
-            findings.append(Finding(line, "identifying-value-in-header", f"a {len(term)}-character identifying value"))
+            findings.append(Finding(line, "identifying-value-in-header",
+                                    f"a {len(term)}-character identifying value {_holders(term, out, src, profile)}"))
         elif len(term) >= _PIXEL_MIN_TERM and _found(term, out_bytes):
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):

@@ -211,6 +211,9 @@ def test_a_date_that_begins_a_uid_is_still_caught_as_text(uid_root_run, tmp_path
     assert code == 1
     assert report["counts"].get("identifying-value-in-header") == 2, report["findings"]
     assert "1.2.84" not in json.dumps(report) and "2.25.33" not in json.dumps(report)
+    # each finding names the element that holds the value (changed after the run: not the input's value)
+    details = sorted(f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header")
+    assert sorted(d.split(" in ", 1)[1] for d in details) == ["ImageComments", "StudyDescription"], details
 
 
 def test_number_terms_match_where_no_digit_touches_them() -> None:
@@ -247,6 +250,10 @@ def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
     assert code == 1
     flagged = {f["line"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"}
     assert flagged == {1, 2}, report["findings"]
+    # the detail says where (the profile keeps Manufacturer, and the input had the same value), not what
+    for f in report["findings"]:
+        assert f["detail"].endswith(" in Manufacturer (kept by the profile, as in the input)"), f
+        assert "ZQDEFL" not in f["detail"]
 
 
 @pytest.mark.parametrize("keyword", ["PixelData", "FloatPixelData"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -45,6 +46,11 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
         click.echo(f"verify: {report['checked_outputs']} outputs checked, {len(report['findings'])} findings")
         for kind, n in sorted(report["counts"].items()):
             click.echo(f"  {kind}: {n}")
+            details = Counter(f["detail"] for f in report["findings"] if f["kind"] == kind)
+            for detail, m in details.most_common(5):  # details name tags and categories, never values
+                click.echo(f"    {m} x {detail}")
+            if len(details) > 5:
+                click.echo(f"    ... {len(details) - 5} other details in verify.json")
         if key is None:
             click.echo("  (no key: the chain HMAC was not checked)")
     sys.exit(0 if report["ok"] else 1)
