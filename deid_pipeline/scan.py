@@ -275,8 +275,8 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         plans.append((ds, frames, reps, slot, len(reps)))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size)
-    # a network box standing on end is a piece of a line of vertical text: every view
-    # of its frame is turned a quarter and detected again, which reads the line whole (either way up)
+    # a network box standing on end is a piece of a line of vertical text: every view of its frame is
+    # turned a quarter and detected again, which reads the line whole (either way up)
     on_end = {owners[i] for i, regions in enumerate(found) if any(_on_end(r) for r in regions)}
     if on_end:
         again = [i for i, owner in enumerate(owners) if owner in on_end]
