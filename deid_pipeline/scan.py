@@ -16,9 +16,10 @@ Misses: the network answers weakly on a lone letter and on text a few pixels hig
 out (still text over moving anatomy), and a box found in one frame is carried to the frames where its ink
 is unchanged (``propagate_static``).
 
-Vertical text: the networks read horizontal lines, and answer a line turned a quarter only in pieces,
-with boxes standing on end. A frame where a network box stands on end (``ON_END_ASPECT``) is detected
-again with every view turned a quarter (``View.turned``), and the turned views' boxes join the rest.
+Vertical text: the networks read horizontal lines, and answer a line turned a quarter only in pieces:
+boxes standing on end, or a glyph or two at a time in a column. A frame with such boxes
+(``ON_END_ASPECT``, ``COLUMN_BOXES``) is detected again with every view turned a quarter
+(``View.turned``), and the turned views' boxes join the rest.
 """
 
 from __future__ import annotations
@@ -238,17 +239,43 @@ SCAN_STAGES = ("prepare", "detect", "decide")
 
 
 #: A network box at least this many times taller than wide, and this many view pixels tall, stands on
-#: end: its frame is detected again turned a quarter (``_scan_once``). Measured on the 241 variants of
-#: the real files (``benchmarks/eval_variants.py``): turned on 14 of the 18 turned a quarter, on 1 of the
-#: 223 upright (a lossy ultrasound made grey; no other upright box stood over 2.0 times its width); on no
-#: frame of the synthetic evaluation set or of 160 benchmark files: upright frames keep the cost of one
-#: detection.
+#: end ...
 ON_END_ASPECT = 2.5
 ON_END_MIN_PX = 12
+#: ... or at least this many network boxes of a glyph or two each (not much wider than tall) stand one
+#: under the next, aligned and of one width: a vertical line read glyph by glyph. Either turns the frame
+#: (``_scan_once``). Measured on the 241 variants of the real files (``benchmarks/eval_variants.py``):
+#: turned on 15 of the 18 turned a quarter and 4 of the 223 upright; on no frame of the synthetic
+#: evaluation set, the no-text controls or 160 benchmark files (CT, US, cine, CR): upright frames keep
+#: the cost of one detection. At an aspect of 2.0 an upright mirrored ultrasound had a box on end.
+COLUMN_BOXES = 3
 
 
 def _on_end(r: Region) -> bool:
     return r.source in NETWORK_SOURCES and r.h >= ON_END_ASPECT * r.w and r.h >= ON_END_MIN_PX
+
+
+def _in_a_column(regions: Sequence[Region]) -> bool:
+    """Whether ``COLUMN_BOXES`` network boxes, each at least 0.7 times as tall as wide, stand one under
+    the next: overlapping across by 60 % of the narrower, widths within 1.5x, gaps under two widths."""
+    boxes = sorted((r for r in regions if r.source in NETWORK_SOURCES and r.h >= 0.7 * r.w and r.h >= 8),
+                   key=lambda r: r.y)
+    for i, first in enumerate(boxes):
+        chain = [first]
+        for o in boxes[i + 1 :]:
+            last = chain[-1]
+            across = min(last.x + last.w, o.x + o.w) - max(last.x, o.x)
+            narrow, wide = min(last.w, o.w), max(last.w, o.w)
+            if across >= 0.6 * narrow and wide <= 1.5 * narrow and 0 <= o.y - (last.y + last.h) <= 2 * wide:
+                chain.append(o)
+        if len(chain) >= COLUMN_BOXES:
+            return True
+    return False
+
+
+def _vertical_text(regions: Sequence[Region]) -> bool:
+    """Whether a view's network boxes show a line of vertical text (its frame is detected turned)."""
+    return any(_on_end(r) for r in regions) or _in_a_column(regions)
 
 
 def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
@@ -277,7 +304,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     found = _detect_chunked(detector, all_views, batch_size)
     # a network box standing on end is a piece of a line of vertical text: every view of its frame is
     # turned a quarter and detected again, which reads the line whole (either way up)
-    on_end = {owners[i] for i, regions in enumerate(found) if any(_on_end(r) for r in regions)}
+    on_end = {owners[i] for i, regions in enumerate(found) if _vertical_text(regions)}
     if on_end:
         again = [i for i, owner in enumerate(owners) if owner in on_end]
         turned = [all_views[i].turned() for i in again]

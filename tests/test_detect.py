@@ -238,10 +238,14 @@ def test_real_files_every_phi_box(det) -> None:
                     assert _covered((a["x"], a["y"], a["w"], a["h"]), regions), (p.name, a["category"])
 
 
-def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real palette ultrasound turned a quarter either way: the networks answer its vertical lines
-    with boxes on end, the frame is detected again turned, and every PHI box is covered; without the
-    turned pass some are not. Upright, no view is turned (the cost of one detection)."""
+@pytest.mark.parametrize("name,turned_variants", [("gdcm-US-ALOKA-16.dcm", ("rotate-90", "rotate-270")),
+                                                    ("2_ORIGINAL.dcm", ("rotate-270",))])
+def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                    turned_variants: tuple[str, ...]) -> None:
+    """Real files turned a quarter: the networks answer the vertical lines in pieces (the palette
+    ultrasound with boxes on end, the CT one way with a column of glyph boxes), the frame is detected
+    again turned, and every PHI box is covered; without the turned pass some are not. Upright, no view
+    is turned (the cost of one detection)."""
     import sys
 
     from deid_pipeline import prepare, scan
@@ -249,26 +253,44 @@ def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPa
     sys.path.insert(0, str(REPO / "benchmarks"))
     import eval_variants
 
-    ds, truth = _real("gdcm-US-ALOKA-16.dcm")
+    ds, truth = _real(name)
     det = get_detector("auto", "cpu")
     turned: list[str] = []
     original = prepare.View.turned
     monkeypatch.setattr(prepare.View, "turned", lambda v: turned.append(v.kind) or original(v))
-    cases = {name: (vds, t) for name, vds, t in eval_variants.variants(eval_variants.Source(ds, truth))
-             if name in ("as-is", "rotate-90", "rotate-270")}
-    assert len(cases) == 3
-    for name, (vds, t) in cases.items():
+    cases = {v: (vds, t) for v, vds, t in eval_variants.variants(eval_variants.Source(ds, truth))
+             if v in ("as-is",) + turned_variants}
+    assert len(cases) == 1 + len(turned_variants)
+    for variant, (vds, t) in cases.items():
         phi = [(a["x"], a["y"], a["w"], a["h"]) for a in t["annotations"] if a["phi"]]
         turned.clear()
         regions = scan_frames(vds, _decode(vds), det)[0]
-        assert all(_covered(b, regions) for b in phi), name
-        assert bool(turned) == (name != "as-is"), name
-        if turned:  # the same frame with no box counted as on end
-            on_end = scan.ON_END_ASPECT
-            monkeypatch.setattr(scan, "ON_END_ASPECT", float("inf"))
+        assert all(_covered(b, regions) for b in phi), variant
+        assert bool(turned) == (variant != "as-is"), variant
+        if turned:  # the same frame, its boxes never taken for vertical text
+            vertical = scan._vertical_text
+            monkeypatch.setattr(scan, "_vertical_text", lambda regions: False)
             regions = scan_frames(vds, _decode(vds), det)[0]
-            assert not all(_covered(b, regions) for b in phi), name
-            monkeypatch.setattr(scan, "ON_END_ASPECT", on_end)
+            assert not all(_covered(b, regions) for b in phi), variant
+            monkeypatch.setattr(scan, "_vertical_text", vertical)
+
+
+def test_vertical_text_signals() -> None:
+    """A box on end, or three glyph boxes stacked in a column, show vertical text; a line of text, lines
+    of words one under another, or glyph boxes scattered do not."""
+    from deid_pipeline.scan import _vertical_text
+
+    def boxes(*xywh: tuple[int, int, int, int], source: str = "textseg") -> list[Region]:
+        return [Region(x, y, w, h, 0.8, source) for x, y, w, h in xywh]
+
+    assert _vertical_text(boxes((10, 10, 12, 80)))  # on end
+    assert not _vertical_text(boxes((10, 10, 12, 80), source="glyph"))  # the networks' boxes only
+    assert _vertical_text(boxes((10, 10, 13, 13), (10, 28, 13, 13), (11, 50, 15, 11)))  # a column
+    assert not _vertical_text(boxes((10, 10, 13, 13), (10, 28, 13, 13)))  # two are not enough
+    assert not _vertical_text(boxes((10, 10, 13, 13), (10, 80, 13, 13), (10, 150, 13, 13)))  # far apart
+    assert not _vertical_text(boxes((10, 10, 13, 13), (40, 28, 13, 13), (10, 46, 13, 13)))  # not aligned
+    assert not _vertical_text(boxes((10, 10, 90, 14), (10, 28, 70, 14), (10, 46, 85, 14)))  # lines of words
+    assert not _vertical_text(boxes((10, 10, 200, 14)))  # a line
 
 
 def test_real_line_drawing_control_untouched(det) -> None:
