@@ -17,9 +17,10 @@ out (still text over moving anatomy), and a box found in one frame is carried to
 is unchanged (``propagate_static``).
 
 Vertical text: the networks read horizontal lines, and answer a line turned a quarter only in pieces:
-boxes standing on end, or a glyph or two at a time in a column. A frame with such boxes
-(``ON_END_ASPECT``, ``COLUMN_BOXES``) is detected again with every view turned a quarter
-(``View.turned``), and the turned views' boxes join the rest.
+boxes standing on end, or a glyph or two at a time in a column; the glyph finder sees its glyphs one by
+one, in a column. A frame with such boxes (``ON_END_ASPECT``, ``COLUMN_BOXES``, ``GLYPH_COLUMN``) is
+detected again with every view turned a quarter (``View.turned``), and the turned views' boxes join the
+rest. The glyph finder reads the upright views only, before that choice.
 """
 
 from __future__ import annotations
@@ -242,23 +243,28 @@ SCAN_STAGES = ("prepare", "detect", "decide")
 #: end ...
 ON_END_ASPECT = 2.5
 ON_END_MIN_PX = 12
-#: ... or at least this many network boxes of a glyph or two each (not much wider than tall) stand one
-#: under the next, aligned and of one width: a vertical line read glyph by glyph. Either turns the frame
-#: (``_scan_once``). Measured on the 241 variants of the real files (``benchmarks/eval_variants.py``):
-#: turned on 15 of the 18 turned a quarter and 4 of the 223 upright; on no frame of the synthetic
-#: evaluation set, the no-text controls or 160 benchmark files (CT, US, cine, CR): upright frames keep
-#: the cost of one detection. At an aspect of 2.0 an upright mirrored ultrasound had a box on end.
+#: ... or at least this many network boxes of a glyph or two each (not much wider than tall), or
+#: ``GLYPH_COLUMN`` boxes of the glyph finder, stand one under the next, aligned and of one width: a
+#: vertical line read glyph by glyph. Any of them turns the frame (``_scan_once``). Measured on the 241
+#: variants of the real files (``benchmarks/eval_variants.py``): turned on 16 of the 18 turned a quarter
+#: (the other two hold no PHI) and 4 of the 223 upright; on no frame of the synthetic evaluation set, the
+#: real files as read, the no-text controls or 160 benchmark files (CT, US, cine, CR): upright frames
+#: keep the cost of one detection. At an aspect of 2.0 an upright mirrored ultrasound had a box on end;
+#: three glyph-finder boxes in a column turned dozens of upright variants (menus of lone glyphs).
 COLUMN_BOXES = 3
+GLYPH_COLUMN = 6
 
 
 def _on_end(r: Region) -> bool:
     return r.source in NETWORK_SOURCES and r.h >= ON_END_ASPECT * r.w and r.h >= ON_END_MIN_PX
 
 
-def _in_a_column(regions: Sequence[Region]) -> bool:
-    """Whether ``COLUMN_BOXES`` network boxes, each at least 0.7 times as tall as wide, stand one under
-    the next: overlapping across by 60 % of the narrower, widths within 1.5x, gaps under two widths."""
-    boxes = sorted((r for r in regions if r.source in NETWORK_SOURCES and r.h >= 0.7 * r.w and r.h >= 8),
+def _in_a_column(regions: Sequence[Region], sources: tuple[str, ...] = NETWORK_SOURCES, need: int = COLUMN_BOXES,
+                 min_h: int = 8) -> bool:
+    """Whether ``need`` boxes from ``sources``, each at least 0.7 times as tall as wide and ``min_h`` view
+    pixels tall, stand one under the next: overlapping across by 60 % of the narrower, widths within
+    1.5x, gaps under two widths."""
+    boxes = sorted((r for r in regions if r.source in sources and r.h >= 0.7 * r.w and r.h >= min_h),
                    key=lambda r: r.y)
     for i, first in enumerate(boxes):
         chain = [first]
@@ -268,14 +274,15 @@ def _in_a_column(regions: Sequence[Region]) -> bool:
             narrow, wide = min(last.w, o.w), max(last.w, o.w)
             if across >= 0.6 * narrow and wide <= 1.5 * narrow and 0 <= o.y - (last.y + last.h) <= 2 * wide:
                 chain.append(o)
-        if len(chain) >= COLUMN_BOXES:
+        if len(chain) >= need:
             return True
     return False
 
 
 def _vertical_text(regions: Sequence[Region]) -> bool:
     """Whether a view's network boxes show a line of vertical text (its frame is detected turned)."""
-    return any(_on_end(r) for r in regions) or _in_a_column(regions)
+    return (any(_on_end(r) for r in regions) or _in_a_column(regions)
+            or _in_a_column(regions, ("glyph",), GLYPH_COLUMN, min_h=4))
 
 
 def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
@@ -302,9 +309,17 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         plans.append((ds, frames, reps, slot, len(reps)))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size)
-    # a network box standing on end is a piece of a line of vertical text: every view of its frame is
-    # turned a quarter and detected again, which reads the line whole (either way up)
-    on_end = {owners[i] for i, regions in enumerate(found) if _vertical_text(regions)}
+    # glyphs on a flat field, in the upright views (their seconds belong to ``decide``)
+    tg = time.perf_counter()
+    glyph_found: list[list[Region]] = []
+    for view, (n_item, _) in zip(all_views, owners):
+        rows, cols = plans[n_item][1].shape[1:3]
+        glyph_found.append([] if fp.flat_field is None else find_glyph_text(
+            view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=(view.ox, view.oy, view.width, view.height)))
+    tg = time.perf_counter() - tg
+    # boxes standing on end, or glyph boxes in a column, are pieces of a line of vertical text: every view
+    # of its frame is turned a quarter and detected again, which reads the line whole (either way up)
+    on_end = {owners[i] for i, regions in enumerate(found) if _vertical_text(list(regions) + glyph_found[i])}
     if on_end:
         again = [i for i, owner in enumerate(owners) if owner in on_end]
         turned = [all_views[i].turned() for i in again]
@@ -314,11 +329,11 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     t2 = time.perf_counter()
     stills = [static_mask(p[1], p[2]) if fp.flat_field is not None and p[4] >= STATIC_MIN_FRAMES else None for p in plans]
     per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
-    for view, regions, (n_item, rep_slot) in zip(all_views, found, owners):
+    for i, (view, regions, (n_item, rep_slot)) in enumerate(zip(all_views, found, owners)):
         ds, frames = plans[n_item][0], plans[n_item][1]
         rows, cols = frames.shape[1], frames.shape[2]
         if fp.flat_field is not None and not view.turns:  # glyphs are found in the upright view
-            regions = list(regions) + find_glyph_text(view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field)
+            regions = list(regions) + glyph_found[i]
             still = stills[n_item]
             if rep_slot == 0 and still is not None:
                 for r in find_glyph_text(_static_view(view, still), view.sy, view.sx, min(rows, cols), fp.flat_field):
@@ -347,7 +362,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             distinct = [select_phi(ds, frames[reps[k]], rs, phi_terms) for k, rs in enumerate(distinct)]
         results.append([list(fixed) + list(distinct[s]) for s in slot])
     if timings is not None:
-        for stage, seconds in zip(SCAN_STAGES, (t1 - t0, t2 - t1, time.perf_counter() - t2)):
+        for stage, seconds in zip(SCAN_STAGES, (t1 - t0, t2 - t1 - tg, time.perf_counter() - t2 + tg)):
             timings[stage] = timings.get(stage, 0.0) + seconds
     return results
 

@@ -239,13 +239,13 @@ def test_real_files_every_phi_box(det) -> None:
 
 
 @pytest.mark.parametrize("name,turned_variants", [("gdcm-US-ALOKA-16.dcm", ("rotate-90", "rotate-270")),
-                                                    ("2_ORIGINAL.dcm", ("rotate-270",))])
+                                                    ("2_ORIGINAL.dcm", ("rotate-90", "rotate-270"))])
 def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPatch, name: str,
                                                     turned_variants: tuple[str, ...]) -> None:
-    """Real files turned a quarter: the networks answer the vertical lines in pieces (the palette
-    ultrasound with boxes on end, the CT one way with a column of glyph boxes), the frame is detected
-    again turned, and every PHI box is covered; without the turned pass some are not. Upright, no view
-    is turned (the cost of one detection)."""
+    """Real files turned a quarter: the vertical lines are found in pieces (the palette ultrasound's by
+    network boxes on end; the CT's by a column of network glyph boxes one way, of glyph-finder boxes the
+    other), the frame is detected again turned, and every PHI box is covered; without the turned pass
+    some are not. Upright, no view is turned (the cost of one detection)."""
     import sys
 
     from deid_pipeline import prepare, scan
@@ -276,8 +276,8 @@ def test_vertical_text_is_detected_in_a_turned_view(monkeypatch: pytest.MonkeyPa
 
 
 def test_vertical_text_signals() -> None:
-    """A box on end, or three glyph boxes stacked in a column, show vertical text; a line of text, lines
-    of words one under another, or glyph boxes scattered do not."""
+    """A network box on end, three network glyph boxes or six glyph-finder boxes stacked in a column show
+    vertical text; a line of text, lines of words one under another, or glyph boxes scattered do not."""
     from deid_pipeline.scan import _vertical_text
 
     def boxes(*xywh: tuple[int, int, int, int], source: str = "textseg") -> list[Region]:
@@ -291,6 +291,8 @@ def test_vertical_text_signals() -> None:
     assert not _vertical_text(boxes((10, 10, 13, 13), (40, 28, 13, 13), (10, 46, 13, 13)))  # not aligned
     assert not _vertical_text(boxes((10, 10, 90, 14), (10, 28, 70, 14), (10, 46, 85, 14)))  # lines of words
     assert not _vertical_text(boxes((10, 10, 200, 14)))  # a line
+    column = [(30, 10 + 11 * k, 7, 8) for k in range(6)]  # glyph-finder boxes: six make a column, five not
+    assert _vertical_text(boxes(*column, source="glyph")) and not _vertical_text(boxes(*column[:5], source="glyph"))
 
 
 def test_real_line_drawing_control_untouched(det) -> None:

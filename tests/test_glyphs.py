@@ -420,3 +420,20 @@ def test_static_carry_on_a_generated_cine_matches_the_reference(monkeypatch: pyt
     got = real(fr, reps, found)
     assert got == _propagate_frame_by_frame(fr, reps, found)
     assert sum(map(len, got)) > sum(map(len, found))  # the carry did something here
+
+
+def test_glyphs_at_the_frame_edge_on_a_light_field_are_found() -> None:
+    """White text touching the frame's edge over a light grey field: against the view's black border the
+    top-hat takes the whole light edge for ink and no glyph survives; with the frame's edge level
+    outside the frame (``inner``) the glyphs are found."""
+    img = np.full((200, 300), 170, np.uint8)
+    img[120:, 100:] = 120  # the frame is not all one value
+    box = _letter(img, "DOE 1943", (0, 12), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.45)
+    assert box[0] <= 1 and box[1] <= 3  # the text is at the frame's edge
+    border = 16
+    view = np.zeros((200 + 2 * border, 320 + border), np.uint8)  # black border, end padding
+    view[border : border + 200, border : border + 300] = img
+    shifted = lambda regions: [Region(r.x - border, r.y - border, r.w, r.h, r.score, r.source) for r in regions]
+    found = shifted(find_glyph_text(view, inner=(border, border, 300, 200)))
+    assert _hits(found, box)
+    assert not _hits(shifted(find_glyph_text(view)), box)

@@ -139,14 +139,22 @@ def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[
 
 
 def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: int | None = None,
-                    params: GlyphParams | None = None) -> list[Region]:
+                    params: GlyphParams | None = None, inner: tuple[int, int, int, int] | None = None) -> list[Region]:
     """Text boxes (view pixels) of glyphs on a flat field in an 8-bit (H, W[, 3]) view.
 
     ``sy``/``sx`` are stored pixels per view pixel and ``short`` the stored frame's short side: sizes
-    are judged in the stored frame, whatever the view's scale.
+    are judged in the stored frame, whatever the view's scale. ``inner``: the frame's (x, y, w, h) in the
+    view; outside it (the view's black border and padding) is read at the median level of the frame's
+    edge, so that a light field meeting the border is not taken for ink, nor text at the frame's edge lost.
     """
     p = params or GlyphParams()
     gray = grey_u8(image)
+    if inner is not None:  # outside the frame (the view's border and padding): the frame's edge level
+        x, y, w, h = inner
+        edge = np.concatenate([gray[y, x : x + w], gray[y + h - 1, x : x + w], gray[y : y + h, x],
+                               gray[y : y + h, x + w - 1]])
+        gray = cv2.copyMakeBorder(gray[y : y + h, x : x + w], y, gray.shape[0] - y - h, x, gray.shape[1] - x - w,
+                                  cv2.BORDER_CONSTANT, value=int(np.median(edge)))
     short = short or int(min(gray.shape) * min(sy, sx))
     k = int(round(2.5 * p.max_rel_height * short / max(sy, 1e-6))) | 1
     k = max(7, min(k, 63))
