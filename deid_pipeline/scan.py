@@ -280,7 +280,8 @@ def _in_a_column(regions: Sequence[Region], sources: tuple[str, ...] = NETWORK_S
 
 
 def _vertical_text(regions: Sequence[Region]) -> bool:
-    """Whether a view's network boxes show a line of vertical text (its frame is detected turned)."""
+    """Whether a view's boxes (the networks' and the glyph finder's) show a line of vertical text in
+    pieces (its frame is then detected turned)."""
     return (any(_on_end(r) for r in regions) or _in_a_column(regions)
             or _in_a_column(regions, ("glyph",), GLYPH_COLUMN, min_h=4))
 
