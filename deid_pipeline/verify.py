@@ -203,17 +203,18 @@ def _holders(term: str, out: Dataset, src: Dataset, profile: Any) -> str:
     """Where in ``out`` an identifying value found in its header sits, for the finding's detail: the
     keywords (tags for unnamed elements) of the elements whose values hold it, each marked when the
     profile keeps it (K) with the input's own value there; never the value."""
-    from .tags import rule_for, walk
+    from .tags import _str_values, rule_for, walk
 
     held: set[str] = set()
+
+    def holds(elem: Any) -> bool:  # the header search's own test, on each string value of the element
+        return any(_found(term, data, data.lower())
+                   for data in (v.encode("utf-8", "surrogateescape") for v in _str_values(elem)))
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if elem.VR == "SQ":
             return True
-        if elem.value is None or isinstance(elem.value, (bytes, bytearray)):
-            return False
-        text = "\\".join(map(str, elem.value)) if elem.VM > 1 else str(elem.value)
-        if _found(term, text.encode("utf-8", "surrogateescape"), text.lower().encode("utf-8", "surrogateescape")):
+        if holds(elem):
             name = ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})"
             original = _original(src, path)
             kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
@@ -222,7 +223,7 @@ def _holders(term: str, out: Dataset, src: Dataset, profile: Any) -> str:
 
     walk(out, visit)
     for elem in out.file_meta:
-        if isinstance(elem.value, str) and _found(term, elem.value.encode(), elem.value.lower().encode()):
+        if holds(elem):
             held.add(elem.keyword or "file meta")
     return "in " + "; ".join(sorted(held)) if held else "between elements"
 
