@@ -14,7 +14,9 @@ filled blob. The thresholds are general properties of rendered glyphs, set on sy
 Misses: the network answers weakly on a lone letter and on text a few pixels high. Glyphs on a flat field
 (``detect.glyphs``) are added from every view; in a cine, also from a view with the moving pixels blacked
 out (still text over moving anatomy), and a box found in one frame is carried to the frames where its ink
-is unchanged (``propagate_static``).
+is unchanged (``propagate_static``). In a colour view the network can box a line only in part where its
+text differs from the field in colour more than in grey (dark blue on a dark bar): a kept network box is
+grown over the further glyphs of its ink that continue its line (``detect.extend``).
 
 Vertical text: the networks read horizontal lines, and answer a line turned a quarter only in pieces:
 boxes standing on end, or a glyph or two at a time in a column; the glyph finder sees its glyphs one by
@@ -38,6 +40,7 @@ import cv2
 import numpy as np
 from pydicom.dataset import Dataset
 
+from .detect.extend import LineParams, extend_along_line
 from .detect.glyphs import GlyphParams, find_glyph_text, grey_u8
 from .errors import ConfigError
 from .pixels import frame_digest
@@ -69,6 +72,9 @@ class FilterParams:
     glyph_max_ink: float = 0.45
     # glyphs on a flat field found without the network (``detect.glyphs``); None turns the finder off
     flat_field: GlyphParams | None = field(default_factory=GlyphParams)
+    # in colour views, a kept network box grown along its line over more glyphs of its ink (``detect.extend``);
+    # None turns it off
+    line: LineParams | None = field(default_factory=LineParams)
 
 
 def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
@@ -342,9 +348,11 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
                     if box is not None:
                         for k in range(plans[n_item][4]):
                             per_item[n_item][k].append(Region(*box, score=r.score, source="static"))
-        for r in regions:
-            if r.source in NETWORK_SOURCES and not looks_like_text(view, r, fp):
-                continue
+        kept = [r for r in regions if r.source not in NETWORK_SOURCES or looks_like_text(view, r, fp)]
+        if fp.line is not None and view.grey is None:  # colour views: lines the network stopped short of
+            kept += [piece for r in kept if r.source in NETWORK_SOURCES for piece in
+                     extend_along_line(view.plane, r, (view.ox, view.oy, view.width, view.height), fp.line)]
+        for r in kept:
             box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
             if box is not None:
                 per_item[n_item][rep_slot].append(Region(*box, score=r.score, source=r.source))
