@@ -233,7 +233,7 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     """All checks of one written output against its input. Pure apart from reading both files.
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
     ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's."""
-    from .tags import collect_phi_terms, date_variants, rule_for, walk
+    from .tags import collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
     try:
@@ -249,9 +249,11 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
-        if elem.VR == "SQ":
+        if ref.vr == "SQ":
             return True
-        if year_mode:
+        if year_mode and ref.vr in ("DA", "DT"):
+            if elem.is_raw:
+                elem = convert_inert(container, elem)
             text = str(elem.value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 january_first.append(text[:8])
@@ -260,7 +262,12 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
         rule = rule_for(profile, ref)
         if ref.private_creator is not None and rule.action != "K":
             findings.append(Finding(line, "private-element-kept", path))
-        elif rule.action == "X" and elem.value not in (None, "", b"", []):
+            return False
+        if rule.action == "K":  # kept as it came: its value is never read (a raw element stays raw)
+            return False
+        if elem.is_raw:
+            elem = convert_inert(container, elem)
+        if rule.action == "X" and elem.value not in (None, "", b"", []):
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
         elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)):
             pass  # ages under the cap and year-only dates are what C keeps
@@ -272,7 +279,7 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
                 findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
         return False
 
-    walk(out, visit)
+    walk(out, visit, lazy=True)
     terms = {t for t in collect_phi_terms(src, profile) if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)
