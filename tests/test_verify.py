@@ -330,3 +330,33 @@ def test_missing_output_is_found(clean_run, tmp_path: Path) -> None:
     written = sum(r["status"] == "written" for r in read_manifest(bad))
     assert code == 1 and report["counts"] == {"output-missing": 1}, report["findings"]
     assert report["checked_outputs"] == written - 1
+
+
+def test_year_mode_excuses_1_january_only_in_dates(tmp_path: Path) -> None:
+    """Safe Harbor reduces a date to 1 January of its year, so a date already on 1 January stays as it is:
+    verify excuses that date where the output's date elements hold it; the same date in a text element
+    the profile keeps, with no date element holding it, is a finding (it once excused itself)."""
+    from pydicom.data import get_testdata_file
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyDate = "20040101"
+    ds.save_as(inp / "ct.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    target = out / read_manifest(out)[0]["output_path"]
+    written = pydicom.dcmread(target)
+    assert written.StudyDate == "20040101"  # kept, legitimately
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    for elem in list(written):
+        if elem.VR in ("DA", "DT"):
+            del written[elem.tag]
+    written.Manufacturer = "20040101"
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
+    assert code == 1 and details == ["a 8-character identifying value in Manufacturer"], report["findings"]
