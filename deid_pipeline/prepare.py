@@ -74,6 +74,18 @@ class View:
         image = np.ascontiguousarray(np.rot90(self.image)) if grey is None else np.repeat(grey[..., None], 3, axis=2)
         return replace(self, image=image, grey=grey, turns=self.turns + 1)
 
+    @property
+    def frame_box(self) -> tuple[int, int, int, int]:
+        """The frame's (x, y, w, h) in ``image`` as it is (turned too): inside it, the view's border and
+        padding are not the frame's."""
+        x, y, w, h = self.ox, self.oy, self.width, self.height
+        ww = self.image.shape[0] if self.turns % 2 else self.image.shape[1]  # the unturned image's width
+        hh = self.image.shape[1] if self.turns % 2 else self.image.shape[0]
+        for _ in range(self.turns % 4):  # a quarter counter-clockwise: pixel (x, y) goes to (y, ww-1-x)
+            x, y, w, h = y, ww - (x + w), h, w
+            hh, ww = ww, hh
+        return x, y, w, h
+
     def to_stored(self, x: int, y: int, w: int, h: int, rows: int, cols: int) -> tuple[int, int, int, int] | None:
         """A view box as a stored-frame box (rounded outward, clipped), or None when outside the frame."""
         import math

@@ -322,7 +322,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     for view, (n_item, _) in zip(all_views, owners):
         rows, cols = plans[n_item][1].shape[1:3]
         glyph_found.append([] if fp.flat_field is None else find_glyph_text(
-            view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=(view.ox, view.oy, view.width, view.height)))
+            view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=view.frame_box))
     tg = time.perf_counter() - tg
     # boxes standing on end, or glyph boxes in a column, are pieces of a line of vertical text: every view
     # of its frame is turned a quarter and detected again, which reads the line whole (either way up)
@@ -351,7 +351,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         kept = [r for r in regions if r.source not in NETWORK_SOURCES or looks_like_text(view, r, fp)]
         if fp.line is not None and view.grey is None:  # colour views: lines the network stopped short of
             kept += [piece for r in kept if r.source in NETWORK_SOURCES for piece in
-                     extend_along_line(view.plane, r, (view.ox, view.oy, view.width, view.height), fp.line)]
+                     extend_along_line(view.plane, r, view.frame_box, fp.line)]
         for r in kept:
             box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
             if box is not None:

@@ -179,3 +179,23 @@ def test_a_turned_view_maps_its_boxes_to_the_same_stored_pixels(kind: str) -> No
         if turned.grey is not None:
             assert np.array_equal(turned.grey, turned.image[..., 0])
         assert turned.to_stored(*box_of(turned.image), rows, cols) == upright
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb"])
+def test_frame_box_follows_the_view_as_it_is_turned(kind: str) -> None:
+    """``frame_box`` is where the frame's pixels are in the view's image, upright and turned one to four
+    quarters (the padding at the end makes each turn place it differently)."""
+    from pydicom.dataset import Dataset
+
+    rows, cols = 300, 420
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME2" if kind == "grey" else "RGB"
+    ds.SamplesPerPixel = 1 if kind == "grey" else 3
+    frame = np.full((rows, cols) + (() if kind == "grey" else (3,)), 200, np.uint8)
+    frame[5, 5] = 1  # not a constant frame
+    view = prepare.prepare_views(ds, frame[None])[0]
+    for quarter in range(5):
+        ys, xs = np.nonzero(view.image[..., 0] > 100)
+        assert view.frame_box == (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                  int(ys.max() - ys.min() + 1)), quarter
+        view = view.turned()
