@@ -199,33 +199,37 @@ def _original(ds: Dataset, path: str) -> Any:
     return _MISSING
 
 
-def _holders(term: str, out: Dataset, src: Dataset, profile: Any) -> str:
-    """Where in ``out`` an identifying value found in its header sits, for the finding's detail: the
-    keywords (tags for unnamed elements) of the elements whose values hold it, each marked when the
-    profile keeps it (K) with the input's own value there; never the value."""
+def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict[str, str]:
+    """Where in ``out`` each identifying value found in its header sits, for the findings' details (one
+    walk for all of them): the keywords (tags for unnamed elements) of the elements whose values hold it,
+    each marked when the profile keeps it (K) with the input's own value there; never the value."""
     from .tags import _str_values, rule_for, walk
 
-    held: set[str] = set()
+    if not terms:
+        return {}
+    held: dict[str, set[str]] = {term: set() for term in terms}
 
-    def holds(elem: Any) -> bool:  # the header search's own test, on each string value of the element
-        return any(_found(term, data, data.lower())
-                   for data in (v.encode("utf-8", "surrogateescape") for v in _str_values(elem)))
+    def holding(elem: Any) -> list[str]:  # the header search's own test, on each string value of the element
+        values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
+        return [term for term in terms if any(_found(term, data, data.lower()) for data in values)]
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if elem.VR == "SQ":
             return True
-        if holds(elem):
+        found = holding(elem)
+        if found:
             name = ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})"
             original = _original(src, path)
             kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
-            held.add(f"{name} (kept by the profile, as in the input)" if kept else name)
+            for term in found:
+                held[term].add(f"{name} (kept by the profile, as in the input)" if kept else name)
         return False
 
     walk(out, visit)
     for elem in out.file_meta:
-        if holds(elem):
-            held.add(elem.keyword or "file meta")
-    return "in " + "; ".join(sorted(held)) if held else "between elements"
+        for term in holding(elem):
+            held[term].add(elem.keyword or "file meta")
+    return {term: "in " + "; ".join(sorted(h)) if h else "between elements" for term, h in held.items()}
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
@@ -285,12 +289,12 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
         terms -= date_variants(date)
     header_folded = header.lower()
     rel_path = (output_path if rel_output is None else rel_output).lower()
-    for term in sorted(terms):
-        if len(term) < _HEADER_MIN_TERM:
-            continue
-        if _found(term, header, header_folded):
+    searched = [term for term in sorted(terms) if len(term) >= _HEADER_MIN_TERM]
+    holders = _holders([term for term in searched if _found(term, header, header_folded)], out, src, profile)
+    for term in searched:
+        if term in holders:
             findings.append(Finding(line, "identifying-value-in-header",
-                                    f"a {len(term)}-character identifying value {_holders(term, out, src, profile)}"))
+                                    f"a {len(term)}-character identifying value {holders[term]}"))
         elif len(term) >= _PIXEL_MIN_TERM and _found(term, out_bytes):
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):
