@@ -19,8 +19,8 @@ Peers, each installed by this script into its own virtual environment under ``be
 
 Each peer runs in one process on one core (OMP/BLAS thread variables = 1) through a driver this script writes to
 the work folder; only its processing loop is timed (``files/s``), its process wall is kept too. deid runs
-through its CLI: header corpus ``--pixels none --workers 1`` and ``--workers 2``, pixel corpus ``--workers 1``
-(safe-harbor's own pixel mode); its ``files/s`` is ``files_per_s`` from ``OUTPUT/run.json``. Every run's CPU time
+through its CLI: header corpus ``--pixels none --workers 1`` and ``--workers 2`` (and ``--workers 0``, in one
+process like the peers, with ``--in-process``), pixel corpus ``--workers 1`` (safe-harbor's own pixel mode); its ``files/s`` is ``files_per_s`` from ``OUTPUT/run.json``. Every run's CPU time
 comes from ``wait4`` and its peak resident memory from sampling the process tree (deid's driver and largest
 worker apart), see :func:`run_measured`.
 
@@ -40,7 +40,9 @@ hides the text without changing it). Also kept: PHI-box recall, mean share of te
 with >= 90 % of pixels changed, and the share of non-text pixels (> 3 px from every box) changed.
 
     python benchmarks/bench_peers.py --header-files 1000 --pixel-files 40 --repeats 3 \
-        [--peers deid dicognito dicom-anonymizer presidio] [--work DIR]
+        [--peers deid dicognito dicom-anonymizer presidio] [--work DIR] [--in-process]
+
+``--pixel-files 0`` runs the header corpus only (Presidio, whose corpus is the pixel one, is left out).
 
 Writes ``benchmarks/results/peers-<date>[-N].json`` and ``.md`` (the table is printed too; ``-N`` keeps an earlier run's).
 """
@@ -717,7 +719,7 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
         cmd += ["--batch-size", str(batch_size)]
     if detector != "auto":
         cmd += ["--detector", detector]
-    env = {**os.environ, **THREAD_ENV} if workers == 1 else dict(os.environ)
+    env = {**os.environ, **THREAD_ENV} if workers <= 1 else dict(os.environ)
     proc = run_measured(cmd, env, REPO, sample_workers=workers > 0)
     wall, cpu = proc.wall, proc.cpu
     (runs_dir / f"{tag}.stderr.log").write_text(proc.stderr[-200_000:])
@@ -734,6 +736,8 @@ def run_ours(inp: Path, out: Path, workers: int, key: Path, pixels: str | None, 
 
 
 def summarise_runs(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
+    """Medians and spreads of one tool's runs; ``cores``: the worker count (0, in-process: one core)."""
+    cores = max(1, cores)
     good = [r for r in runs if "failed" not in r and r.get("files_per_s")]
     if not good:
         return {"failed": next((r["failed"] for r in runs if "failed" in r), "no runs")}
@@ -789,14 +793,17 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# deid vs peers ({result['date']})", "",
              f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}; {m.get('tesseract') or 'no tesseract'}. "
              f"Header corpus: {c['header']['n']} files (copies of {', '.join(c['header']['sources'])} with planted PHI); "
-             f"pixel corpus: {c['pixel']['n']} 512x512 int16 CT slices with burned-in text. Median of "
+             + (f"pixel corpus: {c['pixel']['n']} 512x512 int16 CT slices with burned-in text. " if "pixel" in c else "no pixel corpus. ")
+             + f"Median of "
              f"{result['repeats']} run(s), min–max in brackets. Load average before/after: "
              f"{m['loadavg_before'][0]}/{m['loadavg_after'][0]} (shared machine). deid --batch-size: "
              f"{result['deid_batch_size'] or 'CLI default'}.", "",
              "files/s: deid from `run.json` (`files_per_s`), peers over their processing loop (one process, one core, "
              "set-up excluded). Ratio = deid (1 worker) files/s ÷ tool files/s on the same corpus (> 1: deid faster); "
              "in brackets the same from process wall clock (interpreter start, imports, set-up, Dask start included); "
-             "'deid steady': deid's `files_per_s_steady` (its workers up, like the peers' loops) ÷ tool files/s.", "",
+             "'deid steady': deid's `files_per_s_steady` (its workers up, like the peers' loops) ÷ tool files/s; "
+             "'deid in-process' (with `--in-process`): deid `--workers 0` (one process, no Dask cluster, like the "
+             "peers' loops) files/s ÷ tool files/s, wall clock in brackets.", "",
              "CPU ms/file: CPU time of the whole process tree (deid: driver, scheduler and workers; a peer: its one "
              "process, interpreter start and set-up included) per file, median of the runs; 'per CPU-s' = the "
              "tool's CPU ms/file ÷ deid's (1 worker): the files/s per core that a machine whose every core is busy "
@@ -823,8 +830,13 @@ def markdown(result: dict[str, Any]) -> str:
         if "ratio" in row:
             ratio = f"{row['ratio']:.2f}x ({row['ratio_wall']:.2f}x)" + (
                 f"; deid steady: {row['ratio_steady']:.2f}x" if "ratio_steady" in row else "") + (
-                f"; per CPU-s: {row['ratio_cpu']:.2f}x" if "ratio_cpu" in row else "") + "".join(
+                f"; per CPU-s: {row['ratio_cpu']:.2f}x" if "ratio_cpu" in row else "") + (
+                f"; deid in-process: {row['in_process']:.2f}x ({row['in_process_wall']:.2f}x)"
+                + (f", per CPU-s {row['in_process_cpu']:.2f}x" if "in_process_cpu" in row else "")
+                if "in_process" in row else "") + "".join(
                 f"; with {d}: {v:.2f}x" for d, v in row.get("ratio_by_detector", {}).items())
+        elif "vs_one_worker" in row:
+            ratio = f"in-process / 1 worker {row['vs_one_worker']:.2f}x ({row['vs_one_worker_wall']:.2f}x)"
         elif "speedup" in row:
             ratio = f"speed-up {row['speedup']:.2f}x ({row['speedup_wall']:.2f}x)"
         elif row.get("detector", "auto") != "auto":
@@ -860,11 +872,14 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     """``ratio`` = deid (1 worker) files/s ÷ the tool's, on the same corpus (> 1: deid faster); ``ratio_wall``
     the same from process wall clock (interpreter start, imports and set-up included); ``ratio_cpu`` the
     tool's CPU seconds per file ÷ deid's (whole process trees); deid's multi-worker rows get ``speedup``
-    over 1 worker instead."""
+    over 1 worker instead. With an in-process deid row (``--workers 0``, one process like a peer's loop),
+    the peers also get ``in_process`` (its files/s ÷ theirs), ``in_process_wall`` and ``in_process_cpu``."""
     ref = {r["corpus"]: r["speed"] for r in rows
            if r["key"] == OURS and r["workers"] == 1 and r.get("detector", "auto") == "auto"
            and "files_per_s_median" in r["speed"]}
     others = [r for r in rows if r["key"] == OURS and r.get("detector", "auto") != "auto" and "files_per_s_median" in r["speed"]]
+    alone = {r["corpus"]: r["speed"] for r in rows
+             if r["key"] == OURS and r["workers"] == 0 and "files_per_s_median" in r["speed"]}
     for r in rows:
         s, base = r["speed"], ref.get(r["corpus"])
         if base is None or "files_per_s_median" not in s or s is base or r in others:
@@ -872,10 +887,19 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if r["key"] != OURS:  # the same ratio for deid's other text detectors
             r["ratio_by_detector"] = {o["detector"]: o["speed"]["files_per_s_median"] / s["files_per_s_median"]
                                       for o in others if o["corpus"] == r["corpus"]}
-        if r["key"] == OURS:
+        if r["key"] == OURS and r["workers"] == 0:
+            r["vs_one_worker"] = s["files_per_s_median"] / base["files_per_s_median"]
+            r["vs_one_worker_wall"] = s["files_per_s_wall_median"] / base["files_per_s_wall_median"]
+        elif r["key"] == OURS:
             r["speedup"] = s["files_per_s_median"] / base["files_per_s_median"]
             r["speedup_wall"] = s["files_per_s_wall_median"] / base["files_per_s_wall_median"]
         else:
+            one = alone.get(r["corpus"])
+            if one is not None:  # deid in one process, like the tool's loop
+                r["in_process"] = one["files_per_s_median"] / s["files_per_s_median"]
+                r["in_process_wall"] = one["files_per_s_wall_median"] / s["files_per_s_wall_median"]
+                if s.get("cpu_s_per_file_median") and one.get("cpu_s_per_file_median"):
+                    r["in_process_cpu"] = s["cpu_s_per_file_median"] / one["cpu_s_per_file_median"]
             r["ratio"] = base["files_per_s_median"] / s["files_per_s_median"]
             r["ratio_wall"] = base["files_per_s_wall_median"] / s["files_per_s_wall_median"]
             if "files_per_s_steady_median" in base:  # deid once its workers are up, against the tool's loop
@@ -901,8 +925,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="deid --batch-size (default: the CLI's own default; bench_header.py uses 64)")
     ap.add_argument("--deid-pixel-detectors", nargs="+", default=["auto", "deid-textseg"],
                     help="deid --detector values run on the pixel corpus (ratios are to auto)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="also run deid in one process (--workers 0) on the header corpus, like the peers' loops")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.pixel_files <= 0:  # header corpus only
+        args.peers = [p for p in args.peers if PEERS[p]["corpus"] != "pixel"]
+        args.deid_pixel_detectors = []
 
     work = args.work.resolve()
     runs_dir = work / "runs"
@@ -917,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     corpora = {"header": make_header_corpus(work / "corpus-header", args.header_files),
-               "pixel": make_pixel_corpus(work / "corpus-pixel", args.pixel_files)}
+               **({"pixel": make_pixel_corpus(work / "corpus-pixel", args.pixel_files)} if args.pixel_files > 0 else {})}
     print(f"corpora ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
     installed: dict[str, Path] = {}
@@ -940,6 +969,7 @@ def main(argv: list[str] | None = None) -> int:
     versions[OURS] = {"deid_pipeline": ours_version, "pydicom": pydicom.__version__}
     # (name, corpus, kind, param): the order of one repeat; repeats interleave tools to spread machine drift
     jobs: list[tuple[str, str, str, Any, str]] = [(OURS, "header", "ours", 1, "auto"), (OURS, "header", "ours", 2, "auto")]
+    jobs += [(OURS, "header", "ours", 0, "auto")] if args.in_process else []
     jobs += [(OURS, "pixel", "ours", 1, d) for d in args.deid_pixel_detectors]
     jobs += [(p, PEERS[p]["corpus"], "peer", None, "auto") for p in installed]
     runs: dict[tuple[str, str, Any, str], list[dict[str, Any]]] = {}
@@ -998,7 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "corpora": {"header": {"n": corpora["header"]["n"], "sources": bench_header.SOURCES,
                                "fields": list(header_forms(0))},
-                    "pixel": {"n": corpora["pixel"]["n"], "seed": corpora["pixel"]["seed"], "kind": "ct 512x512 int16"}},
+                    **({"pixel": {"n": corpora["pixel"]["n"], "seed": corpora["pixel"]["seed"], "kind": "ct 512x512 int16"}}
+                       if "pixel" in corpora else {})},
         "versions": versions, "not_installed": not_installed,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "rows": rows,

@@ -205,6 +205,16 @@ def test_bench_peers_ratios_and_table() -> None:
     bench_peers.add_ratios(rows)
     line = next(x for x in bench_peers.markdown(result).splitlines() if x.startswith("| plain |"))
     assert line.count("|") == 16 and "| 0.70x (" in line and "| – | not a de-identifier |" in line
+    # deid in one process (--in-process): the peers' rows get its ratio too; its own row, its ratio to 1 worker
+    alone = bench_peers.summarise_runs([run(450.0, 0.25), run(430.0, 0.27)], 0)
+    assert alone["cores"] == 1 and alone["files_per_s_per_core"] == 440.0
+    rows.append({"tool": "deid", "key": bench_peers.OURS, "corpus": "header", "workers": 0, "speed": alone})
+    bench_peers.add_ratios(rows)
+    assert rows[2]["in_process"] == 440.0 / 100.0 and abs(rows[2]["in_process_cpu"] - 0.022 / 0.0026) < 1e-9
+    assert rows[-1]["vs_one_worker"] == 440.0 / 210.0 and "ratio" not in rows[-1] and "speedup" not in rows[-1]
+    lines = bench_peers.markdown(result).splitlines()
+    assert "deid in-process: 4.40x (4.40x), per CPU-s 8.46x" in next(x for x in lines if x.startswith("| peer |"))
+    assert "in-process / 1 worker 2.10x" in next(x for x in lines if x.startswith("| deid | – | header | 0 |"))
 
 
 def test_run_measured_reports_the_child_s_peak_memory_and_cpu(tmp_path: Path) -> None:
