@@ -40,7 +40,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 from . import __version__, fastpath
 from .config import RunContext
-from .discover import Candidate
+from .discover import UNREAD, Candidate
 from .errors import FileError, SkipFile, withhold_warning_messages
 from .resources import configs_dir
 from .tags import inert_vr
@@ -332,8 +332,9 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
     t0 = time.perf_counter()
     result = FileResult(rel_input=cand.rel, input_sha256="", input_size=0, status="failed")
     try:
-        if cand.outside_link:
-            raise SkipFile("link-outside-input", "a symbolic link that leaves INPUT; not followed")
+        if cand.unread:  # recorded without being read: a link not followed, a FIFO, a folder not listed
+            status, message = UNREAD[cand.unread]
+            raise SkipFile(cand.unread, message) if status == "skipped" else FileError(cand.unread, message, status)
         path = root / cand.rel
         size = path.stat().st_size
         if ctx.max_file_bytes is not None and size > ctx.max_file_bytes:

@@ -129,6 +129,7 @@ def test_walk_is_sorted_recursive_and_does_not_leave_input(tmp_path: Path) -> No
     (tmp_path / "outside").write_bytes(b"3")
     os.symlink(tmp_path / "outside", root / "b" / "link")
     os.symlink(root / "a.dcm", root / "b" / "inner")
-    os.symlink(tmp_path, root / "loop")  # a linked folder: not descended
-    found = {c.rel: c.outside_link for c in walk_inputs(root)}
-    assert found == {"a.dcm": False, "b/link": True, "b/inner": False, "b/c/x": False}
+    os.symlink(tmp_path, root / "loop")  # a linked folder: not descended, recorded
+    found = {c.rel: c.unread for c in walk_inputs(root)}
+    assert found == {"a.dcm": "", "b/link": "link-outside-input", "b/inner": "", "b/c/x": "", "loop": "linked-folder"}
+    assert [c.rel for c in walk_inputs(root)] == ["a.dcm", "loop", "b/inner", "b/link", "b/c/x"]  # files, then folders
