@@ -55,3 +55,32 @@ def test_inspect_hides_values_unless_asked(tmp_path: Path) -> None:
     assert "PatientName" in res.output and "ReferencedSOPInstanceUID" in res.output
     shown = CliRunner().invoke(cli, ["inspect", str(path), "--profile", "safe-harbor", "--show-values"])
     assert shown.exit_code == 0 and "Zqinspect" in shown.output
+
+
+def test_an_internal_error_ends_without_its_message(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An error deid did not expect (here from the run's driver, its message naming an input) ends
+    with exit status 1 and one line naming its type and place, not a traceback with the path."""
+    import sys
+
+    from deid_pipeline import runner
+    from deid_pipeline.cli import main as cli_main
+
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error", "/export/DOE^JANE/IM0001")
+
+    monkeypatch.setattr(runner, "execute", broken)
+    (tmp_path / "in").mkdir()
+    key = tmp_path / "k.key"
+    key.write_bytes(b"internal-error-key-0123456789abcdef")
+    key.chmod(0o600)
+    monkeypatch.setattr(sys, "argv", ["deid", "run", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "0",
+                                      "--pixels", "none", "--key-file", str(key), "--quiet"])
+    monkeypatch.delenv(cli_main.TRACEBACK_ENV, raising=False)
+    with pytest.raises(SystemExit) as stop:
+        cli_main.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
+    assert "internal error: OSError at test_cli.py:" in err and "DOE" not in err and "Traceback" not in err
+    monkeypatch.setenv(cli_main.TRACEBACK_ENV, "1")  # a developer asks for it
+    with pytest.raises(OSError, match="DOE"):
+        cli_main.main()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+from pathlib import Path
+
 import click
 
 from .. import __version__
@@ -28,7 +33,33 @@ cli.add_command(verify)
 cli.add_command(report)
 
 
+#: ``1``: an internal error ends with its traceback, which may name input paths or quote header values
+#: (for a developer inside the clinical network); otherwise only its type and where it was raised.
+TRACEBACK_ENV = "DEID_TRACEBACK"
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """What ``deid`` prints for an error it did not expect: the exception's type and the innermost
+    frames of deid and of the library that raised it (file and line), never its message or arguments,
+    which may hold an input path or a header value."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "deid_pipeline" in Path(f.filename).parts]
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    if ours and ours[-1] is not frames[-1]:
+        place += f" (called from {Path(ours[-1].filename).name}:{ours[-1].lineno})"
+    return (f"deid: internal error: {type(exc).__name__}{place}; its message is withheld (it may name an input "
+            f"path or quote a value): set {TRACEBACK_ENV}=1 to see the traceback. deid writes each output "
+            "atomically, so what it wrote is whole; the same `deid run` command resumes a run.")
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: an unexpected error ends with exit status 1 and one line without its
+    message (:func:`internal_error_line`) instead of a traceback."""
     withhold_warning_messages()
-    cli()
+    try:
+        cli()
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        click.echo(internal_error_line(exc), err=True)
+        sys.exit(1)

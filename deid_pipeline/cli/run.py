@@ -75,6 +75,9 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
         feedback.stop()
         click.echo("deid: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except Exception:
+        feedback.stop()  # the progress bar ends before the error's line (``main``)
+        raise
     feedback.stop()
     if not quiet:
         feedback.summary(summary.data)
