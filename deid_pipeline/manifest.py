@@ -112,6 +112,12 @@ def _truncate(path: Path, size: int, mode: int) -> None:
     os.chmod(path, mode)
 
 
+def _name_bytes(rel: str) -> bytes:
+    """An input's relative path as the bytes of its name on disk: a file name that is not UTF-8 (a
+    Latin-1 export's) is a ``str`` with lone surrogates, which SQLite cannot take as text."""
+    return rel.encode("utf-8", "surrogateescape")
+
+
 class _Index:
     """Which inputs already have a record, and the first output of each input content: kept in SQLite
     in the private folder (it names inputs), so the driver's memory stays flat over millions of files.
@@ -123,7 +129,7 @@ class _Index:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "temp_store=MEMORY", "cache_size=-8192"):
             self._db.execute(f"PRAGMA {pragma}")
-        self._db.execute("CREATE TABLE inputs (rel TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE inputs (rel BLOB PRIMARY KEY) WITHOUT ROWID")  # bytes: a name need not be UTF-8
         self._db.execute("CREATE TABLE outputs (sha TEXT PRIMARY KEY, path TEXT NOT NULL) WITHOUT ROWID")
         self._db.execute("BEGIN")
         self._pending = 0
@@ -136,11 +142,11 @@ class _Index:
             self._pending = 0
 
     def add_input(self, rel: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO inputs VALUES (?)", (rel,))
+        self._db.execute("INSERT OR IGNORE INTO inputs VALUES (?)", (_name_bytes(rel),))
         self._tick()
 
     def has_input(self, rel: str) -> bool:
-        return self._db.execute("SELECT 1 FROM inputs WHERE rel = ?", (rel,)).fetchone() is not None
+        return self._db.execute("SELECT 1 FROM inputs WHERE rel = ?", (_name_bytes(rel),)).fetchone() is not None
 
     def first_output(self, sha: str) -> str | None:
         row = self._db.execute("SELECT path FROM outputs WHERE sha = ?", (sha,)).fetchone()

@@ -124,3 +124,21 @@ def test_an_unlisted_folder_fails_the_run(tmp_path: Path, monkeypatch) -> None:
     assert sorted((r["status"], (r["reason"] or {}).get("code")) for r in records) == [
         ("failed", "folder-unreadable"), ("written", None)]
     shutil.rmtree(tmp_path / "out")
+
+
+def test_names_that_are_not_utf8_are_inputs_like_any_other(tmp_path: Path) -> None:
+    """A Latin-1 export (``M\\xfcller``) once ended the run with an internal error: the ledger's index
+    could not hold a name with lone surrogates. Now: written, verified, and a second run resumes."""
+    root = tmp_path / "export"
+    root.mkdir()
+    folder = os.path.join(os.fsencode(root), b"M\xfcller^Hans")
+    _dicom(Path(os.fsdecode(os.path.join(folder, b"IM\xe9001.dcm"))), "MULLER^HANS")
+    _dicom(Path(os.fsdecode(os.path.join(os.fsencode(root), b"caf\xe9.dcm"))), "CAFE^ANNE")
+    key = write_key(tmp_path / "k.key", KEY)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run finds every input recorded
+        proc = deid("run", str(root), str(out), "--pixels", "none", "--workers", "1", "--key-file", str(key), "--quiet")
+        assert proc.returncode == 0 and "internal error" not in proc.stderr, proc.stderr[-2000:]
+        assert sorted(r["status"] for r in read_manifest(out)) == ["written", "written"]
+    check = deid("verify", str(out), "--against", str(root), "--key-file", str(key), "--workers", "0")
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
