@@ -1,12 +1,15 @@
 """The driver of ``deid run``: check the configuration, resume, distribute, record, sum up.
 
 Everything that can be wrong with the configuration is checked before a file is read or a folder
-is made (``ConfigError``, exit status 2).
+is made (``ConfigError``, exit status 2). A run holds an exclusive lock on OUTPUT and on its private
+folder while it writes them (:func:`_lock`): a second run into either is refused, not interleaved.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
 import logging
 import os
 import sys
@@ -177,6 +180,22 @@ def _remove_temporaries(output_dir: Path) -> int:
     return n
 
 
+def _lock(folder: Path) -> int:
+    """An exclusive lock on ``folder`` itself (``flock``: no file added to it), held until the returned
+    descriptor is closed or the process ends, killed or not; :class:`ConfigError` when another process
+    holds it. A file system without ``flock`` support (some network mounts) leaves the run unlocked."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            os.close(fd)
+            raise ConfigError("another deid run is writing to OUTPUT or to its private folder; "
+                              "wait for it to end (a run it was resuming can be resumed then)") from None
+        log.debug("no lock on a folder of the run: the file system has no flock (errno %s)", exc.errno)
+    return fd
+
+
 def execute(
     opts: RunOptions,
     on_result: Callable[[FileResult, dict[str, Any]], None] | None = None,
@@ -185,15 +204,22 @@ def execute(
     """Run the whole job (``prepare_run`` must not have raised) and write ``run.json``."""
     ctx, private, resume, notes = prepare_run(opts)
     old_umask = os.umask(RUN_UMASK)
+    locks: list[int] = []
     try:
-        private.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(private, 0o700)
+        try:
+            private.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(private, 0o700)
+            opts.output_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:  # a parent that is missing, read-only or not a folder
+            raise ConfigError(f"OUTPUT or its private folder could not be made: {exc.strerror or type(exc).__name__}") from None
+        locks += [_lock(opts.output_dir), _lock(private)]
+        if (opts.output_dir / MANIFEST_NAME).exists() != resume:  # another run wrote it since the checks
+            raise ConfigError("OUTPUT changed while this run was starting; run the command again")
         if not ctx.key:
             key_path = private / KEY_NAME
             if key_path.exists():
                 key_path.unlink()
             ctx = RunContext(**{**ctx.__dict__, "key": write_new_key(key_path)})
-        opts.output_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         removed = _remove_temporaries(ctx.output_dir) if resume else 0
         profile_info = {"name": ctx.profile.name, "version": ctx.profile.version, "sha256": ctx.profile.sha256}
         ledger = Ledger(ctx.output_dir, private, ctx.key, profile_info, __version__)
@@ -295,6 +321,8 @@ def execute(
         return RunSummary(summary)
     finally:
         os.umask(old_umask)
+        for fd in locks:
+            os.close(fd)
 
 
 def stderr_is_tty() -> bool:

@@ -84,3 +84,38 @@ def test_an_internal_error_ends_without_its_message(tmp_path: Path, monkeypatch,
     monkeypatch.setenv(cli_main.TRACEBACK_ENV, "1")  # a developer asks for it
     with pytest.raises(OSError, match="DOE"):
         cli_main.main()
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_writes(tmp_path: Path) -> None:
+    """Two runs into one OUTPUT would interleave the manifest and remove each other's temporary
+    files; the run holds a lock on OUTPUT (and its private folder) and a second one exits 2 touching
+    nothing. A run cannot make OUTPUT (a missing, read-only parent): exit 2, not an internal error."""
+    import fcntl
+    import os
+
+    from support import deid, read_manifest, write_key
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.save_as(inp / "a.dcm", enforce_file_format=True)
+    key = write_key(tmp_path / "k.key", b"lock-test-key-0123456789abcdef0123")
+    out = tmp_path / "out"
+    args = ["run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet"]
+    assert deid(*args).returncode == 0
+    ds.PatientID = "ANOTHER"
+    ds.save_as(inp / "b.dcm", enforce_file_format=True)
+    before = (out / "manifest.jsonl").read_bytes()
+    for held in (out, tmp_path / "out.private"):  # as a run in progress holds them
+        fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            proc = deid(*args)
+            assert proc.returncode == 2 and "another deid run is writing" in proc.stderr, proc.stderr
+            assert (out / "manifest.jsonl").read_bytes() == before
+        finally:
+            os.close(fd)
+    assert deid(*args).returncode == 0 and len(read_manifest(out)) == 2  # the lock gone, the run resumes
+    (tmp_path / "file").write_bytes(b"x")
+    proc = deid("run", str(inp), str(tmp_path / "file" / "out"), "--workers", "0", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 2 and "could not be made" in proc.stderr and "internal error" not in proc.stderr
