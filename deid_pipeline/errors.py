@@ -2,13 +2,16 @@
 
 ``ConfigError`` stops a run before any file is touched (exit status 2).
 ``FileError`` ends one file with a stable reason code; the batch goes on.
+``StorageError`` stops a run whose output file system takes no more writes (exit status 4; resumable).
 Messages never carry header values, OCR text or input paths; nor do warnings
 (:func:`withhold_warning_messages`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +27,30 @@ class ConfigError(DeidError):
 
 class ProfileError(ConfigError):
     """A profile that does not load or validate; the message names the profile and row."""
+
+
+class StorageError(DeidError):
+    """OUTPUT's or the private folder's file system refused a write (full, over quota, read-only): the run
+    stops, what it recorded stays, and the same command resumes it once there is room (exit status 4).
+    The message is the system's reason only."""
+
+
+#: errno values of a file system that takes no more writes: every later file would fail the same way.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: Reason code of a file whose output could not be written for one of them; never recorded (resume redoes it).
+STORAGE_CODE = "output-storage"
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A :class:`StorageError` for an ``OSError`` of :data:`STORAGE_ERRNOS` (SQLite's "disk is full"
+    included), else None."""
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return StorageError(os.strerror(exc.errno))
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return StorageError(os.strerror(errno.ENOSPC))
+    return None
 
 
 class FileError(DeidError):

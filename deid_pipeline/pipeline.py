@@ -41,7 +41,7 @@ from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 from . import __version__, fastpath
 from .config import RunContext
 from .discover import UNREAD, Candidate
-from .errors import FileError, SkipFile, withhold_warning_messages
+from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
 from .tags import inert_vr
 from .types import FileResult, PixelReport, Region
@@ -715,7 +715,11 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
     except Exception as exc:
         if ctx.debug:
             raise
-        _internal(result, exc, "finish")
+        full = storage_error(exc)
+        if full is not None:  # the driver stops the run without recording this file (resume redoes it)
+            _fail(result, FileError(STORAGE_CODE, f"OUTPUT's file system refused the write: {full}", status="failed"))
+        else:
+            _internal(result, exc, "finish")
     result.pixel = report.to_json()
     return result
 

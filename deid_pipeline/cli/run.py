@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from .logs import log_options, setup_logging
 
 
@@ -71,6 +71,11 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
         feedback.stop()
         click.echo(f"deid: configuration error: {exc}", err=True)
         sys.exit(2)
+    except StorageError as exc:
+        feedback.stop()
+        click.echo(f"deid: the run stopped: OUTPUT or its private folder takes no more writes ({exc}); what was "
+                   "recorded stays: make room and run the same command again to resume", err=True)
+        sys.exit(4)
     except KeyboardInterrupt:
         feedback.stop()
         click.echo("deid: interrupted; run the same command again to resume", err=True)
