@@ -173,13 +173,27 @@ def _convert_all(ds: Dataset) -> None:
 STREAM_ABOVE_BYTES = 64 * 2**20
 
 
+def _unreadable(exc: OSError) -> FileError:
+    """``unreadable`` for an input the system would not read (permission, I/O error, gone since the
+    walk), with the system's reason only: the exception's own text names the path."""
+    why = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return FileError("unreadable", f"the input could not be read: {why}", status="failed")
+
+
 def _read_big(path: Path, result: FileResult) -> Dataset:
     """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile."""
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")
         before = os.fstat(fh.fileno())
+    except OSError as exc:
+        raise _unreadable(exc) from None
+    with fh:
         h = hashlib.sha256()
-        for block in iter(lambda: fh.read(1 << 23), b""):
-            h.update(block)
+        try:
+            for block in iter(lambda: fh.read(1 << 23), b""):
+                h.update(block)
+        except OSError as exc:
+            raise _unreadable(exc) from None
         result.input_sha256, result.input_size = h.hexdigest(), before.st_size
         fh.seek(0)
         kind = sniff(fh.read(512))
@@ -336,7 +350,10 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             status, message = UNREAD[cand.unread]
             raise SkipFile(cand.unread, message) if status == "skipped" else FileError(cand.unread, message, status)
         path = root / cand.rel
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise _unreadable(exc) from None
         if ctx.max_file_bytes is not None and size > ctx.max_file_bytes:
             result.input_size = size
             result.input_sha256 = _sha256_file(path)
@@ -350,7 +367,10 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         if size > STREAM_ABOVE_BYTES:
             ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
         else:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise _unreadable(exc) from None
             result.input_sha256 = hashlib.sha256(data).hexdigest()
             result.input_size = len(data)
             if not data:

@@ -41,6 +41,7 @@ def test_header_only_batch_reports_every_file_loaded_and_finished(tmp_path: Path
     calls = _Calls()
     results = process_batch(tmp_path / "in", cands, ctx, calls)
     assert [r.status for r in results] == ["written", "written", "written", "failed"]
+    assert results[-1].reason_code == "unreadable" and results[-1].reason == "the input could not be read: No such file or directory"
     # four loads (the missing file too), no scan, three finishes (a failed load has nothing to finish)
     assert calls.calls == [(1, False)] * 7
 
