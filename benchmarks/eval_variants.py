@@ -265,14 +265,8 @@ TEXT_COLOURS = {"red": (255, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 255), "
                 "dark-blue": (0, 0, 160)}
 
 
-def _recoloured(src: Source, ink: tuple[int, int, int]) -> np.ndarray:
-    """The frames as 8-bit RGB (grey min-max scaled, MONOCHROME1 inverted) with the text of every
-    ground-truth box in ``ink``. Text pixels are the strokes brighter than their local field by more
-    than 40 grey levels (a morphological top-hat with a kernel twice the box's height, so a field that
-    changes across the box, text half over anatomy, is not taken for text). Device text is bright once
-    displayed; dark text in a box stays as it is."""
-    import cv2
-
+def _rendered(src: Source) -> tuple[np.ndarray, np.ndarray]:
+    """The frames as 8-bit RGB (grey min-max scaled, MONOCHROME1 inverted) and their grey level."""
     f = src.frames
     if src.colour:
         rgb = f.astype(np.uint8, copy=True)
@@ -282,17 +276,51 @@ def _recoloured(src: Source, ink: tuple[int, int, int]) -> np.ndarray:
         if src.photometric == "MONOCHROME1":
             g = 255 - g
         rgb = np.repeat(g.astype(np.uint8)[..., None], 3, axis=3)
-    level = rgb.mean(axis=3).astype(np.uint8)
+    return rgb, rgb.mean(axis=3).astype(np.uint8)
+
+
+def _recoloured(src: Source, ink: tuple[int, int, int]) -> np.ndarray:
+    """The frames as 8-bit RGB (grey min-max scaled, MONOCHROME1 inverted) with the text of every
+    ground-truth box in ``ink``. Text pixels are the strokes brighter than their local field by more
+    than 40 grey levels (a morphological top-hat with a kernel twice the box's height, so a field that
+    changes across the box, text half over anatomy, is not taken for text). Device text is bright once
+    displayed; dark text in a box stays as it is."""
+    rgb, level = _rendered(src)
+    for i, ys, xs, text in _text_pixels(src, level):
+        rgb[i, ys, xs][text] = ink
+    return rgb
+
+
+def _text_pixels(src: Source, level: np.ndarray) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
+    """(frame, rows, columns, text mask) of every ground-truth box in every frame it is on: the
+    pixels of the box whose grey ``level`` tops their field by more than 40 (``_recoloured``'s rule)."""
+    import cv2
+
     for a in src.truth.get("annotations", []):
-        size = 2 * int(a["h"]) + 1
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * int(a["h"]) + 1,) * 2)
         ys, xs = slice(a["y"], a["y"] + a["h"]), slice(a["x"], a["x"] + a["w"])
-        for i in range(len(rgb)):
+        for i in range(len(level)):
             if "frame" in a and int(a["frame"]) != i:
                 continue
-            hat = cv2.morphologyEx(level[i], cv2.MORPH_TOPHAT, kernel)[ys, xs]
-            rgb[i, ys, xs][hat > 40] = ink
+            yield i, ys, xs, cv2.morphologyEx(level[i], cv2.MORPH_TOPHAT, kernel)[ys, xs] > 40
+
+
+def _dimmed(src: Source, delta: int) -> np.ndarray:
+    """The frames as ``_rendered`` (8-bit RGB), with the text pixels of every ground-truth
+    box (the same top-hat rule) set to grey ``field + delta``, ``field`` the median of the box's other
+    pixels: text ``delta`` grey levels above whatever it sits on (black, a grey bar, anatomy)."""
+    rgb, level = _rendered(src)
+    for i, ys, xs, text in _text_pixels(src, level):
+        if text.any() and not text.all():
+            ink = int(min(255.0, float(np.median(level[i, ys, xs][~text])) + delta))
+            rgb[i, ys, xs][text] = (ink, ink, ink)
     return rgb
+
+
+def dim_variants(src: Source, deltas: Iterable[int]) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """``dim-N``: the text ``N`` grey levels above its field (``_dimmed``), as RGB."""
+    for d in deltas:
+        yield f"dim-{d}", _dataset(src, _dimmed(src, d), "RGB"), _truth(src, f"dim-{d}")
 
 
 def _big_endian(ds: Any) -> Any:
@@ -384,9 +412,12 @@ def sources(folder: Path) -> list[Source]:
     return [Source(ds, truth) for _, ds, truth in eval_text.load_dir(folder)]
 
 
-def make_cases(srcs: Iterable[Source], keep: Callable[[str], bool] = lambda name: True) -> list[Case]:
-    """Every variant of every source whose name ``keep`` accepts."""
-    return [(name, ds, truth) for src in srcs for name, ds, truth in variants(src) if keep(name)]
+def make_cases(srcs: Iterable[Source], keep: Callable[[str], bool] = lambda name: True,
+               dims: Iterable[int] = ()) -> list[Case]:
+    """Every variant of every source whose name ``keep`` accepts, then its ``dim-N`` variants."""
+    srcs, dims = list(srcs), list(dims)
+    return ([(name, ds, truth) for src in srcs for name, ds, truth in variants(src) if keep(name)]
+            + [case for src in srcs for case in dim_variants(src, dims)])
 
 
 def run_and_check(cases: list[Case], root: Path, *options: str,
@@ -414,7 +445,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--mode", default="all-text", choices=["all-text", "phi-text"])
-    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all; 'none': only --dim)")
+    ap.add_argument("--dim", default="", help="comma-separated grey levels N: add dim-N variants, the text N levels "
+                                              "above its field (not in the default set)")
     ap.add_argument("--run", action="store_true",
                     help="also write the variants, run `deid run` on them (2 workers) and check every PHI box "
                          "of every output is filled")
@@ -424,7 +457,8 @@ def main() -> None:
 
     detector = eval_text.ready_detector(args.detector, args.device)
     only = {v for v in args.only.split(",") if v}
-    cases = make_cases(sources(args.real), lambda name: not only or name in only)
+    cases = make_cases(sources(args.real), lambda name: not only or name in only,
+                       dims=[int(d) for d in args.dim.split(",") if d])
     print(f"{len(cases)} variant files", flush=True)
     tag = args.tag or detector.device.replace(":", "")
     result: dict[str, Any] = {**eval_text.result_header(detector, args.mode, tag), "max_frames": MAX_FRAMES,

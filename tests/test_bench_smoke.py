@@ -329,3 +329,32 @@ def test_ablate_glyphs_smoke(tmp_path: Path) -> None:
     assert ablate_glyphs.runs_on("only-rgb", "rgb", False) is True
     with pytest.raises(ValueError):
         ablate_glyphs.runs_on("sometimes", "full", True)
+
+
+def test_eval_variants_dim_text_sits_delta_above_its_field() -> None:
+    """``dim-N`` variants: only text pixels change, each to its box's field + N (a sample file's truth)."""
+    import json
+
+    import numpy as np
+    import pydicom
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import eval_variants
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    gt = next(p for p in sorted((sample / "groundtruth").rglob("*.groundtruth.json"))
+              if json.loads(p.read_text())["annotations"])
+    truth = json.loads(gt.read_text())
+    src = eval_variants.Source(pydicom.dcmread(sample / truth["file"]), truth)
+    rgb, level = eval_variants._rendered(src)
+    [(name, ds, vtruth)] = list(eval_variants.dim_variants(src, [25]))
+    dimmed = ds.pixel_array.reshape(rgb.shape)
+    assert name == "dim-25" and vtruth["annotations"] == truth["annotations"]
+    changed = np.any(dimmed != rgb, axis=-1)
+    inside = np.zeros(changed.shape, bool)
+    for i, ys, xs, text in eval_variants._text_pixels(src, level):
+        inside[i, ys, xs] |= text
+        field = np.median(level[i, ys, xs][~text])
+        if text.any() and not text.all():
+            assert np.all(dimmed[i, ys, xs][text] == min(255, int(field + 25)))
+    assert changed.any() and not (changed & ~inside).any()
