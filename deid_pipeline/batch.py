@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from .config import RunContext
 from .discover import Candidate
+from .errors import ConfigError
 from .pipeline import process_batch
 from .prestart import QUICK_EXIT_ENV, WORKER_MALLOC_ENV, fork_environ, worker_environ
 from .types import FileResult
@@ -183,6 +184,22 @@ def _local_cluster(n: int, memory_limit: str | int | None, cuda: bool) -> Any:
                         silence_logs=logging.ERROR, memory_limit=memory_limit)
 
 
+#: How long ``--scheduler`` is waited for.
+SCHEDULER_TIMEOUT_S = 30
+
+
+def connect_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT_S) -> Any:
+    """A Client of the Dask scheduler at ``address``; :class:`ConfigError` (exit status 2) when none
+    answers there within ``timeout`` seconds or the address is not one."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"no Dask scheduler answered at {address} within {timeout:.0f} s ({type(exc).__name__}); "
+                          "start it, or leave out --scheduler to use local workers") from None
+
+
 MP_METHOD = "distributed.worker.multiprocessing-method"
 NANNY_ENVIRON = "distributed.nanny.environ"
 
@@ -197,7 +214,7 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
     from distributed import Client
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        client = connect_scheduler(scheduler)
         try:
             yield client
         finally:

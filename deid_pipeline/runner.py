@@ -203,6 +203,10 @@ def execute(
 ) -> RunSummary:
     """Run the whole job (``prepare_run`` must not have raised) and write ``run.json``."""
     ctx, private, resume, notes = prepare_run(opts)
+    if opts.scheduler:  # reachable before anything is written (exit status 2 leaves OUTPUT untouched)
+        from .batch import connect_scheduler
+
+        connect_scheduler(opts.scheduler).close()
     old_umask = os.umask(RUN_UMASK)
     locks: list[int] = []
     try:

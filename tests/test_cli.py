@@ -119,3 +119,20 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_writes(tmp
     (tmp_path / "file").write_bytes(b"x")
     proc = deid("run", str(inp), str(tmp_path / "file" / "out"), "--workers", "0", "--key-file", str(key), "--quiet")
     assert proc.returncode == 2 and "could not be made" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_scheduler_that_does_not_answer_is_a_configuration_error(tmp_path: Path, monkeypatch) -> None:
+    """``--scheduler`` with nothing listening: exit 2 naming the address, OUTPUT not made (before: an
+    internal error after 30 s, with an empty run left in OUTPUT)."""
+    from support import deid, write_key
+
+    from deid_pipeline import batch
+
+    (tmp_path / "in").mkdir()
+    key = write_key(tmp_path / "k.key", b"scheduler-test-key-0123456789abcdef")
+    proc = deid("run", str(tmp_path / "in"), str(tmp_path / "out"), "--pixels", "none", "--key-file", str(key),
+                "--scheduler", "not-a-scheduler-address", "--quiet", timeout=120)
+    assert proc.returncode == 2 and "no Dask scheduler answered at not-a-scheduler-address" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(batch.ConfigError, match="127.0.0.1:9"):  # nothing listens on the discard port
+        batch.connect_scheduler("tcp://127.0.0.1:9", timeout=1)

@@ -41,7 +41,11 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
     if not (private / "journal.jsonl").exists():
         click.echo("deid: configuration error: the run's private journal was not found (use --journal)", err=True)
         sys.exit(2)
-    report = verify_run(output_dir, input_dir, private, key, profile, workers, scheduler, not no_rescan, device)
+    try:
+        report = verify_run(output_dir, input_dir, private, key, profile, workers, scheduler, not no_rescan, device)
+    except ConfigError as exc:  # an unknown profile, a scheduler that does not answer
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
     if not quiet:
         click.echo(f"verify: {report['checked_outputs']} outputs checked, {len(report['findings'])} findings")
         for kind, n in sorted(report["counts"].items()):
