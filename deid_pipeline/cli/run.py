@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,14 @@ import click
 
 from ..errors import ConfigError, StorageError
 from .logs import log_options, setup_logging
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler's stop, ``kill``): the run ends as on Ctrl-C, its records flushed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 @click.command()
@@ -65,6 +74,7 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     def on_result(result: FileResult, rec: dict[str, Any]) -> None:
         feedback.advance(result.images)
 
+    signal.signal(signal.SIGTERM, _terminate)  # ended like Ctrl-C: the records so far flushed, the workers closed
     try:
         summary = execute(opts, on_result=on_result, on_start=on_start)
     except ConfigError as exc:
@@ -76,10 +86,10 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
         click.echo(f"deid: the run stopped: OUTPUT or its private folder takes no more writes ({exc}); what was "
                    "recorded stays: make room and run the same command again to resume", err=True)
         sys.exit(4)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         feedback.stop()
         click.echo("deid: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
     except Exception:
         feedback.stop()  # the progress bar ends before the error's line (``main``)
         raise
