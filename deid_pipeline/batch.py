@@ -276,7 +276,7 @@ MAX_LOST_RESUBMITS = 3
 #   DEID_TEST_SLEEP_ON=<basename>[,...]  the worker sleeps DEID_TEST_SLEEP_S (default 3600) seconds
 #   DEID_TEST_HOOK_ONCE_DIR=<folder>     each hook fires once per input (marker files there),
 #                                        so a retry succeeds; unset, it fires every time.
-_TEST_HOOKS = ("DEID_TEST_KILL_ON", "DEID_TEST_SLEEP_ON")
+_TEST_HOOKS = ("DEID_TEST_KILL_ON", "DEID_TEST_SLEEP_ON", "DEID_TEST_RAISE_ON")
 
 
 def _hook_fires(var: str, name: str) -> bool:
@@ -291,7 +291,7 @@ def _hook_fires(var: str, name: str) -> bool:
 
 
 def _test_faults(batch: list[Candidate]) -> None:
-    """Simulate a crashing or hanging decoder for the fault tests; a no-op unless DEID_TEST_* is set."""
+    """Simulate a crashing, hanging or raising batch for the fault tests; a no-op unless DEID_TEST_* is set."""
     names = {Path(c.rel).name for c in batch}
     for var in _TEST_HOOKS:
         targets = {t for t in os.environ.get(var, "").split(",") if t}
@@ -300,6 +300,8 @@ def _test_faults(batch: list[Candidate]) -> None:
                 continue
             if var == "DEID_TEST_KILL_ON":
                 os.kill(os.getpid(), signal.SIGKILL)
+            elif var == "DEID_TEST_RAISE_ON":  # a bug whose message names the input, as a path's OSError does
+                raise RuntimeError(f"simulated failure reading {batch[0].rel}")
             else:
                 time.sleep(float(os.environ.get("DEID_TEST_SLEEP_S", "3600")))
 
@@ -422,6 +424,30 @@ def quick_exit_after_close(worker: Any) -> None:
     atexit.register(_quick_exit, worker)
 
 
+class _WithholdTaskDetails(logging.Filter):
+    """On a worker: Dask logs a failed task's arguments (INPUT's path, the batch's file names) and its
+    exception's text (``Compute Failed``); this keeps the record, its key and the exception's type only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Compute Failed") and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            exc = args[3] if len(args) > 3 else ""
+            kind = str(exc).split("(", 1)[0] if exc else "an exception"
+            record.msg = "Compute Failed: task %s raised %s; its arguments and message withheld (they may name inputs)"
+            record.args = (args[0], kind)
+        return True
+
+
+_WITHHOLD = _WithholdTaskDetails()
+
+
+def withhold_task_details() -> None:
+    """On a Dask worker, from its first task of deid's: :class:`_WithholdTaskDetails` on Dask's worker log."""
+    worker_log = logging.getLogger("distributed.worker")
+    if _WITHHOLD not in worker_log.filters:
+        worker_log.addFilter(_WITHHOLD)
+
+
 def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str,
                     every: float = 0.0) -> list[FileResult]:
     """The Dask task: announce the start (the driver's deadline counts from here), then process,
@@ -430,6 +456,7 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
     then ends quickly once closed (:func:`quick_exit_after_close`). With ``--quiet`` deid's loggers on the
     worker pass errors only (what a worker logs reaches the driver's stderr); set for every task, so that a
     worker of a ``--scheduler`` cluster serves a later run without ``--quiet`` at the usual level."""
+    withhold_task_details()
     ctx = _unpack_context(packed)
     logging.getLogger("deid_pipeline").setLevel(logging.ERROR if ctx.quiet else logging.NOTSET)
     if ctx.scans_pixels:

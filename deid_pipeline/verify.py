@@ -361,9 +361,10 @@ _Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record 
 
 def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str) -> list[Finding]:
     """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it."""
-    from .batch import unpack
+    from .batch import unpack, withhold_task_details
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
+    withhold_task_details()  # and Dask's log of a failed task its arguments: these paths
     profile = unpack(packed_profile)
     out: list[Finding] = []
     for inp, outp, line, pixel, rel, sha in items:

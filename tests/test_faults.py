@@ -1,7 +1,8 @@
 """Faults on the cluster: a worker killed mid-run, a file that kills every worker, a hung decoder.
 
 The faults come from the test-only hooks in ``deid_pipeline.batch`` (``DEID_TEST_KILL_ON``,
-``DEID_TEST_SLEEP_ON``, ``DEID_TEST_HOOK_ONCE_DIR``), which the worker-side task wrapper reads.
+``DEID_TEST_SLEEP_ON``, ``DEID_TEST_RAISE_ON``, ``DEID_TEST_HOOK_ONCE_DIR``), which the worker-side task
+wrapper reads.
 """
 
 from __future__ import annotations
@@ -71,6 +72,24 @@ def test_worker_killed_once_is_retried(setup, tmp_path: Path) -> None:
     records = manifest(out)
     assert len(records) == len(list(walk_inputs(inp)))
     assert outcome(records) == outcome(manifest(ref))
+
+
+def test_a_batch_that_raises_is_retried_and_its_details_withheld(tmp_path: Path) -> None:
+    """A task that raises once (a bug whose message names its file): Dask's worker logs the task's
+    arguments and the message (``Compute Failed``), here the patient-named folder, even with --quiet;
+    deid withholds them, retries the files one by one, and every file is written."""
+    inp = small_tree(tmp_path / "DOE^JANE")
+    key = support.write_key(tmp_path / "k.key", KEY)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {"DEID_TEST_RAISE_ON": "MR_small.dcm", "DEID_TEST_HOOK_ONCE_DIR": str(marks)}
+    proc = deid("run", str(inp), str(tmp_path / "out"), "--workers", "1", "--key-file", str(key), "--pixels", "none",
+                "--quiet", "--batch-size", "3", env=env)
+    assert (marks / "DEID_TEST_RAISE_ON-MR_small.dcm").exists()  # the task did raise
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "raised RuntimeError; its arguments and message withheld" in proc.stderr
+    assert "DOE" not in proc.stderr and "MR_small" not in proc.stderr and "simulated" not in proc.stderr
+    assert sorted(r["status"] for r in manifest(tmp_path / "out")) == ["skipped"] + ["written"] * len(FILES)
 
 
 def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None:
