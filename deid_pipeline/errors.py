@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import TextIO
 
 
+#: ``1``: an internal error of the command line ends with its traceback, which may name input paths or quote
+#: header values (for a developer inside the clinical network); otherwise only its type and where it was raised.
+TRACEBACK_ENV = "DEID_TRACEBACK"
+
+
 class DeidError(Exception):
     """Base of every error deid raises on purpose."""
 

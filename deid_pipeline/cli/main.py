@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..errors import withhold_warning_messages
+from ..errors import TRACEBACK_ENV, withhold_warning_messages
 from .audit import audit
 from .inspect_cmd import inspect_cmd
 from .profiles import profiles
@@ -31,11 +31,6 @@ cli.add_command(inspect_cmd)
 cli.add_command(audit)
 cli.add_command(verify)
 cli.add_command(report)
-
-
-#: ``1``: an internal error ends with its traceback, which may name input paths or quote header values
-#: (for a developer inside the clinical network); otherwise only its type and where it was raised.
-TRACEBACK_ENV = "DEID_TRACEBACK"
 
 
 def internal_error_line(exc: BaseException) -> str:

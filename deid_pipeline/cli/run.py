@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import ConfigError, StorageError
+from ..errors import TRACEBACK_ENV, ConfigError, StorageError
 from .logs import log_options, setup_logging
 
 
@@ -41,7 +41,8 @@ def _terminate(signum: int, frame: Any) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @log_options
-@click.option("--debug", is_flag=True, hidden=True, help="Re-raise per-file errors (development).")
+@click.option("--debug", is_flag=True, hidden=True,
+              help=f"Re-raise per-file errors (development; their traceback is shown with {TRACEBACK_ENV}=1).")
 def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
         key_file: Path | None, journal: Path | None, pixels: str, detector: str, linkage: Path | None, batch_size: int | None,
         file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
