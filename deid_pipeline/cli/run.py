@@ -17,8 +17,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a job scheduler's stop, ``kill``): the run ends as on Ctrl-C, its records flushed."""
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGINT and SIGTERM: stop the run. Dask's event loop and scheduler, interrupted inside a call and
+    closing, then log tracebacks of their own (tornado's "Exception in callback", the scheduler's "Closed
+    comm" while sending an event): noise as the run ends, so those loggers are silenced first."""
+    import logging
+
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("tornado", "distributed")]
+    for name in names:  # each: Dask's logging configuration sets some of them a level of their own
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @click.command()
@@ -75,7 +83,8 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     def on_result(result: FileResult, rec: dict[str, Any]) -> None:
         feedback.advance(result.images)
 
-    signal.signal(signal.SIGTERM, _terminate)  # ended like Ctrl-C: the records so far flushed, the workers closed
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM ended like Ctrl-C: the records flushed, the workers closed
+        signal.signal(sig, _interrupt)
     try:
         summary = execute(opts, on_result=on_result, on_start=on_start)
     except ConfigError as exc:
@@ -94,6 +103,8 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     except Exception:
         feedback.stop()  # the progress bar ends before the error's line (``main``)
         raise
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the run is recorded and its workers closed: only the summary is left
+        signal.signal(sig, signal.SIG_IGN)
     feedback.stop()
     if not quiet:
         feedback.summary(summary.data)
