@@ -136,3 +136,20 @@ def test_a_scheduler_that_does_not_answer_is_a_configuration_error(tmp_path: Pat
     assert not (tmp_path / "out").exists()
     with pytest.raises(batch.ConfigError, match="127.0.0.1:9"):  # nothing listens on the discard port
         batch.connect_scheduler("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_run_gives_back_the_callers_signal_handlers(tmp_path: Path) -> None:
+    """``deid run`` inside another program (here pytest) leaves SIGINT and SIGTERM as it found them."""
+    import signal
+
+    from click.testing import CliRunner
+    from support import write_key
+
+    (tmp_path / "in").mkdir()
+    pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(tmp_path / "in" / "a.dcm", enforce_file_format=True)
+    key = write_key(tmp_path / "k.key", b"signal-test-key-0123456789abcdef01")
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "in"), str(tmp_path / "out"), "--workers", "0",
+                                      "--pixels", "none", "--key-file", str(key), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -83,29 +83,34 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     def on_result(result: FileResult, rec: dict[str, Any]) -> None:
         feedback.advance(result.images)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM ended like Ctrl-C: the records flushed, the workers closed
-        signal.signal(sig, _interrupt)
+    # SIGTERM ends the run like Ctrl-C (the ledger closed, the workers closed); the caller's handlers come
+    # back at the end (the command may run inside another program: the tests, a notebook)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = execute(opts, on_result=on_result, on_start=on_start)
-    except ConfigError as exc:
+        try:
+            summary = execute(opts, on_result=on_result, on_start=on_start)
+        except ConfigError as exc:
+            feedback.stop()
+            click.echo(f"deid: configuration error: {exc}", err=True)
+            sys.exit(2)
+        except StorageError as exc:
+            feedback.stop()
+            click.echo(f"deid: the run stopped: OUTPUT or its private folder takes no more writes ({exc}); what was "
+                       "recorded stays: make room and run the same command again to resume", err=True)
+            sys.exit(4)
+        except KeyboardInterrupt as exc:
+            feedback.stop()
+            click.echo("deid: interrupted; run the same command again to resume", err=True)
+            sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
+        except Exception:
+            feedback.stop()  # the progress bar ends before the error's line (``main``)
+            raise
+        for sig in previous:  # the run is recorded and its workers closed: only the summary is left
+            signal.signal(sig, signal.SIG_IGN)
         feedback.stop()
-        click.echo(f"deid: configuration error: {exc}", err=True)
-        sys.exit(2)
-    except StorageError as exc:
-        feedback.stop()
-        click.echo(f"deid: the run stopped: OUTPUT or its private folder takes no more writes ({exc}); what was "
-                   "recorded stays: make room and run the same command again to resume", err=True)
-        sys.exit(4)
-    except KeyboardInterrupt as exc:
-        feedback.stop()
-        click.echo("deid: interrupted; run the same command again to resume", err=True)
-        sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
-    except Exception:
-        feedback.stop()  # the progress bar ends before the error's line (``main``)
-        raise
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the run is recorded and its workers closed: only the summary is left
-        signal.signal(sig, signal.SIG_IGN)
-    feedback.stop()
-    if not quiet:
-        feedback.summary(summary.data)
-    sys.exit(summary.exit_code)
+        if not quiet:
+            feedback.summary(summary.data)
+        sys.exit(summary.exit_code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
