@@ -752,13 +752,13 @@ def _pixel_fields(report: PixelReport, detector: Any) -> None:
 
 def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Region]] | FileError]:
     """Scan the frames of every item in one pass so the detector sees full batches."""
+    out: dict[int, list[list[Region]] | FileError] = {}
+    if not items:  # a header-only batch: the detector's modules (OpenCV, ~0.3 s of a worker's start) stay unloaded
+        return out
     from .detect import get_detector
     from . import scan
     from .prepare import load_transforms
 
-    out: dict[int, list[list[Region]] | FileError] = {}
-    if not items:
-        return out
     detector = get_detector(ctx.detector, ctx.device)
     load_transforms()  # with the detector's loading: outside the stage clocks, like it
     mode = ctx.profile.settings.pixel_mode

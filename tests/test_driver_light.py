@@ -95,3 +95,25 @@ def test_gpu_possible_reads_the_driver_device_nodes(monkeypatch) -> None:
     monkeypatch.setattr(device.sys, "platform", "darwin")
     present = set()
     assert device.gpu_possible() is True  # elsewhere torch decides
+
+
+def test_a_header_only_batch_leaves_the_detector_modules_unloaded(tmp_path: Path) -> None:
+    """A worker's header-only batch imported the scan module (OpenCV: ~0.3 s of its first task and
+    ~17 MiB) to scan nothing; now it does not (checked in a fresh interpreter, as a worker is)."""
+    code = """
+import sys
+from pathlib import Path
+from deid_pipeline.config import RunContext
+from deid_pipeline.discover import Candidate
+from deid_pipeline.pipeline import process_batch
+from deid_pipeline.profile import load_profile
+ctx = RunContext(profile=load_profile("safe-harbor"), key=b"k" * 32, output_dir=Path(sys.argv[2]), pixels="none")
+[r] = process_batch(Path(sys.argv[1]), [Candidate("CT_small.dcm")], ctx)
+print(r.status, "cv2" in sys.modules, "deid_pipeline.scan" in sys.modules)
+"""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "CT_small.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    out = subprocess.run([sys.executable, "-c", code, str(inp), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["written", "False", "False"], out.stderr[-2000:]
