@@ -145,9 +145,17 @@ LOW_LEVEL_LOG_LENGTH = 100
 #: two logs of 1,000 such messages and grew 140 -> 423 MiB; with LOW_LEVEL_LOG_LENGTH entries (and the
 #: context compressed, :func:`pack`) 124 -> 137 MiB. Nannies hand these settings to every worker process
 #: they start or restart.
+#: Dask also spills a worker's stored task results to its scratch folder (``temporary-directory``, by
+#: default ``/tmp/dask-scratch-space``) once the worker's memory passes ``memory.target`` / ``.spill``
+#: (60 / 70 % of its limit, as a big image's decode can take it): deid's results name their inputs (paths
+#: that may hold a patient's name) and are a few KB each, so spilling would write PHI outside OUTPUT for
+#: nothing, and a killed worker would leave it there. Off on deid's clusters; pausing (80 %) and the
+#: nanny's restart (95 %) stay.
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {"distributed.worker.profile.enabled": False,
                                         "distributed.admin.tick.interval": "500ms",
-                                        "distributed.admin.low-level-log-length": LOW_LEVEL_LOG_LENGTH}
+                                        "distributed.admin.low-level-log-length": LOW_LEVEL_LOG_LENGTH,
+                                        "distributed.worker.memory.target": False,
+                                        "distributed.worker.memory.spill": False}
 
 
 def local_worker_environ(detector: bool = True) -> dict[str, str]:

@@ -47,6 +47,15 @@ def _busy(seconds: float) -> int:
     return n
 
 
+def _memory_thresholds(dask_worker) -> tuple:  # type: ignore[no-untyped-def]
+    """On the worker: its spill thresholds (None: off), pause fraction and the nannies' restart fraction."""
+    import dask
+
+    m = dask_worker.memory_manager
+    return (m.memory_target_fraction or None, m.memory_spill_fraction or None, m.memory_pause_fraction,
+            dask.config.get("distributed.worker.memory.terminate"))
+
+
 def test_local_workers_run_without_the_profiler() -> None:
     import dask
     import distributed  # noqa: F401  (loads distributed's config defaults)
@@ -67,6 +76,9 @@ def test_local_workers_run_without_the_profiler() -> None:
         assert client.cluster.scheduler.transition_log.maxlen == LOW_LEVEL_LOG_LENGTH
         assert all(n._tick_interval == 0.5 for n in client.cluster.workers.values())  # the nannies
         client.submit(_busy, 1.5, pure=False).result()
+        # no spilling of task results (they name inputs) to the scratch folder; pausing and restarts stay
+        (limits,) = client.run(_memory_thresholds).values()
+        assert limits == (None, None, 0.8, 0.95), limits
         ((address, before),) = client.run(_profiler_state).items()
         assert before[:4] == (False, [], 0, 0.5)
         client.restart_workers([address], timeout=60)  # as after a timed-out batch
