@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import logging
+import re
 import os
 import pickle
 import signal
@@ -439,8 +440,9 @@ class _WithholdTaskDetails(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.msg.startswith("Compute Failed") and record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            exc = args[3] if len(args) > 3 else ""
-            kind = str(exc).split("(", 1)[0] if exc else "an exception"
+            text = str(args[3]) if len(args) > 3 else ""
+            name = re.match(r"([A-Za-z_][\w.]*)\(", text)  # "ValueError('...')": the type's name, never the message
+            kind = name.group(1) if name else "an exception"
             record.msg = "Compute Failed: task %s raised %s; its arguments and message withheld (they may name inputs)"
             record.args = (args[0], kind)
         return True

@@ -127,3 +127,24 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert (hung.status, hung.reason_code) == ("failed", "timeout")
     assert by_name.pop("junk.txt").status == "skipped"
     assert {r.status for r in by_name.values()} == {"written"}
+
+
+def test_the_withheld_line_keeps_the_exception_type_only() -> None:
+    """Dask's ``Compute Failed`` record rewritten: the key and the exception's type, from the repr's
+    ``Type(`` only; anything else (no type to read) gives no word of it."""
+    import logging
+
+    from deid_pipeline.batch import _WithholdTaskDetails
+
+    def shown(exception_text: str) -> str:
+        record = logging.LogRecord("distributed.worker", logging.ERROR, "worker.py", 1,
+                                   "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\nTraceback: %r\n",
+                                   ("k-1", "executing", "_run_batch_task('/in/DOE^JANE', ...)", exception_text, "tb"), None)
+        assert _WithholdTaskDetails().filter(record)
+        return record.getMessage()
+
+    assert shown("RuntimeError('cannot read DOE^JANE/IM1')") == (
+        "Compute Failed: task k-1 raised RuntimeError; its arguments and message withheld (they may name inputs)")
+    assert "pkg.mod.MyError;" in shown("pkg.mod.MyError()")
+    for text in ("DOE^JANE has no type", ""):
+        assert "raised an exception;" in shown(text) and "DOE" not in shown(text)
