@@ -16,9 +16,9 @@ import dataclasses
 import hashlib
 import importlib.util
 import logging
-import re
 import os
 import pickle
+import re
 import signal
 import sys
 import threading

@@ -13,6 +13,8 @@ import errno
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -56,6 +58,18 @@ def storage_error(exc: BaseException) -> StorageError | None:
     if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
         return StorageError(os.strerror(errno.ENOSPC))
     return None
+
+
+@contextmanager
+def storage_stops() -> Iterator[None]:
+    """Raise what :func:`storage_error` makes of an error inside the block; any other error as it is."""
+    try:
+        yield
+    except Exception as exc:
+        full = storage_error(exc)
+        if full is None:
+            raise
+        raise full from None
 
 
 class FileError(DeidError):

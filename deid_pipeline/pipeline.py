@@ -736,8 +736,8 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
         if ctx.debug:
             raise
         full = storage_error(exc)
-        if full is not None:  # the driver stops the run without recording this file (resume redoes it)
-            _fail(result, FileError(STORAGE_CODE, f"OUTPUT's file system refused the write: {full}", status="failed"))
+        if full is not None:  # the driver stops the run with this reason, not recording the file (resume redoes it)
+            _fail(result, FileError(STORAGE_CODE, str(full), status="failed"))
         else:
             _internal(result, exc, "finish")
     result.pixel = report.to_json()

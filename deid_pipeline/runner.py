@@ -25,7 +25,7 @@ from . import __version__
 from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunContext, check_paths, read_key_file, write_new_key
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
-from .errors import STORAGE_CODE, ConfigError, StorageError, storage_error
+from .errors import STORAGE_CODE, ConfigError, StorageError, storage_stops
 from .manifest import MANIFEST_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
 from .pipeline import TMP_PREFIX
 from .types import FileResult
@@ -272,11 +272,8 @@ def execute(
                     linkage_rows.append(result.linkage)
                 result.linkage = None
             if result.reason_code == STORAGE_CODE:  # OUTPUT is full: stop; resume redoes this file
-                raise StorageError(result.reason.rsplit(": ", 1)[-1])
-            try:
-                rec = ledger.add(result)
-            except Exception as exc:
-                raise storage_error(exc) or exc from None
+                raise StorageError(result.reason)
+            rec = ledger.add(result)  # (a full disk here: storage_stops below)
             log.debug("record %d: %s %s", ledger.records, rec["status"], rec.get("reason") or "")
             dev = (rec.get("pixel") or {}).get("device")
             if dev:
@@ -287,17 +284,15 @@ def execute(
         todo = (c for c in walk_inputs(opts.input_dir) if not ledger.is_done(c.rel))
         from .batch import run_distributed, run_inline
 
-        try:
-            if opts.workers == 0:
-                n_workers = run_inline(opts.input_dir, todo, ctx, handle)
-            else:
-                n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
-                                            file_timeout=opts.file_timeout, memory_limit=opts.memory_limit)
-        finally:
+        with storage_stops():  # the ledger's writes, its closing flush (a full disk may show first there) too
             try:
-                ledger.close()  # flushes: a full disk may show first here
-            except Exception as exc:
-                raise storage_error(exc) or exc from None
+                if opts.workers == 0:
+                    n_workers = run_inline(opts.input_dir, todo, ctx, handle)
+                else:
+                    n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
+                                                file_timeout=opts.file_timeout, memory_limit=opts.memory_limit)
+            finally:
+                ledger.close()
         elapsed = time.perf_counter() - t0
         if linkage_rows and opts.linkage is not None:
             from .pseudonym import read_linkage, write_linkage
@@ -327,10 +322,8 @@ def execute(
             "cluster": "external" if opts.scheduler else ("in-process" if opts.workers == 0 else "local"),
             "chain": ledger.chain(),
         }
-        try:
+        with storage_stops():
             atomic_write_json(ctx.output_dir / RUN_NAME, summary)
-        except Exception as exc:
-            raise storage_error(exc) or exc from None
         log.info("run finished: %s in %.1f s (%s files/s), chain head %s", summary["counts"], elapsed,
                  summary["files_per_s"], summary["chain"]["head_sha256"])
         return RunSummary(summary)

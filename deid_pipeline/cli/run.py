@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,22 @@ def _interrupt(signum: int, frame: Any) -> None:
     for name in names:  # each: Dask's logging configuration sets some of them a level of their own
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _interrupts_end_the_run() -> Iterator[None]:
+    """Within: SIGTERM ends the run like Ctrl-C (:func:`_interrupt`: the ledger closed, the workers
+    closed); after: the caller's handlers again (the command may run inside another program: the tests,
+    a notebook)."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOPS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command()
@@ -83,34 +101,24 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     def on_result(result: FileResult, rec: dict[str, Any]) -> None:
         feedback.advance(result.images)
 
-    # SIGTERM ends the run like Ctrl-C (the ledger closed, the workers closed); the caller's handlers come
-    # back at the end (the command may run inside another program: the tests, a notebook)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _interrupts_end_the_run():
         try:
-            summary = execute(opts, on_result=on_result, on_start=on_start)
+            try:
+                summary = execute(opts, on_result=on_result, on_start=on_start)
+            finally:
+                feedback.stop()  # the progress bar ends before any line below (or ``main``'s error line)
         except ConfigError as exc:
-            feedback.stop()
             click.echo(f"deid: configuration error: {exc}", err=True)
             sys.exit(2)
         except StorageError as exc:
-            feedback.stop()
             click.echo(f"deid: the run stopped: OUTPUT or its private folder takes no more writes ({exc}); what was "
                        "recorded stays: make room and run the same command again to resume", err=True)
             sys.exit(4)
         except KeyboardInterrupt as exc:
-            feedback.stop()
             click.echo("deid: interrupted; run the same command again to resume", err=True)
             sys.exit(128 + signal.SIGTERM if isinstance(exc, Terminated) else 130)
-        except Exception:
-            feedback.stop()  # the progress bar ends before the error's line (``main``)
-            raise
-        for sig in previous:  # the run is recorded and its workers closed: only the summary is left
+        for sig in _STOPS:  # the run is recorded and its workers closed: only the summary is left
             signal.signal(sig, signal.SIG_IGN)
-        feedback.stop()
         if not quiet:
             feedback.summary(summary.data)
         sys.exit(summary.exit_code)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
