@@ -195,13 +195,16 @@ def _read_big(path: Path, result: FileResult) -> Dataset:
         except OSError as exc:
             raise _unreadable(exc) from None
         result.input_sha256, result.input_size = h.hexdigest(), before.st_size
-        fh.seek(0)
-        kind = sniff(fh.read(512))
-        if kind == "not-dicom":
-            raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
-        fh.seek(0)
-        ds = _read_dataset(fh, kind)
-        after = os.fstat(fh.fileno())
+        try:
+            fh.seek(0)
+            kind = sniff(fh.read(512))
+            if kind == "not-dicom":
+                raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+            fh.seek(0)
+            ds = _read_dataset(fh, kind)
+            after = os.fstat(fh.fileno())
+        except OSError as exc:  # a read error in the second pass (the first one passed)
+            raise _unreadable(exc) from None
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise FileError("input-changed", "the file changed while it was read; run again once the export is complete", status="failed")
     return ds
@@ -212,7 +215,9 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
         ds = pydicom.dcmread(io.BytesIO(data) if isinstance(data, bytes) else data, force=(kind == "raw"))
     except (InvalidDicomError, EOFError) as exc:
         raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
-    except Exception:  # pydicom raises many types on malformed input
+    except Exception as exc:  # pydicom raises many types on malformed input
+        if isinstance(exc, OSError) and exc.errno is not None and not isinstance(data, bytes):
+            raise _unreadable(exc) from None  # the disk failed, not the file: failed, redone on resume
         raise FileError("parse-error", "the file does not parse as DICOM") from None
     try:
         for _ in getattr(ds, "file_meta", Dataset()).iterall():
@@ -356,7 +361,10 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             raise _unreadable(exc) from None
         if ctx.max_file_bytes is not None and size > ctx.max_file_bytes:
             result.input_size = size
-            result.input_sha256 = _sha256_file(path)
+            try:
+                result.input_sha256 = _sha256_file(path)
+            except OSError as exc:
+                raise _unreadable(exc) from None
             raise FileError(
                 "too-large-for-worker-memory",
                 f"{result.input_size / 2**20:.0f} MiB is more than a worker with this memory limit accepts "

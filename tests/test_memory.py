@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -180,3 +181,72 @@ def test_big_inputs_are_streamed_with_the_same_outcome(tmp_path: Path, monkeypat
     assert streamed == whole
     assert names[3:] == ["cut.dcm", "notes.txt"]
     assert [w[:2] for w in whole] == [("written", "")] * 3 + [("quarantined", "truncated"), ("skipped", "not-dicom")]
+
+
+# streamed: reads 1-2 hash the file, 3 sniffs it, 4 on are pydicom's parse; too-large: 1-2 hash it
+@pytest.mark.parametrize(("route", "nth_read"), [("whole", 1), ("streamed", 1), ("streamed", 2), ("streamed", 3),
+                                                 ("streamed", 4), ("streamed", 6), ("too-large", 1), ("too-large", 2)])
+def test_an_io_error_reading_an_input_fails_that_file_as_unreadable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str, nth_read: int) -> None:
+    """EIO on the Nth read of an input (a bad disk block, a network share dropping) is ``unreadable``
+    with the system's reason, never an internal error, on every route a file can be read by: whole,
+    streamed (hash pass, then the parse pass) and too-large (hashed only); the next file is written."""
+    import errno
+
+    from deid_pipeline import pipeline
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        (root / name).write_bytes(Path(get_testdata_file(name)).read_bytes())
+    bad = root / "CT_small.dcm"
+    reads = [0]
+    real_open, real_read_bytes = open, Path.read_bytes
+
+    class _Failing:
+        def __init__(self, fh) -> None:
+            self._fh = fh
+
+        def read(self, *a):
+            reads[0] += 1
+            if reads[0] == nth_read:
+                raise OSError(errno.EIO, os.strerror(errno.EIO), str(bad))  # the real error names the path
+            return self._fh.read(*a)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self._fh.close()
+
+        def __iter__(self):
+            return iter(self._fh)
+
+    def fake_open(path, *a, **k):
+        fh = real_open(path, *a, **k)
+        return _Failing(fh) if Path(path) == bad else fh
+
+    def fake_read_bytes(self: Path) -> bytes:
+        if self == bad:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(pipeline, "open", fake_open, raising=False)
+    monkeypatch.setattr(Path, "read_bytes", fake_read_bytes)
+    base = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=tmp_path / "out", pixels="none")
+    (tmp_path / "out").mkdir()
+    if route == "streamed":
+        monkeypatch.setattr(pipeline, "STREAM_ABOVE_BYTES", 0)
+    ctx = base
+    if route == "too-large":
+        from deid_pipeline.batch import fit_to_memory
+
+        ctx = fit_to_memory(base, int(bad.stat().st_size / 0.3) - 100)
+    first, second = process_batch(root, [Candidate("CT_small.dcm"), Candidate("MR_small.dcm")], ctx)
+    assert (first.status, first.reason_code) == ("failed", "unreadable")
+    assert first.reason == "the input could not be read: Input/output error"
+    assert "CT_small" not in first.reason and second.status == "written"
+    assert reads[0] >= nth_read or route == "whole"
