@@ -15,7 +15,8 @@ and the run's mask (``config.RUN_UMASK``: nothing a worker writes readable by ot
 from it only when those variables and that mask are still the ones its workers get, and has each forked
 worker set what changed in the driver's environment since (:func:`fork_environ`); any other cluster
 (another kind of run in the same process, a removed variable, another mask, a GPU host, a failed
-server) spawns its workers as before. The one waste: a profile that scans no pixels, run without
+server) spawns its workers as before. ``deid verify`` does the same (:func:`start_for_verify`) with its
+checks' imports. The one waste: a profile that scans no pixels, run without
 ``--pixels none``, leaves a server that imported torch for nothing, idle until the run ends.
 """
 
@@ -117,22 +118,44 @@ def start(env: dict[str, str], preload: tuple[str, ...], umask: int) -> bool:
     return True
 
 
+def _local_workers_ahead(workers: int | None, scheduler: str | None) -> bool:
+    """Whether a local CPU cluster will start: not ``--workers 0``, not ``--scheduler``, not on a host
+    with a GPU driver (whose workers are dask-cuda's)."""
+    if workers == 0 or scheduler or not available():
+        return False
+    from .detect.device import gpu_possible
+
+    return not gpu_possible()
+
+
 def start_for_run(workers: int | None, scheduler: str | None, pixels: str) -> bool:
     """:func:`start` for a ``deid run`` that will start a local cluster (not ``--workers 0``, not
     ``--scheduler``, not on a host with a GPU driver, whose workers are dask-cuda's); with the
     detector's settings and imports unless ``--pixels none``. A profile that scans no pixels under the
     default ``--pixels profile`` makes header workers: their environment differs, so they are spawned."""
-    if workers == 0 or scheduler or not available():
-        return False
-    from .detect.device import gpu_possible
-
-    if gpu_possible():
+    if not _local_workers_ahead(workers, scheduler):
         return False
     from .config import RUN_UMASK
 
     detector = pixels != "none"
     return start(worker_environ(DASK_PRE_SPAWN_DEFAULT, detector), DETECTOR_PRELOAD if detector else HEADER_PRELOAD,
                  RUN_UMASK)
+
+
+def verify_rescans(run_info: dict[str, object], rescan: bool) -> bool:
+    """Whether ``deid verify`` runs the text detector again on some outputs of the run ``run_info``
+    (its ``run.json``), so that its workers get the detector's settings: only a run that scanned pixels
+    and recorded all text (the rescan's ``mode``); a header-only run's are header workers."""
+    return rescan and run_info.get("pixels") != "none" and run_info.get("pixel_mode", "all-text") == "all-text"
+
+
+def start_for_verify(workers: int | None, scheduler: str | None, detector: bool) -> bool:
+    """:func:`start` for a ``deid verify`` that will start a local cluster: its checks' imports (and the
+    detector's, when it rescans), with the caller's file-creation mask (verify's workers write nothing)."""
+    if not _local_workers_ahead(workers, scheduler):
+        return False
+    preload = (DETECTOR_PRELOAD if detector else HEADER_PRELOAD) + ("deid_pipeline.verify",)
+    return start(worker_environ(DASK_PRE_SPAWN_DEFAULT, detector), preload, _umask())
 
 
 def fork_environ(env: dict[str, str]) -> dict[str, str] | None:

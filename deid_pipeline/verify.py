@@ -429,8 +429,9 @@ def verify_run(
         from distributed import as_completed
 
         from .batch import dask_client
+        from .prestart import verify_rescans
 
-        with dask_client(workers, scheduler, device, detector=rescan) as client:
+        with dask_client(workers, scheduler, device, detector=verify_rescans(run_info, rescan)) as client:
             # a few batches per worker in flight, not all of them: the scheduler holds each one until it is done
             window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
             done = as_completed([client.submit(_check_batch, b, packed, rescan, device, pure=False) for b in islice(batches, window)])

@@ -61,10 +61,11 @@ def probe():
     cmd = " ".join(psutil.Process().cmdline())  # a fork keeps its server's command line
     return {{"forked": "multiprocessing.forkserver import main" in cmd and "spawn_main" not in cmd, "torch": "torch" in sys.modules,
             "umask": prestart._umask(), "deid": "deid_pipeline.pixels" in sys.modules,
+            "verify": "deid_pipeline.verify" in sys.modules,
             "env": {{k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS",
                                                   prestart.QUICK_EXIT_ENV, "DEID_TEST_LATE", "GDCM_RESOURCES_PATH")}}}}
 
-started = prestart.start_for_run(1, None, {pixels!r})
+started = {starter}
 if {kill}:  # a server that died: multiprocessing starts another, with the driver's environment of then
     from multiprocessing import forkserver
     os.kill(forkserver._forkserver._forkserver_pid, 9)
@@ -80,15 +81,18 @@ if {fail}:  # a cluster whose forked workers fail to start: dask_client spawns t
 import pydicom  # sets GDCM_RESOURCES_PATH here (python-gdcm), after the server started
 os.environ["DEID_TEST_LATE"] = "late"
 from deid_pipeline.config import RUN_UMASK
-os.umask(RUN_UMASK)  # as runner.execute does before its cluster starts
+if {run_umask}:
+    os.umask(RUN_UMASK)  # as runner.execute does before its cluster starts (verify keeps the user's)
 with dask_client(1, None, "cpu", detector={detector}) as client:
     got = list(client.run(probe).values())
 print(json.dumps({{"started": started, "workers": got, "driver_quick_exit": os.environ.get(prestart.QUICK_EXIT_ENV)}}))
 """
 
 
-def _probe(pixels: str, detector: bool, kill: bool = False, fail: bool = False) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _PROBE.format(pixels=pixels, detector=detector, kill=kill, fail=fail)],
+def _probe(pixels: str, detector: bool, kill: bool = False, fail: bool = False, starter: str | None = None) -> dict:
+    code = _PROBE.format(detector=detector, kill=kill, fail=fail, run_umask=starter is None,
+                         starter=starter or f"prestart.start_for_run(1, None, {pixels!r})")
+    proc = subprocess.run([sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -111,6 +115,24 @@ def test_forked_workers_get_what_a_spawned_one_would(pixels: str, detector: bool
         assert env["MALLOC_TRIM_THRESHOLD_"] == "65536" and env["MALLOC_MMAP_THRESHOLD_"] is None
     assert env["DEID_TEST_LATE"] == "late"  # set in the driver after the server started
     assert env["GDCM_RESOURCES_PATH"]  # as in a spawned worker
+
+
+def test_verify_rescans_only_runs_that_scanned_all_text() -> None:
+    assert prestart.verify_rescans({"pixels": "all", "pixel_mode": "all-text"}, True)
+    assert prestart.verify_rescans({"pixels": "profile", "pixel_mode": "all-text"}, True)
+    assert not prestart.verify_rescans({"pixels": "all", "pixel_mode": "all-text"}, False)  # --no-rescan
+    assert not prestart.verify_rescans({"pixels": "none", "pixel_mode": "all-text"}, True)  # nothing was scanned
+    assert not prestart.verify_rescans({"pixels": "all", "pixel_mode": "phi-text"}, True)  # _rescan skips phi-text
+    assert not prestart.start_for_verify(0, None, True) and not prestart.start_for_verify(2, "tcp://127.0.0.1:8786", True)
+
+
+@pytest.mark.parametrize("detector", [False, True])
+def test_verify_workers_are_forked_with_the_checks_loaded(detector: bool) -> None:
+    """``deid verify`` starts the server too (with ``deid_pipeline.verify`` loaded, the detector's imports
+    only when it rescans), with the driver's own file-creation mask: its workers are forked, not spawned."""
+    res = _probe("none", detector, starter=f"prestart.start_for_verify(1, None, {detector})")
+    (worker,) = res["workers"]
+    assert res["started"] and worker["forked"] and worker["torch"] is detector and worker["verify"]
 
 
 def test_other_workers_get_their_own_environment() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,6 +29,14 @@ from .logs import log_options, setup_logging
 def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Path | None, profile: str | None,
            workers: int | None, scheduler: str | None, device: str, no_rescan: bool, quiet: bool, verbose: bool, log_file: Path | None) -> None:
     """Check every output against its input; exit 1 when anything is found (report in OUTPUT/verify.json)."""
+    from ..prestart import start_for_verify, verify_rescans
+
+    try:  # read again (and any fault reported) by verify_run
+        run_info = json.loads((output_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run_info = {}
+    # first: the workers' imports run beside the driver's (below)
+    start_for_verify(workers, scheduler, verify_rescans(run_info if isinstance(run_info, dict) else {}, not no_rescan))
     from ..verify import verify_run
     from ..runner import private_dir
 
