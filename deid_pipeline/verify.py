@@ -345,6 +345,7 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
     if not any(after):
         return found
     before = scan_frames(src, decode_frames(src), detector, mode="all-text")
+    remaining: dict[tuple[int, tuple[int, ...]], None] = {}  # one finding per output box, however many input boxes meet it
     for i, regions in enumerate(after):
         for k in before[i] if i < len(before) else []:
             x, y, w, h = k.as_list()
@@ -352,8 +353,8 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
                 continue  # that input text lies under a fill
             hits = [r for r in regions if _overlap(k.as_list(), r.as_list()) >= 0.3]
             if hits:
-                found.append(Finding(line, "text-remaining", f"frame {i} box {hits[0].as_list()}"))
-    return found
+                remaining[(i, tuple(hits[0].as_list()))] = None
+    return found + [Finding(line, "text-remaining", f"frame {i} box {list(box)}") for i, box in remaining]
 
 
 _Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record line, pixel record, output path, sha256
