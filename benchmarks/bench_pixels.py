@@ -108,7 +108,8 @@ def make_corpus(root: Path, name: str, n: int, *, shape: tuple[int, int] | None 
     want = {"corpus": name, "kind": spec.kind, "files": n, "rows": shape[0], "columns": shape[1],
             "frames_per_file": frames, "seed": seed}
     index_path = root.parent / f"{root.name}.corpus.json"
-    if index_path.is_file() and root.is_dir():
+    truth_path = truth_file(root)
+    if index_path.is_file() and truth_path.is_file() and root.is_dir():
         old = json.loads(index_path.read_text())
         if {k: old.get(k) for k in want} == want and len(list(root.rglob("*.dcm"))) == n:
             return old
@@ -116,10 +117,13 @@ def make_corpus(root: Path, name: str, n: int, *, shape: tuple[int, int] | None 
     root.mkdir(parents=True)
     t0 = time.perf_counter()
     total_frames = boxes = size = 0
+    truth: dict[str, dict[str, Any]] = {}
     for i in range(n):
         case = synth.render_case(spec.kind, seed * 100_003 + i, shape=shape, frames=frames)
         path = root / f"{name}_{i:05d}.dcm"
-        synth.write_case(case.dataset, case.truth, path)
+        digest = synth.write_case(case.dataset, case.truth, path)
+        truth[digest] = {"file": path.name, "annotations": [
+            {k: a[k] for k in ("x", "y", "w", "h", "phi", "category", "frame") if k in a} for a in case.truth["annotations"]]}
         total_frames += int(case.truth["number_of_frames"])
         boxes += len(case.truth["annotations"])
         size += path.stat().st_size
@@ -127,8 +131,25 @@ def make_corpus(root: Path, name: str, n: int, *, shape: tuple[int, int] | None 
     index = {**want, "description": spec.description, "total_frames": total_frames,
              "truth_boxes_per_frame_set": boxes, "bytes": size,
              "generate_s": round(time.perf_counter() - t0, 2)}
+    truth_path.write_text(json.dumps(truth) + "\n")
     index_path.write_text(json.dumps(index, indent=1) + "\n")
     return index
+
+
+def truth_file(root: Path) -> Path:
+    """Where :func:`make_corpus` keeps the ground truth of the corpus in ``root`` (beside it: a JSON file
+    inside would be an input), by input sha256."""
+    return root.parent / f"{root.name}.truth.json"
+
+
+def score_truth(out: Path, root: Path) -> dict[str, Any]:
+    """The ground-truth boxes of the corpus in ``root`` filled in the outputs of the run in ``out``
+    (``eval_variants.check_run``: one value over 95 % of a box): PHI boxes and all text boxes."""
+    from eval_variants import check_run
+
+    checked = check_run(out, json.loads(truth_file(root).read_text()))
+    return {k: checked[k] for k in ("inputs", "records", "phi_boxes", "phi_filled", "text_boxes", "text_filled")} | {
+        "not_written": len(checked["not_written"]), "phi_missed": checked["leaks"][:20], "text_missed": checked["text_missed"][:20]}
 
 
 # --------------------------------------------------------------------------- one run
@@ -440,6 +461,11 @@ def _mm(s: dict[str, float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
+def _filled(a: dict[str, Any], kind: str) -> str:
+    t = a.get("truth")
+    return "–" if not t else f"{t[f'{kind}_filled']}/{t[f'{kind}_boxes']}"
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -467,11 +493,12 @@ def to_markdown(results: dict[str, Any]) -> str:
             "images = DICOM image files scanned; images/s and frames/s over `run.json` `elapsed_s`; "
             "median (min–max) of the repeats. Steady files/s: `run.json` `files_per_s_steady` (between the 10th "
             "and the 90th percentile of the records: without worker start-up and the tail). "
-            "Start-up = wall (process start to exit) − elapsed.",
+            "Start-up = wall (process start to exit) − elapsed. PHI / text filled: the corpus's ground-truth "
+            "boxes (PHI ones, all) that the last run's outputs fill (one value over 95 % of the box), every frame.",
             "",
             "| corpus | workers | images | frames (scanned) | images/s | frames/s | steady files/s | elapsed s | wall s "
-            "| start-up s | peak worker RSS MiB | boxes redacted |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| start-up s | peak worker RSS MiB | boxes redacted | PHI filled | text filled |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, per_w in runs.items():
             for w, a in per_w.items():
@@ -480,7 +507,8 @@ def to_markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {w} | {a['images']} | {a['frames']} ({a['frames_scanned']}) | {_mm(a['images_per_s'])} "
                     f"| {_mm(a['frames_per_s'])} | {'–' if steady is None else _mm(steady)} "
                     f"| {_mm(a['elapsed_s'], '{:.1f}')} | {_mm(a['wall_s'], '{:.1f}')} "
-                    f"| {a['startup_s']['median']:.1f} | {'–' if rss is None else f'{rss:.0f}'} | {a['boxes_redacted']} |")
+                    f"| {a['startup_s']['median']:.1f} | {'–' if rss is None else f'{rss:.0f}'} | {a['boxes_redacted']} "
+                    f"| {_filled(a, 'phi')} | {_filled(a, 'text')} |")
         stage_keys: list[str] = []
         for per_w in runs.values():
             for a in per_w.values():
@@ -625,6 +653,8 @@ def main(argv: list[str] | None = None) -> None:
                               file=sys.stderr, flush=True)
                         runs.append(res)
                     results["runs"][name][str(w)] = aggregate(runs)
+                    # the last run's outputs (each run starts from an empty folder), scored outside the timing
+                    results["runs"][name][str(w)]["truth"] = score_truth(work / f"out-{name}-{w}", inp)
                 results["command_deid"] = " ".join(
                     ["python"] + deid_command(Path("IN"), Path("OUT"), 0, Path("K"), device, args.batch_size, args.detector)[1:]
                 ).replace("--workers 0", "--workers W")

@@ -375,14 +375,14 @@ def filled(box: np.ndarray, share: float = 0.95) -> bool:
 
 
 def check_run(out: Path, by_sha: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Every input written, and every PHI box of every frame filled in its output."""
+    """Every input written, and every PHI box (and every text box) of every frame filled in its output."""
     import pydicom
 
     from deid_pipeline.pixels import decode_frames
 
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line.strip()]
     result: dict[str, Any] = {"inputs": len(by_sha), "records": len(records), "not_written": [], "phi_boxes": 0,
-                              "phi_filled": 0, "leaks": []}
+                              "phi_filled": 0, "leaks": [], "text_boxes": 0, "text_filled": 0, "text_missed": []}
     for rec in records:
         truth = by_sha.get(rec.get("input_sha256", ""))
         if truth is None:
@@ -393,14 +393,19 @@ def check_run(out: Path, by_sha: dict[str, dict[str, Any]]) -> dict[str, Any]:
         frames = decode_frames(pydicom.dcmread(out / rec["output_path"]))
         for f in range(frames.shape[0]):
             for a in truth.get("annotations", []):
-                if not a.get("phi") or ("frame" in a and int(a["frame"]) != f):
+                if "frame" in a and int(a["frame"]) != f:
                     continue
-                result["phi_boxes"] += 1
-                box = frames[f, a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]]
-                if filled(box):
-                    result["phi_filled"] += 1
-                else:
-                    result["leaks"].append({"file": truth["file"], "frame": f, "category": a.get("category", "")})
+                is_filled = filled(frames[f, a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]])
+                where = {"file": truth["file"], "frame": f, "category": a.get("category", "")}
+                result["text_boxes"] += 1
+                result["text_filled"] += is_filled
+                if not is_filled:
+                    result["text_missed"].append(where)
+                if a.get("phi"):
+                    result["phi_boxes"] += 1
+                    result["phi_filled"] += is_filled
+                    if not is_filled:
+                        result["leaks"].append(where)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -130,14 +131,29 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     worker_env = bench_pixels.machine_info("cpu")["worker_env"]  # what --worker-env runs under, as recorded
     assert worker_env["OMP_NUM_THREADS"] == "1" and WORKER_MALLOC_ENV.items() <= worker_env.items()
 
+    truth = json.loads(bench_pixels.truth_file(inp).read_text())
+    assert sorted(t["file"] for t in truth.values()) == ["ct_00000.dcm", "ct_00001.dcm"]
+    scored = bench_pixels.score_truth(tmp_path / "out", inp)
+    n_text = sum(len(t["annotations"]) for t in truth.values())
+    n_phi = sum(a["phi"] for t in truth.values() for a in t["annotations"])
+    assert (scored["records"], scored["text_boxes"], scored["phi_boxes"]) == (2, n_text, n_phi) and n_phi > 0
+    assert scored["phi_filled"] == n_phi - len(scored["phi_missed"])
+    assert scored["text_filled"] == n_text - len(scored["text_missed"])
+    out_files = sorted((tmp_path / "out").rglob("*.dcm"))
+    for f in out_files:  # an output with its redactions undone: its boxes count as missed
+        shutil.copy(inp / "ct_00000.dcm", f)
+    assert bench_pixels.score_truth(tmp_path / "out", inp)["text_filled"] < scored["text_filled"]
+
     agg = bench_pixels.aggregate([res])
+    agg["truth"] = scored
     assert agg["images_per_s"]["median"] == res["images_per_s"] and agg["frames"] == 2
     results = {"date": "2000-01-01T00:00:00+00:00", "command": "smoke", "machine": bench_pixels.machine_info("cpu"),
                "corpora": {"ct": index}, "runs": {"ct": {"0": agg}}}
     js, md, text = bench_pixels.write_results(results, tmp_path / "results")
     assert js.name == "pixels-2000-01-01.json" and json.loads(js.read_text())["runs"]["ct"]["0"]["images"] == 2
     row = next(line for line in text.splitlines() if line.startswith("| ct | 0 | 2 | 2 (2) |"))
-    assert row.count("|") == 13 and agg["steady_files_per_s"] is None  # 2 files: too short to tell
+    assert row.count("|") == 15 and agg["steady_files_per_s"] is None  # 2 files: too short to tell
+    assert row.endswith(f"| {scored['phi_filled']}/{n_phi} | {scored['text_filled']}/{n_text} |")
     steady = {**res, "run_json": {**res["run_json"], "files_per_s_steady": 5.0}}
     assert bench_pixels.aggregate([steady, res, steady])["steady_files_per_s"] == {"median": 5.0, "min": 5.0, "max": 5.0}
     assert all(s in text for s in bench_pixels.STAGES) and md.read_text() == text
