@@ -43,6 +43,10 @@ class DBParams:
     unclip_ratio: float = 1.6
     min_side: float = 3.0  # shorter side of the min-area rect, in network pixels
     max_candidates: int = 1000
+    #: A contour whose rectangle scores under ``box_thresh`` is scored again on its own pixels: a line
+    #: joined to a glyph below or beside it (the map's halo bridges them) has a tilted rectangle round
+    #: both, mostly empty, which would drop the whole line (the rectangle's score is RapidOCR's "fast" one).
+    contour_score: bool = True
     source: str = "model"  # ``Region.source`` of the boxes: the scan filters each network's boxes by its own rules
 
 
@@ -73,6 +77,14 @@ def _pad32(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def _contour_score(prob: np.ndarray, contour: np.ndarray) -> float:
+    """Mean probability over the contour's own pixels (DBNet's "slow" polygon score)."""
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
+    return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
+
+
 def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> list[Region]:
     """DB post-process on one (H, W) float32 probability map; boxes clipped to ``height`` x ``width``."""
     bitmap = (prob > p.thresh).astype(np.uint8)
@@ -92,6 +104,11 @@ def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> l
         mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
         cv2.fillPoly(mask, [np.round(pts - [x0, y0]).astype(np.int32)], 1)
         score = float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
+        if score < p.box_thresh and p.contour_score:
+            score = _contour_score(prob, contour)
+            # the shapes it joins are boxed upright (a tilted rectangle's bounding box is taller by far)
+            x, y, w, h = cv2.boundingRect(contour)
+            (cx, cy), (rw, rh), angle = (x + (w - 1) / 2, y + (h - 1) / 2), (w - 1, h - 1), 0.0
         if score < p.box_thresh:
             continue
         # unclip: offsetting a rectangle by d (round joins) has the rectangle grown by d as its bounding box
