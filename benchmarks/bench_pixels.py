@@ -12,7 +12,9 @@ Sizes are width x height (``shape`` in synth is (rows, cols)). Every corpus is r
 ``--repeats`` times; reported: the median with min-max of images/s (DICOM image files per second of
 ``run.json`` ``elapsed_s``) and frames/s, the wall time including process start, the start-up overhead
 (wall - elapsed), per-stage seconds summed over ``manifest.jsonl`` ``timings_ms`` with their share, boxes
-redacted, and the peak RSS of the largest worker process (``rss_monitor.run_sampled``).
+redacted, and the peak RSS of the largest worker process (``rss_monitor.run_sampled``); the last run of
+each configuration is scored against the corpus's ground truth (PHI boxes and all text boxes filled,
+``score_truth``), outside the timing.
 
 What the pipeline's stage timings cover (``deid_pipeline/pipeline.py``):
 
