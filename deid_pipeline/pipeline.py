@@ -217,7 +217,7 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
         raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
     except Exception as exc:  # pydicom raises many types on malformed input
         if isinstance(exc, OSError) and exc.errno is not None and not isinstance(data, bytes):
-            raise _unreadable(exc) from None  # the disk failed, not the file: failed, redone on resume
+            raise _unreadable(exc) from None  # the disk failed, not the file: failed unreadable, not quarantined
         raise FileError("parse-error", "the file does not parse as DICOM") from None
     try:
         for _ in getattr(ds, "file_meta", Dataset()).iterall():
