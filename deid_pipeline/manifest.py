@@ -175,6 +175,7 @@ class Ledger:
     records: int = 0
     head: str = GENESIS
     images: int = 0
+    retried: Counter[str] = field(default_factory=Counter)  # reason codes of the failed records taken out
     _manifest: IO[bytes] | None = None
     _journal: IO[bytes] | None = None
     _index: _Index | None = None
@@ -187,8 +188,12 @@ class Ledger:
     def journal_path(self) -> Path:
         return self.private_dir / JOURNAL_NAME
 
-    def open(self) -> int:
-        """Open for appending, reconciling what an interrupted run left; returns records kept."""
+    def open(self, retry_failed: bool = False) -> int:
+        """Open for appending, reconciling what an interrupted run left; returns records kept. With
+        ``retry_failed`` the records of failed inputs are taken out first (:meth:`_drop_failed`), so that
+        those inputs are processed again."""
+        if retry_failed:
+            self.retried = self._drop_failed()
         self._index = _Index(self.private_dir / INDEX_NAME)
         n = m_off = j_off = 0
         for mline, rec, jrec, m_off, j_off in _valid_prefix(self.manifest_path, self.journal_path):
@@ -204,6 +209,40 @@ class Ledger:
         self._manifest = open(self.manifest_path, "ab")
         self._journal = open(self.journal_path, "ab")
         return n
+
+    def _drop_failed(self) -> Counter[str]:
+        """Rewrite the manifest and the journal without their ``failed`` records (a disk error, a crashed
+        or timed-out worker, a file too big for the memory limit then: nothing the input itself is to
+        blame for) and return those records' reason codes. The records kept are linked again into one
+        chain and the journal renumbered, so there is still one record per input once the inputs are
+        redone. Both files are replaced whole (written, synced, renamed); a crash between the two renames
+        leaves a journal that disagrees with the manifest from the first dropped record on, and the
+        records from there are redone (their outputs are already in place, identical)."""
+        dropped: Counter[str] = Counter()
+        if not any(rec["status"] == "failed" for _, rec, _, _, _ in _valid_prefix(self.manifest_path, self.journal_path)):
+            return dropped
+        m_tmp = self.manifest_path.with_name(f".{MANIFEST_NAME}.retry-{os.getpid()}")
+        j_tmp = self.journal_path.with_name(f".{JOURNAL_NAME}.retry-{os.getpid()}")
+        prev, kept = GENESIS, 0
+        with open(m_tmp, "wb") as fm, open(j_tmp, "wb") as fj:
+            os.chmod(m_tmp, 0o640)
+            os.chmod(j_tmp, 0o600)
+            for _, rec, jrec, _, _ in _valid_prefix(self.manifest_path, self.journal_path):
+                if rec["status"] == "failed":
+                    dropped[(rec.get("reason") or {}).get("code", "")] += 1
+                    continue
+                kept += 1
+                line = canonical({**rec, "prev_record_sha256": prev})
+                fm.write(line + b"\n")
+                fj.write(canonical({**jrec, "line": kept}) + b"\n")
+                prev = hashlib.sha256(line).hexdigest()
+            for fh in (fm, fj):
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(m_tmp, self.manifest_path)
+        os.replace(j_tmp, self.journal_path)
+        log.info("%d failed records taken out to be redone: %s", sum(dropped.values()), dict(dropped))
+        return dropped
 
     def is_done(self, rel_input: str) -> bool:
         """Whether ``rel_input`` already has a record (in this run or an earlier session of it)."""

@@ -56,6 +56,7 @@ class RunOptions:
     count_inputs: bool = False  # walk INPUT once more up front so the progress bar has an ETA
     memory_limit: str = "auto"  # per local worker: bytes ("4GiB") or "auto" (machine memory / workers)
     quiet: bool = False  # errors only, the workers' logs included
+    retry_failed: bool = False  # a resumed run processes its failed inputs again (their records replaced)
 
 
 @dataclass
@@ -227,7 +228,9 @@ def execute(
         removed = _remove_temporaries(ctx.output_dir) if resume else 0
         profile_info = {"name": ctx.profile.name, "version": ctx.profile.version, "sha256": ctx.profile.sha256}
         ledger = Ledger(ctx.output_dir, private, ctx.key, profile_info, __version__)
-        kept = ledger.open()
+        kept = ledger.open(retry_failed=opts.retry_failed and resume)
+        if ledger.retried:
+            notes.append(f"{sum(ledger.retried.values())} failed inputs taken out of the manifest to be processed again")
         started = _utc()
         t0 = time.perf_counter()
         base: dict[str, Any] = {
@@ -239,6 +242,7 @@ def execute(
             "state": "running",
             "resumed": resume,
             "records_before_resume": kept,
+            "failed_retried": dict(sorted(ledger.retried.items())),  # reason codes of the failed records redone
             "temporaries_removed": removed,
             "pixels": ctx.pixel_rule,
             "pixel_mode": ctx.profile.settings.pixel_mode,

@@ -109,6 +109,37 @@ def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None
     assert len(written) == len(ref_written) - len(failed) and written < ref_written
 
 
+def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path: Path) -> None:
+    """A run left with failed records (a file that killed every worker): the same command resumed keeps
+    them; with ``--retry-failed`` they are processed again, their records replaced: the outputs and
+    records a clean run gives, one record per input, the chain verified under the key, verify clean."""
+    import json
+
+    inp, key, ref, ref_proc = setup
+    out = tmp_path / "out"
+    args = ("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3")
+    env = {"DEID_TEST_KILL_ON": "MR_small.dcm", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    assert deid(*args, env=env).returncode == 3
+    failed = [r for r in manifest(out) if r["status"] == "failed"]
+    assert failed
+    plain = deid(*args)  # resumed as before: every input has a record, nothing is redone
+    assert plain.returncode == 3 and outcome(manifest(out)) != outcome(manifest(ref))
+    assert sum(r["status"] == "failed" for r in manifest(out)) == len(failed)
+    retried = deid(*args[:-1], "3", "--retry-failed")
+    assert retried.returncode == ref_proc.returncode == 0, retried.stderr[-2000:]
+    records = manifest(out)
+    assert len(records) == len(list(walk_inputs(inp))) and outcome(records) == outcome(manifest(ref))
+    info = json.loads((out / "run.json").read_text())
+    assert info["failed_retried"] == {"worker-crashed": len(failed)} and info["files_this_session"] == len(failed)
+    assert any("failed inputs taken out" in n for n in info["notes"])
+    assert deid("audit", "verify", str(out), "--key-file", str(key)).returncode == 0
+    for folder in (out, ref):  # the pydicom files' own findings (a vendor name that is also the institution's) aside
+        deid("verify", str(folder), "--against", str(inp), "--key-file", str(key), "--no-rescan", "--workers", "0")
+    report, ref_report = (json.loads((f / "verify.json").read_text()) for f in (out, ref))
+    assert report["checked_outputs"] == ref_report["checked_outputs"] == len(FILES)
+    assert report["counts"] == ref_report["counts"] and set(report["counts"]) <= {"identifying-value-in-header"}
+
+
 @pytest.mark.parametrize("batch_size", [2, 7])  # 7: the whole tree in one batch, its limit still per file
 def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
     inp = small_tree(tmp_path / "in")

@@ -82,6 +82,85 @@ def test_resume_keeps_common_prefix_and_drops_torn_lines(tmp_path: Path) -> None
     assert oct(os.stat(again.journal_path).st_mode & 0o777) == oct(0o600)
 
 
+def _failed(i: int, code: str = "unreadable") -> FileResult:
+    r = _result(i, "failed")
+    r.reason_code, r.reason = code, "the input could not be read: Input/output error"
+    return r
+
+
+def test_retry_failed_takes_failed_records_out_and_relinks_the_chain(tmp_path: Path) -> None:
+    """``open(retry_failed=True)``: the failed records leave the manifest and the journal, the rest are
+    linked again and renumbered; redone, each input still has one record and the chain verifies."""
+    import json
+
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for r in (_result(0), _failed(1), _result(2), _failed(3, "worker-crashed"), _result(4)):
+        ledger.add(r)
+    _finish(ledger)
+    before = ledger.manifest_path.read_bytes()
+    plain = _ledger(tmp_path)  # a plain resume keeps them
+    assert plain.open() == 5 and plain.is_done("Doe^John/1") and not plain.retried
+    plain.close()
+    assert ledger.manifest_path.read_bytes() == before
+    again = _ledger(tmp_path)
+    assert again.open(retry_failed=True) == 3
+    assert again.retried == {"unreadable": 1, "worker-crashed": 1}
+    assert [again.is_done(f"Doe^John/{i}") for i in range(5)] == [True, False, True, False, True]
+    again.add(_result(1))
+    again.add(_result(3))
+    _finish(again)
+    assert verify_chain(again.output_dir, KEY) == []
+    records = [json.loads(line) for line in again.manifest_path.read_text().splitlines()]
+    journal = [json.loads(line) for line in again.journal_path.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["written"] * 5
+    assert sorted(j["input"] for j in journal) == [f"Doe^John/{i}" for i in range(5)]  # one record per input
+    assert [j["line"] for j in journal] == [1, 2, 3, 4, 5]
+    assert [j["input_sha256"] for j in journal] == [r["input_sha256"] for r in records]
+    assert oct(os.stat(again.journal_path).st_mode & 0o777) == oct(0o600)
+    assert oct(os.stat(again.manifest_path).st_mode & 0o777) == oct(0o640)
+    assert not [p for p in (again.output_dir, again.private_dir) for p in p.iterdir() if "retry" in p.name]
+    nothing = _ledger(tmp_path)  # nothing failed: the files are not replaced
+    inode = os.stat(nothing.manifest_path).st_ino
+    assert nothing.open(retry_failed=True) == 5 and not nothing.retried
+    nothing.close()
+    assert os.stat(nothing.manifest_path).st_ino == inode
+
+
+def test_retry_failed_interrupted_between_its_two_renames_recovers(tmp_path: Path, monkeypatch) -> None:
+    """Killed after the manifest was replaced, before the journal: the next open keeps the agreeing
+    prefix (up to the first dropped record), and the records after it are redone."""
+    from deid_pipeline import manifest as manifest_mod
+
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for r in (_result(0), _failed(1), _result(2), _result(3)):
+        ledger.add(r)
+    _finish(ledger)
+    real, calls = os.replace, []
+
+    def replace_once(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies here
+        return real(src, dst)
+
+    monkeypatch.setattr(manifest_mod.os, "replace", replace_once)
+    try:
+        _ledger(tmp_path).open(retry_failed=True)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(manifest_mod.os, "replace", real)
+    again = _ledger(tmp_path)
+    assert again.open() == 1  # record 0 agrees; the journal still names input 1 where the manifest has input 2
+    assert [again.is_done(f"Doe^John/{i}") for i in range(4)] == [True, False, False, False]
+    for i in (1, 2, 3):
+        again.add(_result(i))
+    _finish(again)
+    assert verify_chain(again.output_dir, KEY) == []
+    assert len(again.manifest_path.read_text().splitlines()) == 4
+
+
 def test_duplicate_inputs_are_skipped_not_written_twice(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     ledger.open()

@@ -64,6 +64,8 @@ def _interrupts_end_the_run() -> Iterator[None]:
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds one file may take (its batch is then cancelled and its files retried alone; default 300).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
               help="Per local worker (e.g. 4GiB); Dask restarts a worker above it. Inputs too big for it fail with a reason.")
+@click.option("--retry-failed", is_flag=True,
+              help="Resuming: process the inputs recorded failed (I/O error, crashed or timed-out worker, memory limit) again; their records are replaced, one record per input.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no summary; errors only.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @log_options
@@ -71,7 +73,7 @@ def _interrupts_end_the_run() -> Iterator[None]:
               help=f"Re-raise per-file errors (development; their traceback is shown with {TRACEBACK_ENV}=1).")
 def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, scheduler: str | None, device: str,
         key_file: Path | None, journal: Path | None, pixels: str, detector: str, linkage: Path | None, batch_size: int | None,
-        file_timeout: float | None, memory_limit: str, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
+        file_timeout: float | None, memory_limit: str, retry_failed: bool, quiet: bool, log_format: str, verbose: bool, log_file: Path | None,
         debug: bool) -> None:
     """De-identify every file under INPUT into OUTPUT, with OUTPUT/manifest.jsonl."""
     from ..prestart import start_for_run
@@ -84,7 +86,7 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, detector=detector, batch_size=batch_size,
-                      linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, quiet=quiet, count_inputs=not quiet and sys.stderr.isatty())
+                      linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, retry_failed=retry_failed, quiet=quiet, count_inputs=not quiet and sys.stderr.isatty())
     try:
         prepare_run(opts)
     except ConfigError as exc:
