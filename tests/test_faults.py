@@ -117,15 +117,16 @@ def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path:
 
     inp, key, ref, ref_proc = setup
     out = tmp_path / "out"
-    args = ("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3")
+    args = ("run", str(inp), str(out), "--workers", "2", "--key-file", str(key), "--pixels", "none", "--batch-size", "3")
     env = {"DEID_TEST_KILL_ON": "MR_small.dcm", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
-    assert deid(*args, env=env).returncode == 3
+    assert deid(*args, "--quiet", env=env).returncode == 3
     failed = [r for r in manifest(out) if r["status"] == "failed"]
     assert failed
-    plain = deid(*args)  # resumed as before: every input has a record, nothing is redone
+    plain = deid(*args)  # resumed as before: every input has a record, nothing is redone; the summary says how to
+    assert f"deid: {len(failed)} inputs failed" in plain.stderr and "--retry-failed" in plain.stderr
     assert plain.returncode == 3 and outcome(manifest(out)) != outcome(manifest(ref))
     assert sum(r["status"] == "failed" for r in manifest(out)) == len(failed)
-    retried = deid(*args[:-1], "3", "--retry-failed")
+    retried = deid(*args, "--quiet", "--retry-failed")
     assert retried.returncode == ref_proc.returncode == 0, retried.stderr[-2000:]
     records = manifest(out)
     assert len(records) == len(list(walk_inputs(inp))) and outcome(records) == outcome(manifest(ref))

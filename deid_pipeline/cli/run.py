@@ -123,4 +123,9 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
             signal.signal(sig, signal.SIG_IGN)
         if not quiet:
             feedback.summary(summary.data)
+            failed = summary.data.get("counts", {}).get("failed", 0)
+            if failed:
+                click.echo(f"deid: {failed} inputs failed (an I/O error, a crashed or timed-out worker, the memory "
+                           "limit; their reasons are in the manifest): the same command with --retry-failed "
+                           "processes them again", err=True)
         sys.exit(summary.exit_code)
