@@ -435,9 +435,13 @@ def quick_exit_after_close(worker: Any) -> None:
 
 class _WithholdTaskDetails(logging.Filter):
     """On a worker: Dask logs a failed task's arguments (INPUT's path, the batch's file names) and its
-    exception's text (``Compute Failed``); this keeps the record, its key and the exception's type only."""
+    exception's text (``Compute Failed``); this keeps the record, its key and the exception's type only.
+    It also drops Dask's traceback of a result the driver stopped fetching (``failed during get data``
+    over a connection the driver closed: deid interrupted or gone; the driver says why itself)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _GET_DATA_FAILED and record.exc_info and _closed_by_peer(record.exc_info[1]):
+            return False
         if isinstance(record.msg, str) and record.msg.startswith("Compute Failed") and record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
             text = str(args[3]) if len(args) > 3 else ""
@@ -446,6 +450,15 @@ class _WithholdTaskDetails(logging.Filter):
             record.msg = "Compute Failed: task %s raised %s; its arguments and message withheld (they may name inputs)"
             record.args = (args[0], kind)
         return True
+
+
+_GET_DATA_FAILED = "failed during get data with %s -> %s"  # distributed.worker.Worker.get_data
+
+
+def _closed_by_peer(exc: BaseException | None) -> bool:
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(exc, CommClosedError)
 
 
 _WITHHOLD = _WithholdTaskDetails()

@@ -180,3 +180,32 @@ def test_the_withheld_line_keeps_the_exception_type_only() -> None:
     assert "pkg.mod.MyError;" in shown("pkg.mod.MyError()")
     for text in ("DOE^JANE has no type", ""):
         assert "raised an exception;" in shown(text) and "DOE" not in shown(text)
+
+
+def test_a_result_the_driver_stopped_fetching_logs_no_traceback_on_the_worker() -> None:
+    """Interrupted while fetching a result, the driver closes its connection: the worker's
+    ``failed during get data`` record (a traceback on the run's stderr after 'interrupted') is dropped
+    when the peer closed the comm; any other failure of the transfer is still logged."""
+    import logging
+    import sys
+
+    from distributed import worker as dask_worker
+    from distributed.comm.core import CommClosedError
+
+    from deid_pipeline.batch import _GET_DATA_FAILED, _WithholdTaskDetails
+
+    assert _GET_DATA_FAILED in open(dask_worker.__file__, encoding="utf-8").read()  # still Dask's message
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            info = sys.exc_info()
+        return logging.LogRecord("distributed.worker", logging.ERROR, "worker.py", 1, _GET_DATA_FAILED,
+                                 ("tcp://127.0.0.1:1", None), info)
+
+    keep = _WithholdTaskDetails().filter
+    assert not keep(record(CommClosedError("in <TCP (closed)>: Stream is closed")))
+    assert keep(record(OSError(5, "Input/output error")))
+    other = logging.LogRecord("distributed.worker", logging.ERROR, "worker.py", 1, "something else %s", ("x",), None)
+    assert keep(other)
