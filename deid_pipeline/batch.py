@@ -436,11 +436,14 @@ def quick_exit_after_close(worker: Any) -> None:
 class _WithholdTaskDetails(logging.Filter):
     """On a worker: Dask logs a failed task's arguments (INPUT's path, the batch's file names) and its
     exception's text (``Compute Failed``); this keeps the record, its key and the exception's type only.
-    It also drops Dask's traceback of a result the driver stopped fetching (``failed during get data``
-    over a connection the driver closed: deid interrupted or gone; the driver says why itself)."""
+    On a worker of deid's own local cluster (whose stderr is the run's) it also drops Dask's tracebacks
+    of a connection the driver closed (a result it stopped fetching, a heartbeat to the scheduler that
+    is closing): deid interrupted or ending; the driver says why itself. A ``--scheduler`` cluster's
+    workers keep those records in their own logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == _GET_DATA_FAILED and record.exc_info and _closed_by_peer(record.exc_info[1]):
+        if (record.msg in _CLOSED_BY_DRIVER and record.exc_info and os.environ.get(QUICK_EXIT_ENV) == "1"
+                and _closed_by_peer(record.exc_info[1])):
             return False
         if isinstance(record.msg, str) and record.msg.startswith("Compute Failed") and record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
@@ -453,6 +456,8 @@ class _WithholdTaskDetails(logging.Filter):
 
 
 _GET_DATA_FAILED = "failed during get data with %s -> %s"  # distributed.worker.Worker.get_data
+_HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat."  # Worker.heartbeat
+_CLOSED_BY_DRIVER = (_GET_DATA_FAILED, _HEARTBEAT_FAILED)
 
 
 def _closed_by_peer(exc: BaseException | None) -> bool:
@@ -469,6 +474,10 @@ def withhold_task_details() -> None:
     worker_log = logging.getLogger("distributed.worker")
     if _WITHHOLD not in worker_log.filters:
         worker_log.addFilter(_WITHHOLD)
+
+
+if os.environ.get(QUICK_EXIT_ENV) == "1":  # a worker of deid's own local cluster (this module is in its
+    withhold_task_details()  # server's preload): filtered from its start, before any task (a run interrupted early)
 
 
 def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str,

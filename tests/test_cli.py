@@ -153,3 +153,41 @@ def test_run_gives_back_the_callers_signal_handlers(tmp_path: Path) -> None:
                                       "--pixels", "none", "--key-file", str(key), "--quiet"])
     assert result.exit_code == 0, result.output
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_an_interrupt_quiets_dask_teardown_noise_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once interrupted, exceptions raised in Dask's or tornado's ``__del__`` as the process ends (a client
+    future the signal caught half made) are dropped; any other unraisable still reaches the hook before,
+    and a second interrupt does not wrap the hook again."""
+    import logging
+    import signal
+    import sys
+    import types
+
+    from deid_pipeline.cli import run as run_cmd
+
+    seen: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.object))
+    for name in list(logging.root.manager.loggerDict):  # _interrupt silences Dask's: their levels back after
+        if name.split(".")[0] in ("distributed", "tornado"):
+            monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    with pytest.raises(run_cmd.Terminated):
+        run_cmd._interrupt(signal.SIGTERM, None)
+    hook = sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt):
+        run_cmd._interrupt(signal.SIGINT, None)
+    assert sys.unraisablehook is hook
+
+    def unraisable(module: str) -> types.SimpleNamespace:
+        def __del__(self: object) -> None:
+            pass
+        __del__.__module__ = module
+        return types.SimpleNamespace(object=__del__, exc_type=AttributeError, exc_value=AttributeError("_client"),
+                                     exc_traceback=None, err_msg=None)
+
+    hook(unraisable("distributed.client"))
+    hook(unraisable("tornado.ioloop"))
+    assert seen == []
+    other = unraisable("deid_pipeline.pipeline")
+    hook(other)
+    assert seen == [other.object]
