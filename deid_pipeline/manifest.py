@@ -219,14 +219,17 @@ class Ledger:
         leaves a journal that disagrees with the manifest from the first dropped record on, and the
         records from there are redone (their outputs are already in place, identical)."""
         dropped: Counter[str] = Counter()
+        for path in (self.manifest_path, self.journal_path):  # an earlier retry's, killed before its rename
+            for stale in path.parent.glob(f".{path.name}.retry-*"):
+                stale.unlink(missing_ok=True)
         if not any(rec["status"] == "failed" for _, rec, _, _, _ in _valid_prefix(self.manifest_path, self.journal_path)):
             return dropped
         m_tmp = self.manifest_path.with_name(f".{MANIFEST_NAME}.retry-{os.getpid()}")
         j_tmp = self.journal_path.with_name(f".{JOURNAL_NAME}.retry-{os.getpid()}")
         prev, kept = GENESIS, 0
-        with open(m_tmp, "wb") as fm, open(j_tmp, "wb") as fj:
-            os.chmod(m_tmp, 0o640)
-            os.chmod(j_tmp, 0o600)
+        m_fd = os.open(m_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        j_fd = os.open(j_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it names inputs
+        with os.fdopen(m_fd, "wb") as fm, os.fdopen(j_fd, "wb") as fj:
             for _, rec, jrec, _, _ in _valid_prefix(self.manifest_path, self.journal_path):
                 if rec["status"] == "failed":
                     dropped[(rec.get("reason") or {}).get("code", "")] += 1
