@@ -192,6 +192,9 @@ class Ledger:
         """Open for appending, reconciling what an interrupted run left; returns records kept. With
         ``retry_failed`` the records of failed inputs are taken out first (:meth:`_drop_failed`), so that
         those inputs are processed again."""
+        for path in (self.manifest_path, self.journal_path):  # a retry's rewrite, killed before its rename
+            for stale in path.parent.glob(f".{path.name}.retry-*"):
+                stale.unlink(missing_ok=True)
         if retry_failed:
             self.retried = self._drop_failed()
         self._index = _Index(self.private_dir / INDEX_NAME)
@@ -219,9 +222,6 @@ class Ledger:
         leaves a journal that disagrees with the manifest from the first dropped record on, and the
         records from there are redone (their outputs are already in place, identical)."""
         dropped: Counter[str] = Counter()
-        for path in (self.manifest_path, self.journal_path):  # an earlier retry's, killed before its rename
-            for stale in path.parent.glob(f".{path.name}.retry-*"):
-                stale.unlink(missing_ok=True)
         if not any(rec["status"] == "failed" for _, rec, _, _, _ in _valid_prefix(self.manifest_path, self.journal_path)):
             return dropped
         m_tmp = self.manifest_path.with_name(f".{MANIFEST_NAME}.retry-{os.getpid()}")
