@@ -20,6 +20,8 @@ import re
 import secrets
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -180,22 +182,28 @@ def _unreadable(exc: OSError) -> FileError:
     return FileError("unreadable", f"the input could not be read: {why}", status="failed")
 
 
-def _read_big(path: Path, result: FileResult) -> Dataset:
-    """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile."""
+@contextmanager
+def _reading_input() -> Iterator[None]:
+    """An ``OSError`` inside the block (the input's stat, open or read) becomes :func:`_unreadable`. Only
+    around reads: pydicom and Pillow raise ``OSError`` for corrupt data too, which is not ``unreadable``."""
     try:
-        fh = open(path, "rb")
-        before = os.fstat(fh.fileno())
+        yield
     except OSError as exc:
         raise _unreadable(exc) from None
+
+
+def _read_big(path: Path, result: FileResult) -> Dataset:
+    """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile."""
+    with _reading_input():
+        fh = open(path, "rb")
+        before = os.fstat(fh.fileno())
     with fh:
         h = hashlib.sha256()
-        try:
+        with _reading_input():
             for block in iter(lambda: fh.read(1 << 23), b""):
                 h.update(block)
-        except OSError as exc:
-            raise _unreadable(exc) from None
         result.input_sha256, result.input_size = h.hexdigest(), before.st_size
-        try:
+        with _reading_input():  # a read error in the second pass (the first one passed)
             fh.seek(0)
             kind = sniff(fh.read(512))
             if kind == "not-dicom":
@@ -203,8 +211,6 @@ def _read_big(path: Path, result: FileResult) -> Dataset:
             fh.seek(0)
             ds = _read_dataset(fh, kind)
             after = os.fstat(fh.fileno())
-        except OSError as exc:  # a read error in the second pass (the first one passed)
-            raise _unreadable(exc) from None
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise FileError("input-changed", "the file changed while it was read; run again once the export is complete", status="failed")
     return ds
@@ -355,16 +361,12 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             status, message = UNREAD[cand.unread]
             raise SkipFile(cand.unread, message) if status == "skipped" else FileError(cand.unread, message, status)
         path = root / cand.rel
-        try:
+        with _reading_input():
             size = path.stat().st_size
-        except OSError as exc:
-            raise _unreadable(exc) from None
         if ctx.max_file_bytes is not None and size > ctx.max_file_bytes:
             result.input_size = size
-            try:
+            with _reading_input():
                 result.input_sha256 = _sha256_file(path)
-            except OSError as exc:
-                raise _unreadable(exc) from None
             raise FileError(
                 "too-large-for-worker-memory",
                 f"{result.input_size / 2**20:.0f} MiB is more than a worker with this memory limit accepts "
@@ -375,10 +377,8 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         if size > STREAM_ABOVE_BYTES:
             ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
         else:
-            try:
+            with _reading_input():
                 data = path.read_bytes()
-            except OSError as exc:
-                raise _unreadable(exc) from None
             result.input_sha256 = hashlib.sha256(data).hexdigest()
             result.input_size = len(data)
             if not data:
