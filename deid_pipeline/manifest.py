@@ -244,7 +244,7 @@ class Ledger:
                 os.fsync(fh.fileno())
         os.replace(m_tmp, self.manifest_path)
         os.replace(j_tmp, self.journal_path)
-        log.info("%d failed records taken out to be redone: %s", sum(dropped.values()), dict(dropped))
+        log.info("%d failed records taken out to be redone (by reason code in run.json)", sum(dropped.values()))
         return dropped
 
     def is_done(self, rel_input: str) -> bool:
