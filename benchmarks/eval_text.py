@@ -223,6 +223,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Score burned-in text redaction against ground truth.")
     ap.add_argument("--synthetic", type=int, default=0, help="number of synthetic cases (0: none)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--kinds", default="", help="comma-separated synthetic kinds (default: all of synth.KINDS)")
     ap.add_argument("--real", type=Path, help="folder of *.dcm + *.groundtruth.json")
     ap.add_argument("--controls", type=Path, help="folder of no-text *.dcm")
     ap.add_argument("--device", default="auto")
@@ -235,16 +236,18 @@ def main() -> None:
     detector = ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
-        from deid_pipeline.synth import iter_cases
+        from deid_pipeline.synth import KINDS, iter_cases
 
-        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed)]
+        kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
+        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds)]
     if args.real:
         sets["real"] = load_dir(args.real)
     if args.controls:
         sets["controls"] = load_dir(args.controls)
     tag = args.tag or detector.device.replace(":", "")
     result: dict[str, Any] = {**result_header(detector, args.mode, tag),
-                              "synthetic_seed": args.seed if args.synthetic else None, "sets": {}}
+                              "synthetic_seed": args.seed if args.synthetic else None,
+                              "synthetic_kinds": args.kinds or "all", "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)
