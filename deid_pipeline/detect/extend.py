@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..types import Region
+from .glyphs import _as_u8
 
 __all__ = ["LineParams", "extend_along_line"]
 
@@ -58,7 +59,7 @@ def _field(box: np.ndarray) -> np.ndarray:
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels, stats) of the 8-connected components of a bool mask."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask).view(np.uint8), 8, cv2.CV_32S)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(_as_u8(mask), 8, cv2.CV_32S)
     return labels, stats
 
 
