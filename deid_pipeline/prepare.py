@@ -12,7 +12,13 @@ detection device:
   exist besides the extreme (a second text value, such as 3071 in a CT whose other text is at 32767);
 * ``extreme``: pixels at the top of the range (the bottom for MONOCHROME1) in white over the dimmed
   frame; only when such pixels are a small share of the frame, as overlay text is;
-* ``rgb``: colour frames (YBR_FULL[_422] converted, PALETTE COLOR through its LUT, segmented LUTs included).
+* ``rgb``: colour frames (YBR_FULL[_422] converted, PALETTE COLOR through its LUT, segmented LUTs included);
+* ``achromatic``: a colour frame's least channel value per pixel (the grey part of its colour), when the
+  frame holds a colour patch (colour flow): a flow map drawn over the grey image shows that image, one
+  drawn in place of it goes dark, and white or grey text over the patch stands out as it does over the
+  rest of the image, where in ``rgb`` the flow's colours break it up. (The middle channel showed a
+  red-to-yellow power Doppler map as bright streaks, taken for a line of text; a view of the band of rows
+  round the patch alone found less: ``benchmarks/README.md``, seventeenth session.)
 
 Intensity scaling, resizing and padding are MONAI transforms (``ScaleIntensityRange``, ``Resize``,
 ``BorderPad``, ``DivisiblePad``) applied to torch tensors on the detection device, all views of one frame
@@ -38,6 +44,8 @@ MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin st
 BORDER = 16  # black margin round every view: text touching the frame edge needs context to be found
 EXTREME_MIN_SHARE = 1e-5  # share of pixels at the extreme value for the ``extreme`` view
 EXTREME_MAX_SHARE = 0.15
+PATCH_CHROMA = 48  # a colour-flow pixel's channels differ by this much at least (0..255) ...
+PATCH_SIDE = 0.025  # ... over a square this share of the frame's short side (text strokes are thinner)
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class View:
     """One prepared image of one frame."""
 
     frame: int  # index into the frames given to ``prepare_views``
-    kind: str  # "full" | "window" | "upper" | "extreme" | "rgb"
+    kind: str  # "full" | "window" | "upper" | "extreme" | "rgb" | "achromatic"
     image: np.ndarray  # uint8 (H, W, 3), H and W multiples of 32
     height: int  # resized size before padding
     width: int
@@ -124,6 +132,20 @@ def to_display_rgb(ds: Dataset, frames: np.ndarray) -> np.ndarray | None:
     if decoded_photometric(ds).startswith("MONOCHROME"):
         return None
     return np.asarray(display_rgb(ds, frames), dtype=np.uint8)
+
+
+def colour_patch(frame: np.ndarray) -> bool:
+    """Whether an RGB frame (H, W, 3 uint8) holds a patch of colour (colour flow, a colour map) rather
+    than only coloured lines and text: pixels whose channels differ by ``PATCH_CHROMA`` filling a square
+    of ``PATCH_SIDE`` of the short side."""
+    import cv2
+
+    r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
+    mask = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)) >= PATCH_CHROMA
+    k = max(3, round(PATCH_SIDE * min(frame.shape[:2])))
+    if int(np.count_nonzero(mask)) < k * k:
+        return False
+    return bool(cv2.erode(mask.view(np.uint8), np.ones((k, k), np.uint8)).any())
 
 
 def _monai() -> tuple[object, object]:
@@ -229,6 +251,10 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
             t = torch.as_tensor(rgb[s : s + 8], device=device).permute(0, 3, 1, 2).float()
             imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long)
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
+            flow = [j for j in range(t.shape[0]) if extra_views and colour_patch(rgb[s + j])]
+            if flow:
+                out, greys, _, _ = _finish(t[flow].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
+                views.extend(View(s + j, "achromatic", im, th, tw, sy, sx, grey=g) for j, im, g in zip(flow, out, greys))
         return views
 
     invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"

@@ -70,6 +70,9 @@ class FilterParams:
     glyph_max_rel_height: float = 0.07  # box short side / frame short side of a lone glyph
     glyph_min_contrast: float = 60.0
     glyph_max_ink: float = 0.45
+    # a colour frame's ``achromatic`` view (``prepare``) adds lines no taller than this share of the frame's
+    # short side: labels crossing colour flow; taller boxes there were flow taken for text
+    achromatic_max_rel_height: float = 0.07
     # glyphs on a flat field found without the network (``detect.glyphs``); None turns the finder off
     flat_field: GlyphParams | None = field(default_factory=GlyphParams)
     # in colour views, a kept network box grown along its line over more glyphs of its ink (``detect.extend``);
@@ -105,8 +108,15 @@ def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
     if not (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
             and fp.min_ink <= e["ink"] <= fp.max_ink):
         return False
+    if view.kind == "achromatic" and e["rel_height"] > fp.achromatic_max_rel_height:
+        return False
     if r.w >= fp.square_aspect * r.h:
         return r.score >= fp.min_score or e["contrast"] >= fp.strong_contrast
+    if view.kind == "achromatic":
+        # a colour frame's grey part (``prepare``) is there for lines crossing its colour flow; its
+        # near-square boxes are not taken whatever their score (under a PET colour map the CT's bright
+        # spots were, as glyphs)
+        return False
     if r.score >= fp.square_min_score:
         return True
     # a lone glyph: small, high contrast, thin strokes (a blob or a filled circle has more ink)
@@ -230,6 +240,19 @@ def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     return results
 
 
+def _continues_a_line(box: tuple[int, int, int, int], found: Sequence[Region]) -> bool:
+    """Whether a box of a colour frame's ``achromatic`` view overlaps or continues a box found in the
+    frame's other views: rows shared by half the lower box, at most its height apart. That view is made
+    for lines whose middle the ``rgb`` view lost over colour flow; on its own it took the holes of a real
+    power Doppler map and a PET-CT's bone for text (``benchmarks/README.md``, seventeenth session)."""
+    x, y, w, h = box
+    for b in found:
+        low = min(h, b.h)
+        if min(y + h, b.y + b.h) - max(y, b.y) >= 0.5 * low and max(b.x - (x + w), x - (b.x + b.w)) <= low:
+            return True
+    return False
+
+
 def _touches_any(r: Region, boxes: Sequence[Region], pad: int = 4) -> bool:
     """Whether ``r`` meets a box grown by ``pad``: the second pass sees the fill blocks of the first
     as dark shapes; only text apart from them is new."""
@@ -316,12 +339,13 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         plans.append((ds, frames, reps, slot, len(reps)))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size)
-    # glyphs on a flat field, in the upright views (their seconds belong to ``decide``)
+    # glyphs on a flat field, in the upright views (their seconds belong to ``decide``); not in a colour
+    # frame's ``achromatic`` view: a flat field shows as flat in its ``rgb`` view, where they are found
     tg = time.perf_counter()
     glyph_found: list[list[Region]] = []
     for view, (n_item, _) in zip(all_views, owners):
         rows, cols = plans[n_item][1].shape[1:3]
-        glyph_found.append([] if fp.flat_field is None else find_glyph_text(
+        glyph_found.append([] if fp.flat_field is None or view.kind == "achromatic" else find_glyph_text(
             view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=view.frame_box))
     tg = time.perf_counter() - tg
     # boxes standing on end, or glyph boxes in a column, are pieces of a line of vertical text: every view
@@ -352,9 +376,11 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         if fp.line is not None and view.grey is None:  # colour views: lines the network stopped short of
             kept += [piece for r in kept if r.source in NETWORK_SOURCES for piece in
                      extend_along_line(view.plane, r, view.frame_box, fp.line)]
+        # an achromatic view completes lines its frame's other views found in part (``_continues_a_line``)
+        anchors = list(per_item[n_item][rep_slot]) if view.kind == "achromatic" else None
         for r in kept:
             box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
-            if box is not None:
+            if box is not None and (anchors is None or _continues_a_line(box, anchors)):
                 per_item[n_item][rep_slot].append(Region(*box, score=r.score, source=r.source))
     results: list[list[list[Region]]] = []
     for n_item, item in enumerate(items):

@@ -434,3 +434,47 @@ def test_a_line_joined_to_a_glyph_below_is_kept_boxed_upright() -> None:
     lone = np.zeros_like(prob)
     lone[20:40, 10:260] = 0.95
     assert dbnet.boxes_from_prob(lone, 120, 320, p) == dbnet.boxes_from_prob(lone, 120, 320, replace(p, contour_score=False))
+
+
+@pytest.mark.parametrize("name", ["deid-textseg", UNION])
+def test_grey_text_across_colour_flow_is_found_in_the_achromatic_view(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A synthetic colour ultrasound (``synth``, kind ``us_ybr``) whose institution line, grey 180,
+    crosses a colour Doppler patch: the networks box its two ends in the ``rgb`` view and lose its
+    middle over the flow; the ``achromatic`` view (the grey image under the flow) shows the line whole.
+    Without that view the line is not covered."""
+    from deid_pipeline import prepare, synth
+
+    ds, truth = synth.make_case("us_ybr", 7_000_134)
+    [line] = [(a["x"], a["y"], a["w"], a["h"]) for a in truth["annotations"] if a["category"] == "institution"]
+    phi = [(a["x"], a["y"], a["w"], a["h"]) for a in truth["annotations"] if a["phi"]]
+    det = get_detector(name, "cpu")
+    regions = scan_frames(ds, _decode(ds), det)[0]
+    assert all(_covered(b, regions) for b in phi)
+    monkeypatch.setattr(prepare, "colour_patch", lambda frame: False)
+    assert not _covered(line, scan_frames(ds, _decode(ds), det)[0])
+
+
+def test_achromatic_view_boxes_only_complete_lines() -> None:
+    """What the ``achromatic`` view may add: a line box no taller than ``achromatic_max_rel_height`` of
+    the frame (the same box counts in the ``rgb`` view), never a near-square box, and only where it
+    overlaps or continues, on the same rows, a box of the frame's other views."""
+    from dataclasses import replace
+
+    from deid_pipeline.prepare import View
+    from deid_pipeline.scan import FilterParams, _continues_a_line, looks_like_text
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    _put(img, "LAKEVIEW CLINIC", (100, 100), 220, scale=0.7)
+    cv2.putText(img, "ST MARY", (100, 300), cv2.FONT_HERSHEY_SIMPLEX, 2.2, (220, 220, 220), 3)  # 48 px tall
+    rgb = View(0, "rgb", img, 480, 640, 1.0, 1.0, oy=0, ox=0)
+    ach = replace(rgb, kind="achromatic", grey=img[..., 0].copy())
+    fp = FilterParams()
+    line, tall, square = Region(96, 82, 200, 24, 0.8, "textseg"), Region(94, 244, 260, 64, 0.8, "textseg"), Region(96, 82, 30, 24, 0.9, "textseg")
+    assert looks_like_text(rgb, line, fp) and looks_like_text(ach, line, fp)
+    assert looks_like_text(rgb, tall, fp) and not looks_like_text(ach, tall, fp)
+    assert looks_like_text(rgb, square, fp) and not looks_like_text(ach, square, fp)
+    found = [Region(300, 80, 90, 20, 0.8, "textseg")]
+    assert _continues_a_line((100, 82, 190, 22), found)  # ends 10 px before it: continues the line
+    assert _continues_a_line((320, 78, 40, 24), found)  # inside it
+    assert not _continues_a_line((100, 82, 150, 22), found)  # 50 px short of it
+    assert not _continues_a_line((300, 110, 90, 20), found)  # the next line down

@@ -199,3 +199,65 @@ def test_frame_box_follows_the_view_as_it_is_turned(kind: str) -> None:
         assert view.frame_box == (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                                   int(ys.max() - ys.min() + 1)), quarter
         view = view.turned()
+
+
+def _speckle_rgb(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A grey ultrasound-like frame (speckle, 20..200) as RGB."""
+    rng = np.random.default_rng(seed)
+    grey = np.clip(rng.gamma(2.0, 45.0, (rows, cols)), 20, 200).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _rgb_ds(frames: int = 1) -> "object":
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.PhotometricInterpretation, ds.SamplesPerPixel = "RGB", 3
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def test_a_colour_patch_is_told_from_coloured_text() -> None:
+    """Colour flow (a patch of red and blue) is a colour patch; yellow, green and orange text of usual
+    weight, a coloured rule and a grey frame are not (a solid colour bar is one: its view costs time only)."""
+    import cv2
+
+    frame = _speckle_rgb(240, 320)
+    assert not prepare.colour_patch(frame)
+    texty = frame.copy()
+    for i, colour in enumerate(((255, 255, 0), (0, 255, 0), (255, 128, 0))):
+        cv2.putText(texty, "PATIENT NAME 12:30", (10, 30 + 30 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, colour, 1)
+    texty[200:203, 20:300] = (255, 0, 0)  # a rule three pixels thick
+    assert not prepare.colour_patch(texty)
+    flow = frame.copy()
+    flow[90:140, 120:190, 0] = 230  # red flow over the B-mode
+    flow[110:140, 150:190, 2] = 230
+    flow[110:140, 150:190, 0] = frame[110:140, 150:190, 0]  # ... and blue
+    assert prepare.colour_patch(flow)
+
+
+def test_the_achromatic_view_shows_the_grey_image_under_the_flow() -> None:
+    """Only the frames with colour flow get an ``achromatic`` view; in it flow drawn over the grey image
+    is gone (it equals the view of the grey frame, within rounding, where the ``rgb`` view does not) and
+    flow drawn in place of it (orange, no blue) is dark."""
+    grey = _speckle_rgb(240, 320, seed=1)
+    flow = grey.copy()
+    flow[90:140, 40:110, 0] = 230  # red added over the B-mode
+    flow[90:140, 200:270] = (255, 140, 0)  # a power-Doppler orange in place of it
+    frames = np.stack([grey, flow, grey.copy()])
+    frames[2, 5, 5] = 0  # three distinct frames
+    views = prepare.prepare_views(_rgb_ds(3), frames)
+    assert [(v.frame, v.kind) for v in views] == [(0, "rgb"), (1, "rgb"), (2, "rgb"), (1, "achromatic")]
+    ach = views[3]
+    assert ach.grey is not None and np.array_equal(ach.image[..., 1], ach.grey)
+    y0, y1 = (np.array([90, 140]) / ach.sy + ach.oy).astype(int)
+    over = slice(int(40 / ach.sx + ach.ox), int(110 / ach.sx + ach.ox))
+    instead = slice(int(200 / ach.sx + ach.ox) + 2, int(270 / ach.sx + ach.ox) - 2)
+    plain = views[0].image[..., 0].astype(int)  # the grey frame's view
+    assert np.abs(ach.grey[y0:y1, over].astype(int) - plain[y0:y1, over]).max() <= 1
+    assert np.abs(views[1].image[y0:y1, over, 0].astype(int) - plain[y0:y1, over]).max() > 100  # the rgb view
+    assert ach.grey[y0 + 2 : y1 - 2, instead].max() == 0
+    assert ach.to_stored(16, 16, 64, 48, 240, 320) == views[1].to_stored(16, 16, 64, 48, 240, 320)
+    # no extra views asked for: none
+    assert [v.kind for v in prepare.prepare_views(_rgb_ds(), flow[None], extra_views=False)] == ["rgb"]
