@@ -45,7 +45,8 @@ BORDER = 16  # black margin round every view: text touching the frame edge needs
 EXTREME_MIN_SHARE = 1e-5  # share of pixels at the extreme value for the ``extreme`` view
 EXTREME_MAX_SHARE = 0.15
 PATCH_CHROMA = 48  # a colour-flow pixel's channels differ by this much at least (0..255) ...
-PATCH_SIDE = 0.025  # ... over a square this share of the frame's short side (text strokes are thinner)
+PATCH_PX = 8  # ... over a square this many stored pixels wide (text strokes are thinner; a share of the
+# frame's short side missed the fine flow of large frames: benchmarks/README.md, seventeenth session)
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,12 @@ def to_display_rgb(ds: Dataset, frames: np.ndarray) -> np.ndarray | None:
 def colour_patch(frame: np.ndarray) -> bool:
     """Whether an RGB frame (H, W, 3 uint8) holds a patch of colour (colour flow, a colour map) rather
     than only coloured lines and text: pixels whose channels differ by ``PATCH_CHROMA`` filling a square
-    of ``PATCH_SIDE`` of the short side."""
+    of ``PATCH_PX``."""
     import cv2
 
     r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
     mask = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)) >= PATCH_CHROMA
-    k = max(3, round(PATCH_SIDE * min(frame.shape[:2])))
+    k = PATCH_PX
     if int(np.count_nonzero(mask)) < k * k:
         return False
     return bool(cv2.erode(mask.view(np.uint8), np.ones((k, k), np.uint8)).any())
