@@ -252,10 +252,14 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
             t = torch.as_tensor(rgb[s : s + 8], device=device).permute(0, 3, 1, 2).float()
             imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long)
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
-            flow = [j for j in range(t.shape[0]) if extra_views and colour_patch(rgb[s + j])]
-            if flow:
-                out, greys, _, _ = _finish(t[flow].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
-                views.extend(View(s + j, "achromatic", im, th, tw, sy, sx, grey=g) for j, im, g in zip(flow, out, greys))
+            # one achromatic view per call, of the first frame with a patch: text stands still in a cine while
+            # its flow moves, and ``scan.propagate_static`` carries its boxes to the frames where its ink is
+            # unchanged (a view per frame cost a cine ~40 % more scan time: benchmarks/README.md)
+            first = next((j for j in range(t.shape[0]) if colour_patch(rgb[s + j])), None) if extra_views and \
+                not any(v.kind == "achromatic" for v in views) else None
+            if first is not None:
+                out, greys, _, _ = _finish(t[first : first + 1].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
+                views.append(View(s + first, "achromatic", out[0], th, tw, sy, sx, grey=greys[0]))
         return views
 
     invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"

@@ -478,3 +478,30 @@ def test_achromatic_view_boxes_only_complete_lines() -> None:
     assert _continues_a_line((320, 78, 40, 24), found)  # inside it
     assert not _continues_a_line((100, 82, 150, 22), found)  # 50 px short of it
     assert not _continues_a_line((300, 110, 90, 20), found)  # the next line down
+
+
+@pytest.mark.parametrize("name", ["deid-textseg", UNION])
+def test_a_line_across_moving_flow_is_covered_in_every_frame_of_a_cine(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The synthetic ultrasound above as a four-frame cine whose flow changes colour from frame to frame
+    (red and blue swapped, then brighter) under the still text: the one ``achromatic`` view (the first
+    frame's) completes the institution line there, and the still-text carry covers it in every frame.
+    Without the view no frame has it."""
+    from deid_pipeline import prepare, synth
+
+    ds, truth = synth.make_case("us_ybr", 7_000_134)
+    [line] = [(a["x"], a["y"], a["w"], a["h"]) for a in truth["annotations"] if a["category"] == "institution"]
+    frame = prepare.to_display_rgb(ds, _decode(ds))[0].astype(np.int16)
+    flow = (frame.max(axis=2) - frame.min(axis=2)) >= 48
+    frames = []
+    for i in range(4):
+        f = frame.copy()
+        if i % 2:
+            f[flow] = f[flow][:, ::-1]
+        if i >= 2:
+            f[flow] = np.clip(f[flow] + np.array([0, 20, 0]), 0, 255)
+        frames.append(f.astype(np.uint8))
+    cine = np.stack(frames)
+    det = get_detector(name, "cpu")
+    assert all(_covered(line, regions) for regions in scan_frames(_ds(cine, "RGB"), cine, det))
+    monkeypatch.setattr(prepare, "colour_patch", lambda frame: False)
+    assert not any(_covered(line, regions) for regions in scan_frames(_ds(cine, "RGB"), cine, det))

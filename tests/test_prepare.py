@@ -238,18 +238,19 @@ def test_a_colour_patch_is_told_from_coloured_text() -> None:
 
 
 def test_the_achromatic_view_shows_the_grey_image_under_the_flow() -> None:
-    """Only the frames with colour flow get an ``achromatic`` view; in it flow drawn over the grey image
-    is gone (it equals the view of the grey frame, within rounding, where the ``rgb`` view does not) and
-    flow drawn in place of it (orange, no blue) is dark."""
+    """The first frame with colour flow gets an ``achromatic`` view, the only one of the call (a frame
+    without flow gets none; ``scan`` carries still text to the other frames); in it flow drawn over the
+    grey image is gone (it equals the view of the grey frame, within rounding, where the ``rgb`` view does
+    not) and flow drawn in place of it (orange, no blue) is dark."""
     grey = _speckle_rgb(240, 320, seed=1)
     flow = grey.copy()
     flow[90:140, 40:110, 0] = 230  # red added over the B-mode
     flow[90:140, 200:270] = (255, 140, 0)  # a power-Doppler orange in place of it
-    frames = np.stack([grey, flow, grey.copy()])
-    frames[2, 5, 5] = 0  # three distinct frames
-    views = prepare.prepare_views(_rgb_ds(3), frames)
-    assert [(v.frame, v.kind) for v in views] == [(0, "rgb"), (1, "rgb"), (2, "rgb"), (1, "achromatic")]
-    ach = views[3]
+    frames = np.stack([grey, flow, grey.copy(), np.roll(flow, 3, axis=1)])
+    frames[2, 5, 5] = 0  # four distinct frames
+    views = prepare.prepare_views(_rgb_ds(4), frames)
+    assert [(v.frame, v.kind) for v in views] == [(0, "rgb"), (1, "rgb"), (2, "rgb"), (3, "rgb"), (1, "achromatic")]
+    ach = views[4]
     assert ach.grey is not None and np.array_equal(ach.image[..., 1], ach.grey)
     y0, y1 = (np.array([90, 140]) / ach.sy + ach.oy).astype(int)
     over = slice(int(40 / ach.sx + ach.ox), int(110 / ach.sx + ach.ox))
