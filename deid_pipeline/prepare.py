@@ -143,10 +143,9 @@ def colour_patch(frame: np.ndarray) -> bool:
 
     r, g, b = frame[..., 0], frame[..., 1], frame[..., 2]
     mask = (np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)) >= PATCH_CHROMA
-    k = PATCH_PX
-    if int(np.count_nonzero(mask)) < k * k:
+    if int(np.count_nonzero(mask)) < PATCH_PX * PATCH_PX:
         return False
-    return bool(cv2.erode(mask.view(np.uint8), np.ones((k, k), np.uint8)).any())
+    return bool(cv2.erode(mask.view(np.uint8), np.ones((PATCH_PX, PATCH_PX), np.uint8)).any())
 
 
 def _monai() -> tuple[object, object]:
@@ -248,18 +247,19 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     views: list[View] = []
     rgb = to_display_rgb(ds, frames)
     if rgb is not None:
+        # one achromatic view per call, of the first frame with a colour patch: text stands still in a cine
+        # while its flow moves, and ``scan.propagate_static`` carries its boxes to the frames where its ink
+        # is unchanged (a view per frame cost a cine ~40 % more scan time: benchmarks/README.md)
+        achromatic = extra_views
         for s in range(0, n, 8):
             t = torch.as_tensor(rgb[s : s + 8], device=device).permute(0, 3, 1, 2).float()
             imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long)
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
-            # one achromatic view per call, of the first frame with a patch: text stands still in a cine while
-            # its flow moves, and ``scan.propagate_static`` carries its boxes to the frames where its ink is
-            # unchanged (a view per frame cost a cine ~40 % more scan time: benchmarks/README.md)
-            first = next((j for j in range(t.shape[0]) if colour_patch(rgb[s + j])), None) if extra_views and \
-                not any(v.kind == "achromatic" for v in views) else None
+            first = next((j for j in range(t.shape[0]) if colour_patch(rgb[s + j])), None) if achromatic else None
             if first is not None:
                 out, greys, _, _ = _finish(t[first : first + 1].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
                 views.append(View(s + first, "achromatic", out[0], th, tw, sy, sx, grey=greys[0]))
+                achromatic = False
         return views
 
     invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
