@@ -108,15 +108,13 @@ def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
     if not (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
             and fp.min_ink <= e["ink"] <= fp.max_ink):
         return False
-    if view.kind == "achromatic" and e["rel_height"] > fp.achromatic_max_rel_height:
+    if view.kind == "achromatic" and (e["rel_height"] > fp.achromatic_max_rel_height or r.w < fp.square_aspect * r.h):
+        # a colour frame's grey part (``prepare``) is there for lines crossing its colour flow: neither a
+        # taller box nor a near-square one is taken there, whatever its score (under a PET colour map the
+        # CT's bright spots were, as glyphs)
         return False
     if r.w >= fp.square_aspect * r.h:
         return r.score >= fp.min_score or e["contrast"] >= fp.strong_contrast
-    if view.kind == "achromatic":
-        # a colour frame's grey part (``prepare``) is there for lines crossing its colour flow; its
-        # near-square boxes are not taken whatever their score (under a PET colour map the CT's bright
-        # spots were, as glyphs)
-        return False
     if r.score >= fp.square_min_score:
         return True
     # a lone glyph: small, high contrast, thin strokes (a blob or a filled circle has more ink)

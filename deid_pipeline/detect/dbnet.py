@@ -77,9 +77,10 @@ def _pad32(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def _contour_score(prob: np.ndarray, contour: np.ndarray) -> float:
-    """Mean probability over the contour's own pixels (DBNet's "slow" polygon score)."""
-    x, y, w, h = cv2.boundingRect(contour)
+def _contour_score(prob: np.ndarray, contour: np.ndarray, bounds: tuple[int, int, int, int]) -> float:
+    """Mean probability over the contour's own pixels (DBNet's "slow" polygon score); ``bounds`` is its
+    ``cv2.boundingRect``."""
+    x, y, w, h = bounds
     mask = np.zeros((h, w), np.uint8)
     cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
     return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
@@ -105,9 +106,9 @@ def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> l
         cv2.fillPoly(mask, [np.round(pts - [x0, y0]).astype(np.int32)], 1)
         score = float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
         if score < p.box_thresh and p.contour_score:
-            score = _contour_score(prob, contour)
-            # the shapes it joins are boxed upright (a tilted rectangle's bounding box is taller by far)
             x, y, w, h = cv2.boundingRect(contour)
+            score = _contour_score(prob, contour, (x, y, w, h))
+            # the shapes it joins are boxed upright (a tilted rectangle's bounding box is taller by far)
             (cx, cy), (rw, rh), angle = (x + (w - 1) / 2, y + (h - 1) / 2), (w - 1, h - 1), 0.0
         if score < p.box_thresh:
             continue
