@@ -436,6 +436,50 @@ def test_a_line_joined_to_a_glyph_below_is_kept_boxed_upright() -> None:
     assert dbnet.boxes_from_prob(lone, 120, 320, p) == dbnet.boxes_from_prob(lone, 120, 320, replace(p, contour_score=False))
 
 
+def test_a_line_joined_to_a_short_line_under_its_end_keeps_its_own_score() -> None:
+    """A line whose map joins a short line under its right end (an L, as "Sonographer: BUY" over "THI"
+    in a right-aligned block) has a rectangle half empty: it scores between ``box_thresh`` and the scan's
+    ``min_score``, which dropped both lines. Cut into its bands of rows, each line is boxed on its own
+    (scores over 0.85); a lone line's box is unchanged, and a shape whose rows wander (a flow streak) is
+    not cut: it keeps its low score."""
+    from dataclasses import replace
+
+    from deid_pipeline.scan import FilterParams
+
+    prob = np.zeros((120, 320), np.float32)
+    prob[20:40, 10:260] = 0.95  # the line
+    prob[40:44, 195:255] = 0.6  # the bridge under its end
+    prob[44:64, 195:255] = 0.95  # the short line
+    p = textseg.PARAMS
+    [old] = dbnet.boxes_from_prob(prob, 120, 320, replace(p, rescore_below=p.box_thresh))
+    assert p.box_thresh <= old.score < FilterParams().min_score  # kept by the post-process, dropped by the scan
+    line, short = dbnet.boxes_from_prob(prob, 120, 320, p)
+    assert line.score > 0.85 and line.x <= 10 and line.y <= 20 and line.x + line.w >= 260 and line.y + line.h < 50
+    assert short.score > 0.85 and 185 <= short.x <= 195 and short.x + short.w >= 255 and short.y + short.h >= 64
+    lone = np.zeros_like(prob)
+    lone[20:40, 10:260] = 0.95
+    assert dbnet.boxes_from_prob(lone, 120, 320, p) == dbnet.boxes_from_prob(lone, 120, 320, replace(p, rescore_below=0.0))
+    streak = np.zeros_like(prob)
+    for i, row in enumerate(range(20, 64)):  # a streak whose rows wander right, then back
+        start = 10 + 2 * min(i, 43 - i)
+        streak[row, start : start + 60] = 0.95
+    [b] = dbnet.boxes_from_prob(streak, 120, 320, p)
+    assert b.score < FilterParams().min_score
+
+
+def test_dim_green_lines_joined_at_their_end_are_covered() -> None:
+    """A synthetic colour ultrasound (``synth``, kind ``us_rgb``) with dim green (0, 169, 0) text on black:
+    the operator's line and a short line under its end make one L-shaped map that deid-textseg scored
+    0.54 as a rectangle and the scan dropped; every PHI box is covered now."""
+    from deid_pipeline import synth
+
+    ds, truth = synth.make_case("us_rgb", 11_000_049)
+    phi = [(a["x"], a["y"], a["w"], a["h"]) for a in truth["annotations"] if a["phi"]]
+    assert any(a["category"] == "operator_initials" for a in truth["annotations"] if a["phi"])
+    regions = scan_frames(ds, _decode(ds), get_detector("deid-textseg", "cpu"))[0]
+    assert all(_covered(b, regions) for b in phi)
+
+
 @pytest.mark.parametrize("name", ["deid-textseg", UNION])
 def test_grey_text_across_colour_flow_is_found_in_the_achromatic_view(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """A synthetic colour ultrasound (``synth``, kind ``us_ybr``) whose institution line, grey 180,

@@ -47,6 +47,13 @@ class DBParams:
     #: joined to a glyph below or beside it (the map's halo bridges them) has a tilted rectangle round
     #: both, mostly empty, which would drop the whole line (the rectangle's score is RapidOCR's "fast" one).
     contour_score: bool = True
+    #: ``scan.FilterParams.min_score``: a rectangle scoring between ``box_thresh`` and this (a line joined
+    #: to a shorter line under or over its end, an L) is kept by the post-process but would be dropped by
+    #: the scan. Such a contour is cut into bands of rows of one extent (``_line_bands``), its lines, each
+    #: boxed upright and kept from ``rescore_min``; one band, or none that scores so, leaves it as it was
+    #: (a whole contour rescored took grid lines, circles, speckle and power-Doppler streaks for text)
+    rescore_below: float = 0.6
+    rescore_min: float = 0.85
     source: str = "model"  # ``Region.source`` of the boxes: the scan filters each network's boxes by its own rules
 
 
@@ -110,21 +117,68 @@ def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> l
             score = _contour_score(prob, contour, (x, y, w, h))
             # the shapes it joins are boxed upright (a tilted rectangle's bounding box is taller by far)
             (cx, cy), (rw, rh), angle = (x + (w - 1) / 2, y + (h - 1) / 2), (w - 1, h - 1), 0.0
+        elif score < p.rescore_below and p.contour_score:
+            bands = _line_bands(prob, contour, p)
+            if bands:
+                for bx, by, bw, bh, band_score in bands:
+                    _emit(out, (bx + (bw - 1) / 2, by + (bh - 1) / 2), (bw - 1, bh - 1), 0.0, band_score, p, height, width)
+                continue
         if score < p.box_thresh:
             continue
-        # unclip: offsetting a rectangle by d (round joins) has the rectangle grown by d as its bounding box
-        d = (rw * rh) * p.unclip_ratio / max(2.0 * (rw + rh), 1e-6)
-        grown = cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), angle))
-        if min(rw, rh) + 2 * d < p.min_side + 2:
-            continue
-        gx0 = max(0, math.floor(grown[:, 0].min()))
-        gy0 = max(0, math.floor(grown[:, 1].min()))
-        gx1 = min(width, math.ceil(grown[:, 0].max()) + 1)
-        gy1 = min(height, math.ceil(grown[:, 1].max()) + 1)
-        if gx1 > gx0 and gy1 > gy0:
-            out.append(Region(gx0, gy0, gx1 - gx0, gy1 - gy0, round(score, 4), p.source))
+        _emit(out, (cx, cy), (rw, rh), angle, score, p, height, width)
     out.sort(key=lambda r: (r.y, r.x, r.h, r.w))
     return out
+
+
+def _emit(out: list[Region], centre: tuple[float, float], size: tuple[float, float], angle: float, score: float,
+          p: DBParams, height: int, width: int) -> None:
+    """Unclip one kept rectangle and append its upright bounding box, clipped to ``height`` x ``width``."""
+    (cx, cy), (rw, rh) = centre, size
+    # unclip: offsetting a rectangle by d (round joins) has the rectangle grown by d as its bounding box
+    d = (rw * rh) * p.unclip_ratio / max(2.0 * (rw + rh), 1e-6)
+    grown = cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), angle))
+    if min(rw, rh) + 2 * d < p.min_side + 2:
+        return
+    gx0 = max(0, math.floor(grown[:, 0].min()))
+    gy0 = max(0, math.floor(grown[:, 1].min()))
+    gx1 = min(width, math.ceil(grown[:, 0].max()) + 1)
+    gy1 = min(height, math.ceil(grown[:, 1].max()) + 1)
+    if gx1 > gx0 and gy1 > gy0:
+        out.append(Region(gx0, gy0, gx1 - gx0, gy1 - gy0, round(score, 4), p.source))
+
+
+def _line_bands(prob: np.ndarray, contour: np.ndarray, p: DBParams,
+                tol: float = 0.2) -> list[tuple[int, int, int, int, float]]:
+    """The lines of a contour that joins two or more (x, y, w, h, score): bands of consecutive rows whose
+    extent stays within ``tol`` of the band's width, less their fringe rows (mean under ``thresh``), each
+    scoring (mean probability over its upright rectangle) ``rescore_min`` or more. Empty unless two bands
+    of three rows or more are found and every one scores so: a shape whose rows wander is no set of lines."""
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
+    bands: list[list[int]] = []  # [first row, last row, lo, hi]
+    for r in np.flatnonzero(mask.any(axis=1)):
+        xs = np.flatnonzero(mask[r])
+        lo, hi = int(xs[0]), int(xs[-1])
+        if bands and bands[-1][1] == r - 1:
+            b = bands[-1]
+            slack = max(2.0, tol * (b[3] - b[2] + 1))
+            if abs(lo - b[2]) <= slack and abs(hi - b[3]) <= slack:
+                b[1], b[2], b[3] = int(r), min(b[2], lo), max(b[3], hi)
+                continue
+        bands.append([int(r), int(r), lo, hi])
+    lines = []
+    for r0, r1, lo, hi in bands:
+        rows = prob[y + r0 : y + r1 + 1, x + lo : x + hi + 1].mean(axis=1)
+        keep = np.flatnonzero(rows >= p.thresh)  # the band's fringe rows (the bitmap was dilated) are not its line
+        if keep.size < max(p.min_side, 3):
+            continue  # a row or two where the map narrows from one line to the next
+        r0, r1 = r0 + int(keep[0]), r0 + int(keep[-1])
+        band_score = float(prob[y + r0 : y + r1 + 1, x + lo : x + hi + 1].mean())
+        if band_score < p.rescore_min:
+            return []
+        lines.append((x + lo, y + r0, hi - lo + 1, r1 - r0 + 1, band_score))
+    return lines if len(lines) >= 2 else []
 
 
 class ProbMapDetector:
