@@ -70,14 +70,39 @@ class FilterParams:
     glyph_max_rel_height: float = 0.07  # box short side / frame short side of a lone glyph
     glyph_min_contrast: float = 60.0
     glyph_max_ink: float = 0.45
-    # a colour frame's ``achromatic`` view (``prepare``) adds lines no taller than this share of the frame's
-    # short side: labels crossing colour flow; taller boxes there were flow taken for text
-    achromatic_max_rel_height: float = 0.07
+    # a view whose ``ViewRule`` takes lines only (a colour frame's ``achromatic`` view) adds lines no taller
+    # than this share of the frame's short side: labels crossing colour flow; taller boxes there were flow
+    # taken for text
+    lines_only_max_rel_height: float = 0.07
     # glyphs on a flat field found without the network (``detect.glyphs``); None turns the finder off
     flat_field: GlyphParams | None = field(default_factory=GlyphParams)
     # in colour views, a kept network box grown along its line over more glyphs of its ink (``detect.extend``);
     # None turns it off
     line: LineParams | None = field(default_factory=LineParams)
+
+
+@dataclass(frozen=True)
+class ViewRule:
+    """How the scan reads the boxes of one kind of view (``prepare.View.kind``)."""
+
+    glyphs: bool = True  # the glyph finder reads it
+    #: only lines count there: boxes no taller than ``FilterParams.lines_only_max_rel_height``, none near-square
+    lines_only: bool = False
+    #: its boxes count only where they overlap or continue a box of the frame's other views
+    completes_lines: bool = False
+
+
+#: Rules by view kind; kinds not listed are read by every rule (``ViewRule()``). A colour frame's
+#: ``achromatic`` view is there for grey lines crossing its colour flow: on its own it took the holes of
+#: a power-Doppler map and a PET-CT's bone for text; a flat field shows as flat in the ``rgb`` view,
+#: where the glyph finder reads it (``benchmarks/README.md``, seventeenth session).
+VIEW_RULES: dict[str, ViewRule] = {"achromatic": ViewRule(glyphs=False, lines_only=True, completes_lines=True)}
+_EVERY_RULE = ViewRule()
+
+
+def view_rule(kind: str) -> ViewRule:
+    """The ``ViewRule`` of a view kind."""
+    return VIEW_RULES.get(kind, _EVERY_RULE)
 
 
 def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
@@ -108,10 +133,9 @@ def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
     if not (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
             and fp.min_ink <= e["ink"] <= fp.max_ink):
         return False
-    if view.kind == "achromatic" and (e["rel_height"] > fp.achromatic_max_rel_height or r.w < fp.square_aspect * r.h):
-        # a colour frame's grey part (``prepare``) is there for lines crossing its colour flow: neither a
-        # taller box nor a near-square one is taken there, whatever its score (under a PET colour map the
-        # CT's bright spots were, as glyphs)
+    if view_rule(view.kind).lines_only and (e["rel_height"] > fp.lines_only_max_rel_height or r.w < fp.square_aspect * r.h):
+        # neither a taller box nor a near-square one is taken there, whatever its score (under a PET colour
+        # map the CT's bright spots were, as glyphs, in a colour frame's ``achromatic`` view)
         return False
     if r.w >= fp.square_aspect * r.h:
         return r.score >= fp.min_score or e["contrast"] >= fp.strong_contrast
@@ -337,13 +361,13 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         plans.append((ds, frames, reps, slot, len(reps)))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size)
-    # glyphs on a flat field, in the upright views (their seconds belong to ``decide``); not in a colour
-    # frame's ``achromatic`` view: a flat field shows as flat in its ``rgb`` view, where they are found
+    # glyphs on a flat field, in the upright views of the kinds whose ``ViewRule`` reads them (their seconds
+    # belong to ``decide``)
     tg = time.perf_counter()
     glyph_found: list[list[Region]] = []
     for view, (n_item, _) in zip(all_views, owners):
         rows, cols = plans[n_item][1].shape[1:3]
-        glyph_found.append([] if fp.flat_field is None or view.kind == "achromatic" else find_glyph_text(
+        glyph_found.append([] if fp.flat_field is None or not view_rule(view.kind).glyphs else find_glyph_text(
             view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=view.frame_box))
     tg = time.perf_counter() - tg
     # boxes standing on end, or glyph boxes in a column, are pieces of a line of vertical text: every view
@@ -374,8 +398,8 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         if fp.line is not None and view.grey is None:  # colour views: lines the network stopped short of
             kept += [piece for r in kept if r.source in NETWORK_SOURCES for piece in
                      extend_along_line(view.plane, r, view.frame_box, fp.line)]
-        # an achromatic view completes lines its frame's other views found in part (``_continues_a_line``)
-        anchors = list(per_item[n_item][rep_slot]) if view.kind == "achromatic" else None
+        # a view that completes lines adds only to what its frame's other views found (``_continues_a_line``)
+        anchors = list(per_item[n_item][rep_slot]) if view_rule(view.kind).completes_lines else None
         for r in kept:
             box = view.to_stored(r.x, r.y, r.w, r.h, rows, cols)
             if box is not None and (anchors is None or _continues_a_line(box, anchors)):

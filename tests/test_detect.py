@@ -499,7 +499,7 @@ def test_grey_text_across_colour_flow_is_found_in_the_achromatic_view(monkeypatc
 
 
 def test_achromatic_view_boxes_only_complete_lines() -> None:
-    """What the ``achromatic`` view may add: a line box no taller than ``achromatic_max_rel_height`` of
+    """What the ``achromatic`` view may add: a line box no taller than ``lines_only_max_rel_height`` of
     the frame (the same box counts in the ``rgb`` view), never a near-square box, and only where it
     overlaps or continues, on the same rows, a box of the frame's other views."""
     from dataclasses import replace
@@ -522,6 +522,25 @@ def test_achromatic_view_boxes_only_complete_lines() -> None:
     assert _continues_a_line((320, 78, 40, 24), found)  # inside it
     assert not _continues_a_line((100, 82, 150, 22), found)  # 50 px short of it
     assert not _continues_a_line((300, 110, 90, 20), found)  # the next line down
+
+
+def test_view_rules_are_read_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan's rules per view kind come from ``scan.VIEW_RULES``: the ``achromatic`` view's three
+    (no glyph finder, lines only, completing lines only), every rule for a kind not listed, and a kind
+    given ``lines_only`` there loses its tall boxes."""
+    from deid_pipeline import scan
+    from deid_pipeline.prepare import View
+    from deid_pipeline.scan import FilterParams, ViewRule, looks_like_text, view_rule
+
+    assert view_rule("achromatic") == ViewRule(glyphs=False, lines_only=True, completes_lines=True)
+    assert view_rule("rgb") == view_rule("full") == ViewRule()
+    img = np.zeros((480, 640, 3), np.uint8)
+    cv2.putText(img, "ST MARY", (100, 300), cv2.FONT_HERSHEY_SIMPLEX, 2.2, (220, 220, 220), 3)  # 48 px tall
+    rgb = View(0, "rgb", img, 480, 640, 1.0, 1.0, oy=0, ox=0)
+    tall = Region(94, 244, 260, 64, 0.8, "textseg")
+    assert looks_like_text(rgb, tall, FilterParams())
+    monkeypatch.setitem(scan.VIEW_RULES, "rgb", ViewRule(lines_only=True))
+    assert not looks_like_text(rgb, tall, FilterParams())
 
 
 @pytest.mark.parametrize("name", ["deid-textseg", UNION])
