@@ -1,6 +1,7 @@
 """Score burned-in-text redaction against box ground truth.
 
-Sets: ``--synthetic N`` cases from ``deid_pipeline.synth`` (all kinds, text and no-text), ``--real DIR``
+Sets: ``--synthetic N`` cases from ``deid_pipeline.synth`` (all kinds, text and no-text, or ``--kinds``;
+each kind's own frame sizes, or all at ``--shape ROWSxCOLS``: small frames), ``--real DIR``
 (``*.dcm`` with ``<name>.groundtruth.json`` beside them) and ``--controls DIR`` (no-text files).
 
 Metrics, per image (frame), then per class (synthetic kind or real file) and per set:
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=0, help="number of synthetic cases (0: none)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--kinds", default="", help="comma-separated synthetic kinds (default: all of synth.KINDS)")
+    ap.add_argument("--shape", default="", help="ROWSxCOLS for every synthetic case (default: each kind's own sizes)")
     ap.add_argument("--real", type=Path, help="folder of *.dcm + *.groundtruth.json")
     ap.add_argument("--controls", type=Path, help="folder of no-text *.dcm")
     ap.add_argument("--device", default="auto")
@@ -236,10 +238,15 @@ def main() -> None:
     detector = ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
-        from deid_pipeline.synth import KINDS, iter_cases
+        from deid_pipeline.synth import KINDS, iter_cases, make_case
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds)]
+        if args.shape:  # the cases ``iter_cases`` makes, at one size
+            shape = tuple(int(v) for v in args.shape.lower().split("x"))
+            cases = (make_case(kinds[i % len(kinds)], args.seed * 1_000_003 + i, shape=shape) for i in range(args.synthetic))
+        else:
+            cases = iter_cases(args.synthetic, args.seed, kinds)
+        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in cases]
     if args.real:
         sets["real"] = load_dir(args.real)
     if args.controls:
@@ -247,7 +254,7 @@ def main() -> None:
     tag = args.tag or detector.device.replace(":", "")
     result: dict[str, Any] = {**result_header(detector, args.mode, tag),
                               "synthetic_seed": args.seed if args.synthetic else None,
-                              "synthetic_kinds": args.kinds or "all", "sets": {}}
+                              "synthetic_kinds": args.kinds or "all", "synthetic_shape": args.shape or "each kind's", "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)

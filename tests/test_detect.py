@@ -467,6 +467,27 @@ def test_a_line_joined_to_a_short_line_under_its_end_keeps_its_own_score() -> No
     assert b.score < FilterParams().min_score
 
 
+def test_small_frames_are_upscaled_four_times_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 128x128 synthetic dose screen (``synth``, kind ``sc_dose``): its 7-pixel text, upscaled 5x to
+    640 as larger small frames are, is bigger than the network's views ever held and the study date's
+    line is cut short (55 % covered); at 4x every PHI box is covered. Frames from 160 pixels up keep
+    their scale."""
+    from deid_pipeline import prepare, synth
+
+    assert prepare.target_size(128, 128) == (512, 512) and prepare.target_size(96, 128) == (384, 512)
+    assert prepare.target_size(256, 256) == (640, 640) and prepare.target_size(160, 120) == (640, 480)
+    ds, truth = synth.make_case("sc_dose", 5_000_027, shape=(128, 128))
+    phi = [(a["x"], a["y"], a["w"], a["h"]) for a in truth["annotations"] if a["phi"]]
+    det = get_detector("deid-textseg", "cpu")
+
+    def redacted() -> list[Region]:  # the boxes as the redaction fills them, grown by its 2-pixel margin
+        return [Region(max(0, r.x - 2), max(0, r.y - 2), r.w + 4, r.h + 4) for r in scan_frames(ds, _decode(ds), det)[0]]
+
+    assert all(_covered(b, redacted()) for b in phi)
+    monkeypatch.setattr(prepare, "MAX_UPSCALE", 5.0)
+    assert not all(_covered(b, redacted()) for b in phi)
+
+
 def test_dim_green_lines_joined_at_their_end_are_covered() -> None:
     """A synthetic colour ultrasound (``synth``, kind ``us_rgb``) with dim green (0, 169, 0) text on black:
     the operator's line and a short line under its end make one L-shaped map that deid-textseg scored
