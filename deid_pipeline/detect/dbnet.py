@@ -50,8 +50,8 @@ class DBParams:
     #: ``scan.FilterParams.min_score``: a rectangle scoring between ``box_thresh`` and this (a line joined
     #: to a shorter line under or over its end, an L) is kept by the post-process but would be dropped by
     #: the scan. Such a contour is cut into bands of rows of one extent (``_line_bands``), its lines, each
-    #: boxed upright and kept from ``rescore_min``; one band, or none that scores so, leaves it as it was
-    #: (a whole contour rescored took grid lines, circles, speckle and power-Doppler streaks for text)
+    #: boxed upright when every band scores ``rescore_min``; fewer than two bands, or one under it, leave it
+    #: as it was (a whole contour rescored took grid lines, circles, speckle and power-Doppler streaks for text)
     rescore_below: float = 0.6
     rescore_min: float = 0.85
     source: str = "model"  # ``Region.source`` of the boxes: the scan filters each network's boxes by its own rules
