@@ -238,15 +238,11 @@ def main() -> None:
     detector = ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
-        from deid_pipeline.synth import KINDS, iter_cases, make_case
+        from deid_pipeline.synth import KINDS, iter_cases
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        if args.shape:  # the cases ``iter_cases`` makes, at one size
-            shape = tuple(int(v) for v in args.shape.lower().split("x"))
-            cases = (make_case(kinds[i % len(kinds)], args.seed * 1_000_003 + i, shape=shape) for i in range(args.synthetic))
-        else:
-            cases = iter_cases(args.synthetic, args.seed, kinds)
-        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in cases]
+        shape = {"shape": tuple(int(v) for v in args.shape.lower().split("x"))} if args.shape else {}
+        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **shape)]
     if args.real:
         sets["real"] = load_dir(args.real)
     if args.controls:

@@ -1036,10 +1036,12 @@ def make_case(kind: str, seed: int, **overrides: Any) -> tuple[Dataset, dict[str
     return case.dataset, case.truth
 
 
-def iter_cases(n: int, seed: int, kinds: Sequence[str] = KINDS) -> Iterator[tuple[Dataset, dict[str, Any]]]:
-    """``n`` cases cycling through ``kinds``; case ``i`` uses seed ``seed * 1_000_003 + i``."""
+def iter_cases(n: int, seed: int, kinds: Sequence[str] = KINDS,
+               **overrides: Any) -> Iterator[tuple[Dataset, dict[str, Any]]]:
+    """``n`` cases cycling through ``kinds``; case ``i`` uses seed ``seed * 1_000_003 + i``; ``overrides``
+    as for :func:`make_case` (``shape=(rows, cols)``: every case at one size)."""
     for i in range(n):
-        yield make_case(kinds[i % len(kinds)], seed * 1_000_003 + i)
+        yield make_case(kinds[i % len(kinds)], seed * 1_000_003 + i, **overrides)
 
 
 def compress(ds: Dataset, truth: dict[str, Any], transfer_syntax: UID) -> None:

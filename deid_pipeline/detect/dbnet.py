@@ -84,13 +84,19 @@ def _pad32(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def _contour_mask(contour: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    """The contour filled, as a 0/1 uint8 mask over ``bounds``, its ``cv2.boundingRect``."""
+    x, y, w, h = bounds
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
+    return mask
+
+
 def _contour_score(prob: np.ndarray, contour: np.ndarray, bounds: tuple[int, int, int, int]) -> float:
     """Mean probability over the contour's own pixels (DBNet's "slow" polygon score); ``bounds`` is its
     ``cv2.boundingRect``."""
     x, y, w, h = bounds
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
-    return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
+    return float(cv2.mean(prob[y : y + h, x : x + w], _contour_mask(contour, bounds))[0])
 
 
 def boxes_from_prob(prob: np.ndarray, height: int, width: int, p: DBParams) -> list[Region]:
@@ -153,9 +159,8 @@ def _line_bands(prob: np.ndarray, contour: np.ndarray, p: DBParams,
     extent stays within ``tol`` of the band's width, less their fringe rows (mean under ``thresh``), each
     scoring (mean probability over its upright rectangle) ``rescore_min`` or more. Empty unless two bands
     of three rows or more are found and every one scores so: a shape whose rows wander is no set of lines."""
-    x, y, w, h = cv2.boundingRect(contour)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [contour.reshape(-1, 2) - [x, y]], 1)
+    x, y, w, h = bounds = cv2.boundingRect(contour)
+    mask = _contour_mask(contour, bounds)
     bands: list[list[int]] = []  # [first row, last row, lo, hi]
     for r in np.flatnonzero(mask.any(axis=1)):
         xs = np.flatnonzero(mask[r])
