@@ -161,6 +161,57 @@ class _Index:
         self._db.close()
 
 
+class _Rewrite:
+    """The manifest and the journal without their ``failed`` records (a disk error, a crashed or timed-out
+    worker, a file too big for the memory limit then: nothing the input itself is to blame for), for a
+    run resumed with ``--retry-failed``: what precedes the first such record is copied as it is, the
+    records kept after it are linked again into one chain and the journal renumbered (:meth:`add`), so
+    there is still one record per input once the inputs are redone. Both files are replaced whole
+    (written, synced, renamed: :meth:`replace`); a crash between the two renames leaves a journal that
+    disagrees with the manifest from the first dropped record on, and the records from there are redone
+    (their outputs are already in place, identical)."""
+
+    def __init__(self, manifest: Path, journal: Path, m_head: int, j_head: int) -> None:
+        self._pairs: list[tuple[IO[bytes], Path, Path, int]] = []
+        for path, head, mode in ((manifest, m_head, 0o640), (journal, j_head, 0o600)):  # the journal names inputs
+            tmp = path.with_name(f".{path.name}.retry-{os.getpid()}")
+            out = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb")
+            with open(path, "rb") as src:
+                _copy_bytes(src, out, head)
+            self._pairs.append((out, tmp, path, mode))
+
+    def add(self, rec: dict[str, Any], jrec: dict[str, Any]) -> bytes:
+        """Write one kept record and its journal line; returns the record's line (no newline)."""
+        line = canonical(rec)
+        self._pairs[0][0].write(line + b"\n")
+        self._pairs[1][0].write(canonical(jrec) + b"\n")
+        return line
+
+    def abort(self) -> None:
+        for out, tmp, _, _ in self._pairs:
+            out.close()
+            tmp.unlink(missing_ok=True)
+
+    def replace(self) -> None:
+        for out, _, _, _ in self._pairs:
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+        for _, tmp, path, mode in self._pairs:  # the manifest first
+            os.replace(tmp, path)
+            os.chmod(path, mode)  # whatever the umask
+
+
+def _copy_bytes(src: IO[bytes], dst: IO[bytes], size: int, chunk: int = 1 << 20) -> None:
+    """The first ``size`` bytes of ``src`` to ``dst``."""
+    while size > 0:
+        block = src.read(min(chunk, size))
+        if not block:
+            raise OSError("file shorter than its records")
+        dst.write(block)
+        size -= len(block)
+
+
 @dataclass
 class Ledger:
     """Appends records to the manifest and the journal, and keeps the run's counts."""
@@ -190,62 +241,44 @@ class Ledger:
 
     def open(self, retry_failed: bool = False) -> int:
         """Open for appending, reconciling what an interrupted run left; returns records kept. With
-        ``retry_failed`` the records of failed inputs are taken out first (:meth:`_drop_failed`), so that
-        those inputs are processed again."""
+        ``retry_failed`` the records of failed inputs are taken out (:class:`_Rewrite`), so that those
+        inputs are processed again. One pass over the manifest and the journal either way."""
         for path in (self.manifest_path, self.journal_path):  # a retry's rewrite, killed before its rename
             for stale in path.parent.glob(f".{path.name}.retry-*"):
                 stale.unlink(missing_ok=True)
-        if retry_failed:
-            self.retried = self._drop_failed()
         self._index = _Index(self.private_dir / INDEX_NAME)
+        rewrite: _Rewrite | None = None
         n = m_off = j_off = 0
-        for mline, rec, jrec, m_off, j_off in _valid_prefix(self.manifest_path, self.journal_path):
-            n += 1
-            self._index.add_input(str(jrec["input"]))
-            self._count(rec)
-            if rec["status"] == "written":
-                self._index.add_output(rec["input_sha256"], rec["output_path"])
-            self.head = hashlib.sha256(mline).hexdigest()
-        _truncate(self.manifest_path, m_off, 0o640)
-        _truncate(self.journal_path, j_off, 0o600)
+        try:
+            for mline, rec, jrec, m_end, j_end in _valid_prefix(self.manifest_path, self.journal_path):
+                if retry_failed and rec["status"] == "failed":
+                    if rewrite is None:
+                        rewrite = _Rewrite(self.manifest_path, self.journal_path, m_off, j_off)
+                    self.retried[(rec.get("reason") or {}).get("code", "")] += 1
+                else:
+                    n += 1
+                    if rewrite is not None:  # after a dropped record: linked again and renumbered
+                        mline = rewrite.add({**rec, "prev_record_sha256": self.head}, {**jrec, "line": n})
+                    self._index.add_input(str(jrec["input"]))
+                    self._count(rec)
+                    if rec["status"] == "written":
+                        self._index.add_output(rec["input_sha256"], rec["output_path"])
+                    self.head = hashlib.sha256(mline).hexdigest()
+                m_off, j_off = m_end, j_end
+        except BaseException:
+            if rewrite is not None:
+                rewrite.abort()
+            raise
+        if rewrite is not None:
+            rewrite.replace()
+            log.info("%d failed records taken out to be redone (by reason code in run.json)", sum(self.retried.values()))
+        else:
+            _truncate(self.manifest_path, m_off, 0o640)
+            _truncate(self.journal_path, j_off, 0o600)
         self.records = n
         self._manifest = open(self.manifest_path, "ab")
         self._journal = open(self.journal_path, "ab")
         return n
-
-    def _drop_failed(self) -> Counter[str]:
-        """Rewrite the manifest and the journal without their ``failed`` records (a disk error, a crashed
-        or timed-out worker, a file too big for the memory limit then: nothing the input itself is to
-        blame for) and return those records' reason codes. The records kept are linked again into one
-        chain and the journal renumbered, so there is still one record per input once the inputs are
-        redone. Both files are replaced whole (written, synced, renamed); a crash between the two renames
-        leaves a journal that disagrees with the manifest from the first dropped record on, and the
-        records from there are redone (their outputs are already in place, identical)."""
-        dropped: Counter[str] = Counter()
-        if not any(rec["status"] == "failed" for _, rec, _, _, _ in _valid_prefix(self.manifest_path, self.journal_path)):
-            return dropped
-        m_tmp = self.manifest_path.with_name(f".{MANIFEST_NAME}.retry-{os.getpid()}")
-        j_tmp = self.journal_path.with_name(f".{JOURNAL_NAME}.retry-{os.getpid()}")
-        prev, kept = GENESIS, 0
-        m_fd = os.open(m_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        j_fd = os.open(j_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it names inputs
-        with os.fdopen(m_fd, "wb") as fm, os.fdopen(j_fd, "wb") as fj:
-            for _, rec, jrec, _, _ in _valid_prefix(self.manifest_path, self.journal_path):
-                if rec["status"] == "failed":
-                    dropped[(rec.get("reason") or {}).get("code", "")] += 1
-                    continue
-                kept += 1
-                line = canonical({**rec, "prev_record_sha256": prev})
-                fm.write(line + b"\n")
-                fj.write(canonical({**jrec, "line": kept}) + b"\n")
-                prev = hashlib.sha256(line).hexdigest()
-            for fh in (fm, fj):
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(m_tmp, self.manifest_path)
-        os.replace(j_tmp, self.journal_path)
-        log.info("%d failed records taken out to be redone (by reason code in run.json)", sum(dropped.values()))
-        return dropped
 
     def is_done(self, rel_input: str) -> bool:
         """Whether ``rel_input`` already has a record (in this run or an earlier session of it)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -216,3 +218,41 @@ def test_walk_is_sorted_recursive_and_does_not_leave_input(tmp_path: Path) -> No
     found = {c.rel: c.unread for c in walk_inputs(root)}
     assert found == {"a.dcm": "", "b/link": "link-outside-input", "b/inner": "", "b/c/x": "", "loop": "linked-folder"}
     assert [c.rel for c in walk_inputs(root)] == ["a.dcm", "loop", "b/inner", "b/link", "b/c/x"]  # files, then folders
+
+
+def test_retry_failed_reads_the_manifest_once_and_copies_the_records_before_the_first_failed(tmp_path: Path, monkeypatch) -> None:
+    """``open(retry_failed=True)`` is one pass over the manifest and the journal (a run of millions of
+    records was read three times: to find a failed record, to rewrite, to index); the records before the
+    first failed one keep their bytes."""
+    from deid_pipeline import manifest as manifest_mod
+
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for r in (_result(0), _result(1), _failed(2), _result(3), _failed(4, "worker-crashed"), _result(5)):
+        ledger.add(r)
+    _finish(ledger)
+    lines = ledger.manifest_path.read_bytes().splitlines(keepends=True)
+    jlines = ledger.journal_path.read_bytes().splitlines(keepends=True)
+    passes = []
+    real = manifest_mod._valid_prefix
+
+    def counted(*args):
+        passes.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(manifest_mod, "_valid_prefix", counted)
+    again = _ledger(tmp_path)
+    assert again.open(retry_failed=True) == 4
+    again.close()
+    assert len(passes) == 1
+    assert again.retried == {"unreadable": 1, "worker-crashed": 1}
+    after = again.manifest_path.read_bytes().splitlines(keepends=True)
+    assert after[:2] == lines[:2] and again.journal_path.read_bytes().splitlines(keepends=True)[:2] == jlines[:2]
+    assert len(after) == 4 and after[2] != lines[3]  # record 3 linked again, after record 1
+    assert json.loads(after[2])["input_sha256"] == json.loads(lines[3])["input_sha256"]
+    assert [json.loads(j)["line"] for j in again.journal_path.read_bytes().splitlines()] == [1, 2, 3, 4]
+    head = manifest_mod.GENESIS
+    for line in after:
+        assert json.loads(line)["prev_record_sha256"] == head
+        head = hashlib.sha256(line[:-1]).hexdigest()
+    assert again.head == head
