@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tracemalloc
 from pathlib import Path
@@ -250,3 +251,52 @@ def test_an_io_error_reading_an_input_fails_that_file_as_unreadable(
     assert first.reason == "the input could not be read: Input/output error"
     assert "CT_small" not in first.reason and second.status == "written"
     assert reads[0] >= nth_read or route == "whole"
+
+
+@pytest.mark.parametrize("route", ["whole", "streamed"])
+def test_zero_filled_inputs_get_their_reason_without_reading_every_zero(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    """A file pre-allocated for a transfer that did not finish holds zeros where its data set should go
+    on. pydicom read each 8 zero bytes as one more (0000,0000) element: 131,072 for 1 MiB here, and a
+    pre-allocated 3 GiB file outlived the file timeout. Zeros after the file meta: ``truncated``; zeros
+    after a complete data set: left out (the output is the file's own); zeros with more data after
+    them: read through, as pydicom reads them."""
+    import pydicom.filereader
+    from deid_pipeline import pipeline
+
+    root = tmp_path / "in"
+    root.mkdir()
+    full = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    start = 132 + 12 + pydicom.dcmread(io.BytesIO(full)).file_meta.FileMetaInformationGroupLength
+    assert full[start : start + 2] == b"\x08\x00"  # the first data set element (group 0008) follows the meta
+    name_at = full.index(b"\x10\x00\x10\x00PN")
+    files = {
+        "a_original.dcm": full,
+        "b_trailing_zeros.dcm": full + bytes(1 << 20),
+        "c_meta_then_zeros.dcm": full[:start] + bytes(1 << 20),
+        "d_preamble_then_zeros.dcm": full[:132] + bytes(1 << 20),
+        "e_zeros_inside.dcm": full[:name_at] + bytes(256) + full[name_at:],
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    elements = []
+    real = pydicom.filereader.data_element_generator
+
+    def counted(*args, **kwargs):
+        for elem in real(*args, **kwargs):
+            elements.append(1)
+            yield elem
+
+    monkeypatch.setattr(pydicom.filereader, "data_element_generator", counted)
+    if route == "streamed":
+        monkeypatch.setattr(pipeline, "STREAM_ABOVE_BYTES", 0)
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="none")
+    res = process_batch(root, [Candidate(n) for n in sorted(files)], ctx)
+    got = [(r.status, r.reason_code) for r in res]
+    assert got == [("written", ""), ("written", ""), ("quarantined", "truncated"), ("quarantined", "truncated"),
+                   ("written", "")]
+    assert res[1].output_path == res[0].output_path and res[1].output_sha256 == res[0].output_sha256
+    assert "pre-allocated" in res[2].reason and "pre-allocated" in res[3].reason
+    assert len(elements) < 5_000  # the 256 zero bytes inside the fifth: 32 elements
