@@ -20,6 +20,7 @@ import re
 import secrets
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -193,8 +194,9 @@ def _reading_input() -> Iterator[None]:
         raise _unreadable(exc) from None
 
 
-def _read_big(path: Path, result: FileResult) -> Dataset:
-    """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile."""
+def _read_big(path: Path, result: FileResult, limit: int | None = None) -> Dataset:
+    """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile.
+    ``limit``: the most bytes its deflated data set may inflate to (:func:`_check_inflated`)."""
     with _reading_input():
         fh = open(path, "rb")
         before = os.fstat(fh.fileno())
@@ -210,6 +212,8 @@ def _read_big(path: Path, result: FileResult) -> Dataset:
             if kind == "not-dicom":
                 raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
             fh.seek(0)
+            if kind == "part10":
+                _check_inflated(fh, limit)
             ds = _read_dataset(fh, kind)
             after = os.fstat(fh.fileno())
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
@@ -244,6 +248,51 @@ def _zeros_from(fp: BinaryIO, start: int, block: int = 1 << 23) -> bool:
     return True
 
 
+_DEFLATED_UID = str(pydicom.uid.DeflatedExplicitVRLittleEndian).encode()
+
+
+def _memory_cap() -> int:
+    """Half this machine's memory: what one input may take when no worker memory limit is set."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def _check_inflated(data: bytes | BinaryIO, limit: int | None) -> None:
+    """A Part 10 input in the deflated transfer syntax whose data set inflates past ``limit`` bytes (the
+    worker's share for one input; None: half the machine's memory) fails ``too-large-for-worker-memory``
+    before pydicom inflates it whole: a few MiB of deflated zeros are gigabytes in memory. Inflated here
+    in pieces, each dropped once counted."""
+    if isinstance(data, bytes):
+        head, fp = data, None
+    else:
+        head, fp = data.read(_HEAD_BYTES), data
+        fp.seek(0)
+    start = _data_set_start(head)
+    if _DEFLATED_UID not in head[132:start]:
+        return
+    fp = fp or io.BytesIO(data)  # type: ignore[arg-type]
+    cap = limit if limit is not None else _memory_cap()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    fp.seek(start)
+    total = 0
+    try:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, 1 << 24))
+                chunk = inflater.unconsumed_tail
+                if total > cap:
+                    raise FileError(
+                        "too-large-for-worker-memory",
+                        f"its deflated data set inflates to more than {cap / 2**20:.0f} MiB, more than "
+                        + ("a worker with this memory limit accepts" if limit is not None else "half this machine's memory"),
+                        status="failed")
+            if inflater.eof:
+                break
+    except zlib.error:
+        return  # not a deflate stream: pydicom's parse gives the reason
+    finally:
+        fp.seek(0)
+
+
 def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     """Parse an input with pydicom (``truncated`` or ``parse-error`` when it does not parse).
 
@@ -255,7 +304,7 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     fp = io.BytesIO(data) if isinstance(data, bytes) else data
     force = kind == "raw"
     if kind == "part10":  # pydicom reads a command set (group 0000) after the file meta, before any stop
-        head = data[:_HEAD_BYTES] if isinstance(data, bytes) else fp.read(_HEAD_BYTES)
+        head = data if isinstance(data, bytes) else fp.read(_HEAD_BYTES)
         start = _data_set_start(head)
         if head[start : start + 8] == bytes(8) and _zeros_from(fp, start):
             raise FileError("truncated", "zero bytes where the data set should be: a pre-allocated file whose transfer did not finish")
@@ -429,7 +478,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             )
         fast = None
         if size > STREAM_ABOVE_BYTES:
-            ds = _read_big(path, result)  # hashed, then parsed from the file: one copy in memory, not two
+            ds = _read_big(path, result, ctx.max_file_bytes)  # hashed, then parsed from the file: one copy in memory, not two
         else:
             with _reading_input():
                 data = path.read_bytes()
@@ -440,6 +489,8 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             kind = sniff(data)
             if kind == "not-dicom":
                 raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+            if kind == "part10":
+                _check_inflated(data, ctx.max_file_bytes)
             fast = fastpath.scan(data, ctx.profile) if kind == "part10" and _header_only(ctx) else None
             if fast is not None:
                 ds = fast.stub  # the top-level elements the checks below read, as pydicom reads them

@@ -300,3 +300,48 @@ def test_zero_filled_inputs_get_their_reason_without_reading_every_zero(
     assert res[1].output_path == res[0].output_path and res[1].output_sha256 == res[0].output_sha256
     assert "pre-allocated" in res[2].reason and "pre-allocated" in res[3].reason
     assert len(elements) < 5_000  # the 256 zero bytes inside the fifth: 32 elements
+
+
+@pytest.mark.parametrize("route", ["whole", "streamed"])
+def test_a_deflated_data_set_that_inflates_past_the_worker_share_fails_before_it_is_inflated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    """Deflated Explicit VR Little Endian: 64 KiB of deflated zeros after a data set inflate to 64 MiB, held
+    whole by pydicom's parse (a 3 MiB file of 3 GiB crashed its worker repeatedly under a 2 GiB memory
+    limit). Past the worker's share for one input it fails with that reason, uninflated; a deflated file
+    within it is written as before."""
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from deid_pipeline import pipeline
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    start = 132 + 12 + pydicom.dcmread(io.BytesIO(data)).file_meta.FileMetaInformationGroupLength
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = packer.compress(zlib.decompress(data[start:], -zlib.MAX_WBITS)) + packer.compress(bytes(64 << 20)) + packer.flush()
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a_bomb.dcm").write_bytes(data[:start] + body)
+    (root / "b_deflated.dcm").write_bytes(Path(get_testdata_file("image_dfl.dcm")).read_bytes())
+    assert (root / "a_bomb.dcm").stat().st_size < 1 << 20
+    inflates = []
+    real = zlib.decompress
+    monkeypatch.setattr(zlib, "decompress", lambda *a, **k: inflates.append(1) or real(*a, **k))  # pydicom's whole inflate
+    if route == "streamed":
+        monkeypatch.setattr(pipeline, "STREAM_ABOVE_BYTES", 0)
+
+    def run(limit: int | None, name: str) -> list[tuple]:
+        out = tmp_path / name
+        out.mkdir()
+        ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="none", max_file_bytes=limit)
+        return [(r.status, r.reason_code, r.reason) for r in process_batch(root, [Candidate("a_bomb.dcm"), Candidate("b_deflated.dcm")], ctx)]
+
+    bomb, small = run(32 << 20, "limited")
+    assert bomb[:2] == ("failed", "too-large-for-worker-memory") and "inflates to more than 32 MiB" in bomb[2]
+    assert small[:2] == ("written", "")
+    assert len(inflates) == 1  # the small file's; the bomb was never inflated whole
+    assert [r[:2] for r in run(None, "unlimited")] == [("written", ""), ("written", "")]
