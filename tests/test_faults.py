@@ -218,3 +218,39 @@ def test_connections_the_driver_closed_log_no_traceback_on_its_own_workers(monke
     assert keep(record(OSError(5, "Input/output error")))
     other = logging.LogRecord("distributed.worker", logging.ERROR, "worker.py", 1, "something else %s", ("x",), None)
     assert keep(other)
+
+
+def test_dask_errors_about_what_deid_handles_are_debug_detail(capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker killed by a file makes Dask's client and scheduler log errors ("Couldn't gather keys",
+    "... marked as failed because 4 workers died ...") that deid handles itself (it warns, retries the
+    batch's files one by one, records the killer ``worker-crashed``): under ``--quiet`` they printed as
+    ``deid: ERROR:`` lines in a run that ended as it should. Debug now, shown with ``--verbose`` only;
+    other errors of Dask's and deid's own still show."""
+    import logging
+
+    from deid_pipeline.cli.logs import setup_logging
+
+    def emit() -> None:
+        logging.getLogger("distributed.client").error("Couldn't gather keys: {'_run_batch_task-1': 'memory'}")
+        logging.getLogger("distributed.scheduler").error("Task _run_batch_task-2 marked as failed because 4 workers died while trying to run it")
+        logging.getLogger("distributed.core").error("some other failure")
+        logging.getLogger("deid_pipeline.batch").error("deid's own")
+
+    root = logging.getLogger()
+    names = ("", "distributed", "tornado", "asyncio", "bokeh", "presidio-analyzer", "pydicom")
+    saved = root.handlers[:], {n: logging.getLogger(n).level for n in names}
+    try:
+        for quiet, verbose in ((True, False), (False, False), (False, True)):
+            setup_logging(quiet=quiet, verbose=verbose)
+            logging.getLogger("distributed").setLevel(logging.DEBUG)  # as Dask's own set-up leaves it, imported later
+            emit()
+            err = capsys.readouterr().err
+            assert "deid: ERROR: some other failure" in err and "deid: ERROR: deid's own" in err
+            if verbose:
+                assert "deid: DEBUG: Couldn't gather keys" in err and "deid: DEBUG: Task _run_batch_task-2 marked" in err
+            else:
+                assert "gather keys" not in err and "workers died" not in err
+    finally:
+        root.handlers[:] = saved[0]
+        for name, level in saved[1].items():
+            logging.getLogger(name).setLevel(level)

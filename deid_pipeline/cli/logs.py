@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,9 +31,25 @@ class JsonFormatter(logging.Formatter):
 _NOISY = ("distributed", "tornado", "asyncio", "bokeh", "presidio-analyzer", "pydicom", "dask")
 
 
-def _quiet_dependencies(record: logging.LogRecord) -> bool:
-    """Drop chatter below ERROR from dependencies (Dask reconfigures its own loggers)."""
-    return record.levelno >= logging.ERROR or not record.name.startswith(_NOISY)
+#: Dask's errors about what deid handles and reports itself: a result fetched again after its worker died,
+#: a batch that kept killing its workers (deid warns, retries its files one by one and records the file
+#: that kills them ``worker-crashed``). Shown with ``--verbose`` only, as debug.
+_HANDLED_BY_DEID = (re.compile(r"^Couldn't gather keys"), re.compile(r"marked as failed because \d+ workers died"))
+
+
+def _dependency_filter(verbose: bool) -> Callable[[logging.LogRecord], bool]:
+    """A handler filter: chatter below ERROR from dependencies dropped (Dask reconfigures its own loggers
+    when imported), and Dask's errors in ``_HANDLED_BY_DEID`` turned debug (dropped without ``verbose``)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_NOISY):
+            return True
+        if record.name.startswith("distributed") and any(p.search(record.getMessage()) for p in _HANDLED_BY_DEID):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return verbose
+        return record.levelno >= logging.ERROR
+
+    return keep
 
 
 def setup_logging(fmt: str = "text", quiet: bool = False, verbose: bool = False, log_file: Path | None = None) -> None:
@@ -46,14 +63,14 @@ def setup_logging(fmt: str = "text", quiet: bool = False, verbose: bool = False,
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("deid: %(levelname)s: %(message)s"))
-    handler.addFilter(_quiet_dependencies)
+    handler.addFilter(_dependency_filter(verbose))
     handler.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
     handlers: list[logging.Handler] = [handler]
     if log_file is not None:
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         file_handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
         file_handler.setFormatter(JsonFormatter())
-        file_handler.addFilter(_quiet_dependencies)
+        file_handler.addFilter(_dependency_filter(verbose))
         file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
         handlers.append(file_handler)
     root = logging.getLogger()
