@@ -389,6 +389,20 @@ def decoded_size(ds: Dataset) -> int:
     return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * int(ds.get("SamplesPerPixel", 1) or 1) * per * pixels.frame_count(ds)
 
 
+def _check_frame_fits(ds: Dataset, frames: int, limit: int | None) -> None:
+    """``too-large-for-worker-memory`` before decoding when one decoded frame alone is more than a worker's
+    share for one input (``limit``; None: half the machine's memory): a decoder allocates the frame whole,
+    and its worker dies for it (frames of a bigger image are decoded in chunks; one cannot be split)."""
+    per_frame = decoded_size(ds) // max(1, frames)
+    cap = limit if limit is not None else _memory_cap()
+    if per_frame > cap:
+        raise FileError(
+            "too-large-for-worker-memory",
+            f"one decoded frame is {per_frame / 2**20:.0f} MiB, more than "
+            + (f"a worker with this memory limit accepts ({cap / 2**20:.0f} MiB)" if limit is not None else "half this machine's memory"),
+            status="failed")
+
+
 def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
     """Frames per chunk for an image scanned in chunks: a quarter of ``max_decoded_bytes`` decoded (the
     detector's views of a chunk take about as much again)."""
@@ -513,6 +527,11 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         loaded.report.reason = why
         if pixels.has_pixels(ds):
             loaded.report.frames = pixels.frame_count(ds)
+        if scan:  # a header its compressed frames disagree with first: quarantined, not a memory failure
+            ts = pixels.transfer_syntax(ds)
+            if ts.is_transfer_syntax and ts.is_compressed:
+                pixels.check_codestream_size(ds, ts)
+            _check_frame_fits(ds, loaded.report.frames, ctx.max_file_bytes)
         if scan and decoded_size(ds) > ctx.max_decoded_bytes and loaded.report.frames > 1:
             loaded.chunked = True  # scan_loaded walks it in chunks of frames
         elif scan:

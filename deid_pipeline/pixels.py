@@ -369,6 +369,74 @@ def _decode_with_plugins(ds: Dataset, decoder: Any, first: int, last: int, n: in
     raise RuntimeError("; ".join(errors)) from last_exc
 
 
+_JPEG_FAMILY = frozenset({_uid.JPEGBaseline8Bit, _uid.JPEGExtended12Bit, _uid.JPEGLossless, _uid.JPEGLosslessSV1,
+                          _uid.JPEGLSLossless, _uid.JPEGLSNearLossless})
+_J2K_FAMILY = frozenset({_uid.JPEG2000Lossless, _uid.JPEG2000, _uid.HTJ2KLossless, _uid.HTJ2KLosslessRPCL, _uid.HTJ2K})
+#: Start-of-frame markers of ISO 10918 (not DHT C4, JPG C8, DAC CC) and JPEG-LS's SOF55 (F7).
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(columns, rows) of a JPEG or JPEG-LS stream's frame header (rows 0: set later by a DNL marker)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            pos += 2
+        elif marker in _SOF_MARKERS:
+            return (int.from_bytes(data[pos + 7 : pos + 9], "big"), int.from_bytes(data[pos + 5 : pos + 7], "big")) if pos + 9 <= len(data) else None
+        elif marker == 0xDA:  # a scan before any frame header
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _j2k_size(data: bytes) -> tuple[int, int] | None:
+    """(columns, rows) of a JPEG 2000 codestream's SIZ marker (inside a JP2 box too)."""
+    at = data.find(b"\xff\x4f\xff\x51", 0, 1 << 16)
+    if at < 0 or at + 24 > len(data):
+        return None
+    x, y, x0, y0 = (int.from_bytes(data[at + k : at + k + 4], "big") for k in (8, 12, 16, 20))
+    return x - x0, y - y0
+
+
+def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
+    """``pixel-decode-failed`` when the first compressed frame's own size is not the header's Rows x
+    Columns (JPEG, JPEG-LS, JPEG 2000), or more than its RLE data can hold: decoders size their output
+    from one or the other, GDCM's aborts the whole process on the difference (a worker dies with the
+    file, again at each retry), and an RLE decoder allocated 8 GiB for a header of 65535 x 65535 before it
+    failed. No file that decodes (pydicom's and pydicom-data's 46 JPEG / JPEG-LS / JPEG 2000 and 12 RLE
+    test files) is caught."""
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
+
+    rle = tsuid == _uid.RLELossless
+    reader = _jpeg_size if tsuid in _JPEG_FAMILY else _j2k_size if tsuid in _J2K_FAMILY else None
+    if reader is None and not rle:
+        return
+    try:
+        buf = io.BytesIO(ds.PixelData)
+        parse_basic_offsets(buf)
+        fragment = next(generate_fragments(buf), None)
+    except Exception:  # noqa: BLE001 - not encapsulated as it should be: the decoders give the reason
+        return
+    cols, rows = int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0)
+    if rle:  # a run of two bytes repeats one byte 128 times at most: 64x is as far as RLE expands
+        need = rows * cols * int(ds.get("SamplesPerPixel", 1) or 1) * -(-int(ds.get("BitsAllocated", 8) or 8) // 8)
+        if fragment and need > 64 * len(fragment):
+            raise FileError("pixel-decode-failed", f"the RLE frame of {len(fragment)} bytes cannot hold the header's {cols} x {rows} pixels")
+        return
+    size = reader(fragment) if fragment and reader is not None else None
+    if size is None:
+        return
+    if size[0] != cols or size[1] not in (0, rows):
+        raise FileError("pixel-decode-failed", f"the compressed frame is {size[0]} x {size[1]} pixels where the header says {cols} x {rows}")
+
+
 def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Decode frames ``start:stop`` as stored values, shape ``(n, rows, cols[, samples])``.
 
@@ -390,6 +458,8 @@ def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.nd
     first, last, step = slice(start, stop).indices(n)
     if step != 1 or last <= first:
         raise ValueError(f"empty or invalid frame range {start}:{stop} of {n}")
+    if codec.uid.is_compressed:
+        check_codestream_size(ds, codec.uid)
     decoder = get_decoder(codec.uid)
     expected_pi = decoded_photometric(ds)
     meta_added = getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta

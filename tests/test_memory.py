@@ -345,3 +345,32 @@ def test_a_deflated_data_set_that_inflates_past_the_worker_share_fails_before_it
     assert small[:2] == ("written", "")
     assert len(inflates) == 1  # the small file's; the bomb was never inflated whole
     assert [r[:2] for r in run(None, "unlimited")] == [("written", ""), ("written", "")]
+
+
+def test_a_frame_that_alone_decodes_past_the_worker_share_fails_before_it_is_decoded(tmp_path: Path) -> None:
+    """A frame cannot be decoded in chunks: one whose decoded size is more than the worker's share for an
+    input fails ``too-large-for-worker-memory`` before its decoder allocates it (a header and codestream
+    that agree on a huge size pass the size check; here 2048 x 2048 black in 2 KiB of JPEG 2000)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = 2048
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = bytes(2048 * 2048)
+    ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    root = tmp_path / "in"
+    root.mkdir()
+    ds.save_as(root / "big_frame.dcm", enforce_file_format=True)
+    assert (root / "big_frame.dcm").stat().st_size < 64 << 10
+    results = {}
+    for limit in (2 << 20, None):
+        out = tmp_path / f"out-{limit}"
+        out.mkdir()
+        ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="all",
+                         detector="deid-textseg", device="cpu", max_file_bytes=limit)
+        (r,) = process_batch(root, [Candidate("big_frame.dcm")], ctx)
+        results[limit] = (r.status, r.reason_code, r.reason)
+    status, code, reason = results[2 << 20]
+    assert (status, code) == ("failed", "too-large-for-worker-memory") and "one decoded frame is 4 MiB" in reason
+    assert results[None][:2] == ("written", "")

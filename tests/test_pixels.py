@@ -363,3 +363,54 @@ def test_installing_gdcm_does_not_change_which_plugin_decodes(monkeypatch: pytes
     monkeypatch.setattr(type(decoder), "as_array", spy)
     pixels.decode_frames(ds)
     assert used[0] == "pylibjpeg"
+
+
+@pytest.mark.parametrize(("name", "rows", "cols"), [
+    ("SC_rgb_jpeg_dcmtk.dcm", 30000, 30000),  # JPEG baseline
+    ("MR_small_jpeg_ls_lossless.dcm", 40000, 40000),  # JPEG-LS: GDCM's decoder aborted the process on it
+    ("JPEG2000.dcm", 65535, 65535),
+    ("MR_small_RLE.dcm", 8192, 8192),  # RLE: its decoder allocated the header's size first (8 GiB at 65535)
+    ("SC_rgb_jpeg_dcmtk.dcm", 100, 99),  # one row off is a difference too
+])
+def test_a_header_size_its_compressed_frames_do_not_have_is_caught_before_decoding(name: str, rows: int, cols: int) -> None:
+    """Rows x Columns edited in the header, the compressed frames as they were: ``pixel-decode-failed``
+    naming both sizes, from the frames' own headers (SOF, SOF55, SIZ) or, for RLE, from how far its data
+    can expand (64x), before any decoder runs."""
+    ds = load(name)
+    ds.Rows, ds.Columns = rows, cols
+    with pytest.raises(FileError) as err:
+        pixels.check_codestream_size(ds, ds.file_meta.TransferSyntaxUID)
+    assert err.value.code == "pixel-decode-failed"
+    assert f"the header says {cols} x {rows}" in err.value.message or f"the header's {cols} x {rows}" in err.value.message
+    if "MR_small_jpeg_ls" not in name:  # decode_frames gives the same reason (GDCM is never reached)
+        with pytest.raises(FileError) as again:
+            pixels.decode_frames(ds)
+        assert again.value.message == err.value.message
+
+
+def test_every_compressed_test_file_that_decodes_passes_the_size_check() -> None:
+    """The check reads sizes the way the decoders do: none of pydicom's or pydicom-data's JPEG, JPEG-LS,
+    JPEG 2000 or RLE files that decode is refused by it."""
+    import os
+
+    import pydicom.data
+
+    names = sorted(set(pydicom.data.get_testdata_files("*.dcm")))
+    checked = 0
+    for path in names:
+        try:
+            ds = pydicom.dcmread(path)
+            ts = ds.file_meta.TransferSyntaxUID
+        except Exception:
+            continue
+        if "PixelData" not in ds or not ts.is_compressed:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pixels.decode_frames(ds, 0, 1)
+        except FileError:
+            continue
+        pixels.check_codestream_size(ds, ts)  # raises for a refused file
+        checked += 1
+    assert checked >= 40, os.path.dirname(names[0])
