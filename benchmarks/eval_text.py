@@ -1,7 +1,8 @@
 """Score burned-in-text redaction against box ground truth.
 
 Sets: ``--synthetic N`` cases from ``deid_pipeline.synth`` (all kinds, text and no-text, or ``--kinds``;
-each kind's own frame sizes, or all at ``--shape ROWSxCOLS``: small frames), ``--real DIR``
+each kind's own frame sizes, or all at ``--shape ROWSxCOLS``: small frames; ``--text-scale X``: text X times
+the generator's heights, small text on big frames), ``--real DIR``
 (``*.dcm`` with ``<name>.groundtruth.json`` beside them) and ``--controls DIR`` (no-text files).
 
 Metrics, per image (frame), then per class (synthetic kind or real file) and per set:
@@ -226,6 +227,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--kinds", default="", help="comma-separated synthetic kinds (default: all of synth.KINDS)")
     ap.add_argument("--shape", default="", help="ROWSxCOLS for every synthetic case (default: each kind's own sizes)")
+    ap.add_argument("--text-scale", type=float, default=1.0,
+                    help="synthetic text heights times this (small text on big frames: 0.15 with --shape 3328x2560)")
     ap.add_argument("--real", type=Path, help="folder of *.dcm + *.groundtruth.json")
     ap.add_argument("--controls", type=Path, help="folder of no-text *.dcm")
     ap.add_argument("--device", default="auto")
@@ -241,8 +244,10 @@ def main() -> None:
         from deid_pipeline.synth import KINDS, iter_cases
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        shape = {"shape": tuple(int(v) for v in args.shape.lower().split("x"))} if args.shape else {}
-        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **shape)]
+        over: dict[str, Any] = {"shape": tuple(int(v) for v in args.shape.lower().split("x"))} if args.shape else {}
+        if args.text_scale != 1.0:
+            over["text_scale"] = args.text_scale
+        sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **over)]
     if args.real:
         sets["real"] = load_dir(args.real)
     if args.controls:
@@ -250,7 +255,8 @@ def main() -> None:
     tag = args.tag or detector.device.replace(":", "")
     result: dict[str, Any] = {**result_header(detector, args.mode, tag),
                               "synthetic_seed": args.seed if args.synthetic else None,
-                              "synthetic_kinds": args.kinds or "all", "synthetic_shape": args.shape or "each kind's", "sets": {}}
+                              "synthetic_kinds": args.kinds or "all", "synthetic_shape": args.shape or "each kind's",
+                              "synthetic_text_scale": args.text_scale, "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)

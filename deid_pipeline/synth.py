@@ -10,6 +10,7 @@ All names, IDs, dates and institutions are invented. Nothing here is derived fro
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -367,12 +368,17 @@ class _Style:
     aa: bool
 
 
+#: ``render_case(text_scale=...)``: every text size range times this (1: the generator's own sizes)
+_TEXT_SCALE: contextvars.ContextVar[float] = contextvars.ContextVar("_TEXT_SCALE", default=1.0)
+
+
 def _style(rng: np.random.Generator, rows: int, cols: int, aa_ok: bool,
            size: tuple[float, float] = (0.022, 0.05)) -> _Style:
     font = int(_pick(rng, _FONTS))
     if font not in _SCRIPT_FONTS and rng.random() < 0.15:
         font |= cv2.FONT_ITALIC
-    cap = max(7.0, min(rows, cols) * rng.uniform(*size))
+    scale = _TEXT_SCALE.get()
+    cap = max(7.0, min(rows, cols) * rng.uniform(size[0] * scale, size[1] * scale))
     unit = cv2.getTextSize("H", font, 1.0, 1)[0][1]
     scale = cap / unit
     thick = 1 if scale < 0.9 or rng.random() < 0.6 else 2
@@ -806,12 +812,22 @@ def _pick_shape(rng: np.random.Generator, shapes: Sequence[tuple[int, int]],
 
 def render_case(kind: str, seed: int, *, shape: tuple[int, int] | None = None,
                 frames: int | None = None, patient_name: str | None = None,
-                study_date: date | None = None) -> SynthCase:
+                study_date: date | None = None, text_scale: float = 1.0) -> SynthCase:
     """Generate one case.
 
     ``shape`` (rows, cols), ``frames``, ``patient_name`` ("FAMILY^GIVEN") and ``study_date``
-    override the seeded choices; everything else still follows from ``(kind, seed)``.
+    override the seeded choices; ``text_scale`` multiplies the text height ranges (of the frame's short
+    side; 7 pixels at least); everything else still follows from ``(kind, seed)``.
     """
+    token = _TEXT_SCALE.set(text_scale)
+    try:
+        return _render_case(kind, seed, shape=shape, frames=frames, patient_name=patient_name, study_date=study_date)
+    finally:
+        _TEXT_SCALE.reset(token)
+
+
+def _render_case(kind: str, seed: int, *, shape: tuple[int, int] | None, frames: int | None,
+                 patient_name: str | None, study_date: date | None) -> SynthCase:
     if kind not in KINDS:
         raise ValueError(f"unknown synthetic kind {kind!r}; choose from {', '.join(KINDS)}")
     rng = np.random.default_rng([seed, KINDS.index(kind)])

@@ -174,3 +174,18 @@ def test_sample_data_ground_truth_matches_files() -> None:
         ds = pydicom.dcmread(dcm)
         assert ds.file_meta.TransferSyntaxUID == truth["transfer_syntax"]["uid"]
         assert _stored(ds).shape[0] == truth["number_of_frames"]
+
+
+def test_text_scale_draws_smaller_text_and_one_is_the_default() -> None:
+    """``text_scale``: the text height ranges times the factor (7 pixels at least), everything else the
+    seed's; 1 renders the very case the default does (small text on big frames: eval_text.py
+    --text-scale)."""
+    heights = {}
+    for scale in (1.0, 0.15):
+        ds, truth = synth.make_case("cr", 31000093, shape=(3328, 2560), text_scale=scale)
+        heights[scale] = sorted(a["h"] for a in truth["annotations"])
+        assert truth["annotations"] and all(a["h"] >= 5 for a in truth["annotations"])
+    assert max(heights[0.15]) < min(heights[1.0])
+    default, _ = synth.make_case("us", 7)
+    same, _ = synth.make_case("us", 7, text_scale=1.0)
+    assert default.PixelData == same.PixelData
