@@ -4,7 +4,8 @@ Default: a ``LocalCluster`` of worker processes (one thread each) sized to the m
 worker per GPU with dask-cuda when it is installed and CUDA is present. ``--scheduler`` uses a
 cluster the user already has. A bounded window of batches is in flight, so millions of inputs never
 sit in memory at once. A batch lost with its worker is retried by Dask; when it keeps failing, its
-files are retried one by one and a file that still kills its worker is recorded as ``failed``.
+files are retried one by one, and a file whose worker still dies runs once more at the end, alone: one
+that kills its worker even then is recorded as ``failed``.
 A batch that spends longer than the per-file time limit on one file (by the progress its worker
 reports) is cancelled and its worker restarted (see ``run_distributed``).
 """
@@ -532,6 +533,7 @@ class _Job:
     token: str
     submitted: float
     lost: int = 0  # resubmissions after the task was cancelled or lost without crashing a worker
+    alone: bool = False  # run with no other task of the run in flight (a single file whose worker died)
 
 
 @dataclass(frozen=True)
@@ -623,8 +625,9 @@ def run_distributed(
 
     Failures of the machinery, never of a file (those are records from ``process_batch``):
     a batch whose worker died (``KilledWorker`` once Dask gave up re-running it) or that raised is
-    split and its files retried one by one; a single file that still fails ends ``failed`` with
-    ``worker-crashed`` (or ``internal-error``). A batch that spends longer than ``file_timeout``
+    split and its files retried one by one; a single file whose worker still died is run once more at
+    the end, alone (it may only have been queued on the worker another file killed), and ends ``failed``
+    with ``worker-crashed`` when it kills its worker even so (a single file that raises: ``internal-error``). A batch that spends longer than ``file_timeout``
     seconds (default ``DEID_FILE_TIMEOUT`` or 300) on one file -- on its scan, which serves several
     files in one pass, that many times as long -- by the progress its worker reports (see
     :func:`batch_deadline`), is cancelled, its worker restarted, and its files retried singly; one
@@ -650,10 +653,12 @@ def run_distributed(
         batches = spread_batches(candidates, ctx, n_workers)
         pending: dict[Any, _Job] = {}
 
-        def submit(batch: list[Candidate], single: bool, lost: int = 0) -> None:
+        alone: list[Candidate] = []  # single files whose worker died, to run again one at a time at the end
+
+        def submit(batch: list[Candidate], single: bool, lost: int = 0, by_itself: bool = False) -> None:
             token = uuid.uuid4().hex
             fut = client.submit(_run_batch_task, str(root), batch, packed, token, every, pure=False, retries=1)
-            pending[fut] = _Job(batch, single, token, time.monotonic(), lost)
+            pending[fut] = _Job(batch, single, token, time.monotonic(), lost, by_itself)
 
         def split_or(job: _Job, final: Callable[[list[Candidate]], list[FileResult]]) -> list[FileResult]:
             if job.single or len(job.batch) == 1:
@@ -668,7 +673,9 @@ def run_distributed(
         for batch in islice(batches, window):
             submit(batch, False)
         tick = max(0.05, min(1.0, limit / 4))
-        while pending:
+        while pending or alone:
+            if not pending:  # every batch done: the files whose worker died, each with the cluster to itself
+                submit([alone.pop(0)], True, by_itself=True)
             try:
                 wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED")
             except Exception:  # TimeoutError, or CancelledError for a cancelled future: handled below
@@ -681,12 +688,20 @@ def run_distributed(
                     try:
                         results = fut.result(timeout=FETCH_TIMEOUT_S)
                     except KilledWorker:
-                        log.warning("a batch of %d file(s) kept killing its workers; retrying its files one by one", len(job.batch))
-                        results = split_or(job, _crashed)
+                        if job.single and not job.alone:  # perhaps only queued beside the file that killed it
+                            log.warning("a file's worker kept dying; it runs again alone at the end")
+                            alone.extend(job.batch)
+                            results = []
+                        elif job.alone:
+                            log.warning("a file killed its worker again, run alone; recorded worker-crashed")
+                            results = _crashed(job.batch)
+                        else:
+                            log.warning("a batch of %d file(s) kept killing its workers; retrying its files one by one", len(job.batch))
+                            results = split_or(job, _crashed)
                     except FutureCancelledError:
                         if job.lost < MAX_LOST_RESUBMITS:
                             log.warning("a batch was cancelled or lost on the cluster; resubmitting it")
-                            submit(job.batch, job.single, job.lost + 1)
+                            submit(job.batch, job.single, job.lost + 1, job.alone)
                             results = []
                         else:
                             results = split_or(job, _crashed)

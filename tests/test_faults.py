@@ -8,6 +8,7 @@ wrapper reads.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 import time
@@ -101,12 +102,15 @@ def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None
     records = manifest(out)
     assert len(records) == len(list(walk_inputs(inp)))
     failed = [r for r in records if r["status"] == "failed"]
-    # the killer always ends worker-crashed; with ALLOWED_FAILURES=0 a lone file that happened to be
-    # queued on the worker it killed is condemned with it (collateral), never written half-done
-    assert failed and {r["reason"]["code"] for r in failed} == {"worker-crashed"}
+    # the killer alone ends worker-crashed: with ALLOWED_FAILURES=0 a file that happened to be queued
+    # on the worker it killed was condemned with it (collateral) until such files ran again, alone, at
+    # the end; never written half-done
+    journal = [json.loads(line) for line in (out.parent / f"{out.name}.private" / "journal.jsonl").read_text().splitlines()]
+    assert [(j["input"], j["reason"]) for j in journal if j["status"] == "failed"] == [("s1/MR_small.dcm", "worker-crashed")]
+    assert len(failed) == 1
     ref_written = {r["output_path"] for r in manifest(ref) if r["status"] == "written"}
     written = {r["output_path"] for r in records if r["status"] == "written"}
-    assert len(written) == len(ref_written) - len(failed) and written < ref_written
+    assert len(written) == len(ref_written) - 1 and written < ref_written
 
 
 def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path: Path) -> None:
@@ -254,3 +258,23 @@ def test_dask_errors_about_what_deid_handles_are_debug_detail(capsys: pytest.Cap
         root.handlers[:] = saved[0]
         for name, level in saved[1].items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_a_file_queued_beside_a_killer_is_run_again_alone_and_written(tmp_path: Path) -> None:
+    """One worker, Dask allowed no failure: the killer's batch is split into single files, and the file
+    queued on the worker behind the killer died with it (``KilledWorker`` for both). It was recorded
+    ``worker-crashed`` with the killer; now the single files whose worker died run once more at the end,
+    each alone, and only the killer ends failed."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("MR_small.dcm", "rtdose.dcm", "rtplan.dcm"):  # the killer first in its batch
+        shutil.copy(get_testdata_file(name), inp / name)
+    key = tmp_path / "k.key"
+    support.write_key(key, KEY)
+    out = tmp_path / "out"
+    env = {"DEID_TEST_KILL_ON": "MR_small.dcm", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    proc = deid("run", str(inp), str(out), "--workers", "1", "--key-file", str(key), "--pixels", "none", "--quiet", "--batch-size", "3", env=env)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    journal = [json.loads(line) for line in (tmp_path / "out.private" / "journal.jsonl").read_text().splitlines()]
+    assert sorted((j["input"], j["status"], j["reason"]) for j in journal) == [
+        ("MR_small.dcm", "failed", "worker-crashed"), ("rtdose.dcm", "written", ""), ("rtplan.dcm", "written", "")]
