@@ -627,9 +627,10 @@ def run_distributed(
     a batch whose worker died (``KilledWorker`` once Dask gave up re-running it) or that raised is
     split and its files retried one by one; a single file whose worker still died is run once more at
     the end, alone (it may only have been queued on the worker another file killed), and ends ``failed``
-    with ``worker-crashed`` when it kills its worker even so (a single file that raises: ``internal-error``). A batch that spends longer than ``file_timeout``
-    seconds (default ``DEID_FILE_TIMEOUT`` or 300) on one file -- on its scan, which serves several
-    files in one pass, that many times as long -- by the progress its worker reports (see
+    with ``worker-crashed`` when it kills its worker even so (a single file that raises:
+    ``internal-error``). A batch that spends longer than ``file_timeout`` seconds (default
+    ``DEID_FILE_TIMEOUT`` or 300) on one file -- on its scan, which serves several files in one pass,
+    that many times as long -- by the progress its worker reports (see
     :func:`batch_deadline`), is cancelled, its worker restarted, and its files retried singly; one
     that times out alone ends ``failed`` with ``timeout``. So a hung file is found after about
     ``file_timeout`` seconds whatever the batch size. A task cancelled under us (lost with its

@@ -410,8 +410,8 @@ def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
     Columns (JPEG, JPEG-LS, JPEG 2000), or more than its RLE data can hold: decoders size their output
     from one or the other, GDCM's aborts the whole process on the difference (a worker dies with the
     file, again at each retry), and an RLE decoder allocated 8 GiB for a header of 65535 x 65535 before it
-    failed. No file that decodes (pydicom's and pydicom-data's 46 JPEG / JPEG-LS / JPEG 2000 and 12 RLE
-    test files) is caught."""
+    failed. No file that decodes is caught (the 45 JPEG / JPEG-LS / JPEG 2000 and 12 RLE test files of
+    pydicom and pydicom-data that do)."""
     from pydicom.encaps import generate_fragments, parse_basic_offsets
 
     rle = tsuid == _uid.RLELossless
