@@ -520,6 +520,36 @@ def _failed(batch: list[Candidate], code: str, reason: str) -> list[FileResult]:
     ]
 
 
+#: Seconds the driver spends hashing the input of a file whose worker died or raised, at most.
+HASH_FAILED_INPUT_S = 60.0
+
+
+def _hash_failed_input(root: Path, result: FileResult, limit: float = HASH_FAILED_INPUT_S) -> None:
+    """Fill ``input_sha256`` and ``input_size`` of a ``failed`` record the driver writes for a file its
+    worker died on or raised on (the worker never reported them), so that the manifest keys it like
+    every read input. Hashed on a daemon thread, given up after ``limit`` seconds or on an I/O error
+    (the key stays empty); never for a ``timeout``, whose input may sit on a mount that hangs."""
+    path = root / result.rel_input
+    out: list[tuple[str, int]] = []
+
+    def run() -> None:
+        try:
+            with open(path, "rb") as fh:
+                h, size = hashlib.sha256(), 0
+                for block in iter(lambda: fh.read(1 << 23), b""):
+                    h.update(block)
+                    size += len(block)
+            out.append((h.hexdigest(), size))
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=run, name="deid-hash-failed-input", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if out:
+        result.input_sha256, result.input_size = out[0]
+
+
 def _crashed(batch: list[Candidate]) -> list[FileResult]:
     return _failed(batch, "worker-crashed", "the worker processing this file died repeatedly; the file was not written")
 
@@ -726,6 +756,8 @@ def run_distributed(
                 starts.pop(job.token)
                 fut.release()
                 for r in results:
+                    if r.status == "failed" and not r.input_sha256 and r.reason_code in ("worker-crashed", "internal-error"):
+                        _hash_failed_input(root, r)
                     on_result(r)
                 nxt = next(batches, None)
                 if nxt is not None:

@@ -8,7 +8,9 @@ wrapper reads.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -107,7 +109,8 @@ def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None
     # the end; never written half-done
     journal = [json.loads(line) for line in (out.parent / f"{out.name}.private" / "journal.jsonl").read_text().splitlines()]
     assert [(j["input"], j["reason"]) for j in journal if j["status"] == "failed"] == [("s1/MR_small.dcm", "worker-crashed")]
-    assert len(failed) == 1
+    killer = (inp / "s1" / "MR_small.dcm").read_bytes()  # keyed as every read input is (the driver hashed it)
+    assert [(r["input_sha256"], r["input_size"]) for r in failed] == [(hashlib.sha256(killer).hexdigest(), len(killer))]
     ref_written = {r["output_path"] for r in manifest(ref) if r["status"] == "written"}
     written = {r["output_path"] for r in records if r["status"] == "written"}
     assert len(written) == len(ref_written) - 1 and written < ref_written
@@ -278,3 +281,24 @@ def test_a_file_queued_beside_a_killer_is_run_again_alone_and_written(tmp_path: 
     journal = [json.loads(line) for line in (tmp_path / "out.private" / "journal.jsonl").read_text().splitlines()]
     assert sorted((j["input"], j["status"], j["reason"]) for j in journal) == [
         ("MR_small.dcm", "failed", "worker-crashed"), ("rtdose.dcm", "written", ""), ("rtplan.dcm", "written", "")]
+
+
+def test_the_driver_hashes_a_failed_input_it_can_read_and_leaves_the_key_empty_otherwise(tmp_path: Path) -> None:
+    """``_hash_failed_input``: the key and size of a readable input; an unreadable one (gone, or a
+    read past the time allowed) keeps the empty key, and the run goes on."""
+    from deid_pipeline.batch import _hash_failed_input
+
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (tmp_path / "a.dcm").write_bytes(data)
+    ok = FileResult(rel_input="a.dcm", input_sha256="", input_size=0, status="failed", reason_code="worker-crashed")
+    gone = FileResult(rel_input="gone.dcm", input_sha256="", input_size=0, status="failed", reason_code="worker-crashed")
+    _hash_failed_input(tmp_path, ok)
+    _hash_failed_input(tmp_path, gone)
+    assert (ok.input_sha256, ok.input_size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert (gone.input_sha256, gone.input_size) == ("", 0)
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)  # opening it for reading blocks: the limit gives up on it
+    slow = FileResult(rel_input="pipe.dcm", input_sha256="", input_size=0, status="failed", reason_code="worker-crashed")
+    _hash_failed_input(tmp_path, slow, limit=0.2)
+    assert slow.input_sha256 == ""
+    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # lets the blocked reader go (it reads nothing)
