@@ -520,6 +520,10 @@ def _failed(batch: list[Candidate], code: str, reason: str) -> list[FileResult]:
     ]
 
 
+#: Single files whose worker died that a run runs again alone at its end, at most: each that kills its
+#: worker again costs Dask's allowed failures in worker restarts once more (a run with many such files
+#: records the rest ``worker-crashed`` at once).
+MAX_ALONE = 64
 #: Seconds the end of a run waits for workers its last file killed to be back before the cluster closes.
 RESTART_WAIT_S = 30.0
 #: Seconds the driver spends hashing the input of a file whose worker died or raised, at most.
@@ -687,7 +691,7 @@ def run_distributed(
         pending: dict[Any, _Job] = {}
 
         alone: list[Candidate] = []  # single files whose worker died, to run again one at a time at the end
-        lost_alone = 0  # workers those runs killed: their nannies restart them while the run ends
+        queued_alone = lost_alone = 0  # files put there; workers their lone runs killed (restarting as the run ends)
 
         def submit(batch: list[Candidate], single: bool, lost: int = 0, by_itself: bool = False) -> None:
             token = uuid.uuid4().hex
@@ -722,9 +726,10 @@ def run_distributed(
                     try:
                         results = fut.result(timeout=FETCH_TIMEOUT_S)
                     except KilledWorker:
-                        if job.single and not job.alone:  # perhaps only queued beside the file that killed it
+                        if job.single and not job.alone and queued_alone < MAX_ALONE:  # perhaps only queued beside the killer
                             log.warning("a file's worker kept dying; it runs again alone at the end")
                             alone.extend(job.batch)
+                            queued_alone += len(job.batch)
                             results = []
                         elif job.alone:
                             log.warning("a file killed its worker again, run alone; recorded worker-crashed")
