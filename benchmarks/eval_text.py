@@ -244,9 +244,9 @@ def main() -> None:
         from deid_pipeline.synth import KINDS, iter_cases
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        over: dict[str, Any] = {"shape": tuple(int(v) for v in args.shape.lower().split("x"))} if args.shape else {}
-        if args.text_scale != 1.0:
-            over["text_scale"] = args.text_scale
+        over: dict[str, Any] = {"text_scale": args.text_scale}
+        if args.shape:
+            over["shape"] = tuple(int(v) for v in args.shape.lower().split("x"))
         sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **over)]
     if args.real:
         sets["real"] = load_dir(args.real)

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from .config import RunContext
 from .discover import Candidate
 from .errors import ConfigError
-from .pipeline import process_batch
+from .pipeline import _sha256_file, process_batch
 from .prestart import QUICK_EXIT_ENV, WORKER_MALLOC_ENV, fork_environ, worker_environ
 from .types import FileResult
 
@@ -540,12 +540,8 @@ def _hash_failed_input(root: Path, result: FileResult, limit: float = HASH_FAILE
 
     def run() -> None:
         try:
-            with open(path, "rb") as fh:
-                h, size = hashlib.sha256(), 0
-                for block in iter(lambda: fh.read(1 << 23), b""):
-                    h.update(block)
-                    size += len(block)
-            out.append((h.hexdigest(), size))
+            size = os.stat(path).st_size
+            out.append((_sha256_file(path), size))
         except OSError:
             pass
 
@@ -690,13 +686,13 @@ def run_distributed(
         batches = spread_batches(candidates, ctx, n_workers)
         pending: dict[Any, _Job] = {}
 
-        alone: list[Candidate] = []  # single files whose worker died, to run again one at a time at the end
+        rerun_alone: list[Candidate] = []  # single files whose worker died, to run again one at a time at the end
         queued_alone = lost_alone = 0  # files put there; workers their lone runs killed (restarting as the run ends)
 
-        def submit(batch: list[Candidate], single: bool, lost: int = 0, by_itself: bool = False) -> None:
+        def submit(batch: list[Candidate], single: bool, lost: int = 0, alone: bool = False) -> None:
             token = uuid.uuid4().hex
             fut = client.submit(_run_batch_task, str(root), batch, packed, token, every, pure=False, retries=1)
-            pending[fut] = _Job(batch, single, token, time.monotonic(), lost, by_itself)
+            pending[fut] = _Job(batch, single, token, time.monotonic(), lost, alone)
 
         def split_or(job: _Job, final: Callable[[list[Candidate]], list[FileResult]]) -> list[FileResult]:
             if job.single or len(job.batch) == 1:
@@ -711,9 +707,9 @@ def run_distributed(
         for batch in islice(batches, window):
             submit(batch, False)
         tick = max(0.05, min(1.0, limit / 4))
-        while pending or alone:
+        while pending or rerun_alone:
             if not pending:  # every batch done: the files whose worker died, each with the cluster to itself
-                submit([alone.pop(0)], True, by_itself=True)
+                submit([rerun_alone.pop(0)], True, alone=True)
             try:
                 wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED")
             except Exception:  # TimeoutError, or CancelledError for a cancelled future: handled below
@@ -728,7 +724,7 @@ def run_distributed(
                     except KilledWorker:
                         if job.single and not job.alone and queued_alone < MAX_ALONE:  # perhaps only queued beside the killer
                             log.warning("a file's worker kept dying; it runs again alone at the end")
-                            alone.extend(job.batch)
+                            rerun_alone.extend(job.batch)
                             queued_alone += len(job.batch)
                             results = []
                         elif job.alone:

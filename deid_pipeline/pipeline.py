@@ -251,9 +251,12 @@ def _zeros_from(fp: BinaryIO, start: int, block: int = 1 << 23) -> bool:
 _DEFLATED_UID = str(pydicom.uid.DeflatedExplicitVRLittleEndian).encode()
 
 
-def _memory_cap() -> int:
-    """Half this machine's memory: what one input may take when no worker memory limit is set."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+def _input_share(limit: int | None) -> tuple[int, str]:
+    """The bytes one input may take in a worker and how a reason names that bound: the worker's share
+    (``limit``, from its memory limit), else half this machine's memory."""
+    if limit is not None:
+        return limit, "a worker with this memory limit accepts"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2, "half this machine's memory"
 
 
 def _check_inflated(data: bytes | BinaryIO, limit: int | None) -> None:
@@ -270,7 +273,7 @@ def _check_inflated(data: bytes | BinaryIO, limit: int | None) -> None:
     if _DEFLATED_UID not in head[132:start]:
         return
     fp = fp or io.BytesIO(data)  # type: ignore[arg-type]
-    cap = limit if limit is not None else _memory_cap()
+    cap, bound = _input_share(limit)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     fp.seek(start)
     total = 0
@@ -280,11 +283,8 @@ def _check_inflated(data: bytes | BinaryIO, limit: int | None) -> None:
                 total += len(inflater.decompress(chunk, 1 << 24))
                 chunk = inflater.unconsumed_tail
                 if total > cap:
-                    raise FileError(
-                        "too-large-for-worker-memory",
-                        f"its deflated data set inflates to more than {cap / 2**20:.0f} MiB, more than "
-                        + ("a worker with this memory limit accepts" if limit is not None else "half this machine's memory"),
-                        status="failed")
+                    raise FileError("too-large-for-worker-memory",
+                                    f"its deflated data set inflates to more than {cap / 2**20:.0f} MiB, more than {bound}", status="failed")
             if inflater.eof:
                 break
     except zlib.error:
@@ -394,13 +394,11 @@ def _check_frame_fits(ds: Dataset, frames: int, limit: int | None) -> None:
     share for one input (``limit``; None: half the machine's memory): a decoder allocates the frame whole,
     and its worker dies for it (frames of a bigger image are decoded in chunks; one cannot be split)."""
     per_frame = decoded_size(ds) // max(1, frames)
-    cap = limit if limit is not None else _memory_cap()
+    cap, bound = _input_share(limit)
     if per_frame > cap:
-        raise FileError(
-            "too-large-for-worker-memory",
-            f"one decoded frame is {per_frame / 2**20:.0f} MiB, more than "
-            + (f"a worker with this memory limit accepts ({cap / 2**20:.0f} MiB)" if limit is not None else "half this machine's memory"),
-            status="failed")
+        amount = f" ({cap / 2**20:.0f} MiB)" if limit is not None else ""
+        raise FileError("too-large-for-worker-memory", f"one decoded frame is {per_frame / 2**20:.0f} MiB, more than {bound}{amount}",
+                        status="failed")
 
 
 def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
@@ -528,9 +526,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
         if pixels.has_pixels(ds):
             loaded.report.frames = pixels.frame_count(ds)
         if scan:  # a header its compressed frames disagree with first: quarantined, not a memory failure
-            ts = pixels.transfer_syntax(ds)
-            if ts.is_transfer_syntax and ts.is_compressed:
-                pixels.check_codestream_size(ds, ts)
+            pixels.check_codestream_size(ds, pixels.transfer_syntax(ds))
             _check_frame_fits(ds, loaded.report.frames, ctx.max_file_bytes)
         if scan and decoded_size(ds) > ctx.max_decoded_bytes and loaded.report.frames > 1:
             loaded.chunked = True  # scan_loaded walks it in chunks of frames

@@ -407,10 +407,10 @@ def _j2k_size(data: bytes) -> tuple[int, int] | None:
 
 def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
     """``pixel-decode-failed`` when the first compressed frame's own size is not the header's Rows x
-    Columns (JPEG, JPEG-LS, JPEG 2000), or more than its RLE data can hold: decoders size their output
-    from one or the other, GDCM's aborts the whole process on the difference (a worker dies with the
-    file, again at each retry), and an RLE decoder allocated 8 GiB for a header of 65535 x 65535 before it
-    failed. No file that decodes is caught (the 45 JPEG / JPEG-LS / JPEG 2000 and 12 RLE test files of
+    Columns (JPEG, JPEG-LS, JPEG 2000), or more than its RLE data can hold (any other syntax: nothing
+    to check): decoders size their output from one or the other, GDCM's aborts the whole process on the
+    difference (a worker dies with the file, again at each retry), and an RLE decoder allocated 8 GiB for
+    a header of 65535 x 65535 before it failed. No file that decodes is caught (the 45 JPEG / JPEG-LS / JPEG 2000 and 12 RLE test files of
     pydicom and pydicom-data that do)."""
     from pydicom.encaps import generate_fragments, parse_basic_offsets
 
@@ -458,8 +458,7 @@ def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None) -> np.nd
     first, last, step = slice(start, stop).indices(n)
     if step != 1 or last <= first:
         raise ValueError(f"empty or invalid frame range {start}:{stop} of {n}")
-    if codec.uid.is_compressed:
-        check_codestream_size(ds, codec.uid)
+    check_codestream_size(ds, codec.uid)
     decoder = get_decoder(codec.uid)
     expected_pi = decoded_photometric(ds)
     meta_added = getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta

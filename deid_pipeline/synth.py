@@ -377,8 +377,8 @@ def _style(rng: np.random.Generator, rows: int, cols: int, aa_ok: bool,
     font = int(_pick(rng, _FONTS))
     if font not in _SCRIPT_FONTS and rng.random() < 0.15:
         font |= cv2.FONT_ITALIC
-    scale = _TEXT_SCALE.get()
-    cap = max(7.0, min(rows, cols) * rng.uniform(size[0] * scale, size[1] * scale))
+    factor = _TEXT_SCALE.get()
+    cap = max(7.0, min(rows, cols) * rng.uniform(size[0] * factor, size[1] * factor))
     unit = cv2.getTextSize("H", font, 1.0, 1)[0][1]
     scale = cap / unit
     thick = 1 if scale < 0.9 or rng.random() < 0.6 else 2
