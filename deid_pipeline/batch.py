@@ -368,6 +368,11 @@ class _Reporter:
             self.worker.log_event(START_TOPIC, {"token": self.token, "worker": self.worker.address, "files": files,
                                                 "start": start})
 
+    def hashed(self, sha256: str, size: int) -> None:
+        """Send the input's hash (a single file's task: the driver keys its record by it should the
+        file time out or kill its worker before the task returns); no progress: the deadline stays."""
+        self.worker.log_event(START_TOPIC, {"token": self.token, "sha256": sha256, "size": size})
+
 
 _OPENCV_THREADS_SET: list[int] = []  # the thread count last applied in this worker process
 
@@ -504,13 +509,28 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
         reporter(1, start=True)
     except Exception:  # not on a Dask worker (tests), or events unavailable: the fallback deadline applies
         reporter = None
-    if any(os.environ.get(v) for v in _TEST_HOOKS):
+    if any(os.environ.get(v) for v in _TEST_HOOKS) and os.environ.get("DEID_TEST_SLEEP_AFTER_HASH") != "1":
         _test_faults(batch)
+    hashed = reporter.hashed if reporter is not None and len(batch) == 1 else None
+    if os.environ.get("DEID_TEST_SLEEP_AFTER_HASH") == "1":
+        hashed = _faults_after_hash(hashed, batch)
     try:
-        return process_batch(root, batch, ctx, reporter)
+        return process_batch(root, batch, ctx, reporter, hashed)
     finally:
         if worker is not None and os.environ.get(QUICK_EXIT_ENV) == "1":
             quick_exit_after_close(worker)
+
+
+def _faults_after_hash(hashed: Callable[[str, int], None] | None, batch: list[Candidate]) -> Callable[[str, int], None]:
+    """Test hook (``DEID_TEST_SLEEP_AFTER_HASH=1``): the faults of ``DEID_TEST_*`` fire once an input is
+    hashed, as a hang in its parse would, instead of before the batch starts."""
+
+    def then_fault(sha256: str, size: int) -> None:
+        if hashed is not None:
+            hashed(sha256, size)
+        _test_faults(batch)
+
+    return then_fault
 
 
 def _failed(batch: list[Candidate], code: str, reason: str) -> list[FileResult]:
@@ -534,7 +554,8 @@ def _hash_failed_input(root: Path, result: FileResult, limit: float = HASH_FAILE
     """Fill ``input_sha256`` and ``input_size`` of a ``failed`` record the driver writes for a file its
     worker died on or raised on (the worker never reported them), so that the manifest keys it like
     every read input. Hashed on a daemon thread, given up after ``limit`` seconds or on an I/O error
-    (the key stays empty); never for a ``timeout``, whose input may sit on a mount that hangs."""
+    (the key stays empty). Only where the worker did not send the hash (:meth:`_Reporter.hashed`);
+    never for a ``timeout``, whose input may sit on a mount that hangs: its key is the worker's or none."""
     path = root / result.rel_input
     out: list[tuple[str, int]] = []
 
@@ -585,10 +606,19 @@ class _Starts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: dict[str, _Seen] = {}
+        self._hashed: dict[str, tuple[str, int]] = {}
 
     def __call__(self, event: Any) -> None:
         msg = event[1] if isinstance(event, tuple) and len(event) == 2 else event
-        if isinstance(msg, dict) and "token" in msg:
+        if isinstance(msg, dict) and "token" in msg and "sha256" in msg:  # a single file's input hashed
+            try:
+                hashed = (str(msg["sha256"]), int(msg["size"]))
+            except (KeyError, TypeError, ValueError):
+                return
+            with self._lock:
+                if str(msg["token"]) in self._seen:
+                    self._hashed[str(msg["token"])] = hashed
+        elif isinstance(msg, dict) and "token" in msg:
             token = str(msg["token"])
             try:
                 files = max(1, int(msg.get("files", 1)))
@@ -598,9 +628,10 @@ class _Starts:
                 if msg.get("start", True) or token in self._seen:
                     self._seen[token] = _Seen(time.monotonic(), str(msg.get("worker", "")), files)
 
-    def pop(self, token: str) -> _Seen | None:
+    def pop(self, token: str) -> tuple[_Seen | None, tuple[str, int] | None]:
+        """Forget a token: its latest event and the hash its single file's worker sent, if any."""
         with self._lock:
-            return self._seen.pop(token, None)
+            return self._seen.pop(token, None), self._hashed.pop(token, None)
 
     def get(self, token: str) -> _Seen | None:
         with self._lock:
@@ -758,11 +789,14 @@ def run_distributed(
                     _restart_worker(client, seen.worker if seen else "")
                     results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
                 del pending[fut]
-                starts.pop(job.token)
+                _, hashed = starts.pop(job.token)
                 fut.release()
                 for r in results:
-                    if r.status == "failed" and not r.input_sha256 and r.reason_code in ("worker-crashed", "internal-error"):
-                        _hash_failed_input(root, r)
+                    if r.status == "failed" and not r.input_sha256:
+                        if hashed is not None and len(job.batch) == 1:  # the worker hashed it before it hung or died
+                            r.input_sha256, r.input_size = hashed
+                        elif r.reason_code in ("worker-crashed", "internal-error"):
+                            _hash_failed_input(root, r)
                     on_result(r)
                 nxt = next(batches, None)
                 if nxt is not None:

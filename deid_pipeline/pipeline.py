@@ -21,7 +21,7 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,9 +194,10 @@ def _reading_input() -> Iterator[None]:
         raise _unreadable(exc) from None
 
 
-def _read_big(path: Path, result: FileResult, limit: int | None = None) -> Dataset:
+def _read_big(path: Path, result: FileResult, limit: int | None = None, hashed: Hashed | None = None) -> Dataset:
     """Hash, sniff and parse a big input holding it once; ``input-changed`` if it changes meanwhile.
-    ``limit``: the most bytes its deflated data set may inflate to (:func:`_check_inflated`)."""
+    ``limit``: the most bytes its deflated data set may inflate to (:func:`_check_inflated`);
+    ``hashed``: told the hash before the parse."""
     with _reading_input():
         fh = open(path, "rb")
         before = os.fstat(fh.fileno())
@@ -206,6 +207,8 @@ def _read_big(path: Path, result: FileResult, limit: int | None = None) -> Datas
             for block in iter(lambda: fh.read(1 << 23), b""):
                 h.update(block)
         result.input_sha256, result.input_size = h.hexdigest(), before.st_size
+        if hashed is not None:
+            hashed(result.input_sha256, result.input_size)
         with _reading_input():  # a read error in the second pass (the first one passed)
             fh.seek(0)
             kind = sniff(fh.read(512))
@@ -463,8 +466,9 @@ def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- loading
 
 
-def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResult:
-    """Read, recognise and check one input; decode its frames when they will be scanned."""
+def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | None = None) -> Loaded | FileResult:
+    """Read, recognise and check one input; decode its frames when they will be scanned. ``hashed`` is
+    told the input's sha256 and size once they are known, before the parse (which may hang)."""
     from . import pixels
     from .pseudonym import Pseudonymizer, linkage_row, patient_identity
     from .tags import collect_phi_terms
@@ -490,12 +494,14 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext) -> Loaded | FileResu
             )
         fast = None
         if size > STREAM_ABOVE_BYTES:
-            ds = _read_big(path, result, ctx.max_file_bytes)  # hashed, then parsed from the file: one copy in memory, not two
+            ds = _read_big(path, result, ctx.max_file_bytes, hashed)  # hashed, then parsed from the file: one copy in memory, not two
         else:
             with _reading_input():
                 data = path.read_bytes()
             result.input_sha256 = hashlib.sha256(data).hexdigest()
             result.input_size = len(data)
+            if hashed is not None:
+                hashed(result.input_sha256, result.input_size)
             if not data:
                 raise SkipFile("empty-file", "zero-byte file")
             kind = sniff(data)
@@ -958,21 +964,27 @@ class Progress(Protocol):
     def __call__(self, files: int, force: bool = False) -> None: ...
 
 
+#: Told an input's sha256 and size as soon as they are known (the Dask task's, for its driver).
+Hashed = Callable[[str, int], None]
+
+
 def _no_progress(files: int, force: bool = False) -> None:
     """The :class:`Progress` of a batch no one times out (in process, tests)."""
 
 
-def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, progress: Progress | None = None) -> list[FileResult]:
+def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, progress: Progress | None = None,
+                  hashed: Hashed | None = None) -> list[FileResult]:
     """De-identify a batch of inputs; one result per input, in order. Never raises for a file.
 
     ``progress`` (the Dask task's, so that the driver can time each file out on its own) is called
-    after every file loaded and finished, and around the scan."""
+    after every file loaded and finished, and around the scan; ``hashed``, with each input's sha256
+    and size as soon as it is hashed (see :func:`load_file`)."""
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
     note = progress or _no_progress
     staged: list[Loaded | FileResult] = []
     for c in cands:
-        staged.append(load_file(root, c, ctx))
+        staged.append(load_file(root, c, ctx, hashed))
         note(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     if to_scan:

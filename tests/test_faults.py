@@ -164,6 +164,29 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert len(results) == len(by_name) == len(FILES) + 1
     hung = by_name.pop("rtplan.dcm")
     assert (hung.status, hung.reason_code) == ("failed", "timeout")
+    assert hung.input_sha256 == "" and hung.input_size == 0  # hung before it was read: no key to give
+    assert by_name.pop("junk.txt").status == "skipped"
+    assert {r.status for r in by_name.values()} == {"written"}
+
+
+def test_a_file_that_hangs_after_it_is_hashed_keeps_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that hangs in its parse (after its worker hashed it) times out keyed by its sha256 and
+    size, which its worker sent before the hang: the driver does not read a file that may sit on a
+    mount that hangs. Its batch first ran it beside others (no hash sent) and timed out as a whole."""
+    inp = small_tree(tmp_path / "in")
+    monkeypatch.setenv("DEID_TEST_SLEEP_ON", "rtplan.dcm")
+    monkeypatch.setenv("DEID_TEST_SLEEP_AFTER_HASH", "1")
+    monkeypatch.setenv("DEID_TEST_SLEEP_S", "600")
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none", batch_size=3)
+    results: list[FileResult] = []
+    run_distributed(inp, walk_inputs(inp), ctx, results.append, workers=2, file_timeout=1.5)
+    by_name = {Path(r.rel_input).name: r for r in results}
+    assert len(results) == len(by_name) == len(FILES) + 1
+    hung = by_name.pop("rtplan.dcm")
+    data = get_testdata_file("rtplan.dcm", read=False)
+    raw = Path(str(data)).read_bytes()
+    assert (hung.status, hung.reason_code) == ("failed", "timeout")
+    assert (hung.input_sha256, hung.input_size) == (hashlib.sha256(raw).hexdigest(), len(raw))
     assert by_name.pop("junk.txt").status == "skipped"
     assert {r.status for r in by_name.values()} == {"written"}
 
