@@ -251,6 +251,60 @@ def _zeros_from(fp: BinaryIO, start: int, block: int = 1 << 23) -> bool:
     return True
 
 
+#: Zero bytes at the end of an input that make :func:`_read_dataset` watch pydicom's reads (a file
+#: pre-allocated for a transfer that did not finish ends in zeros).
+ZERO_TAIL_BYTES = 1 << 16
+_ZERO_TAIL = bytes(ZERO_TAIL_BYTES)
+#: Element headers in a row that are all zero bytes after which a parse stops: no data set holds one.
+ZERO_ELEMENTS_STOP = 1024
+
+
+class _ZeroElements(Exception):
+    """pydicom read :data:`ZERO_ELEMENTS_STOP` element headers of zero bytes in a row."""
+
+
+class _ZeroElementGuard:
+    """A file object for pydicom that stops a parse walking a block of zeros as elements.
+
+    Eight zero bytes read as an element header are (0000,0000) with no value; inside an item of undefined
+    length pydicom reads on to the item's end, one such element per 8 bytes (~0.25 s a MiB: the top-level
+    stop of :func:`_read_dataset` does not reach into items), so a pre-allocated file cut inside a
+    sequence could outlast the file timeout. ``tripped`` is set where the guard raises, as pydicom turns
+    some exceptions into others."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self._fp, self._zeros, self.tripped = fp, 0, False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fp.read(size)
+        if size == 8 and chunk == _ZERO_TAIL[:8]:
+            self._zeros += 1
+            if self._zeros >= ZERO_ELEMENTS_STOP:
+                self.tripped = True
+                raise _ZeroElements
+        else:
+            self._zeros = 0
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fp.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fp.tell()
+
+
+def _ends_in_zeros(fp: BinaryIO) -> bool:
+    """Whether the last :data:`ZERO_TAIL_BYTES` of ``fp`` are zero (its position left at the start)."""
+    try:
+        size = fp.seek(0, os.SEEK_END)
+        if size < ZERO_TAIL_BYTES:
+            return False
+        fp.seek(size - ZERO_TAIL_BYTES)
+        return fp.read(ZERO_TAIL_BYTES) == _ZERO_TAIL
+    finally:
+        fp.seek(0)
+
+
 _DEFLATED_UID = str(pydicom.uid.DeflatedExplicitVRLittleEndian).encode()
 
 
@@ -303,9 +357,13 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     every 8 zero bytes of a block as one more (~0.4 s a MiB: a pre-allocated 3 GiB file whose transfer
     did not finish outlived the file timeout). Zeros from there to the end of the file are not data: the
     data set ends where they start, and a file with nothing but zeros after its file meta is
-    ``truncated``. A block of zeros with more bytes after it is read through by pydicom, as before."""
-    fp = io.BytesIO(data) if isinstance(data, bytes) else data
+    ``truncated``. A block of zeros with more bytes after it is read through by pydicom, as before,
+    unless the input ends in zeros and pydicom reads :data:`ZERO_ELEMENTS_STOP` zero element headers in
+    a row (in an item, where the stop does not reach): ``truncated`` (:class:`_ZeroElementGuard`)."""
+    fp: BinaryIO = io.BytesIO(data) if isinstance(data, bytes) else data
     force = kind == "raw"
+    tail = data.endswith(_ZERO_TAIL) if isinstance(data, bytes) else _ends_in_zeros(fp)
+    guard = _ZeroElementGuard(fp) if tail else None
     if kind == "part10":  # pydicom reads a command set (group 0000) after the file meta, before any stop
         head = data if isinstance(data, bytes) else fp.read(_HEAD_BYTES)
         start = _data_set_start(head)
@@ -320,17 +378,21 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
             return True
         return False
 
+    src: Any = guard or fp
     try:
-        ds = read_partial(fp, at_zeros, force=force)
+        ds = read_partial(src, at_zeros, force=force)
         if zeros_at and not _zeros_from(fp, zeros_at[0]):  # zeros, then more: read through them
             fp.seek(0)
-            ds = pydicom.dcmread(fp, force=force)
-    except (InvalidDicomError, EOFError) as exc:
-        raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
-    except Exception as exc:  # pydicom raises many types on malformed input
+            ds = pydicom.dcmread(src, force=force)
+    except Exception as exc:
+        if guard is not None and guard.tripped:
+            raise FileError("truncated", "zero bytes where a sequence item's elements should be: a pre-allocated "
+                            "file whose transfer did not finish") from None
+        if isinstance(exc, (InvalidDicomError, EOFError)):
+            raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
         if isinstance(exc, OSError) and exc.errno is not None and not isinstance(data, bytes):
             raise _unreadable(exc) from None  # the disk failed, not the file: failed unreadable, not quarantined
-        raise FileError("parse-error", "the file does not parse as DICOM") from None
+        raise FileError("parse-error", "the file does not parse as DICOM") from None  # pydicom raises many types
     try:
         for _ in getattr(ds, "file_meta", Dataset()).iterall():
             pass

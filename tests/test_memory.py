@@ -260,7 +260,9 @@ def test_zero_filled_inputs_get_their_reason_without_reading_every_zero(
     on. pydicom read each 8 zero bytes as one more (0000,0000) element: 131,072 for 1 MiB here, and a
     pre-allocated 3 GiB file outlived the file timeout. Zeros after the file meta: ``truncated``; zeros
     after a complete data set: left out (the output is the file's own); zeros with more data after
-    them: read through, as pydicom reads them."""
+    them: read through, as pydicom reads them. Zeros to the end inside a sequence item of undefined
+    length, where the top-level stop does not reach (~0.25 s a MiB, read to the end): ``truncated`` after
+    1,024 zero element headers; an image whose last 96 KiB of pixels are zero is written as before."""
     import pydicom.filereader
     from deid_pipeline import pipeline
 
@@ -276,6 +278,10 @@ def test_zero_filled_inputs_get_their_reason_without_reading_every_zero(
         "c_meta_then_zeros.dcm": full[:start] + bytes(1 << 20),
         "d_preamble_then_zeros.dcm": full[:132] + bytes(1 << 20),
         "e_zeros_inside.dcm": full[:name_at] + bytes(256) + full[name_at:],
+        # (FFFA,FFFA) SQ of undefined length, one item of undefined length, then zeros to the end
+        "f_item_then_zeros.dcm": full + bytes.fromhex("FAFFFAFF") + b"SQ" + bytes(2) + b"\xff" * 4
+                                 + bytes.fromhex("FEFF00E0") + b"\xff" * 4 + bytes(1 << 20),
+        "g_black_rows.dcm": _black_rows(),
     }
     for name, data in files.items():
         (root / name).write_bytes(data)
@@ -296,10 +302,28 @@ def test_zero_filled_inputs_get_their_reason_without_reading_every_zero(
     res = process_batch(root, [Candidate(n) for n in sorted(files)], ctx)
     got = [(r.status, r.reason_code) for r in res]
     assert got == [("written", ""), ("written", ""), ("quarantined", "truncated"), ("quarantined", "truncated"),
-                   ("written", "")]
+                   ("written", ""), ("quarantined", "truncated"), ("written", "")]
     assert res[1].output_path == res[0].output_path and res[1].output_sha256 == res[0].output_sha256
     assert "pre-allocated" in res[2].reason and "pre-allocated" in res[3].reason
-    assert len(elements) < 5_000  # the 256 zero bytes inside the fifth: 32 elements
+    assert "sequence item" in res[5].reason
+    assert pydicom.dcmread(out / res[6].output_path).PixelData == pydicom.dcmread(root / "g_black_rows.dcm").PixelData
+    assert len(elements) < 5_000  # the 256 zero bytes inside the fifth: 32 elements; the sixth's stop: 1,024
+
+
+def _black_rows() -> bytes:
+    """CT_small at 256 x 256 whose last 192 rows are black: the file ends in 96 KiB of zero pixels."""
+    import numpy as np
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    pixels = np.zeros((256, 256), np.int16)
+    pixels[:64] = 700
+    ds.Rows = ds.Columns = 256
+    ds.PixelData = pixels.tobytes()
+    del ds[0xFFFCFFFC]  # its data set trailing padding, which follows the pixels
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert buf.getvalue().endswith(bytes(96 << 10))
+    return buf.getvalue()
 
 
 @pytest.mark.parametrize("route", ["whole", "streamed"])
