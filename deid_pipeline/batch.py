@@ -353,9 +353,9 @@ class _Reporter:
     """The task's progress, sent to the driver as events on ``START_TOPIC``: the start (one file's
     work ahead), then :func:`process_batch`'s calls, at most one per ``every`` seconds unless forced.
 
-    A dropped call only ever announces one file's work, and came less than ``every`` seconds after
-    the last event sent, so the driver's deadline, last event + its files x limit + ``every``, is
-    never earlier than the work allows."""
+    A dropped call never announces more files' work than the last event sent (one file, or the scan's
+    files while its steps beat), and came less than ``every`` seconds after it, so the driver's
+    deadline, last event + its files x limit + ``every``, is never earlier than the work allows."""
 
     def __init__(self, worker: Any, token: str, every: float) -> None:
         self.worker, self.token, self.every = worker, token, every

@@ -475,11 +475,11 @@ def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
     return max(1, ctx.max_decoded_bytes // (4 * per_frame))
 
 
-def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> list[list[Region]]:
+def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext, heartbeat: Heartbeat | None = None) -> list[list[Region]]:
     """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time.
 
     A frame identical to one already scanned (a still cine, a repeated screen) gets its regions. The
-    file's ``timings_ms`` gain ``decode`` and the scan's steps.
+    file's ``timings_ms`` gain ``decode`` and the scan's steps; ``heartbeat``: see :func:`scan_loaded`.
     """
     from . import pixels, scan
 
@@ -492,11 +492,14 @@ def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext) -> li
         t0 = time.perf_counter()
         chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
         timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+        if heartbeat is not None:
+            heartbeat()
         digests = [pixels.frame_digest(f) for f in chunk]
         first = {d: i for i, d in reversed(list(enumerate(digests))) if d not in seen}
         if first:
             order = sorted(first.values())
-            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms, timings=timings)
+            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms, timings=timings,
+                                     heartbeat=heartbeat)
             seen.update({digests[i]: rs for i, rs in zip(order, found)})
         regions.extend(seen[d] for d in digests)
         del chunk
@@ -946,8 +949,10 @@ def _pixel_fields(report: PixelReport, detector: Any) -> None:
     report.device = detector.device
 
 
-def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Region]] | FileError]:
-    """Scan the frames of every item in one pass so the detector sees full batches."""
+def scan_loaded(items: list[Loaded], ctx: RunContext, heartbeat: Heartbeat | None = None) -> dict[int, list[list[Region]] | FileError]:
+    """Scan the frames of every item in one pass so the detector sees full batches. ``heartbeat`` is
+    called as the scan advances (each detector call, each view decided, each chunk decoded), so that a
+    file of many frames is timed out by its progress, not by its size."""
     out: dict[int, list[list[Region]] | FileError] = {}
     if not items:  # a header-only batch: the detector's modules (OpenCV, ~0.3 s of a worker's start) stay unloaded
         return out
@@ -963,7 +968,7 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
     whole = [it for it in items if not it.chunked]
     for i, it in big.items():
         try:
-            out[i] = _scan_chunked(it, detector, mode, ctx)
+            out[i] = _scan_chunked(it, detector, mode, ctx, heartbeat)
         except FileError as exc:
             out[i] = exc
         except Exception as exc:
@@ -973,7 +978,7 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
         _pixel_fields(it.report, detector)
     if big:
         small = [i for i in range(len(items)) if i not in big]
-        rest = scan_loaded(whole, ctx) if whole else {}
+        rest = scan_loaded(whole, ctx, heartbeat) if whole else {}
         for j, i in enumerate(small):
             out[i] = rest[j]
         return out
@@ -981,7 +986,8 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
     timings: dict[str, float] = {}
     if len(items) > 1:
         try:
-            results = scan.scan_batch([(it.ds, it.frames, it.phi_terms) for it in items], detector, mode=mode, timings=timings)
+            results = scan.scan_batch([(it.ds, it.frames, it.phi_terms) for it in items], detector, mode=mode, timings=timings,
+                                      heartbeat=heartbeat)
         except Exception:
             if ctx.debug:
                 raise
@@ -991,7 +997,8 @@ def scan_loaded(items: list[Loaded], ctx: RunContext) -> dict[int, list[list[Reg
         results = []
         for it in items:
             try:
-                results.append(scan.scan_frames(it.ds, it.frames, detector, mode=mode, phi_terms=it.phi_terms, timings=timings))
+                results.append(scan.scan_frames(it.ds, it.frames, detector, mode=mode, phi_terms=it.phi_terms, timings=timings,
+                                                heartbeat=heartbeat))
             except FileError as exc:
                 results.append(exc)
             except Exception as exc:
@@ -1021,13 +1028,16 @@ def _distinct_frames(frames: np.ndarray | None) -> int:
 class Progress(Protocol):
     """Told by :func:`process_batch` how much work lies ahead until it calls again: at most ``files``
     files' time limits (``force``: a call the listener must not drop, e.g. before and after the scan,
-    which serves several files in one pass)."""
+    which serves several files in one pass). During the scan it is called as the scan advances, each
+    call with the scan's file count, so the limit applies to the time between two calls."""
 
     def __call__(self, files: int, force: bool = False) -> None: ...
 
 
 #: Told an input's sha256 and size as soon as they are known (the Dask task's, for its driver).
 Hashed = Callable[[str, int], None]
+#: Called as a scan advances (:data:`scan.Heartbeat`).
+Heartbeat = Callable[[], None]
 
 
 def _no_progress(files: int, force: bool = False) -> None:
@@ -1051,8 +1061,8 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     if to_scan:
         note(len(to_scan), force=True)  # one detector pass over these files
-    try:
-        scanned = scan_loaded(to_scan, ctx)
+    try:  # each beat: the scan's files' limits again from now (a long scan of many frames is not a hung one)
+        scanned = scan_loaded(to_scan, ctx, lambda: note(len(to_scan)))
     except Exception as exc:  # detector failed to load: nothing in the batch may be written
         if ctx.debug:
             raise

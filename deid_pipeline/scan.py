@@ -30,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -236,19 +236,30 @@ def _as_stack(ds: Dataset, frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+#: Called as a scan goes on (after each detector call, each view's decision, each file's), so that a
+#: caller timing the work out sees a long scan of many frames advance.
+Heartbeat = Callable[[], None]
+
+
+def _no_beat() -> None:
+    """The :data:`Heartbeat` of a scan no one times out."""
+
+
 def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
                batch_size: int = 8, filters: FilterParams | None = None, passes: int = 1,
-               timings: dict[str, float] | None = None) -> list[list[list[Region]]]:
+               timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None) -> list[list[list[Region]]]:
     """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``.
 
-    ``timings``, when given, gains the seconds of each step (:data:`SCAN_STAGES`) summed over the batch.
+    ``timings``, when given, gains the seconds of each step (:data:`SCAN_STAGES`) summed over the batch;
+    ``heartbeat`` is called as the scan goes on.
 
     With ``passes`` > 1, frames that had text are redacted and scanned again: a lone letter or a
     fragment next to a redacted line sometimes shows only once its neighbours are gone. Off by
     default: measured on the CPU it found little on the synthetic set and, on a lossy JPEG 2000
     ultrasound, took compression noise around the fills for text (20 % of the non-text pixels).
     """
-    results = _scan_once(items, detector, mode, batch_size, filters, timings)
+    beat = heartbeat or _no_beat
+    results = _scan_once(items, detector, mode, batch_size, filters, timings, beat)
     for _ in range(passes - 1):
         redo = [i for i, res in enumerate(results) if any(res)]
         if not redo or mode == "none":
@@ -256,7 +267,7 @@ def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         from .redact import redact_frames
 
         again_items = [(items[i][0], redact_frames(items[i][0], _as_stack(items[i][0], items[i][1]), results[i]), *items[i][2:]) for i in redo]
-        again = _scan_once(again_items, detector, mode, batch_size, filters, timings)
+        again = _scan_once(again_items, detector, mode, batch_size, filters, timings, beat)
         for i, extra in zip(redo, again):
             results[i] = [list(first) + [r for r in more if not _touches_any(r, first)] for first, more in zip(results[i], extra)]
     return results
@@ -339,7 +350,7 @@ def _vertical_text(regions: Sequence[Region]) -> bool:
 
 def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
                batch_size: int = 8, filters: FilterParams | None = None,
-               timings: dict[str, float] | None = None) -> list[list[list[Region]]]:
+               timings: dict[str, float] | None = None, beat: Heartbeat = _no_beat) -> list[list[list[Region]]]:
     """One detection pass over every frame of every item."""
     if mode not in MODES:
         raise ConfigError(f"unknown pixel mode {mode!r}; use one of {MODES}")
@@ -360,12 +371,13 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         all_views.extend(views)
         plans.append((ds, frames, reps, slot, len(reps)))
     t1 = time.perf_counter()
-    found = _detect_chunked(detector, all_views, batch_size)
+    found = _detect_chunked(detector, all_views, batch_size, beat)
     # glyphs on a flat field, in the upright views of the kinds whose ``ViewRule`` reads them (their seconds
     # belong to ``decide``)
     tg = time.perf_counter()
     glyph_found: list[list[Region]] = []
     for view, (n_item, _) in zip(all_views, owners):
+        beat()
         rows, cols = plans[n_item][1].shape[1:3]
         glyph_found.append([] if fp.flat_field is None or not view_rule(view.kind).glyphs else find_glyph_text(
             view.plane, view.sy, view.sx, min(rows, cols), fp.flat_field, inner=view.frame_box))
@@ -376,13 +388,14 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     if on_end:
         again = [i for i, owner in enumerate(owners) if owner in on_end]
         turned = [all_views[i].turned() for i in again]
-        found = found + _detect_chunked(detector, turned, batch_size)
+        found = found + _detect_chunked(detector, turned, batch_size, beat)
         all_views = all_views + turned
         owners = owners + [owners[i] for i in again]
     t2 = time.perf_counter()
     stills = [static_mask(p[1], p[2]) if fp.flat_field is not None and p[4] >= STATIC_MIN_FRAMES else None for p in plans]
     per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
     for i, (view, regions, (n_item, rep_slot)) in enumerate(zip(all_views, found, owners)):
+        beat()
         ds, frames = plans[n_item][0], plans[n_item][1]
         rows, cols = frames.shape[1], frames.shape[2]
         if fp.flat_field is not None and not view.turns:  # glyphs are found in the upright view
@@ -406,6 +419,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
                 per_item[n_item][rep_slot].append(Region(*box, score=r.score, source=r.source))
     results: list[list[list[Region]]] = []
     for n_item, item in enumerate(items):
+        beat()
         ds, frames, reps, slot, _ = plans[n_item]
         if mode == "none":
             results.append([[] for _ in range(frames.shape[0])])
@@ -597,25 +611,26 @@ def _detect_safely(detector: Any, images: list[np.ndarray]) -> list[list[Region]
     return get_detector(str(getattr(detector, "name", "auto")), "cpu").detect(images)
 
 
-def _detect_chunked(detector: Any, views: list[View], batch_size: int) -> list[list[Region]]:
+def _detect_chunked(detector: Any, views: list[View], batch_size: int, beat: Heartbeat = _no_beat) -> list[list[Region]]:
     members = getattr(detector, "members", None)
     if members:  # a union: each member on the views of the kinds it takes (detect.union)
         joined: list[list[Region]] = [[] for _ in views]
         for member, kinds in zip(members, detector.member_kinds):
             idx = [i for i, v in enumerate(views) if kinds is None or v.kind in kinds]
-            for i, regions in zip(idx, _detect_chunked(member, [views[i] for i in idx], batch_size)):
+            for i, regions in zip(idx, _detect_chunked(member, [views[i] for i in idx], batch_size, beat)):
                 joined[i].extend(regions)
         return joined
     out: list[list[Region]] = []
     step = max(1, batch_size) * 4  # the detector batches by shape inside each call
     for s in range(0, len(views), step):
         out.extend(_detect_safely(detector, [v.image for v in views[s : s + step]]))
+        beat()
     return out
 
 
 def scan_frames(ds: Dataset, frames: np.ndarray, detector: Any, mode: str = "all-text",
                 phi_terms: frozenset[str] = frozenset(), batch_size: int = 8, passes: int = 1,
-                timings: dict[str, float] | None = None) -> list[list[Region]]:
+                timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None) -> list[list[Region]]:
     """Regions to redact per frame, in stored-frame coordinates (see the module docstring)."""
     return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size, passes=passes,
-                      timings=timings)[0]
+                      timings=timings, heartbeat=heartbeat)[0]

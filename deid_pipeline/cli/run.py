@@ -81,7 +81,7 @@ def _interrupts_end_the_run() -> Iterator[None]:
               help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 3x faster end to end on a CPU; see benchmarks/README.md).")
 @click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
 @click.option("--batch-size", type=int, default=None, help="Files per Dask task (default 16 when pixels are scanned, 64 for a header-only run).")
-@click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds one file may take (its batch is then cancelled and its files retried alone; default 300).")
+@click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds one file may take, a scan counted from its last step (its batch is then cancelled and its files retried alone; default 300).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
               help="Per local worker (e.g. 4GiB); Dask restarts a worker above it. Inputs too big for it fail with a reason.")
 @click.option("--retry-failed", is_flag=True,
