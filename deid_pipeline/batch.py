@@ -599,9 +599,10 @@ class _Seen:
 
 
 class _Starts:
-    """Start and progress events from the workers (token -> :class:`_Seen`); filled on the client's loop.
-    A start (``"start": True``) opens a token's entry; progress only updates an open one, so an event
-    that arrives after its batch's result leaves nothing behind."""
+    """Start and progress events from the workers (token -> :class:`_Seen`), and the input hashes of
+    single-file tasks (token -> sha256, size); filled on the client's loop. A start (``"start": True``)
+    opens a token's entry; progress and a hash only update an open one, so an event that arrives after
+    its batch's result leaves nothing behind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
