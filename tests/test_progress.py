@@ -55,7 +55,11 @@ def test_scanned_batch_announces_the_scan_of_all_its_files(tmp_path: Path) -> No
     results = process_batch(tmp_path / "in", cands, ctx, calls)
     assert [r.status for r in results] == ["written", "written", "written"]
     assert [r.pixel["scanned"] for r in results] == [True, True, False]
-    assert calls.calls == [(1, False)] * 3 + [(2, True), (1, True)] + [(1, False)] * 3
+    # loads, the scan announced for both images, its beats (each announcing the two again), then finishes
+    calls_ = calls.calls
+    assert calls_[:4] == [(1, False)] * 3 + [(2, True)] and calls_[-4:] == [(1, True)] + [(1, False)] * 3
+    beats = calls_[4:-4]
+    assert len(beats) >= 3 and set(beats) == {(2, False)}  # a detector call and each image's view decided at least
 
 
 class _Worker:
@@ -99,11 +103,16 @@ def test_deadline_follows_the_last_event(monkeypatch: pytest.MonkeyPatch) -> Non
     assert batch.batch_deadline(5.0, 64, starts.get("a"), limit, every, window) == 50.0 + 30 * 12 + 3
     clock[0] = 200.0
     starts({"token": "a", "worker": "w1", "files": 1, "start": False})
-    seen = starts.pop("a")
+    clock[0] = 400.0  # a single file's input hashed: kept for its record, the deadline unmoved
+    starts({"token": "a", "sha256": "ab" * 32, "size": 2672})
+    assert batch.batch_deadline(5.0, 64, starts.get("a"), limit, every, window) == 200.0 + 30 + 3
+    seen, hashed = starts.pop("a")
     assert seen is not None and (seen.at, seen.worker, seen.files) == (200.0, "w1", 1)
-    # progress that arrives after its batch's result opens nothing; a junk count counts as one file
+    assert hashed == ("ab" * 32, 2672)
+    # progress or a hash that arrives after its batch's result opens nothing; a junk count counts as one file
     starts({"token": "a", "worker": "w1", "files": 1, "start": False})
-    assert starts.get("a") is None
+    starts({"token": "a", "sha256": "cd" * 32, "size": 1})
+    assert starts.get("a") is None and starts.pop("a") == (None, None)
     starts({"token": "b", "worker": "w2", "files": "x", "start": True})
     assert starts.get("b") is not None and starts.get("b").files == 1
 
