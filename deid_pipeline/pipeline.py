@@ -392,6 +392,8 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
             raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
         if isinstance(exc, OSError) and exc.errno is not None and not isinstance(data, bytes):
             raise _unreadable(exc) from None  # the disk failed, not the file: failed unreadable, not quarantined
+        if isinstance(exc, RecursionError):  # pydicom reads an item within an item by recursion
+            raise FileError("parse-error", "its sequences are nested deeper than the reader follows (hundreds of levels)") from None
         raise FileError("parse-error", "the file does not parse as DICOM") from None  # pydicom raises many types
     try:
         for _ in getattr(ds, "file_meta", Dataset()).iterall():

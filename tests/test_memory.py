@@ -398,3 +398,27 @@ def test_a_frame_that_alone_decodes_past_the_worker_share_fails_before_it_is_dec
     status, code, reason = results[2 << 20]
     assert (status, code) == ("failed", "too-large-for-worker-memory") and "one decoded frame is 4 MiB" in reason
     assert results[None][:2] == ("written", "")
+
+
+def test_sequences_nested_past_the_reader_are_quarantined_with_that_reason(tmp_path: Path) -> None:
+    """pydicom reads an item within an item by recursion: 150 levels of a kept sequence are read and
+    de-identified (the name planted at the bottom is not in the output), 1,000 end ``parse-error`` saying
+    why, not only that the file does not parse."""
+    root = tmp_path / "in"
+    root.mkdir()
+    raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    at = raw.index(bytes.fromhex("E07F1000"))  # before Pixel Data
+    name = b"DEEPNAME^PLANTED"
+    for depth in (150, 1000):
+        body = bytes.fromhex("10001000") + b"PN" + len(name).to_bytes(2, "little") + name  # (0010,0010)
+        for _ in range(depth):  # (0054,0016) SQ, one item, both of undefined length
+            item = bytes.fromhex("FEFF00E0") + b"\xff" * 4 + body + bytes.fromhex("FEFF0DE0") + bytes(4)
+            body = bytes.fromhex("54001600") + b"SQ" + bytes(2) + b"\xff" * 4 + item + bytes.fromhex("FEFFDDE0") + bytes(4)
+        (root / f"deep_{depth}.dcm").write_bytes(raw[:at] + body + raw[at:])
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="none")
+    kept, deep = process_batch(root, [Candidate("deep_150.dcm"), Candidate("deep_1000.dcm")], ctx)
+    assert (kept.status, deep.status, deep.reason_code) == ("written", "quarantined", "parse-error")
+    assert "nested deeper" in deep.reason
+    assert name not in (out / kept.output_path).read_bytes()
