@@ -436,7 +436,7 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     implicit = ts.is_implicit_VR
     if implicit and 0x40 < data[start + 4] < 0x5B and 0x40 < data[start + 5] < 0x5B:
         raise Ineligible("pydicom would switch to explicit VR")  # its check of the first element
-    recs, end = _scan_dataset(data, start, len(data), implicit, False)
+    recs, end = _scan_dataset(data, start, len(data), implicit, False, 0)
     if end != len(data):
         raise Ineligible("trailing bytes")
     stub = Dataset({
@@ -490,10 +490,13 @@ def _raw_element(data: bytes, rec: _Rec, implicit: bool) -> RawDataElement:
     return RawDataElement(BaseTag(rec.tag), vr, _UNDEFINED if rec.undefined else length, value, rec.start, implicit, True)
 
 
-def _scan_dataset(data: bytes, pos: int, end: int, implicit: bool, delimited: bool) -> tuple[list[_Rec], int]:
+def _scan_dataset(data: bytes, pos: int, end: int, implicit: bool, delimited: bool, depth: int) -> tuple[list[_Rec], int]:
     """Records of one data set from ``pos`` to ``end`` (an item with ``delimited``: to its item
-    delimiter); returns them and the position after the data set. Raises :class:`Ineligible` for
-    anything pydicom reads differently or leniently."""
+    delimiter; ``depth``: items it is within); returns them and the position after the data set. Raises
+    :class:`Ineligible` for anything pydicom reads differently or leniently, or nests past
+    :data:`tags.MAX_SEQUENCE_DEPTH` (the pydicom path gives the reason)."""
+    if depth > tags.MAX_SEQUENCE_DEPTH:
+        raise Ineligible("nested too deep")
     recs: list[_Rec] = []
     last = -1
     while pos < end:
@@ -526,7 +529,7 @@ def _scan_dataset(data: bytes, pos: int, end: int, implicit: bool, delimited: bo
         sequence = vr == "SQ" or (implicit and _implicit_sq(tag))
         if length == _UNDEFINED:
             if sequence:
-                items, after = _scan_items(data, start, end, implicit, True)
+                items, after = _scan_items(data, start, end, implicit, True, depth)
                 rec = _Rec(tag, "SQ", pos, start, after, True, items)
             else:
                 rec = _encapsulated_pixel_data(data, tag, vr, pos, start, end)
@@ -537,7 +540,7 @@ def _scan_dataset(data: bytes, pos: int, end: int, implicit: bool, delimited: bo
             rec = _Rec(tag, vr, pos, start, stop, False, None)
             if sequence:
                 rec.vr = "SQ"
-                rec.items, _ = _scan_items(data, start, stop, implicit, False)
+                rec.items, _ = _scan_items(data, start, stop, implicit, False, depth)
         recs.append(rec)
         pos = rec.end
     if delimited:
@@ -572,7 +575,7 @@ def _encapsulated_pixel_data(data: bytes, tag: int, vr: str, pos: int, start: in
 _ITEM_HEAD = struct.Struct("<LL").unpack_from
 
 
-def _scan_items(data: bytes, pos: int, end: int, implicit: bool, delimited: bool) -> tuple[list[_Item], int]:
+def _scan_items(data: bytes, pos: int, end: int, implicit: bool, delimited: bool, depth: int) -> tuple[list[_Item], int]:
     """The items of a sequence value, to ``end`` or (``delimited``) to the sequence delimiter; returns
     them and the position after the sequence."""
     items: list[_Item] = []
@@ -590,13 +593,13 @@ def _scan_items(data: bytes, pos: int, end: int, implicit: bool, delimited: bool
         if tag != _ITEM:
             raise Ineligible("not an item")
         if length == _UNDEFINED:
-            recs, pos = _scan_dataset(data, pos + 8, end, implicit, True)
+            recs, pos = _scan_dataset(data, pos + 8, end, implicit, True, depth + 1)
             items.append(_Item(recs, True))
         else:
             stop = pos + 8 + length
             if stop > end:
                 raise Ineligible("item beyond its sequence")
-            recs, after = _scan_dataset(data, pos + 8, stop, implicit, False)
+            recs, after = _scan_dataset(data, pos + 8, stop, implicit, False, depth + 1)
             if after != stop:
                 raise Ineligible("item length")
             items.append(_Item(recs, False))

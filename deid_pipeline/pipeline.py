@@ -47,7 +47,7 @@ from .config import RunContext
 from .discover import UNREAD, Candidate
 from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
-from .tags import inert_vr
+from .tags import MAX_SEQUENCE_DEPTH, inert_vr
 from .types import FileResult, PixelReport, Region
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,15 @@ def _check_truncation(ds: Dataset) -> None:
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 
 
-def _convert_all(ds: Dataset) -> None:
+class _NestedTooDeep(Exception):
+    """A sequence item deeper than :data:`tags.MAX_SEQUENCE_DEPTH`."""
+
+
+def _too_deep() -> FileError:
+    return FileError("parse-error", f"its sequences are nested more than {MAX_SEQUENCE_DEPTH} items deep")
+
+
+def _convert_all(ds: Dataset, depth: int = 0) -> None:
     """Convert every raw element that could fail to convert, nested ones included: the same outcome as
     iterating ``ds.iterall()``.
 
@@ -147,7 +155,8 @@ def _convert_all(ds: Dataset) -> None:
     data nor the character set, read in full, not a sequence, VR unambiguous) is converted exactly as
     ``ds[tag]`` would (private creator included) and stored directly; anything else goes through
     ``ds[tag]`` and pydicom's own bookkeeping (pixel representation, ambiguous VR correction, deferred
-    reads). Raises whatever the conversion raises.
+    reads). Raises whatever the conversion raises, and :class:`_NestedTooDeep` for items within items
+    past :data:`tags.MAX_SEQUENCE_DEPTH` (``depth``: the items ``ds`` is within).
     """
     elements = ds._dict
     charset: Any = None
@@ -169,8 +178,10 @@ def _convert_all(ds: Dataset) -> None:
                     continue
             elem = ds[tag]
         if elem.VR == "SQ":
+            if elem.value and depth >= MAX_SEQUENCE_DEPTH:
+                raise _NestedTooDeep
             for item in elem.value:
-                _convert_all(item)
+                _convert_all(item, depth + 1)
 
 
 #: Inputs above this size are hashed in a first pass and parsed from the open file (not from a copy).
@@ -392,8 +403,8 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
             raise FileError("truncated" if isinstance(exc, EOFError) else "parse-error", "the file does not parse as DICOM") from None
         if isinstance(exc, OSError) and exc.errno is not None and not isinstance(data, bytes):
             raise _unreadable(exc) from None  # the disk failed, not the file: failed unreadable, not quarantined
-        if isinstance(exc, RecursionError):  # pydicom reads an item within an item by recursion
-            raise FileError("parse-error", "its sequences are nested deeper than the reader follows (hundreds of levels)") from None
+        if isinstance(exc, RecursionError):  # pydicom reads an item within an item by recursion (~190 levels in a worker)
+            raise _too_deep() from None
         raise FileError("parse-error", "the file does not parse as DICOM") from None  # pydicom raises many types
     try:
         for _ in getattr(ds, "file_meta", Dataset()).iterall():
@@ -403,6 +414,8 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     _check_truncation(ds)
     try:
         _convert_all(ds)  # converts every element, nested ones included
+    except _NestedTooDeep:
+        raise _too_deep() from None
     except Exception:
         raise FileError("parse-error", "an element or sequence does not parse") from None
     if kind == "raw" and "SOPClassUID" not in ds and "PixelData" not in ds:

@@ -70,6 +70,10 @@ PROTECTED_KEYWORDS = frozenset(
 #: Protected only at the top level (the same keywords inside an item describe something else).
 _TOP_LEVEL_ONLY = PROTECTED_KEYWORDS - {"ReferencedSOPClassUID"}
 ICON_IMAGE_SEQUENCE = 0x00880200
+#: Items within items a data set may nest (a structured report nests tens at most): deeper, a file is
+#: quarantined with that reason, the same on every path and whatever the caller's stack (pydicom reads and
+#: writes each level by recursion: at ~190 levels a worker's read failed, at 300 a reader of the output).
+MAX_SEQUENCE_DEPTH = 100
 ENCAPSULATED_DOCUMENT = 0x00420011
 ENCAPSULATED_SOP_CLASSES = frozenset(
     {

@@ -400,25 +400,34 @@ def test_a_frame_that_alone_decodes_past_the_worker_share_fails_before_it_is_dec
     assert results[None][:2] == ("written", "")
 
 
-def test_sequences_nested_past_the_reader_are_quarantined_with_that_reason(tmp_path: Path) -> None:
-    """pydicom reads an item within an item by recursion: 150 levels of a kept sequence are read and
-    de-identified (the name planted at the bottom is not in the output), 1,000 end ``parse-error`` saying
-    why, not only that the file does not parse."""
+def test_sequences_nested_past_the_limit_are_quarantined_with_that_reason(tmp_path: Path) -> None:
+    """pydicom reads (and writes) an item within an item by recursion, so how deep a file could be read
+    depended on the caller's stack: ~190 levels in a worker, 300 by the header fast path, whose output
+    ``deid verify`` then could not read. Now 100 levels (``MAX_SEQUENCE_DEPTH``) of a kept sequence are
+    read and de-identified on both paths (the name planted at the bottom is not in the output, which
+    pydicom reads back), 101 and 300 are quarantined saying so, 1,000 (past pydicom's recursion) too."""
+    from deid_pipeline.tags import MAX_SEQUENCE_DEPTH
+
     root = tmp_path / "in"
     root.mkdir()
     raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     at = raw.index(bytes.fromhex("E07F1000"))  # before Pixel Data
     name = b"DEEPNAME^PLANTED"
-    for depth in (150, 1000):
+    depths = (MAX_SEQUENCE_DEPTH, MAX_SEQUENCE_DEPTH + 1, 300, 1000)
+    for depth in depths:
         body = bytes.fromhex("10001000") + b"PN" + len(name).to_bytes(2, "little") + name  # (0010,0010)
         for _ in range(depth):  # (0054,0016) SQ, one item, both of undefined length
             item = bytes.fromhex("FEFF00E0") + b"\xff" * 4 + body + bytes.fromhex("FEFF0DE0") + bytes(4)
             body = bytes.fromhex("54001600") + b"SQ" + bytes(2) + b"\xff" * 4 + item + bytes.fromhex("FEFFDDE0") + bytes(4)
         (root / f"deep_{depth}.dcm").write_bytes(raw[:at] + body + raw[at:])
-    out = tmp_path / "out"
-    out.mkdir()
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="none")
-    kept, deep = process_batch(root, [Candidate("deep_150.dcm"), Candidate("deep_1000.dcm")], ctx)
-    assert (kept.status, deep.status, deep.reason_code) == ("written", "quarantined", "parse-error")
-    assert "nested deeper" in deep.reason
-    assert name not in (out / kept.output_path).read_bytes()
+    for pixels in ("none", "all"):  # the header fast path, then pydicom's
+        out = tmp_path / f"out-{pixels}"
+        out.mkdir()
+        ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels=pixels)
+        kept, *deep = process_batch(root, [Candidate(f"deep_{d}.dcm") for d in depths], ctx)
+        assert kept.status == "written", pixels
+        assert [(r.status, r.reason_code) for r in deep] == [("quarantined", "parse-error")] * 3, pixels
+        assert all("nested" in r.reason for r in deep)
+        written = (out / kept.output_path).read_bytes()
+        assert name not in written
+        pydicom.dcmread(io.BytesIO(written)).walk(lambda ds, elem: None)
