@@ -788,7 +788,7 @@ def run_distributed(
                     log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
                     seen = starts.get(job.token)
                     _restart_worker(client, seen.worker if seen else "")
-                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s; the file was not written"))
+                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s (a scan: one of its steps); the file was not written"))
                 del pending[fut]
                 _, hashed = starts.pop(job.token)
                 fut.release()

@@ -164,6 +164,7 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert len(results) == len(by_name) == len(FILES) + 1
     hung = by_name.pop("rtplan.dcm")
     assert (hung.status, hung.reason_code) == ("failed", "timeout")
+    assert hung.reason == "processing took longer than 1.5 s (a scan: one of its steps); the file was not written"
     assert hung.input_sha256 == "" and hung.input_size == 0  # hung before it was read: no key to give
     assert by_name.pop("junk.txt").status == "skipped"
     assert {r.status for r in by_name.values()} == {"written"}
