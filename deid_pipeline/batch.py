@@ -38,7 +38,7 @@ from .discover import Candidate
 from .errors import ConfigError
 from .pipeline import _sha256_file, process_batch
 from .prestart import QUICK_EXIT_ENV, WORKER_MALLOC_ENV, fork_environ, worker_environ
-from .types import FileResult
+from .types import FileResult, Hashed
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +521,7 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
             quick_exit_after_close(worker)
 
 
-def _faults_after_hash(hashed: Callable[[str, int], None] | None, batch: list[Candidate]) -> Callable[[str, int], None]:
+def _faults_after_hash(hashed: Hashed | None, batch: list[Candidate]) -> Hashed:
     """Test hook (``DEID_TEST_SLEEP_AFTER_HASH=1``): the faults of ``DEID_TEST_*`` fire once an input is
     hashed, as a hang in its parse would, instead of before the batch starts."""
 
@@ -788,7 +788,8 @@ def run_distributed(
                     log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
                     seen = starts.get(job.token)
                     _restart_worker(client, seen.worker if seen else "")
-                    results = split_or(job, lambda b: _failed(b, "timeout", f"processing took longer than {limit:g} s (a scan: one of its steps); the file was not written"))
+                    why = f"processing took longer than {limit:g} s (a scan: one of its steps); the file was not written"
+                    results = split_or(job, lambda b: _failed(b, "timeout", why))
                 del pending[fut]
                 _, hashed = starts.pop(job.token)
                 fut.release()

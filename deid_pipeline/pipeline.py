@@ -21,7 +21,7 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,7 @@ from .discover import UNREAD, Candidate
 from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
 from .tags import MAX_SEQUENCE_DEPTH, inert_vr
-from .types import FileResult, PixelReport, Region
+from .types import FileResult, Hashed, Heartbeat, PixelReport, Region
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class _NestedTooDeep(Exception):
 
 
 def _too_deep() -> FileError:
+    """The reason of a file nested past :data:`tags.MAX_SEQUENCE_DEPTH`, however it was found."""
     return FileError("parse-error", f"its sequences are nested more than {MAX_SEQUENCE_DEPTH} items deep")
 
 
@@ -266,6 +267,7 @@ def _zeros_from(fp: BinaryIO, start: int, block: int = 1 << 23) -> bool:
 #: pre-allocated for a transfer that did not finish ends in zeros).
 ZERO_TAIL_BYTES = 1 << 16
 _ZERO_TAIL = bytes(ZERO_TAIL_BYTES)
+_ZERO_HEADER = bytes(8)
 #: Element headers in a row that are all zero bytes after which a parse stops: no data set holds one.
 ZERO_ELEMENTS_STOP = 1024
 
@@ -288,7 +290,7 @@ class _ZeroElementGuard:
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._fp.read(size)
-        if size == 8 and chunk == _ZERO_TAIL[:8]:
+        if size == 8 and chunk == _ZERO_HEADER:
             self._zeros += 1
             if self._zeros >= ZERO_ELEMENTS_STOP:
                 self.tripped = True
@@ -1047,12 +1049,6 @@ class Progress(Protocol):
     call with the scan's file count, so the limit applies to the time between two calls."""
 
     def __call__(self, files: int, force: bool = False) -> None: ...
-
-
-#: Told an input's sha256 and size as soon as they are known (the Dask task's, for its driver).
-Hashed = Callable[[str, int], None]
-#: Called as a scan advances (:data:`scan.Heartbeat`).
-Heartbeat = Callable[[], None]
 
 
 def _no_progress(files: int, force: bool = False) -> None:

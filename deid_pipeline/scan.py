@@ -30,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +46,7 @@ from .errors import ConfigError
 from .pixels import frame_digest
 from .prepare import View, prepare_views
 from .resources import configs_dir
-from .types import Region, join_boxes
+from .types import Heartbeat, Region, join_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -234,11 +234,6 @@ def _as_stack(ds: Dataset, frames: np.ndarray) -> np.ndarray:
     if frames.ndim == (2 if samples == 1 else 3):
         frames = frames[None]
     return frames
-
-
-#: Called as a scan goes on (after each detector call, each view's decision, each file's), so that a
-#: caller timing the work out sees a long scan of many frames advance.
-Heartbeat = Callable[[], None]
 
 
 def _no_beat() -> None:
