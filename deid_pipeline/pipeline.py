@@ -879,8 +879,10 @@ def write_exclusive(out_root: Path, rel_out: str, ds: Dataset, body: bytes | Non
             pass
 
 
-def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunContext) -> FileResult:
-    """Redact pixels, de-identify the header, write the file; returns the outcome."""
+def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunContext,
+                heartbeat: Heartbeat | None = None) -> FileResult:
+    """Redact pixels, de-identify the header, write the file; returns the outcome. ``heartbeat`` is
+    called as frames are encoded (a compressed cine of hundreds of frames takes minutes)."""
     from . import pixels
     from .pseudonym import Pseudonymizer
     from .redact import redact_frames
@@ -903,12 +905,13 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
                     redact_s += time.perf_counter() - t
                     return out
 
-                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(ds, chunk_frames(ds, ctx), redact_chunk)
+                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(ds, chunk_frames(ds, ctx), redact_chunk,
+                                                                                heartbeat)
                 report.pixel_data_unchanged = False
             elif any(regions):
                 redacted = redact_frames(ds, loaded.frames, regions)
                 redact_s = time.perf_counter() - t0
-                report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted))
+                report.reencoded_transfer_syntax = str(pixels.encode_frames(ds, redacted, heartbeat))
                 report.pixel_data_unchanged = False
             loaded.frames = None
             # encode: the fills' frames back into Pixel Data (decoding the rest of a chunked file included)
@@ -1093,7 +1096,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
             s.result.pixel = s.report.to_json()
             results.append(_fail(s.result, res))
             continue
-        results.append(finish_file(s, res, ctx))
+        results.append(finish_file(s, res, ctx, lambda: note(1)))  # each beat: this file's limit again
         note(1)
     return results
 

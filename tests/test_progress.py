@@ -153,3 +153,30 @@ def test_small_inputs_are_spread_over_the_workers(tmp_path: Path, files: int, wo
     batches = list(batch.spread_batches(iter(cands), ctx, workers))
     assert [len(b) for b in batches] == expected
     assert [c for b in batches for c in b] == cands  # every file once, in order
+
+
+def test_a_compressed_cine_beats_as_its_frames_are_encoded(tmp_path: Path) -> None:
+    """Writing the redacted frames of a compressed cine is one step of the file's finish: each frame is
+    encoded and decoded again to check it (a JPEG 2000 cine of 1024x768 frames: ~0.43 s a frame here, so
+    ~700 frames filled the 300 s limit). Each frame encoded now beats, announcing this file again."""
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    from deid_pipeline import synth
+    from deid_pipeline.pixels import encoder_plugin
+
+    root = tmp_path / "in"
+    root.mkdir()
+    ds, _ = synth.make_case("us_cine", 4)
+    frames = int(ds.NumberOfFrames)
+    ds.compress(RLELossless, generate_instance_uid=False, **encoder_plugin(RLELossless))
+    ds.save_as(root / "cine.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    calls = _Calls()
+    [res] = process_batch(root, [Candidate("cine.dcm")], ctx, calls)
+    assert res.status == "written" and res.pixel["reencoded_transfer_syntax"] == str(RLELossless)
+    after_scan = len(calls.calls) - calls.calls[::-1].index((1, True))  # past the note that ends the scan
+    finish = calls.calls[after_scan:]
+    assert len(finish) == frames + 1 and set(finish) == {(1, False)}  # a beat a frame, then the file done
+    assert pydicom.dcmread(tmp_path / "out" / res.output_path).file_meta.TransferSyntaxUID == RLELossless
