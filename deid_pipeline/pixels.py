@@ -51,8 +51,8 @@ import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
