@@ -672,39 +672,6 @@ def _compressed_photometric(ds: Dataset, tsuid: UID, original_pi: str) -> str:
     return out_pi
 
 
-def _write_compressed(ds: Dataset, frames: np.ndarray, tsuid: UID, original_pi: str) -> bool:
-    """Encode with ``tsuid``, decode again and compare; restore ``ds`` and return False on any failure."""
-    encoder = get_encoder(tsuid)
-    if not encoder.is_available:
-        logger.info("no encoder for %s installed; writing Explicit VR Little Endian", tsuid.name)
-        return False
-    out_pi = _compressed_photometric(ds, tsuid, original_pi)
-    saved = {kw: ds[kw] for kw in ("PixelData", *_ATTRS_OF_ENCAPSULATION) if kw in ds}
-    saved_ts = transfer_syntax(ds)
-    ds.PhotometricInterpretation = out_pi
-    arr = frames[0] if frames.shape[0] == 1 else frames
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds.compress(tsuid, arr, generate_instance_uid=False, **encoder_plugin(tsuid))
-            back, _ = get_decoder(tsuid).as_array(ds, raw=True)
-        ok = np.array_equal(back.reshape(frames.shape), frames)
-        reason = "did not round-trip"
-    except Exception as exc:
-        ok, reason = False, f"failed ({type(exc).__name__})"
-    if ok:
-        return True
-    logger.warning("%s encoding %s; writing Explicit VR Little Endian", tsuid.name, reason)
-    for attr in _ATTRS_OF_ENCAPSULATION:
-        if attr in ds:
-            del ds[attr]
-    for kw, elem in saved.items():
-        ds[kw] = elem
-    _set_file_meta_ts(ds, saved_ts)
-    ds.PhotometricInterpretation = original_pi
-    return False
-
-
 def encoder_plugin(tsuid: str) -> dict[str, str]:
     """Pin the encoder where pydicom has several (RLE: gdcm, pylibjpeg, pydicom), so that the same
     input gives the same bytes whichever optional packages a machine has."""
@@ -722,11 +689,10 @@ def encode_frames(ds: Dataset, frames: np.ndarray, heartbeat: Heartbeat | None =
     Photometric Interpretation (when decoding changed it), Planar
     Configuration 0, the extended offset table, and the Lossy Image
     Compression attributes of a lossy original. Number of Frames, Bits
-    Allocated / Stored and Pixel Representation are unchanged. With a
-    ``heartbeat``, several frames going to a compressed syntax are encoded
-    and checked one by one (as :func:`encode_frames_chunked` does), the
-    heartbeat called after each: a J2K cine of 700 1024x768 frames takes
-    ~5 minutes here.
+    Allocated / Stored and Pixel Representation are unchanged. Frames going
+    to a compressed syntax are encoded and checked one by one
+    (:func:`_write_fragments`), ``heartbeat`` called after each: a J2K cine
+    of 700 1024x768 frames takes ~5 minutes here.
     """
     n = frame_count(ds)
     expected = (n,) + _frame_shape(ds)
@@ -745,11 +711,7 @@ def encode_frames(ds: Dataset, frames: np.ndarray, heartbeat: Heartbeat | None =
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         ds.PlanarConfiguration = 0
     target = codec.write_as
-    if target.is_compressed and heartbeat is not None and n > 1 and get_encoder(target).is_available:
-        if _write_fragments(ds, target, original_pi, iter(frames), heartbeat):
-            return str(target)
-        target = _uid.ExplicitVRLittleEndian
-    if target.is_compressed and _write_compressed(ds, frames, target, original_pi):
+    if target.is_compressed and _write_fragments(ds, target, original_pi, iter(frames), heartbeat):
         written = target
     else:
         if target.is_compressed:
@@ -826,13 +788,15 @@ def _encode_one(tsuid: UID, frame: np.ndarray, kwargs: dict[str, Any]) -> bytes:
 def _write_fragments(ds: Dataset, target: UID, original_pi: str, frames: Iterator[np.ndarray],
                      heartbeat: Heartbeat | None = None) -> bool:
     """Encode ``frames`` one by one as ``target``, each checked by decoding it again (``heartbeat``
-    called after each), and encapsulate them into ``ds``; False, ``ds`` untouched, when one fails."""
+    called after each), and encapsulate them into ``ds``; False, ``ds`` untouched, when no encoder is
+    installed or a frame fails (the caller writes Explicit VR Little Endian)."""
     from pydicom.encaps import encapsulate
 
+    if not get_encoder(target).is_available:
+        logger.info("no encoder for %s installed; writing Explicit VR Little Endian", target.name)
+        return False
     out_pi = _compressed_photometric(ds, target, original_pi)
     kwargs = _single_frame_kwargs(ds, out_pi)
-    codec = codec_for(ds)
-    values = frame_count(ds) * int(np.prod(_frame_shape(ds)))
     fragments = []
     try:
         for f in frames:
@@ -845,8 +809,6 @@ def _write_fragments(ds: Dataset, target: UID, original_pi: str, frames: Iterato
     except Exception as exc:
         logger.warning("%s encoding failed (%s); writing Explicit VR Little Endian", target.name, type(exc).__name__)
         return False
-    if _is_lossy(ds, codec):
-        _record_lossy_history(ds, codec, values)
     for attr in _ATTRS_OF_ENCAPSULATION:
         if attr in ds:
             del ds[attr]
@@ -873,16 +835,14 @@ def encode_frames_chunked(ds: Dataset, step: int, transform: Any, heartbeat: Hea
     spans = [(s, min(n, s + step)) for s in range(0, n, max(1, step))]
     codec = codec_for(ds)
     original_pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    values = n * int(np.prod(_frame_shape(ds)))
+    if _is_lossy(ds, codec):
+        _record_lossy_history(ds, codec, n * int(np.prod(_frame_shape(ds))))
     target = codec.write_as
-    if target.is_compressed and get_encoder(target).is_available:
+    if target.is_compressed:
         frames = (f for s, e in spans for f in transform(s, decode_frames(ds, s, e)))
         if _write_fragments(ds, target, original_pi, frames, heartbeat):
             return str(target)
-    if target.is_compressed:
         target = _uid.ExplicitVRLittleEndian
-    if _is_lossy(ds, codec):
-        _record_lossy_history(ds, codec, values)
     data = bytearray()  # filled chunk by chunk: one copy of the output, not parts plus their join
     for s, e in spans:
         data += _native_bytes(ds, transform(s, decode_frames(ds, s, e)), pad=False)
