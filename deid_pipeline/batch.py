@@ -509,11 +509,11 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
         reporter(1, start=True)
     except Exception:  # not on a Dask worker (tests), or events unavailable: the fallback deadline applies
         reporter = None
-    if any(os.environ.get(v) for v in _TEST_HOOKS) and os.environ.get("DEID_TEST_SLEEP_AFTER_HASH") != "1":
-        _test_faults(batch)
     hashed = reporter.hashed if reporter is not None and len(batch) == 1 else None
     if os.environ.get("DEID_TEST_SLEEP_AFTER_HASH") == "1":
         hashed = _faults_after_hash(hashed, batch)
+    elif any(os.environ.get(v) for v in _TEST_HOOKS):
+        _test_faults(batch)
     try:
         return process_batch(root, batch, ctx, reporter, hashed)
     finally:
@@ -613,12 +613,12 @@ class _Starts:
         msg = event[1] if isinstance(event, tuple) and len(event) == 2 else event
         if isinstance(msg, dict) and "token" in msg and "sha256" in msg:  # a single file's input hashed
             try:
-                hashed = (str(msg["sha256"]), int(msg["size"]))
+                token, hashed = str(msg["token"]), (str(msg["sha256"]), int(msg["size"]))
             except (KeyError, TypeError, ValueError):
                 return
             with self._lock:
-                if str(msg["token"]) in self._seen:
-                    self._hashed[str(msg["token"])] = hashed
+                if token in self._seen:
+                    self._hashed[token] = hashed
         elif isinstance(msg, dict) and "token" in msg:
             token = str(msg["token"])
             try:

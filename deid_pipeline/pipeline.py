@@ -380,7 +380,7 @@ def _read_dataset(data: bytes | BinaryIO, kind: str) -> Dataset:
     if kind == "part10":  # pydicom reads a command set (group 0000) after the file meta, before any stop
         head = data if isinstance(data, bytes) else fp.read(_HEAD_BYTES)
         start = _data_set_start(head)
-        if head[start : start + 8] == bytes(8) and _zeros_from(fp, start):
+        if head[start : start + 8] == _ZERO_HEADER and _zeros_from(fp, start):
             raise FileError("truncated", "zero bytes where the data set should be: a pre-allocated file whose transfer did not finish")
         fp.seek(0)
     zeros_at: list[int] = []
