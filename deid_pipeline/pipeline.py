@@ -548,9 +548,11 @@ def _plan_pixels(ds: Dataset, ctx: RunContext) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- loading
 
 
-def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | None = None) -> Loaded | FileResult:
+def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | None = None,
+              heartbeat: Heartbeat | None = None) -> Loaded | FileResult:
     """Read, recognise and check one input; decode its frames when they will be scanned. ``hashed`` is
-    told the input's sha256 and size once they are known, before the parse (which may hang)."""
+    told the input's sha256 and size once they are known, before the parse (which may hang);
+    ``heartbeat`` is called after each compressed frame decoded."""
     from . import pixels
     from .pseudonym import Pseudonymizer, linkage_row, patient_identity
     from .tags import collect_phi_terms
@@ -619,7 +621,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | Non
         if scan and decoded_size(ds) > ctx.max_decoded_bytes and loaded.report.frames > 1:
             loaded.chunked = True  # scan_loaded walks it in chunks of frames
         elif scan:
-            loaded.frames = pixels.decode_frames(ds)
+            loaded.frames = pixels.decode_frames(ds, heartbeat=heartbeat)
             loaded.report.frames = int(loaded.frames.shape[0])
             result.timings_ms["decode"] = (time.perf_counter() - t1) * 1000
         result.images = loaded.report.frames
@@ -1070,7 +1072,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
     note = progress or _no_progress
     staged: list[Loaded | FileResult] = []
     for c in cands:
-        staged.append(load_file(root, c, ctx, hashed))
+        staged.append(load_file(root, c, ctx, hashed, lambda: note(1)))  # each beat: this file's limit again
         note(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     if to_scan:

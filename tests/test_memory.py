@@ -18,6 +18,7 @@ from deid_pipeline.config import RunContext
 from deid_pipeline.discover import Candidate
 from deid_pipeline.pipeline import process_batch
 from deid_pipeline.profile import load_profile
+from deid_pipeline.types import Heartbeat
 
 FRAMES, ROWS, COLS = 16, 192, 192
 
@@ -67,8 +68,8 @@ def _run(root: Path, out: Path, limit: int) -> tuple[int, str, dict]:
     real = pixels.decode_frames
     widest = [0]
 
-    def spy(ds: pydicom.Dataset, start: int = 0, stop: int | None = None) -> np.ndarray:
-        frames = real(ds, start, stop)
+    def spy(ds: pydicom.Dataset, start: int = 0, stop: int | None = None, heartbeat: Heartbeat | None = None) -> np.ndarray:
+        frames = real(ds, start, stop, heartbeat)
         widest[0] = max(widest[0], frames.shape[0])
         return frames
 
