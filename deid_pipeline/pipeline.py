@@ -92,6 +92,24 @@ def sniff(data: bytes) -> str:
     return "not-dicom"
 
 
+#: Leading bytes of archive and compressed-file formats (tar: "ustar" at byte 257), and their names.
+_ARCHIVES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"PK\x03\x04", "ZIP"), (0, b"PK\x05\x06", "ZIP"), (0, b"PK\x07\x08", "ZIP"), (0, b"\x1f\x8b", "gzip"),
+    (0, b"BZh", "bzip2"), (0, b"\xfd7zXZ\x00", "xz"), (0, b"(\xb5/\xfd", "zstd"), (0, b"7z\xbc\xaf\x27\x1c", "7-Zip"),
+    (0, b"Rar!\x1a\x07", "RAR"), (257, b"ustar", "tar"),
+)
+
+
+def _not_dicom(head: bytes) -> SkipFile:
+    """The skip of an input that is not DICOM: ``archive`` (naming the format) when ``head``, its first
+    bytes, starts an archive or a compressed file, whose DICOM files deid does not open; else ``not-dicom``."""
+    for offset, magic, name in _ARCHIVES:
+        if head[offset : offset + len(magic)] == magic:
+            return SkipFile("archive", f"a {name} archive or compressed file: deid does not open archives; "
+                                       "unpack it and run deid on its files")
+    return SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+
+
 def _transfer_syntax(ds: Dataset) -> UID | None:
     """The file's transfer syntax, None without file meta; ``unsupported-transfer-syntax`` when unknown."""
     meta = getattr(ds, "file_meta", None)
@@ -223,9 +241,10 @@ def _read_big(path: Path, result: FileResult, limit: int | None = None, hashed: 
             hashed(result.input_sha256, result.input_size)
         with _reading_input():  # a read error in the second pass (the first one passed)
             fh.seek(0)
-            kind = sniff(fh.read(512))
+            head = fh.read(512)
+            kind = sniff(head)
             if kind == "not-dicom":
-                raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+                raise _not_dicom(head)
             fh.seek(0)
             if kind == "part10":
                 _check_inflated(fh, limit)
@@ -590,7 +609,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | Non
                 raise SkipFile("empty-file", "zero-byte file")
             kind = sniff(data)
             if kind == "not-dicom":
-                raise SkipFile("not-dicom", "not a DICOM file (no preamble and no data set at the start)")
+                raise _not_dicom(data[:512])
             if kind == "part10":
                 _check_inflated(data, ctx.max_file_bytes)
             fast = fastpath.scan(data, ctx.profile) if kind == "part10" and _header_only(ctx) else None

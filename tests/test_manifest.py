@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.discover import walk_inputs
@@ -204,6 +205,54 @@ def test_sniff_by_content() -> None:
     assert sniff(b"Patient notes\n" * 20) == "not-dicom"
     assert sniff(b"") == "not-dicom"
     assert sniff(b"%PDF-1.4 " + b"x" * 300) == "not-dicom"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_archives_of_dicom_files_are_named_as_archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        streamed: bool) -> None:
+    """A PACS export holding ZIP, tar or compressed files of DICOM (a web viewer's download, a study
+    gzipped for transfer): each skipped as an ``archive`` naming its format, so the end-of-run table
+    shows that studies were left unopened, not only "not DICOM"; a text file stays ``not-dicom``."""
+    import bz2
+    import gzip
+    import lzma
+    import tarfile
+    import zipfile
+
+    from deid_pipeline import pipeline
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.profile import load_profile
+
+    if streamed:  # the path of inputs over 64 MiB (hashed, then sniffed from the file)
+        monkeypatch.setattr(pipeline, "STREAM_ABOVE_BYTES", 0)
+    root = tmp_path / "in"
+    root.mkdir()
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    with zipfile.ZipFile(root / "study.zip", "w") as z:
+        z.write(ct, "IM0001")
+    with tarfile.open(root / "study.tar", "w") as t:
+        t.add(ct, "IM0001")
+    with tarfile.open(root / "study.tgz", "w:gz") as t:
+        t.add(ct, "IM0001")
+    data = ct.read_bytes()
+    (root / "IM0001.gz").write_bytes(gzip.compress(data))
+    (root / "IM0001.bz2").write_bytes(bz2.compress(data))
+    (root / "IM0001.xz").write_bytes(lzma.compress(data))
+    (root / "study.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(200))
+    (root / "study.rar").write_bytes(b"Rar!\x1a\x07\x01\x00" + bytes(200))
+    (root / "notes.txt").write_bytes(b"Patient notes\n" * 20)
+    names = ["study.zip", "study.tar", "study.tgz", "IM0001.gz", "IM0001.bz2", "IM0001.xz", "study.7z", "study.rar",
+             "notes.txt"]
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none")
+    results = pipeline.process_batch(root, [Candidate(n) for n in names], ctx)
+    got = [(r.status, r.reason_code, r.reason.split(" archive")[0]) for r in results]
+    assert got == [("skipped", "archive", "a ZIP"), ("skipped", "archive", "a tar"), ("skipped", "archive", "a gzip"),
+                   ("skipped", "archive", "a gzip"), ("skipped", "archive", "a bzip2"), ("skipped", "archive", "a xz"),
+                   ("skipped", "archive", "a 7-Zip"), ("skipped", "archive", "a RAR"),
+                   ("skipped", "not-dicom", "not a DICOM file (no preamble and no data set at the start)")]
+    assert all("unpack it" in r.reason for r in results[:-1])
+    assert all(r.input_sha256 == hashlib.sha256((root / n).read_bytes()).hexdigest() for r, n in zip(results, names))
 
 
 def test_walk_is_sorted_recursive_and_does_not_leave_input(tmp_path: Path) -> None:
