@@ -152,6 +152,8 @@ def _check_truncation(ds: Dataset) -> None:
             expected = rows * cols * frames * spp * bits // 8
             if bits == 1:
                 expected = (rows * cols * frames * spp + 7) // 8
+            if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+                expected = expected // 3 * 2  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2), as pydicom counts
             if len(elem.value or b"") < expected:
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 

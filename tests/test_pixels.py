@@ -414,3 +414,40 @@ def test_every_compressed_test_file_that_decodes_passes_the_size_check() -> None
         pixels.check_codestream_size(ds, ts)  # raises for a refused file
         checked += 1
     assert checked >= 40, os.path.dirname(names[0])
+
+
+@pytest.mark.parametrize("mode", ["none", "all"])
+def test_native_ybr_full_422_is_written_and_a_short_one_is_truncated(tmp_path, mode: str) -> None:
+    """Native YBR_FULL_422 stores two chroma samples per two pixels (PS3.3 C.7.6.3.1.2): 2/3 of
+    Rows x Columns x 3 bytes. The truncation check counted 3 samples a pixel and quarantined pydicom's
+    valid file as 'truncated'; it is written now (the header-only fast path and a scanned run), and the
+    same file cut short is still 'truncated'."""
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    root = tmp_path / "in"
+    root.mkdir()
+    ds = load("SC_ybr_full_422_uncompressed.dcm")
+    assert len(ds.PixelData) == ds.Rows * ds.Columns * 2
+    ds.save_as(root / "whole.dcm")
+    ds.PixelData = ds.PixelData[: -ds.Columns * 2]  # one row short
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(root / "short.dcm")
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"y" * 32, output_dir=tmp_path / "out", pixels=mode,
+                     device="cpu", detector="deid-textseg")
+    whole, short = process_batch(root, [Candidate("whole.dcm"), Candidate("short.dcm")], ctx)
+    assert (whole.status, whole.reason_code) == ("written", "")
+    assert (short.status, short.reason_code) == ("quarantined", "truncated")
+    out = pydicom.dcmread(tmp_path / "out" / whole.output_path)
+    expected = pixels.decode_frames(load("SC_ybr_full_422_uncompressed.dcm"))
+    got = pixels.decode_frames(out)
+    if mode == "none":  # the pixel data as it came
+        assert out.PhotometricInterpretation == "YBR_FULL_422" and out.PixelData == load("SC_ybr_full_422_uncompressed.dcm").PixelData
+    boxes = whole.pixel.get("boxes_per_frame") or [[]]
+    keep = np.ones(got.shape[1:3], dtype=bool)
+    for x, y, w, h in boxes[0]:
+        keep[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
+    np.testing.assert_array_equal(got[0][keep], expected[0][keep])  # outside any redaction, the values as they came
