@@ -360,12 +360,15 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
 _Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record line, pixel record, output path, sha256
 
 
-def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str) -> list[Finding]:
-    """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it."""
+def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str,
+                 quiet: bool = False) -> list[Finding]:
+    """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it. ``quiet``: deid's
+    loggers pass errors only (on a Dask worker, what they log reaches the user's stderr), as a run's tasks."""
     from .batch import unpack, withhold_task_details
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
     withhold_task_details()  # and Dask's log of a failed task its arguments: these paths
+    logging.getLogger("deid_pipeline").setLevel(logging.ERROR if quiet else logging.NOTSET)
     profile = unpack(packed_profile)
     out: list[Finding] = []
     for inp, outp, line, pixel, rel, sha in items:
@@ -386,8 +389,10 @@ def verify_run(
     scheduler: str | None = None,
     rescan: bool = True,
     device: str = "auto",
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Run every check; returns the report (also written to ``OUTPUT/verify.json``)."""
+    """Run every check; returns the report (also written to ``OUTPUT/verify.json``). ``quiet``: the
+    workers log errors only (``--quiet``)."""
     from .profile import load_profile
 
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
@@ -425,7 +430,7 @@ def verify_run(
     batches = chunks(pairs(), 16)
     if workers == 0:
         for batch in batches:
-            findings += _check_batch(batch, packed, rescan, device)
+            findings += _check_batch(batch, packed, rescan, device, quiet)
     else:
         from distributed import as_completed
 
@@ -435,13 +440,14 @@ def verify_run(
         with dask_client(workers, scheduler, device, detector=verify_rescans(run_info, rescan)) as client:
             # a few batches per worker in flight, not all of them: the scheduler holds each one until it is done
             window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
-            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, pure=False) for b in islice(batches, window)])
+            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, quiet, pure=False)
+                                 for b in islice(batches, window)])
             for fut in done:
                 findings += fut.result()
                 fut.release()
                 nxt = next(batches, None)
                 if nxt is not None:
-                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, pure=False))
+                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, pure=False))
     for p in output_dir.rglob("*"):  # once every record is read
         rel = p.relative_to(output_dir).as_posix()
         if p.is_file() and rel not in recorded and rel not in _OWN_FILES:

@@ -529,3 +529,10 @@ def test_quiet_reaches_the_workers(tmp_path: Path) -> None:
     assert runs["--quiet"].stderr == ""
     if not torch.cuda.is_available():  # the warning the quiet run withheld is there without --quiet
         assert "CUDA not available" in runs["--verbose"].stderr
+    # so with verify's workers, which scan the outputs again (they warned under --quiet too)
+    checks = {flag: deid("verify", str(tmp_path / "out--quiet"), "--against", str(inp), "--workers", "1",
+                         "--key-file", str(key), flag) for flag in ("--quiet", "--verbose")}
+    assert checks["--quiet"].returncode == 0 and checks["--quiet"].stderr == "" and checks["--quiet"].stdout == ""
+    assert json.loads((tmp_path / "out--quiet" / "verify.json").read_text())["rescan"]
+    if not torch.cuda.is_available():
+        assert "CUDA not available" in checks["--verbose"].stderr

@@ -51,7 +51,7 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
         click.echo("deid: configuration error: the run's private journal was not found (use --journal)", err=True)
         sys.exit(2)
     try:
-        report = verify_run(output_dir, input_dir, private, key, profile, workers, scheduler, not no_rescan, device)
+        report = verify_run(output_dir, input_dir, private, key, profile, workers, scheduler, not no_rescan, device, quiet)
     except ConfigError as exc:  # an unknown profile, a scheduler that does not answer
         click.echo(f"deid: configuration error: {exc}", err=True)
         sys.exit(2)
