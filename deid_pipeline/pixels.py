@@ -49,9 +49,11 @@ import importlib.util
 import io
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +191,28 @@ _GDCM_KEEP = (
 _GDCM_DTYPES = {"UINT8": "u1", "INT8": "i1", "UINT16": "u2", "INT16": "i2", "UINT32": "u4", "INT32": "i4"}
 
 
+@contextmanager
+def _stderr_withheld(library: str) -> Iterator[None]:
+    """File descriptor 2 sent to a private temporary file while ``library``'s C code runs: GDCM's JPEG
+    codecs print there ("Unsupported JPEG data precision 12" as it tries 8 bits before 12), which showed
+    under ``--quiet``. Logged at debug as a line count, never the text."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                lines = sink.read().count(b"\n")
+                if lines:
+                    logger.debug("%s printed %d lines on stderr (withheld)", library, lines)
+    finally:
+        os.close(saved)
+
+
 def _gdcm_decode(ds: Dataset, tsuid: UID) -> np.ndarray:
     """All frames via GDCM's ImageReader, shape ``(n, rows, cols)``, values masked to Bits Stored."""
     import gdcm  # type: ignore[import-not-found]
@@ -214,10 +238,12 @@ def _gdcm_decode(ds: Dataset, tsuid: UID) -> np.ndarray:
             small.save_as(fh, enforce_file_format=True)
         reader = gdcm.ImageReader()
         reader.SetFileName(path)
-        if not reader.Read():
+        with _stderr_withheld("GDCM"):
+            read = reader.Read()
+            image = reader.GetImage()
+            buf = image.GetBuffer() if read else None
+        if not read:
             raise ValueError("GDCM could not read the image")
-        image = reader.GetImage()
-        buf = image.GetBuffer()
         if buf is None:
             raise ValueError("GDCM could not decode the pixel data")
         scalar = image.GetPixelFormat().GetScalarTypeAsString()

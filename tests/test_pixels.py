@@ -343,6 +343,23 @@ def test_12bit_jpeg_extended_libjpeg_rejects_decodes_with_gdcm() -> None:
     np.testing.assert_array_equal(pixels.decode_frames(write_and_read(ds)), red)
 
 
+def test_gdcm_fallback_prints_nothing_on_stderr() -> None:
+    """GDCM's JPEG codecs print on file descriptor 2 as the fallback decodes a 12-bit JPEG ("Unsupported
+    JPEG data precision 12", "Invalid SOS parameters"): lines under ``deid run --quiet``, from a worker.
+    Withheld now (a subprocess, so that the descriptor itself is read); Python's stderr works after."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("gdcm")
+    code = ("import warnings; warnings.simplefilter('ignore'); import pydicom; "
+            "from pydicom.data import get_testdata_file; from deid_pipeline import pixels; "
+            "f = pixels.decode_frames(pydicom.dcmread(get_testdata_file('JPEG-lossy.dcm'))); "
+            "import sys; print(f.shape, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "(1, 1024, 256)\n"
+
+
 def test_jpeg2000_with_bogus_codestream_stays_quarantined() -> None:
     ds = load("JPEG2000-embedded-sequence-delimiter.dcm")  # 266 bytes: a parser test, not an image
     with pytest.raises(FileError) as info:
