@@ -234,6 +234,10 @@ def dask_client(workers: int | None, scheduler: str | None, device: str, memory_
 
     spawn_env = local_worker_environ(detector)  # (distributed is imported: its config defaults are loaded)
     cuda = _cuda_cluster(device, detector)
+    if detector and not cuda:  # the CPU fallback warned once, here, not by each worker
+        from .detect.device import choose_device
+
+        choose_device(device)
     forked = None if cuda else fork_environ(spawn_env)
     config = {**LOCAL_CLUSTER_CONFIG, MP_METHOD: dask.config.get(MP_METHOD)}
     if forked is not None:  # each forked worker sets what changed here since the server started

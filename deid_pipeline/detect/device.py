@@ -11,6 +11,7 @@ import os
 import sys
 
 from ..errors import ConfigError
+from ..prestart import QUICK_EXIT_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def choose_device(requested: str = "auto") -> str:
     if cuda_available():
         return "cuda:0"
     if not _warned_cpu:
-        logger.warning("CUDA not available: text detection runs on the CPU (fp32), expect lower throughput")
+        # a worker of deid's own local cluster: its driver warned once for all of them (``batch.dask_client``)
+        local_worker = os.environ.get(QUICK_EXIT_ENV) == "1"
+        logger.log(logging.INFO if local_worker else logging.WARNING,
+                   "CUDA not available: text detection runs on the CPU (fp32), expect lower throughput")
         _warned_cpu = True
     return "cpu"
