@@ -191,11 +191,27 @@ _GDCM_KEEP = (
 _GDCM_DTYPES = {"UINT8": "u1", "INT8": "i1", "UINT16": "u2", "INT16": "i2", "UINT32": "u4", "INT32": "i4"}
 
 
+def _fd_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+#: What file descriptor 2 was when deid was imported (the process's stderr), None when it was closed.
+_STDERR_AT_START = _fd_identity(2)
+
+
 @contextmanager
 def _stderr_withheld(library: str) -> Iterator[None]:
     """File descriptor 2 sent to a private temporary file while ``library``'s C code runs: GDCM's JPEG
     codecs print there ("Unsupported JPEG data precision 12" as it tries 8 bits before 12), which showed
-    under ``--quiet``. Logged at debug as a line count, never the text."""
+    under ``--quiet``. Logged at debug as a line count, never the text. Left alone unless descriptor 2 is
+    still the stderr of deid's start: closed, it may since be a file in use (a daemon's)."""
+    if _STDERR_AT_START is None or _fd_identity(2) != _STDERR_AT_START:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -358,6 +358,11 @@ def test_gdcm_fallback_prints_nothing_on_stderr() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr == "(1, 1024, 256)\n"
+    # a process whose stderr was closed since (a daemon's): descriptor 2 is then the next file opened,
+    # GDCM's own input here, and is left alone (taking it over made GDCM read the wrong file)
+    closed = code.replace("f = pixels", "import os; os.close(2); f = pixels").replace("file=sys.stderr", "file=sys.stdout")
+    proc = subprocess.run([sys.executable, "-c", closed], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (0, "(1, 1024, 256)\n")
 
 
 def test_jpeg2000_with_bogus_codestream_stays_quarantined() -> None:
