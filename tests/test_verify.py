@@ -57,6 +57,17 @@ def test_clean_run_verifies(clean_run) -> None:
     assert proc.returncode == 0 and "intact" in proc.stdout
 
 
+def test_quiet_verify_in_one_process_still_logs_to_its_file(clean_run, tmp_path: Path) -> None:
+    """``--quiet`` quiets stderr, not the ``--log-file`` (INFO there): in one process the checks run in
+    the driver, whose loggers keep the levels the command gave them (6abe488 set them to errors only)."""
+    inp, out, key = clean_run
+    log = tmp_path / "verify.log"
+    code, report = _verify(_copy_run(out, tmp_path / "copy"), inp, key, "--quiet", "--log-file", str(log))
+    assert code == 0, report["findings"]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["level"] == "info" and r["message"].startswith(f"verify: {len(FILES)} outputs checked") for r in lines)
+
+
 def test_planted_header_leak_and_private_tag_are_caught(clean_run, tmp_path: Path) -> None:
     inp, out, key = clean_run
     bad, target = _copy_with_first_output(out, tmp_path)
