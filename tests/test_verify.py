@@ -237,6 +237,39 @@ def test_number_terms_match_where_no_digit_touches_them() -> None:
     assert _path_has("2.25.33", "/out/2.25.33/x.dcm") and not _path_has("2.25.33", "/out/2.25.335/x.dcm")
 
 
+def test_one_pass_prefilter_agrees_with_the_search_of_each_term() -> None:
+    """``_any_found`` is False only where ``_found`` is False for every term: letters in any case
+    variant and encoding, numbers wherever they occur (``_found`` then applies the digit rule)."""
+    from deid_pipeline.verify import _any_found, _found, _needles
+
+    terms = ["DOE^JOHN", "12345678", "GENERAL HOSPITAL"]
+    cases = [b"\x00" * 64, b"xx doe^john xx", "GENERAL HOSPITAL".encode("utf-16-le"), b"ID12345678;", b"9123456789",
+             b"General Hospital", b"DOE^JOH", bytes(range(256)) * 8]
+    for data in cases:
+        each = [_found(t, data) for t in terms]
+        assert _any_found(terms, data) or not any(each), data
+        assert _any_found(terms, data) == any(enc in data for t in terms for enc, _ in _needles(t)[1])
+    assert not _any_found([], b"anything")
+
+
+def test_an_identifying_value_in_pixel_bytes_is_found(clean_run, tmp_path: Path) -> None:
+    """The patient's name written into an output's pixel data (past the header) is found by the search of
+    the whole output (after the one-pass prefilter)."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    journal = [json.loads(line) for line in (tmp_path / "bad.private" / "journal.jsonl").read_text().splitlines()]
+    rec = next(r for r, j in zip(read_manifest(bad), journal) if j["input"] == "DOE^JOHN/20240101/IM0001")
+    path = bad / rec["output_path"]
+    data = bytearray(path.read_bytes())
+    name = str(pydicom.dcmread(inp / "DOE^JOHN" / "20240101" / "IM0001").PatientName).encode()
+    assert len(name) >= 8 and name not in data
+    data[-4000 : -4000 + len(name)] = name  # inside the pixel data, whose values end the file
+    path.write_bytes(bytes(data))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    kinds = {f["kind"] for f in report["findings"]}
+    assert code == 1 and "identifying-value-in-bytes" in kinds and "output-sha256-mismatch" in kinds
+
+
 def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
     """A deflated data set is searched inflated: as stored, its bytes hide every value."""
     from pydicom.data import get_testdata_file
