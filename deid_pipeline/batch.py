@@ -490,17 +490,22 @@ if os.environ.get(QUICK_EXIT_ENV) == "1":  # a worker of deid's own local cluste
     withhold_task_details()  # server's preload): filtered from its start, before any task (a run interrupted early)
 
 
+def task_log_level(quiet: bool) -> None:
+    """In a Dask task: deid's loggers pass errors only with ``--quiet`` (what a worker logs reaches the
+    user's stderr), else all; set for every task, so that a worker of a ``--scheduler`` cluster serves a
+    later command without ``--quiet`` at the usual level."""
+    logging.getLogger("deid_pipeline").setLevel(logging.ERROR if quiet else logging.NOTSET)
+
+
 def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes], token: str,
                     every: float = 0.0) -> list[FileResult]:
     """The Dask task: announce the start (the driver's deadline counts from here), then process,
     reporting progress (see :class:`_Reporter`). A task that may scan pixels first fits OpenCV's
     thread pool to the worker (:func:`limit_opencv_threads`); on deid's own local cluster the worker
-    then ends quickly once closed (:func:`quick_exit_after_close`). With ``--quiet`` deid's loggers on the
-    worker pass errors only (what a worker logs reaches the driver's stderr); set for every task, so that a
-    worker of a ``--scheduler`` cluster serves a later run without ``--quiet`` at the usual level."""
+    then ends quickly once closed (:func:`quick_exit_after_close`). Its log level: :func:`task_log_level`."""
     withhold_task_details()
     ctx = _unpack_context(packed)
-    logging.getLogger("deid_pipeline").setLevel(logging.ERROR if ctx.quiet else logging.NOTSET)
+    task_log_level(ctx.quiet)
     if ctx.scans_pixels:
         limit_opencv_threads(ctx.opencv_threads)
     reporter: _Reporter | None = None

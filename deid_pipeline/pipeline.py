@@ -1091,9 +1091,13 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
     note = progress or _no_progress
+
+    def this_file() -> None:  # a beat while one file is read or finished: its limit again
+        note(1)
+
     staged: list[Loaded | FileResult] = []
     for c in cands:
-        staged.append(load_file(root, c, ctx, hashed, lambda: note(1)))  # each beat: this file's limit again
+        staged.append(load_file(root, c, ctx, hashed, this_file))
         note(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     if to_scan:
@@ -1119,7 +1123,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
             s.result.pixel = s.report.to_json()
             results.append(_fail(s.result, res))
             continue
-        results.append(finish_file(s, res, ctx, lambda: note(1)))  # each beat: this file's limit again
+        results.append(finish_file(s, res, ctx, this_file))
         note(1)
     return results
 

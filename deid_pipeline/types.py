@@ -111,8 +111,8 @@ def join_boxes(boxes: list[list[Any]], joinable: Callable[[list[Any], list[Any]]
     return boxes
 
 
-#: Called as a scan advances (each detector call, each view decided), so that whoever times the work
-#: out sees a long scan of many frames advance.
+#: Called as long work on a file advances (each frame decoded or encoded, each detector call, each view
+#: decided), so that whoever times the work out sees a file of many frames advance.
 Heartbeat = Callable[[], None]
 #: Told an input's sha256 and size as soon as they are known, before its parse.
 Hashed = Callable[[str, int], None]

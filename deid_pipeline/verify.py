@@ -379,14 +379,14 @@ _Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record 
 def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str,
                  quiet: bool | None = None) -> list[Finding]:
     """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it. ``quiet`` (a Dask
-    task's): deid's loggers pass errors only, or all, as a run's tasks (on a worker, what they log reaches
-    the user's stderr); None (in the driver's process): their levels are left as the command set them."""
-    from .batch import unpack, withhold_task_details
+    task's): :func:`batch.task_log_level`, as a run's tasks; None (in the driver's process): deid's log
+    levels are left as the command set them."""
+    from .batch import task_log_level, unpack, withhold_task_details
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
     withhold_task_details()  # and Dask's log of a failed task its arguments: these paths
     if quiet is not None:
-        logging.getLogger("deid_pipeline").setLevel(logging.ERROR if quiet else logging.NOTSET)
+        task_log_level(quiet)
     profile = unpack(packed_profile)
     out: list[Finding] = []
     for inp, outp, line, pixel, rel, sha in items:
