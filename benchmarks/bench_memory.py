@@ -4,8 +4,9 @@ Writes a ~1 GB uncompressed 16-bit multi-frame image (512x512 frames; a few dist
 in a still cine, so the CPU detector's time stays small; burned-in text in some frames), then runs
 ``deid run`` on it with one worker under ``--memory-limit``: once with ``--pixels none`` (the file
 is read, de-identified and written: what the file itself costs) and once scanning every frame and
-redacting the text. Peak RSS of the worker, sampled every 0.2 s, goes to
-``benchmarks/results/memory-<date>.json``.
+redacting the text; then ``deid verify`` of the scanned run with one worker (the detector run again on
+the output and, where it still sees text, on the input). Peak RSS of the worker, sampled every 0.2 s,
+goes to ``benchmarks/results/memory-<date>.json``.
 
     python benchmarks/bench_memory.py --frames 2000 --memory-limit 4GiB
 """
@@ -28,6 +29,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from result_names import free_stem  # noqa: E402
 from rss_monitor import MiB, run_sampled  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,11 +97,29 @@ def run(inp: Path, out: Path, key: Path, limit: str, pixels: str) -> dict:
     }
 
 
+def verify(inp: Path, out: Path, key: Path) -> dict:
+    """``deid verify`` of a run's output with one worker (rescan included): wall time and peak RSS."""
+    cmd = [sys.executable, "-m", "deid_pipeline.cli", "verify", str(out), "--against", str(inp), "--workers", "1",
+           "--key-file", str(key), "--quiet", "--device", "cpu"]
+    code, samples, wall = run_sampled(cmd)
+    report = json.loads((out / "verify.json").read_text())
+    return {
+        "exit": code,
+        "checked_outputs": report["checked_outputs"],
+        "findings": report["counts"],
+        "rescan": report["rescan"],
+        "wall_s": round(wall, 1),
+        "peak_worker_rss_mib": round(max((s.worker_rss[0] for s in samples if s.worker_rss), default=0) / MiB),
+        "peak_driver_rss_mib": round(max(s.driver_rss for s in samples) / MiB),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=2000, help="512x512 16-bit frames (2000: 1.05 GB)")
     ap.add_argument("--memory-limit", default="4GiB")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="deid-mem-"))
     inp = work / "in"
@@ -123,8 +143,10 @@ def main() -> None:
     }
     none, scan = results["runs"]
     results["scan_minus_none_mib"] = scan["peak_worker_rss_mib"] - none["peak_worker_rss_mib"]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"memory-{results['date'][:10]}.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["verify"] = verify(inp, work / "out-all", key)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(args.results, f"memory-{results['date'][:10]}", (".json",))
+    (args.results / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -21,7 +21,7 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -504,44 +504,66 @@ def _check_frame_fits(ds: Dataset, frames: int, limit: int | None) -> None:
                         status="failed")
 
 
-def chunk_frames(ds: Dataset, ctx: RunContext) -> int:
+def chunk_frames(ds: Dataset, max_decoded_bytes: int) -> int:
     """Frames per chunk for an image scanned in chunks: a quarter of ``max_decoded_bytes`` decoded (the
     detector's views of a chunk take about as much again)."""
     from . import pixels
 
     per_frame = max(1, decoded_size(ds) // max(1, pixels.frame_count(ds)))
-    return max(1, ctx.max_decoded_bytes // (4 * per_frame))
+    return max(1, max_decoded_bytes // (4 * per_frame))
 
 
-def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext, heartbeat: Heartbeat | None = None) -> list[list[Region]]:
-    """Regions per frame of a big multi-frame file, holding one chunk of decoded frames at a time.
+def scan_step(ds: Dataset, max_decoded_bytes: int) -> int:
+    """Frames a run scans at once: all of them when they decode within ``max_decoded_bytes``, else
+    :func:`chunk_frames`."""
+    from . import pixels
 
-    A frame identical to one already scanned (a still cine, a repeated screen) gets its regions. The
-    file's ``timings_ms`` gain ``decode`` and the scan's steps; ``heartbeat``: see :func:`scan_loaded`.
-    """
+    n = pixels.frame_count(ds)
+    return max(1, n) if decoded_size(ds) <= max_decoded_bytes else chunk_frames(ds, max_decoded_bytes)
+
+
+def scan_chunked(ds: Dataset, detector: Any, mode: str, step: int, wanted: Sequence[int] | None = None,
+                 phi_terms: frozenset[str] = frozenset(), timings: dict[str, float] | None = None,
+                 heartbeat: Heartbeat | None = None,
+                 visit: Callable[[int, np.ndarray], None] | None = None) -> tuple[list[list[Region]], int]:
+    """Regions per frame of a multi-frame image and the distinct frames scanned, holding one chunk of
+    ``step`` decoded frames at a time: every chunk, or those holding a frame of ``wanted`` (the other
+    frames get no regions). A frame identical to one already scanned gets its regions. ``visit(first,
+    chunk)`` sees each chunk decoded; ``timings`` gain ``decode`` and the scan's steps; ``heartbeat``:
+    see :func:`scan_loaded`."""
     from . import pixels, scan
 
-    timings: dict[str, float] = {}
-    n = it.report.frames
-    step = chunk_frames(it.ds, ctx)
-    regions: list[list[Region]] = []
+    times: dict[str, float] = {} if timings is None else timings
+    n = pixels.frame_count(ds)
+    starts = range(0, n, step) if wanted is None else sorted({i - i % step for i in wanted if 0 <= i < n})
+    regions: list[list[Region]] = [[] for _ in range(n)]
     seen: dict[bytes, list[Region]] = {}
-    for start in range(0, n, step):
+    for start in starts:
         t0 = time.perf_counter()
-        chunk = pixels.decode_frames(it.ds, start, min(n, start + step))
-        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+        chunk = pixels.decode_frames(ds, start, min(n, start + step))
+        times["decode"] = times.get("decode", 0.0) + time.perf_counter() - t0
         if heartbeat is not None:
             heartbeat()
+        if visit is not None:
+            visit(start, chunk)
         digests = [pixels.frame_digest(f) for f in chunk]
         first = {d: i for i, d in reversed(list(enumerate(digests))) if d not in seen}
         if first:
             order = sorted(first.values())
-            found = scan.scan_frames(it.ds, chunk[order], detector, mode=mode, phi_terms=it.phi_terms, timings=timings,
+            found = scan.scan_frames(ds, chunk[order], detector, mode=mode, phi_terms=phi_terms, timings=times,
                                      heartbeat=heartbeat)
             seen.update({digests[i]: rs for i, rs in zip(order, found)})
-        regions.extend(seen[d] for d in digests)
+        regions[start : start + len(chunk)] = [seen[d] for d in digests]
         del chunk
-    it.report.frames_scanned = len(seen)
+    return regions, len(seen)
+
+
+def _scan_chunked(it: "Loaded", detector: Any, mode: str, ctx: RunContext, heartbeat: Heartbeat | None = None) -> list[list[Region]]:
+    """Regions per frame of a big multi-frame file (:func:`scan_chunked`); the file's ``timings_ms``
+    gain ``decode`` and the scan's steps."""
+    timings: dict[str, float] = {}
+    regions, it.report.frames_scanned = scan_chunked(it.ds, detector, mode, chunk_frames(it.ds, ctx.max_decoded_bytes),
+                                                     phi_terms=it.phi_terms, timings=timings, heartbeat=heartbeat)
     it.result.timings_ms.update({k: v * 1000 for k, v in timings.items()})
     return regions
 
@@ -928,7 +950,7 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
                     redact_s += time.perf_counter() - t
                     return out
 
-                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(ds, chunk_frames(ds, ctx), redact_chunk,
+                report.reencoded_transfer_syntax = pixels.encode_frames_chunked(ds, chunk_frames(ds, ctx.max_decoded_bytes), redact_chunk,
                                                                                 heartbeat)
                 report.pixel_data_unchanged = False
             elif any(regions):

@@ -21,6 +21,8 @@ import hashlib
 import io
 import json
 import logging
+import mmap
+import os
 import re
 import struct
 import zlib
@@ -33,11 +35,13 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from .actions import DUMMY_TEXT, is_well_known_uid
+from .config import RunContext
 from .discover import walk_inputs
 from .errors import withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
@@ -56,6 +60,12 @@ _PIXEL_MIN_TERM = 8
 #: Outputs from this size are searched through :func:`_any_found` first (below, compiling its pattern
 #: cost more than it saved: +4 % on 2,000 outputs of 40-160 KiB)
 _PREFILTER_ABOVE = 1 << 20
+#: Outputs from this size are not read into memory: hashed in blocks, parsed with their big values left
+#: in the file, searched through a read-only map, their pixels decoded in chunks (:func:`_rescan`)
+_BIG_OUTPUT = 1 << 20
+#: Elements from this size are read from the file only when used (pixel data: only by the rescan)
+_DEFER_SIZE = 1 << 20
+_WINDOW = 64 << 20  # a multiple of every page size: windows of a map searched, then let go
 _OWN_FILES = {MANIFEST_NAME, RUN_NAME, "verify.json", "report.html"}
 
 
@@ -79,7 +89,7 @@ def _header_bytes(path: str) -> bytes:
     return buf.getvalue()
 
 
-def _searchable(data: bytes, ds: Dataset, path: str) -> tuple[bytes, bytes]:
+def _searchable(data: bytes | mmap.mmap, ds: Dataset, path: str) -> tuple[bytes, bytes | mmap.mmap]:
     """What the byte searches of an output read: (its bytes up to its top-level pixel data, all of
     them), a deflated data set inflated (as stored, it hides every value). ``ds``: ``data`` read by
     pydicom, its pixel data not yet converted."""
@@ -96,11 +106,19 @@ def _searchable(data: bytes, ds: Dataset, path: str) -> tuple[bytes, bytes]:
     if tag is None:
         return data, data
     implicit, little = ds.original_encoding
-    cut = base + getattr(ds.get_item(tag), "value_tell", -1) - (8 if implicit else 12)
+    cut = base + getattr(ds.get_item(tag, keep_deferred=True), "value_tell", -1) - (8 if implicit else 12)
     encoded = struct.pack("<HH" if little else ">HH", tag >> 16, tag & 0xFFFF)
     if cut < 0 or data[cut : cut + 4] != encoded:  # not where pydicom read it: encode the header again
         return _header_bytes(path), data
     return data[:cut], data
+
+
+def _deferred_pixels(ds: Dataset) -> list[int]:
+    """The top-level pixel data elements that a read with ``defer_size`` left in the file. The header
+    checks never read them (:func:`check_pair` skips pixel data), and walking the data set would read
+    them whole."""
+    return [tag for tag in _PIXEL_TAGS if isinstance(elem := ds._dict.get(tag), RawDataElement)
+            and elem.value is None and elem.length]
 
 
 def _encodings(term: str) -> set[tuple[bytes, int]]:
@@ -119,7 +137,7 @@ def _encodings(term: str) -> set[tuple[bytes, int]]:
 _DIGITS = {w: frozenset(bytes([d]) + b"\x00" * (w - 1) for d in b"0123456789") for w in (1, 2)}
 
 
-def _digit_free_match(data: bytes, needle: bytes, width: int) -> bool:
+def _digit_free_match(data: bytes | mmap.mmap, needle: bytes, width: int) -> bool:
     """``needle`` in ``data`` where no ASCII digit (``width`` bytes: 1, or 2 for UTF-16-LE) comes right
     before or after it."""
     digits = _DIGITS[width]
@@ -140,28 +158,40 @@ def _needles(term: str) -> tuple[bool, tuple[tuple[bytes, int], ...], frozenset[
     return any(c.isalpha() for c in term), encodings, frozenset(enc.lower() for enc, _ in encodings)
 
 
-def _found(term: str, data: bytes, folded: bytes | None = None) -> bool:
+def _found(term: str, data: bytes | mmap.mmap, folded: bytes | None = None) -> bool:
     """Whether ``term`` (:func:`_encodings`) appears in ``data``; with ``folded`` (``data.lower()``),
     without regard to ASCII case. A term without letters (a date, a number) counts only where no digit
     touches it, so that a date variant such as ``1.2.84`` is not found inside a standard UID
     (``1.2.840.10008...``) nor ``2.25.33`` at the root of a generated one, while ``DOB 1.2.84`` and
     ``ID1234567`` are."""
     letters, encodings, lowered = _needles(term)
-    if letters:
+    if letters:  # find, not ``in``: an mmap's ``in`` looks for one byte
         if folded is None:
-            return any(enc in data for enc, _ in encodings)
-        return any(needle in folded for needle in lowered)
+            return any(data.find(enc) >= 0 for enc, _ in encodings)
+        return any(folded.find(needle) >= 0 for needle in lowered)
     return any(_digit_free_match(data, enc, width) for enc, width in encodings)
 
 
-def _any_found(terms: list[str], data: bytes) -> bool:
+def _any_found(terms: list[str], data: bytes | mmap.mmap) -> bool:
     """Whether any encoding of any of ``terms`` (:func:`_encodings`) occurs in ``data``, in one pass: a
     prefilter for :func:`_found` over a whole output. A term without letters counts here wherever it
     occurs (``_found`` then applies its digit rule), so False means ``_found`` is False for each term.
     One pass of a literal alternation instead of one search per encoding: 7.9 s against 115 s for 170
-    encodings over a 1 GB output (2,000 frames, ``benchmarks/README.md``, twenty-first session)."""
+    encodings over a 1 GB output (2,000 frames, ``benchmarks/README.md``, twenty-first session). A map
+    of a file is searched in windows (overlapping by the longest needle), its pages let go behind."""
     needles = sorted({enc for term in terms for enc, _ in _needles(term)[1]}, key=len, reverse=True)
-    return bool(needles) and re.search(b"|".join(re.escape(n) for n in needles), data) is not None
+    if not needles:
+        return False
+    pattern = re.compile(b"|".join(re.escape(n) for n in needles))
+    if not isinstance(data, mmap.mmap):
+        return pattern.search(data) is not None
+    overlap = len(needles[0]) - 1
+    for start in range(0, len(data), _WINDOW):
+        if pattern.search(data, start, start + _WINDOW + overlap) is not None:
+            return True
+        if hasattr(data, "madvise"):  # read pages stay counted in this process's memory until let go
+            data.madvise(mmap.MADV_DONTNEED, start, _WINDOW)
+    return False
 
 
 def _path_has(term: str, folded_path: str) -> bool:
@@ -250,19 +280,49 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     """All checks of one written output against its input. Pure apart from reading both files.
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
     ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's."""
+    try:
+        fh = open(output_path, "rb")
+    except FileNotFoundError:
+        return [Finding(line, "output-missing", "written record without its file")]
+    with fh:
+        if os.fstat(fh.fileno()).st_size < _BIG_OUTPUT:
+            out_bytes: bytes | mmap.mmap = fh.read()
+            digest = hashlib.sha256(out_bytes).hexdigest()
+            out = pydicom.dcmread(io.BytesIO(out_bytes))
+        else:  # never held whole: a map of the file, its pixel data left there
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            out_bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            out = pydicom.dcmread(output_path, defer_size=_DEFER_SIZE)
+    src = pydicom.dcmread(input_path, force=True, defer_size=_DEFER_SIZE)
+    # the rescan takes a data set read whole as it is; one whose pixel data was left in its file is read
+    # again there, one image at a time
+    src_image = input_path if _deferred_pixels(src) else src
+    out_image = output_path if _deferred_pixels(out) else out
+    try:
+        findings = _check_values(src, out, out_bytes, line, profile, output_path, rel_output)
+    finally:
+        if isinstance(out_bytes, mmap.mmap):
+            out_bytes.close()
+    del src, out
+    if expected_sha256 is not None and digest != expected_sha256:
+        findings.insert(0, Finding(line, "output-sha256-mismatch", "output differs from its record"))
+    if rescan and pixel.get("scanned") and pixel.get("mode") == "all-text":
+        findings += _rescan(src_image, out_image, line, pixel, device)
+    return findings
+
+
+def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
+                  output_path: str, rel_output: str | None) -> list[Finding]:
+    """Checks 1 and 2 of the module docstring for one output (``out``: ``out_bytes`` parsed) against
+    its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out."""
     from .tags import collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
-    try:
-        out_bytes = Path(output_path).read_bytes()
-    except FileNotFoundError:
-        return [Finding(line, "output-missing", "written record without its file")]
-    if expected_sha256 is not None and hashlib.sha256(out_bytes).hexdigest() != expected_sha256:
-        findings.append(Finding(line, "output-sha256-mismatch", "output differs from its record"))
     year_mode = profile.settings.dates == "year"
-    src = pydicom.dcmread(input_path, force=True)
-    out = pydicom.dcmread(io.BytesIO(out_bytes))
     header, out_bytes = _searchable(out_bytes, out, output_path)
+    for ds in (src, out):
+        for tag in _deferred_pixels(ds):
+            del ds._dict[tag]
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
@@ -315,8 +375,6 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
-    if rescan and pixel.get("scanned") and pixel.get("mode") == "all-text":
-        findings += _rescan(src, out, line, pixel, device)
     return findings
 
 
@@ -329,7 +387,8 @@ def _overlap(a: list[int], b: list[int]) -> float:
     return ix * iy / max(1, aw * ah)
 
 
-def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device: str) -> list[Finding]:
+def _rescan(src: Dataset | str, out: Dataset | str, line: int, pixel: dict[str, Any], device: str,
+            max_decoded_bytes: int = RunContext.max_decoded_bytes) -> list[Finding]:
     """Text the detector still sees where the input had text, or inside a box the run says it filled.
 
     Every recorded box must be filled with one value (else ``redaction-not-filled``: text put back, a
@@ -337,37 +396,48 @@ def _rescan(src: Dataset, ds: Dataset, line: int, pixel: dict[str, Any], device:
     mostly outside the filled boxes, and finds again in the output is original text still legible.
     Other detections on the changed image (the fill block next to bright anatomy, the detector's false
     positives) are not findings.
+
+    Each image (a data set, or a path to read it from: then one at a time) is decoded whole or in
+    chunks of frames as a run decodes it (:func:`pipeline.scan_step`, ``max_decoded_bytes`` as the
+    run's): the output first, then only the input's chunks where the output still shows text.
     """
     from .detect import get_detector
-    from .pixels import decode_frames
-    from .scan import scan_frames
+    from .pipeline import scan_chunked, scan_step
 
-    frames = decode_frames(ds)
     boxes = pixel.get("boxes_per_frame") or []
     found: list[Finding] = []
-    rows, cols = frames.shape[1], frames.shape[2]
-    filled = np.zeros(frames.shape[:3], dtype=bool)
-    for i, frame_boxes in enumerate(boxes[: frames.shape[0]]):
-        for x, y, w, h in frame_boxes:
-            x0, y0, x1, y1 = max(0, x), max(0, y), min(cols, x + w), min(rows, y + h)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            patch = frames[i, y0:y1, x0:x1]
-            if not (patch == patch.reshape(-1, *patch.shape[2:])[0]).all():
-                found.append(Finding(line, "redaction-not-filled", f"frame {i} box {[x, y, w, h]}"))
-            filled[i, max(0, y - 2) : y1 + 2, max(0, x - 2) : x1 + 2] = True
+
+    def check_fills(start: int, frames: np.ndarray) -> None:
+        rows, cols = frames.shape[1], frames.shape[2]
+        for i, frame in enumerate(frames, start):
+            for x, y, w, h in boxes[i] if i < len(boxes) else []:
+                x0, y0, x1, y1 = max(0, x), max(0, y), min(cols, x + w), min(rows, y + h)
+                patch = frame[y0:y1, x0:x1]
+                if x1 > x0 and y1 > y0 and not (patch == patch.reshape(-1, *patch.shape[2:])[0]).all():
+                    found.append(Finding(line, "redaction-not-filled", f"frame {i} box {[x, y, w, h]}"))
+
     detector = get_detector("auto", device)
-    after = scan_frames(ds, frames, detector, mode="all-text")
-    if not any(after):
+    ds = pydicom.dcmread(out) if isinstance(out, str) else out
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    after, _ = scan_chunked(ds, detector, "all-text", scan_step(ds, max_decoded_bytes), visit=check_fills)
+    del ds
+    wanted = [i for i, regions in enumerate(after) if regions]
+    if not wanted:
         return found
-    before = scan_frames(src, decode_frames(src), detector, mode="all-text")
+    if isinstance(src, str):
+        src = pydicom.dcmread(src, force=True)
+    before, _ = scan_chunked(src, detector, "all-text", scan_step(src, max_decoded_bytes), wanted=wanted)
     remaining: dict[tuple[int, tuple[int, ...]], None] = {}  # one finding per output box, however many input boxes meet it
-    for i, regions in enumerate(after):
+    for i in wanted:
+        filled = np.zeros((rows, cols), dtype=bool)
+        for x, y, w, h in boxes[i] if i < len(boxes) else []:
+            if min(cols, x + w) > max(0, x) and min(rows, y + h) > max(0, y):
+                filled[max(0, y - 2) : min(rows, y + h) + 2, max(0, x - 2) : min(cols, x + w) + 2] = True
         for k in before[i] if i < len(before) else []:
             x, y, w, h = k.as_list()
-            if w <= 0 or h <= 0 or float(filled[i, y : y + h, x : x + w].mean()) > 0.7:
+            if w <= 0 or h <= 0 or float(filled[y : y + h, x : x + w].mean()) > 0.7:
                 continue  # that input text lies under a fill
-            hits = [r for r in regions if _overlap(k.as_list(), r.as_list()) >= 0.3]
+            hits = [r for r in after[i] if _overlap(k.as_list(), r.as_list()) >= 0.3]
             if hits:
                 remaining[(i, tuple(hits[0].as_list()))] = None
     return found + [Finding(line, "text-remaining", f"frame {i} box {list(box)}") for i, box in remaining]

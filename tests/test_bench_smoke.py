@@ -374,3 +374,20 @@ def test_eval_variants_dim_text_sits_delta_above_its_field() -> None:
         if text.any() and not text.all():
             assert np.all(dimmed[i, ys, xs][text] == min(255, int(field + 25)))
     assert changed.any() and not (changed & ~inside).any()
+
+
+def test_bench_memory_smoke(tmp_path: Path) -> None:
+    """A small multi-frame file through both runs and ``deid verify`` (one worker each): every step
+    measured, the text redacted, the output verified clean."""
+    res = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_memory.py"), "--frames", "24", "--memory-limit", "2GiB",
+           "--work", str(tmp_path / "work"), "--results", str(res)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    (written,) = res.iterdir()
+    assert written.name.startswith("memory-") and written.suffix == ".json"
+    out = json.loads(written.read_text())
+    assert [(r["pixels"], r["status"]) for r in out["runs"]] == [("none", "written"), ("all", "written")]
+    assert out["runs"][1]["frames"] == 24 and out["runs"][1]["frames_with_boxes"] >= out["frames_with_text"] > 0
+    v = out["verify"]
+    assert (v["exit"], v["checked_outputs"], v["findings"], v["rescan"]) == (0, 1, {}, True)
+    assert all(r["peak_worker_rss_mib"] > 0 for r in out["runs"] + [v])

@@ -6,6 +6,7 @@ import io
 import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -432,3 +433,82 @@ def test_sequences_nested_past_the_limit_are_quarantined_with_that_reason(tmp_pa
         written = (out / kept.output_path).read_bytes()
         assert name not in written
         pydicom.dcmread(io.BytesIO(written)).walk(lambda ds, elem: None)
+
+
+def _written(tmp_path: Path, **cine: Any) -> tuple[Path, Path, dict]:
+    """A cine (:func:`_cine`) and its output from one run in this process (all text redacted)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    _cine(root / "cine.dcm", **cine)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"m" * 32, output_dir=out, pixels="all")
+    result = process_batch(root, [Candidate("cine.dcm")], ctx)[0]
+    assert result.status == "written"
+    return root / "cine.dcm", out / result.output_path, result.pixel
+
+
+def test_verify_rescans_a_big_image_in_chunks_with_the_same_findings(tmp_path: Path, warm: None) -> None:
+    """``deid verify`` decodes a big output a chunk of frames at a time, then the input only in the chunks
+    where the output still shows text; its findings are those of decoding both whole."""
+    from deid_pipeline.verify import _rescan
+
+    src, _, _ = _written(tmp_path, text_frames=(1, 2, 9, 15), moving=False)
+    boxes: list[list[list[int]]] = [[] for _ in range(FRAMES)]
+    boxes[5] = [[100, 100, 60, 24]]  # a box the run says it filled, over the ramp: not one value
+    real = pixels.decode_frames
+    decoded: dict[str, list[int]] = {}
+
+    def spy(ds: pydicom.Dataset, start: int = 0, stop: int | None = None, heartbeat: Heartbeat | None = None) -> np.ndarray:
+        frames = real(ds, start, stop, heartbeat)
+        decoded.setdefault(Path(ds.filename).name, []).append(frames.shape[0])
+        return frames
+
+    out = tmp_path / "left.dcm"  # as if the run had left the text where it was
+    out.write_bytes(src.read_bytes())
+    pixels.decode_frames = spy
+    try:
+        whole = _rescan(str(src), str(out), 3, {"boxes_per_frame": boxes}, "cpu", 1 << 40)
+        whole_decoded, decoded = decoded, {}
+        chunked = _rescan(str(src), str(out), 3, {"boxes_per_frame": boxes}, "cpu", FRAMES * ROWS * COLS // 6)
+    finally:
+        pixels.decode_frames = real
+    assert chunked == whole
+    assert {f.detail.split(" box")[0] for f in whole if f.kind == "text-remaining"} == {"frame 1", "frame 2", "frame 9", "frame 15"}
+    assert [f.detail.split(" box")[0] for f in whole if f.kind == "redaction-not-filled"] == ["frame 5"]
+    assert whole_decoded == {"left.dcm": [FRAMES], "cine.dcm": [FRAMES]}
+    assert decoded == {"left.dcm": [1] * FRAMES, "cine.dcm": [1] * 4}  # one frame a chunk; the input's 4 with text
+
+
+def test_verify_reads_a_big_output_without_holding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``_BIG_OUTPUT`` an output is hashed in blocks, parsed with its pixel data left in the file and
+    searched through a map in windows: the same findings (a name planted across two windows is found),
+    with far less than the file's bytes held."""
+    from deid_pipeline import verify
+
+    src, out, pixel = _written(tmp_path, text_frames=(1,), moving=False)
+    data = bytearray(out.read_bytes())
+    name = str(pydicom.dcmread(src).PatientName).encode()
+    size, at = len(data), 4 * 65536 - len(name) // 2  # across two windows of 64 KiB, inside the pixel data
+    planted_anew = len(name) >= 8 and at > size - FRAMES * ROWS * COLS and name not in data
+    assert planted_anew  # (no value in a failure's message)
+    data[at : at + len(name)] = name
+    out.write_bytes(bytes(data))
+    del data, name
+    profile = load_profile("safe-harbor")
+
+    def check() -> tuple[list, int]:
+        tracemalloc.start()
+        try:
+            found = verify.check_pair(str(src), str(out), 1, pixel, profile, False, "cpu")
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return found, peak
+
+    held, held_peak = check()
+    monkeypatch.setattr(verify, "_BIG_OUTPUT", 0)
+    monkeypatch.setattr(verify, "_DEFER_SIZE", 65536)
+    monkeypatch.setattr(verify, "_WINDOW", 65536)
+    mapped, mapped_peak = check()
+    assert mapped == held and {f.kind for f in mapped} == {"identifying-value-in-bytes"}  # the name and its parts
+    assert mapped_peak < size // 2 < size < held_peak, (held_peak, mapped_peak, size)  # hashing reads 256 KiB blocks
