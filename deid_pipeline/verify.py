@@ -37,6 +37,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
@@ -319,10 +320,12 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
+    shift_mode = profile.settings.dates == "shift"
     header, out_bytes = _searchable(out_bytes, out, output_path)
     for ds in (src, out):
         for tag in _deferred_pixels(ds):
             del ds._dict[tag]
+    phi_terms = collect_phi_terms(src, profile)  # as the run collected them for its clean (C)
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
@@ -346,18 +349,20 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             elem = convert_inert(container, elem)
         if rule.action == "X" and elem.value not in (None, "", b"", []):
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
-        elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)):
-            pass  # ages under the cap and year-only dates are what C keeps
+        elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)
+                                     or (elem.VR == "TM" and shift_mode)):
+            pass  # what C keeps: ages under the cap, year-only dates, times where dates move by whole days
         elif (rule.action not in ("K",) and elem.value not in (None, "", b"", [])
                 and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
                 and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
             original = _original(src, path)
-            if original is not _MISSING and str(elem.value) == str(original):
+            if (original is not _MISSING and str(elem.value) == str(original)
+                    and not (rule.action == "C" and _clean_keeps(elem, phi_terms))):
                 findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
         return False
 
     walk(out, visit, lazy=True)
-    terms = {t for t in collect_phi_terms(src, profile) if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
+    terms = {t for t in phi_terms if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)
     header_folded = header.lower()
@@ -376,6 +381,18 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
     return findings
+
+
+def _clean_keeps(elem: Any, phi_terms: frozenset[str]) -> bool:
+    """Whether C keeps a text value as it is: the run's clean (:func:`actions.act_clean`) finds nothing
+    identifying in any of its values (a description without names, IDs or dates)."""
+    from .actions import TEXT_VRS
+    from .clean import clean_text
+
+    if elem.VR not in TEXT_VRS or elem.VR == "PN":  # a name under C is emptied
+        return False
+    values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+    return all(clean_text(str(v), phi_terms) == str(v) for v in values)
 
 
 def _overlap(a: list[int], b: list[int]) -> float:

@@ -404,3 +404,38 @@ def test_year_mode_excuses_1_january_only_in_dates(tmp_path: Path) -> None:
     code, report = _verify(out, inp, key, "--no-rescan")
     details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
     assert code == 1 and details == ["a 8-character identifying value in Manufacturer"], report["findings"]
+
+
+@pytest.mark.parametrize(("option", "keyword"), [("clean-descriptors", "StudyDescription"),
+                                                 ("retain-long-modified-dates", "StudyDate")])
+def test_values_an_option_keeps_by_design_are_no_finding(tmp_path: Path, option: str, keyword: str) -> None:
+    """Clean (C) keeps a description with nothing identifying in it, and with dates moved by whole days
+    keeps the times: an output holding them verifies clean (each was an ``original-value-kept``). A value
+    C did change, put back, is still one."""
+    from pydicom.data import get_testdata_file
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyDescription, ds.SeriesDescription = "CT chest without contrast", f"Follow-up of {ds.PatientName.family_name}"
+    ds.StudyDate, ds.StudyTime = "20040119", "072730"
+    ds.save_as(inp / "ct.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet",
+                "--profile", f"basic+{option}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    target = out / read_manifest(out)[0]["output_path"]
+    written = pydicom.dcmread(target)
+    if option == "clean-descriptors":  # the plain description as it came, the name taken out of the other
+        assert written.StudyDescription == ds.StudyDescription and written.SeriesDescription != ds.SeriesDescription
+    else:
+        assert written.StudyTime == ds.StudyTime and written.StudyDate != ds.StudyDate
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    put_back = "SeriesDescription" if option == "clean-descriptors" else keyword
+    setattr(written, put_back, ds.data_element(put_back).value)
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    kept = [f["detail"] for f in report["findings"] if f["kind"] == "original-value-kept"]
+    assert code == 1 and len(kept) == 1 and put_back in kept[0], report["counts"]
