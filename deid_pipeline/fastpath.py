@@ -162,7 +162,7 @@ class Scanned:
         visitor = tags.Deidentifier(profile, ctx)
         encodings = tags._dataset_encodings(self.stub)
         final: dict[int, DataElement | _Rec | None] = {}
-        chunks = self._dataset(self.recs, profile, visitor, False, encodings, self.write_charset, final)
+        chunks = self._dataset(self.recs, profile, visitor, 0, encodings, self.write_charset, final)
         if visitor.non_ascii:
             raise Ineligible("the character set would change")
         temporal = tags._temporal_state(ctx.dates, profile.settings.dates)
@@ -186,7 +186,7 @@ class Scanned:
         recs: list[_Rec],
         profile: Profile,
         visitor: tags.Deidentifier,
-        in_scope: bool,
+        scope: int,
         encodings: tuple[str, ...],
         write_charset: Any,
         final: dict[int, Any] | None,
@@ -201,7 +201,7 @@ class Scanned:
             if tags.is_private_creator(tag):
                 creators += 1  # dropped in leave(): no private element survives (checked in scan)
                 continue
-            code, applied = tags._decision(profile, ref, in_scope)
+            code, applied = tags._decision(profile, ref, scope)
             elem = rec.elem
             if elem is None and rec.items is None:  # inert and unread
                 unread = visitor.unread(applied, ref)
@@ -217,21 +217,22 @@ class Scanned:
                 elem = self._converted(rec)
             if rec.items is not None:  # a sequence: its items are records
                 elem = DataElement(tag, "SQ", [], is_undefined_length=rec.undefined)
-                outcome = visitor.apply(code, elem, ref, in_scope)
+                outcome = visitor.apply(code, elem, ref, scope)
                 if outcome is actions.REMOVE:
                     continue
                 if outcome is None:  # emptied
                     out.append((tag, _encode(elem, self.implicit, write_charset)))
                     continue
                 item_charset = convert_encodings(write_charset)
+                child = tags.child_scope(scope, applied, outcome)
                 items = [
-                    (self._dataset(item.recs, profile, visitor, outcome is actions.UID_REFS, encodings, item_charset, None), item.undefined)
+                    (self._dataset(item.recs, profile, visitor, child, encodings, item_charset, None), item.undefined)
                     for item in rec.items
                 ]
                 out.append((tag, self._sequence(tag, rec.undefined, items)))
                 continue
             value = elem.value
-            outcome = visitor.apply(code, elem, ref, in_scope)
+            outcome = visitor.apply(code, elem, ref, scope)
             if outcome is actions.REMOVE:
                 continue
             if applied == "K" and elem.value is value and self._kept_exact(rec, elem.VR, encodings):
@@ -641,12 +642,12 @@ def _classify(scanned: Scanned, recs: list[_Rec], profile: Profile, depth: int, 
         if rec.items is not None:
             for item in rec.items:
                 _classify(scanned, item.recs, profile, depth + 1, parents + (tag,), False)
-            if private and not tags.is_private_creator(tag) and decision(profile, ref, False)[1] != "X":
+            if private and not tags.is_private_creator(tag) and decision(profile, ref, 0)[1] != "X":
                 raise Ineligible("private sequence kept")
             continue
-        if private and not (0x0010 <= el <= 0x00FF) and decision(profile, ref, False)[1] != "X":
+        if private and not (0x0010 <= el <= 0x00FF) and decision(profile, ref, 0)[1] != "X":
             raise Ineligible("private element kept")
-        if depth == 0 and tag in _MARK_TAGS and decision(profile, ref, False)[1] != "X":
+        if depth == 0 and tag in _MARK_TAGS and decision(profile, ref, 0)[1] != "X":
             raise Ineligible("mark element present")
         vr = rec.vr
         if vr in _AMBIGUOUS or tag in never_inert:
@@ -662,7 +663,7 @@ def _classify(scanned: Scanned, recs: list[_Rec], profile: Profile, depth: int, 
         if vr in bytes_vrs or rec.stop == rec.start:
             continue  # converts to its bytes / to the empty value: nothing can fail
         value = data[rec.start : rec.stop]
-        if vr in _STRING_VRS and (not value.isascii() or b"\x1b" in value) and decision(profile, ref, False)[1] != "X":
+        if vr in _STRING_VRS and (not value.isascii() or b"\x1b" in value) and decision(profile, ref, 0)[1] != "X":
             raise Ineligible("non-ASCII text kept")
         if not tags.inert_value(vr, value, strings):
             _checked_convert(scanned, rec)  # pydicom's load converts it and could fail: convert it here too

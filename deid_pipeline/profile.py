@@ -70,6 +70,10 @@ class ElementRef:
         return ElementRef, (self.tag, self.vr, self.keyword, self.private_creator, self.depth, self.parents)
 
 
+#: The origin of the rule of a public element no row names, kept (``unlisted_public: keep``)
+UNLISTED_KEEP = "default:unlisted-keep"
+
+
 @dataclass(frozen=True)
 class Rule:
     """The action for one element and where it came from (``"basic:(0010,0010)"``, ``"default:un"``)."""
@@ -525,7 +529,7 @@ class Profile:
                 return Rule("X", "default:unlisted")
             if ref.vr in TEXT_VRS:
                 return Rule("X", "default:unlisted-text")
-        return Rule("K", "default:unlisted-keep")
+        return Rule("K", UNLISTED_KEEP)
 
     # ----------------------------------------------------------------- reporting
 

@@ -41,7 +41,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .errors import FileError
-from .profile import ElementRef, Profile, Rule
+from .profile import UNLISTED_KEEP, ElementRef, Profile, Rule
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -453,13 +453,33 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     return rule
 
 
+#: Scopes of a sequence's items (flags): inside an X/Z/U* reference sequence, UIDs are replaced; inside
+#: a sequence the profile cleans (C), free text and names the profile keeps only as unlisted are cleaned
+UID_SCOPE, CLEAN_SCOPE = 1, 2
+#: VRs cleaned inside a CLEAN_SCOPE sequence when unlisted (a Code Meaning "Protocol for <name>"), and
+#: the coded identities that stay as they are (clean would take ``121071`` or ``18748-4`` for a number)
+_CLEANED_IN_SCOPE = frozenset("LO LT PN SH ST UC UT".split())
+_CODE_IDENTITY = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "LongCodeValue"})
+
+
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
-def _decision(profile: Profile, ref: ElementRef, in_uid_scope: bool) -> tuple[str, str]:
-    """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced."""
-    code = rule_for(profile, ref).action
-    if in_uid_scope and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
+def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
+    """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
+    text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags)."""
+    rule = rule_for(profile, ref)
+    code = rule.action
+    if scope & UID_SCOPE and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
         code = "U"
+    if (scope & CLEAN_SCOPE and code == "K" and rule.origin == UNLISTED_KEEP and ref.vr in _CLEANED_IN_SCOPE
+            and ref.keyword not in _CODE_IDENTITY and ref.private_creator is None):
+        code = "C"
     return code, actions.resolve(code, ref)
+
+
+def child_scope(scope: int, applied: str, outcome: Any) -> int:
+    """The scope of the items of a sequence walked in ``scope``, whose applied code is ``applied`` and
+    whose :meth:`Deidentifier.apply` outcome is ``outcome``."""
+    return scope | (UID_SCOPE if outcome is actions.UID_REFS else 0) | (CLEAN_SCOPE if applied == "C" else 0)
 
 
 def _str_values(elem: DataElement) -> list[str]:
@@ -582,7 +602,7 @@ class Deidentifier:
         self.profile = profile
         self.ctx = ctx
         self.counts: Counter[str] = Counter()
-        self.uid_scope: set[int] = set()  # id() of items inside an X/Z/U* reference sequence
+        self.scopes: dict[int, int] = {}  # id() of a sequence item -> its scope flags (UID_SCOPE, CLEAN_SCOPE)
         self.non_ascii = False
         self.max_age = getattr(profile.settings, "max_age_years", None)
         self.raw_encoding: tuple[bool, bool] | None = None  # raw elements in it may be written raw
@@ -590,8 +610,8 @@ class Deidentifier:
     def visit(self, ds: Dataset, elem: DataElement | RawDataElement, ref: ElementRef, path: str) -> bool:
         if is_private_creator(ref.tag):
             return False  # kept or dropped in leave(), once its block is known
-        in_scope = id(ds) in self.uid_scope
-        code, applied = _decision(self.profile, ref, in_scope)
+        scope = self.scopes.get(id(ds), 0)
+        code, applied = _decision(self.profile, ref, scope)
         if elem.is_raw:  # inert: removed or kept without reading it when X/K need nothing of the value
             unread = self.unread(applied, ref)
             if unread is actions.REMOVE:
@@ -605,12 +625,14 @@ class Deidentifier:
                 self.counts["K"] += 1
                 return False
             elem = convert_inert(ds, elem)
-        outcome = self.apply(code, elem, ref, in_scope)
+        outcome = self.apply(code, elem, ref, scope)
         if outcome is actions.REMOVE:
             del ds[ref.tag]
             return False
-        if outcome is actions.UID_REFS:
-            self.uid_scope.update(id(item) for item in elem.value or ())
+        if outcome is not None:  # a sequence whose items are walked
+            child = child_scope(scope, applied, outcome)
+            if child:
+                self.scopes.update((id(item), child) for item in elem.value or ())
         return outcome is not None
 
     def unread(self, applied: str, ref: ElementRef) -> Any:
@@ -623,7 +645,7 @@ class Deidentifier:
             return actions.REMOVE
         return actions.KEEP if applied == "K" else None
 
-    def apply(self, code: str, elem: DataElement, ref: ElementRef, in_scope: bool) -> Any:
+    def apply(self, code: str, elem: DataElement, ref: ElementRef, scope: int) -> Any:
         """Apply ``code`` to ``elem`` (its value changed in place) and count it. Returns REMOVE, KEEP for a
         sequence whose items are walked, UID_REFS for one whose items are walked in the UID scope, or
         None."""
@@ -633,7 +655,7 @@ class Deidentifier:
             return actions.REMOVE
         if outcome is actions.KEEP or outcome is actions.UID_REFS:
             if ref.vr == "SQ":
-                return actions.UID_REFS if outcome is actions.UID_REFS or in_scope else actions.KEEP
+                return actions.UID_REFS if outcome is actions.UID_REFS or scope & UID_SCOPE else actions.KEEP
             if ref.vr == "AS" and elem.value:
                 elem.value = actions.cap_age(str(elem.value), self.max_age)
             self.non_ascii = self.non_ascii or _is_non_ascii(elem.value)
@@ -762,16 +784,23 @@ def inspect_dataset(
 ) -> list[InspectRow]:
     """What :func:`deidentify_header` would do to each element, without changing ``ds``.
 
-    Items of a sequence are listed when the sequence would be kept (K, C, D, U*).
+    Items of a sequence are listed when the sequence would be kept (K, C, D, U*), with the scope their
+    sequence gives them (:func:`child_scope`).
     """
     rows: list[InspectRow] = []
+    scopes: dict[int, int] = {}
 
     def visit(container: Dataset, elem: DataElement, ref: ElementRef, path: str) -> bool:
         if is_private_creator(ref.tag):
             code, origin = "K?", "deid:private-creator"
         else:
+            scope = scopes.get(id(container), 0)
             rule = rule_for(profile, ref)
-            code, origin = actions.resolve(rule.action, ref), rule.origin
+            plain, code = actions.resolve(rule.action, ref), _decision(profile, ref, scope)[1]
+            origin = rule.origin if code == plain else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence"
+            if ref.vr == "SQ" and elem.value:
+                child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)
+                scopes.update((id(item), child) for item in elem.value)
         rows.append(
             InspectRow(
                 path=path,

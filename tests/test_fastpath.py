@@ -3,6 +3,7 @@ byte, with the same manifest fields; files it does not handle go the pydicom way
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
@@ -13,7 +14,7 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.dataelem import RawDataElement
@@ -111,6 +112,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds.PatientName = "M\u00fcller^Hans"  # kept non-ASCII name: the character set changes
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.save_as(root / "latin1.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "121071", "DCM"  # a coded identity clean would take for a number
+    code.CodeMeaning = f"Protocol for {ds.PatientName.family_name}"  # unlisted text in a sequence C cleans
+    request = Dataset()
+    request.ScheduledProtocolCodeSequence = [code]
+    request.RequestedProcedureDescription = "CT chest"
+    ds.RequestAttributesSequence = [request]
+    ds.save_as(root / "request.dcm")
     return root
 
 
@@ -134,7 +144,8 @@ def _run(root: Path, out: Path, profile: str, monkeypatch: pytest.MonkeyPatch, f
     return seen
 
 
-@pytest.mark.parametrize("profile", ["safe-harbor", "basic", "basic+retain-uids+retain-long-modified-dates"])
+@pytest.mark.parametrize("profile", ["safe-harbor", "basic", "basic+retain-uids+retain-long-modified-dates",
+                                     "basic+clean-descriptors"])
 def test_fast_path_writes_the_pydicom_bytes(inputs: Path, tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
     slow = _run(inputs, tmp_path / "slow", profile, monkeypatch, fast=False)
     quick = _run(inputs, tmp_path / "fast", profile, monkeypatch, fast=True)
@@ -142,6 +153,25 @@ def test_fast_path_writes_the_pydicom_bytes(inputs: Path, tmp_path: Path, profil
     for name in slow:
         assert quick[name][0] == slow[name][0], name
         assert quick[name][1] == slow[name][1], name
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_unlisted_text_in_a_cleaned_sequence_is_cleaned(inputs: Path, tmp_path: Path, fast: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """basic keeps public elements its table does not list; inside a sequence the profile cleans (the
+    Clean Descriptors Option's Request Attributes Sequence) their text is cleaned too: a Code Meaning
+    naming the patient loses the name, on both paths; its code and the rest of the item stay."""
+    seen = _run(inputs, tmp_path / "out", "basic+clean-descriptors", monkeypatch, fast=fast)
+    record, data = seen["request.dcm"]
+    assert record["status"] == "written"
+    written = pydicom.dcmread(io.BytesIO(data))
+    request = written.RequestAttributesSequence[0]
+    code = request.ScheduledProtocolCodeSequence[0]
+    family = str(pydicom.dcmread(inputs / "request.dcm").PatientName.family_name)
+    assert family.lower() not in code.CodeMeaning.lower() and code.CodeMeaning.startswith("Protocol for")
+    assert (code.CodeValue, code.CodingSchemeDesignator, request.RequestedProcedureDescription) == ("121071", "DCM", "CT chest")
+    if fast:  # this file is one the fast path takes
+        assert fastpath.scan((inputs / "request.dcm").read_bytes(), load_profile("basic+clean-descriptors")) is not None
 
 
 def test_fast_path_is_taken_and_declines(inputs: Path) -> None:
