@@ -243,15 +243,22 @@ def _original(ds: Dataset, path: str) -> Any:
     return _MISSING
 
 
-def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict[str, str]:
+#: deid's own statement of what it did (``tags._mark``): constants of the profile, never the input's
+_MARK_TAGS = (0x00120062, 0x00120063, 0x00120064)  # Patient Identity Removed, De-identification Method (Code Sequence)
+
+
+def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict[str, str | None]:
     """Where in ``out`` each identifying value found in its header sits, for the findings' details (one
     walk for all of them): the keywords (tags for unnamed elements) of the elements whose values hold it,
-    each marked when the profile keeps it (K) with the input's own value there; never the value."""
+    each marked when the profile keeps it (K) with the input's own value there; never the value. None
+    for a value held only by deid's own statement of its method (:data:`_MARK_TAGS`: a name "Patient"
+    in "Retain Patient Characteristics Option"), which is no finding."""
     from .tags import _str_values, rule_for, walk
 
     if not terms:
         return {}
     held: dict[str, set[str]] = {term: set() for term in terms}
+    own: set[str] = set()
 
     def holding(elem: Any) -> list[str]:  # the header search's own test, on each string value of the element
         values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
@@ -261,7 +268,9 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
         if elem.VR == "SQ":
             return True
         found = holding(elem)
-        if found:
+        if found and (ref.tag in _MARK_TAGS if ref.depth == 0 else ref.parents[0] in _MARK_TAGS):
+            own.update(found)
+        elif found:
             name = ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})"
             original = _original(src, path)
             kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
@@ -273,7 +282,8 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
     for elem in out.file_meta:
         for term in holding(elem):
             held[term].add(elem.keyword or "file meta")
-    return {term: "in " + "; ".join(sorted(h)) if h else "between elements" for term, h in held.items()}
+    return {term: "in " + "; ".join(sorted(h)) if h else None if term in own else "between elements"
+            for term, h in held.items()}
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
@@ -374,8 +384,9 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         [t for t in searched if t not in holders and len(t) >= _PIXEL_MIN_TERM], out_bytes)
     for term in searched:
         if term in holders:
-            findings.append(Finding(line, "identifying-value-in-header",
-                                    f"a {len(term)}-character identifying value {holders[term]}"))
+            if holders[term] is not None:
+                findings.append(Finding(line, "identifying-value-in-header",
+                                        f"a {len(term)}-character identifying value {holders[term]}"))
         elif len(term) >= _PIXEL_MIN_TERM and in_bytes and _found(term, out_bytes):
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):

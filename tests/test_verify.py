@@ -439,3 +439,31 @@ def test_values_an_option_keeps_by_design_are_no_finding(tmp_path: Path, option:
     code, report = _verify(out, inp, key, "--no-rescan")
     kept = [f["detail"] for f in report["findings"] if f["kind"] == "original-value-kept"]
     assert code == 1 and len(kept) == 1 and put_back in kept[0], report["counts"]
+
+
+def test_a_name_in_deid_s_own_method_statement_is_no_finding(tmp_path: Path) -> None:
+    """A patient named "Patient": deid writes "Retain Patient Characteristics Option" into the
+    De-identification Method Code Sequence (and the profile's name into De-identification Method); that
+    text is deid's own, not the input's. The same name anywhere else is still a finding."""
+    from pydicom.data import get_testdata_file
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "Patient^Seventh"
+    ds.save_as(inp / "ct.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet",
+                "--profile", "basic+retain-patient-characteristics")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    target = out / read_manifest(out)[0]["output_path"]
+    written = pydicom.dcmread(target)
+    assert "Patient" in written.DeidentificationMethodCodeSequence[-1].CodeMeaning
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    written.Manufacturer = "Patient Imaging"
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
+    assert code == 1 and details == ["a 7-character identifying value in Manufacturer"], report["findings"]
