@@ -376,22 +376,28 @@ def test_missing_output_is_found(clean_run, tmp_path: Path) -> None:
     assert report["checked_outputs"] == written - 1
 
 
+def _one_file_run(tmp_path: Path, ds: pydicom.Dataset, *extra: str) -> tuple[Path, Path, Path, Path]:
+    """``ds`` as the one input of a header-only run (``extra``: more ``deid run`` options): (INPUT,
+    OUTPUT, key file, the output file)."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds.save_as(inp / "ct.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet", *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return inp, out, key, out / read_manifest(out)[0]["output_path"]
+
+
 def test_year_mode_excuses_1_january_only_in_dates(tmp_path: Path) -> None:
     """Safe Harbor reduces a date to 1 January of its year, so a date already on 1 January stays as it is:
     verify excuses that date where the output's date elements hold it; the same date in a text element
     the profile keeps, with no date element holding it, is a finding (it once excused itself)."""
     from pydicom.data import get_testdata_file
 
-    inp = tmp_path / "in"
-    inp.mkdir()
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.StudyDate = "20040101"
-    ds.save_as(inp / "ct.dcm")
-    key = write_key(tmp_path / "k", KEY)
-    out = tmp_path / "out"
-    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    target = out / read_manifest(out)[0]["output_path"]
+    inp, out, key, target = _one_file_run(tmp_path, ds)
     written = pydicom.dcmread(target)
     assert written.StudyDate == "20040101"  # kept, legitimately
     code, report = _verify(out, inp, key, "--no-rescan")
@@ -414,18 +420,10 @@ def test_values_an_option_keeps_by_design_are_no_finding(tmp_path: Path, option:
     C did change, put back, is still one."""
     from pydicom.data import get_testdata_file
 
-    inp = tmp_path / "in"
-    inp.mkdir()
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.StudyDescription, ds.SeriesDescription = "CT chest without contrast", f"Follow-up of {ds.PatientName.family_name}"
     ds.StudyDate, ds.StudyTime = "20040119", "072730"
-    ds.save_as(inp / "ct.dcm")
-    key = write_key(tmp_path / "k", KEY)
-    out = tmp_path / "out"
-    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet",
-                "--profile", f"basic+{option}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    target = out / read_manifest(out)[0]["output_path"]
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", f"basic+{option}")
     written = pydicom.dcmread(target)
     if option == "clean-descriptors":  # the plain description as it came, the name taken out of the other
         assert written.StudyDescription == ds.StudyDescription and written.SeriesDescription != ds.SeriesDescription
@@ -447,17 +445,9 @@ def test_a_name_in_deid_s_own_method_statement_is_no_finding(tmp_path: Path) -> 
     text is deid's own, not the input's. The same name anywhere else is still a finding."""
     from pydicom.data import get_testdata_file
 
-    inp = tmp_path / "in"
-    inp.mkdir()
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.PatientName = "Patient^Seventh"
-    ds.save_as(inp / "ct.dcm")
-    key = write_key(tmp_path / "k", KEY)
-    out = tmp_path / "out"
-    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet",
-                "--profile", "basic+retain-patient-characteristics")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    target = out / read_manifest(out)[0]["output_path"]
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", "basic+retain-patient-characteristics")
     written = pydicom.dcmread(target)
     assert "Patient" in written.DeidentificationMethodCodeSequence[-1].CodeMeaning
     code, report = _verify(out, inp, key, "--no-rescan")
