@@ -972,6 +972,8 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
                 loaded.fast = None
         if loaded.fast is None:
             header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
+        if ctx.profile.settings.graphics == "clean":
+            _clean_overlays(ds, report, ctx)
         if report.scanned:
             ds.BurnedInAnnotation = "NO"
         elif "PixelData" in ds and "BurnedInAnnotation" not in ds:
@@ -1006,6 +1008,57 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             _internal(result, exc, "finish")
     result.pixel = report.to_json()
     return result
+
+
+def overlay_planes(ds: Dataset) -> list[int]:
+    """The groups of the overlay planes whose bits are in Overlay Data (60xx,3000)."""
+    return [g for g in range(0x6000, 0x6020, 2) if (g << 16) | 0x3000 in ds]
+
+
+def _clean_overlays(ds: Dataset, report: PixelReport, ctx: RunContext) -> None:
+    """Overlay planes that clean graphics keeps: each scanned for text like a frame (the detector on the
+    plane drawn 0/255) and its bits cleared in the boxes found, 2 px around; a plane that cannot be
+    scanned (a header-only run, bits pydicom cannot read) is removed with its group. ``report`` gains
+    ``overlay_boxes`` and ``overlays_removed``."""
+    from pydicom.pixels import pack_bits
+
+    groups = overlay_planes(ds)
+    if not groups:
+        return
+    boxes: dict[str, list[list[list[int]]]] = {}
+    for group in groups:
+        try:
+            if not ctx.scans_pixels:  # a header-only run loads no detector
+                raise ValueError("not scanned")
+            bits = ds.overlay_array(group)
+            planes = bits.reshape((-1,) + bits.shape[-2:])
+            from .detect import get_detector
+
+            found = scan_overlay(planes, get_detector(ctx.detector, ctx.device))
+        except Exception:  # removed, never kept unscanned
+            for tag in [t for t in ds.keys() if t >> 16 == group]:
+                del ds[tag]
+            report.overlays_removed += 1
+            continue
+        for plane, regions in zip(planes, found):
+            for r in regions:
+                plane[max(0, r.y - 2) : r.y + r.h + 2, max(0, r.x - 2) : r.x + r.w + 2] = 0
+        if any(found):
+            ds[(group << 16) | 0x3000].value = pack_bits(planes)
+        boxes[f"{group:04X}"] = [[r.as_list() for r in regions] for regions in found]
+    report.overlay_boxes = boxes or None
+
+
+def scan_overlay(planes: np.ndarray, detector: Any) -> list[list[Region]]:
+    """All-text regions of overlay bit planes (0/1, frames x rows x columns), each drawn white on black."""
+    from . import scan
+
+    view = Dataset()
+    view.Rows, view.Columns = planes.shape[1], planes.shape[2]
+    view.SamplesPerPixel, view.PhotometricInterpretation = 1, "MONOCHROME2"
+    view.BitsAllocated, view.BitsStored, view.HighBit, view.PixelRepresentation = 8, 8, 7, 0
+    view.Modality = "OT"
+    return scan.scan_frames(view, planes.astype(np.uint8) * 255, detector, mode="all-text")
 
 
 def _pixel_fields(report: PixelReport, detector: Any) -> None:

@@ -133,9 +133,17 @@ class PixelReport:
     regions_per_frame: list[list[list[int]]] = field(default_factory=list)  # [[x,y,w,h], ...] per frame
     reencoded_transfer_syntax: str = ""  # set when PixelData was rewritten
     pixel_data_unchanged: bool = True
+    # overlay planes kept by clean graphics: boxes cleared per frame of each plane ("6000": [[[x,y,w,h]...]...]),
+    # or planes removed because they could not be scanned (a header-only run, an unreadable plane)
+    overlay_boxes: dict[str, list[list[list[int]]]] | None = None
+    overlays_removed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scanned": self.scanned}
+        if self.overlay_boxes is not None:
+            out["overlay_boxes"] = self.overlay_boxes
+        if self.overlays_removed:
+            out["overlays_removed"] = self.overlays_removed
         if not self.scanned:
             out["reason"] = self.reason
             return out

@@ -310,7 +310,10 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     src_image = input_path if _deferred_pixels(src) else src
     out_image = output_path if _deferred_pixels(out) else out
     try:
-        findings = _check_values(src, out, out_bytes, line, profile, output_path, rel_output)
+        findings = _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
+                                 frozenset(pixel.get("overlay_boxes") or ()))
+        if rescan and pixel.get("overlay_boxes"):
+            findings += _rescan_overlays(src, out, line, pixel["overlay_boxes"], device)
     finally:
         if isinstance(out_bytes, mmap.mmap):
             out_bytes.close()
@@ -323,9 +326,11 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
 
 
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
-                  output_path: str, rel_output: str | None) -> list[Finding]:
+                  output_path: str, rel_output: str | None, scanned_overlays: frozenset[str] = frozenset()) -> list[Finding]:
     """Checks 1 and 2 of the module docstring for one output (``out``: ``out_bytes`` parsed) against
-    its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out."""
+    its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
+    ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
+    where it found none."""
     from .tags import collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
@@ -360,8 +365,10 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         if rule.action == "X" and elem.value not in (None, "", b"", []):
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
         elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)
-                                     or (elem.VR == "TM" and shift_mode)):
-            pass  # what C keeps: ages under the cap, year-only dates, times where dates move by whole days
+                                     or (elem.VR == "TM" and shift_mode)
+                                     or (ref.tag & 0xFFFF == 0x3000 and f"{ref.tag >> 16:04X}" in scanned_overlays)):
+            pass  # what C keeps: ages under the cap, year-only dates, times where dates move by whole days,
+            # overlay bits the run scanned (rescanned below)
         elif (rule.action not in ("K",) and elem.value not in (None, "", b"", [])
                 and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
                 and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
@@ -404,6 +411,47 @@ def _clean_keeps(elem: Any, phi_terms: frozenset[str]) -> bool:
         return False
     values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
     return all(clean_text(str(v), phi_terms) == str(v) for v in values)
+
+
+def _rescan_overlays(src: Dataset, out: Dataset, line: int, overlay_boxes: dict[str, Any], device: str) -> list[Finding]:
+    """Overlay planes the run scanned and cleared, checked as :func:`_rescan` checks frames: text the
+    detector finds in the input's plane, mostly outside the cleared boxes, and finds again in the
+    output's is ``text-remaining``; a plane the output cannot give back is ``check-failed``."""
+    from .detect import get_detector
+    from .pipeline import scan_overlay
+
+    found: list[Finding] = []
+    detector = get_detector("auto", device)
+    for group in sorted(overlay_boxes):
+        try:
+            after_bits = out.overlay_array(int(group, 16))
+        except Exception as exc:
+            found.append(Finding(line, "check-failed", f"overlay {group}: {type(exc).__name__}"))
+            continue
+        planes = after_bits.reshape((-1,) + after_bits.shape[-2:])
+        for i, plane in enumerate(planes):  # every box the run cleared holds no bit set
+            for x, y, w, h in overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []:
+                if plane[max(0, y) : y + h, max(0, x) : x + w].any():
+                    found.append(Finding(line, "redaction-not-filled", f"overlay {group} frame {i} box {[x, y, w, h]}"))
+        after = scan_overlay(planes, detector)
+        if not any(after):
+            continue
+        before_bits = src.overlay_array(int(group, 16))
+        before = scan_overlay(before_bits.reshape((-1,) + before_bits.shape[-2:]), detector)
+        rows, cols = planes.shape[1:]
+        for i, regions in enumerate(after):
+            cleared = np.zeros((rows, cols), dtype=bool)
+            for x, y, w, h in overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []:
+                cleared[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = True
+            remaining: dict[tuple[int, ...], None] = {}  # one finding per output box, as in _rescan
+            for k in before[i] if i < len(before) else []:
+                if k.w <= 0 or k.h <= 0 or float(cleared[k.y : k.y + k.h, k.x : k.x + k.w].mean()) > 0.7:
+                    continue  # that input text lies where the run cleared
+                hits = [r for r in regions if _overlap(k.as_list(), r.as_list()) >= 0.3]
+                if hits:
+                    remaining[tuple(hits[0].as_list())] = None
+            found += [Finding(line, "text-remaining", f"overlay {group} frame {i} box {list(box)}") for box in remaining]
+    return found
 
 
 def _overlap(a: list[int], b: list[int]) -> float:
