@@ -1022,20 +1022,17 @@ def _clean_overlays(ds: Dataset, report: PixelReport, ctx: RunContext) -> None:
     ``overlay_boxes`` and ``overlays_removed``."""
     from pydicom.pixels import pack_bits
 
-    groups = overlay_planes(ds)
-    if not groups:
-        return
+    from .detect import get_detector
+
     boxes: dict[str, list[list[list[int]]]] = {}
-    for group in groups:
+    for group in overlay_planes(ds):
         try:
-            if not ctx.scans_pixels:  # a header-only run loads no detector
-                raise ValueError("not scanned")
+            if not ctx.scans_pixels:  # a header-only run loads no detector: the plane goes
+                raise FileError("overlay-not-scanned", "a header-only run")
             bits = ds.overlay_array(group)
             planes = bits.reshape((-1,) + bits.shape[-2:])
-            from .detect import get_detector
-
             found = scan_overlay(planes, get_detector(ctx.detector, ctx.device))
-        except Exception:  # removed, never kept unscanned
+        except Exception:  # removed with its group, never kept unscanned
             for tag in [t for t in ds.keys() if t >> 16 == group]:
                 del ds[tag]
             report.overlays_removed += 1

@@ -46,6 +46,7 @@ from .config import RunContext
 from .discover import walk_inputs
 from .errors import withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
+from .types import Region
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +367,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
         elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)
                                      or (elem.VR == "TM" and shift_mode)
-                                     or (ref.tag & 0xFFFF == 0x3000 and f"{ref.tag >> 16:04X}" in scanned_overlays)):
+                                     or ((ref.tag & 0xFFFF) == 0x3000 and f"{ref.tag >> 16:04X}" in scanned_overlays)):
             pass  # what C keeps: ages under the cap, year-only dates, times where dates move by whole days,
             # overlay bits the run scanned (rescanned below)
         elif (rule.action not in ("K",) and elem.value not in (None, "", b"", [])
@@ -438,20 +439,31 @@ def _rescan_overlays(src: Dataset, out: Dataset, line: int, overlay_boxes: dict[
             continue
         before_bits = src.overlay_array(int(group, 16))
         before = scan_overlay(before_bits.reshape((-1,) + before_bits.shape[-2:]), detector)
-        rows, cols = planes.shape[1:]
         for i, regions in enumerate(after):
-            cleared = np.zeros((rows, cols), dtype=bool)
-            for x, y, w, h in overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []:
-                cleared[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = True
-            remaining: dict[tuple[int, ...], None] = {}  # one finding per output box, as in _rescan
-            for k in before[i] if i < len(before) else []:
-                if k.w <= 0 or k.h <= 0 or float(cleared[k.y : k.y + k.h, k.x : k.x + k.w].mean()) > 0.7:
-                    continue  # that input text lies where the run cleared
-                hits = [r for r in regions if _overlap(k.as_list(), r.as_list()) >= 0.3]
-                if hits:
-                    remaining[tuple(hits[0].as_list())] = None
-            found += [Finding(line, "text-remaining", f"overlay {group} frame {i} box {list(box)}") for box in remaining]
+            cleared = overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []
+            found += [Finding(line, "text-remaining", f"overlay {group} frame {i} box {box}")
+                      for box in _text_left(before[i] if i < len(before) else [], regions, cleared, planes.shape[1:])]
     return found
+
+
+def _text_left(before: list[Region], after: list[Region], boxes: list[list[int]], shape: tuple[int, ...]) -> list[list[int]]:
+    """The output boxes (``after``) that meet input text (``before``, at least 30 % of it) lying mostly
+    (over 70 %) outside the boxes the run filled (grown 2 px): one per output box, however many input
+    boxes meet it. ``shape``: the frame's rows and columns."""
+    rows, cols = shape[0], shape[1]
+    filled = np.zeros((rows, cols), dtype=bool)
+    for x, y, w, h in boxes:
+        if min(cols, x + w) > max(0, x) and min(rows, y + h) > max(0, y):
+            filled[max(0, y - 2) : min(rows, y + h) + 2, max(0, x - 2) : min(cols, x + w) + 2] = True
+    remaining: dict[tuple[int, ...], None] = {}
+    for k in before:
+        x, y, w, h = k.as_list()
+        if w <= 0 or h <= 0 or float(filled[y : y + h, x : x + w].mean()) > 0.7:
+            continue  # that input text lies under a fill
+        hits = [r for r in after if _overlap(k.as_list(), r.as_list()) >= 0.3]
+        if hits:
+            remaining[tuple(hits[0].as_list())] = None
+    return [list(box) for box in remaining]
 
 
 def _overlap(a: list[int], b: list[int]) -> float:
@@ -503,20 +515,10 @@ def _rescan(src: Dataset | str, out: Dataset | str, line: int, pixel: dict[str, 
     if isinstance(src, str):
         src = pydicom.dcmread(src, force=True)
     before, _ = scan_chunked(src, detector, "all-text", scan_step(src, max_decoded_bytes), wanted=wanted)
-    remaining: dict[tuple[int, tuple[int, ...]], None] = {}  # one finding per output box, however many input boxes meet it
-    for i in wanted:
-        filled = np.zeros((rows, cols), dtype=bool)
-        for x, y, w, h in boxes[i] if i < len(boxes) else []:
-            if min(cols, x + w) > max(0, x) and min(rows, y + h) > max(0, y):
-                filled[max(0, y - 2) : min(rows, y + h) + 2, max(0, x - 2) : min(cols, x + w) + 2] = True
-        for k in before[i] if i < len(before) else []:
-            x, y, w, h = k.as_list()
-            if w <= 0 or h <= 0 or float(filled[y : y + h, x : x + w].mean()) > 0.7:
-                continue  # that input text lies under a fill
-            hits = [r for r in after[i] if _overlap(k.as_list(), r.as_list()) >= 0.3]
-            if hits:
-                remaining[(i, tuple(hits[0].as_list()))] = None
-    return found + [Finding(line, "text-remaining", f"frame {i} box {list(box)}") for i, box in remaining]
+    found += [Finding(line, "text-remaining", f"frame {i} box {box}")
+              for i in wanted for box in _text_left(before[i] if i < len(before) else [], after[i],
+                                                    boxes[i] if i < len(boxes) else [], (rows, cols))]
+    return found
 
 
 _Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record line, pixel record, output path, sha256
