@@ -515,7 +515,7 @@ def chunk_frames(ds: Dataset, max_decoded_bytes: int) -> int:
 
 def scan_step(ds: Dataset, max_decoded_bytes: int) -> int:
     """Frames a run scans at once: all of them when they decode within ``max_decoded_bytes``, else
-    :func:`chunk_frames`."""
+    :func:`chunk_frames` (fewer than all when there are two or more)."""
     from . import pixels
 
     n = pixels.frame_count(ds)
@@ -661,7 +661,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | Non
         if scan:  # a header its compressed frames disagree with first: quarantined, not a memory failure
             pixels.check_codestream_size(ds, pixels.transfer_syntax(ds))
             _check_frame_fits(ds, loaded.report.frames, ctx.max_file_bytes)
-        if scan and decoded_size(ds) > ctx.max_decoded_bytes and loaded.report.frames > 1:
+        if scan and scan_step(ds, ctx.max_decoded_bytes) < loaded.report.frames:
             loaded.chunked = True  # scan_loaded walks it in chunks of frames
         elif scan:
             loaded.frames = pixels.decode_frames(ds, heartbeat=heartbeat)
@@ -1026,13 +1026,14 @@ def _clean_overlays(ds: Dataset, report: PixelReport, ctx: RunContext) -> None:
 
     boxes: dict[str, list[list[list[int]]]] = {}
     for group in overlay_planes(ds):
-        try:
-            if not ctx.scans_pixels:  # a header-only run loads no detector: the plane goes
-                raise FileError("overlay-not-scanned", "a header-only run")
-            bits = ds.overlay_array(group)
-            planes = bits.reshape((-1,) + bits.shape[-2:])
-            found = scan_overlay(planes, get_detector(ctx.detector, ctx.device))
-        except Exception:  # removed with its group, never kept unscanned
+        found: list[list[Region]] | None = None
+        if ctx.scans_pixels:  # a header-only run loads no detector: its planes go
+            try:
+                planes = overlay_frames(ds, group)
+                found = scan_overlay(planes, get_detector(ctx.detector, ctx.device))
+            except Exception:  # bits pydicom cannot read, a detector that fails: the plane goes
+                found = None
+        if found is None:  # removed with its group, never kept unscanned
             for tag in [t for t in ds.keys() if t >> 16 == group]:
                 del ds[tag]
             report.overlays_removed += 1
@@ -1044,6 +1045,12 @@ def _clean_overlays(ds: Dataset, report: PixelReport, ctx: RunContext) -> None:
             ds[(group << 16) | 0x3000].value = pack_bits(planes)
         boxes[f"{group:04X}"] = [[r.as_list() for r in regions] for regions in found]
     report.overlay_boxes = boxes or None
+
+
+def overlay_frames(ds: Dataset, group: int) -> np.ndarray:
+    """The bits (0/1) of the overlay plane ``group``, shape (frames, rows, columns) however many it has."""
+    bits = ds.overlay_array(group)
+    return bits.reshape((-1,) + bits.shape[-2:])
 
 
 def scan_overlay(planes: np.ndarray, detector: Any) -> list[list[Region]]:

@@ -419,17 +419,16 @@ def _rescan_overlays(src: Dataset, out: Dataset, line: int, overlay_boxes: dict[
     detector finds in the input's plane, mostly outside the cleared boxes, and finds again in the
     output's is ``text-remaining``; a plane the output cannot give back is ``check-failed``."""
     from .detect import get_detector
-    from .pipeline import scan_overlay
+    from .pipeline import overlay_frames, scan_overlay
 
     found: list[Finding] = []
     detector = get_detector("auto", device)
     for group in sorted(overlay_boxes):
         try:
-            after_bits = out.overlay_array(int(group, 16))
+            planes = overlay_frames(out, int(group, 16))
         except Exception as exc:
             found.append(Finding(line, "check-failed", f"overlay {group}: {type(exc).__name__}"))
             continue
-        planes = after_bits.reshape((-1,) + after_bits.shape[-2:])
         for i, plane in enumerate(planes):  # every box the run cleared holds no bit set
             for x, y, w, h in overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []:
                 if plane[max(0, y) : y + h, max(0, x) : x + w].any():
@@ -437,8 +436,7 @@ def _rescan_overlays(src: Dataset, out: Dataset, line: int, overlay_boxes: dict[
         after = scan_overlay(planes, detector)
         if not any(after):
             continue
-        before_bits = src.overlay_array(int(group, 16))
-        before = scan_overlay(before_bits.reshape((-1,) + before_bits.shape[-2:]), detector)
+        before = scan_overlay(overlay_frames(src, int(group, 16)), detector)
         for i, regions in enumerate(after):
             cleared = overlay_boxes[group][i] if i < len(overlay_boxes[group]) else []
             found += [Finding(line, "text-remaining", f"overlay {group} frame {i} box {box}")
