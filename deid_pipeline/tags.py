@@ -84,8 +84,12 @@ ENCAPSULATED_SOP_CLASSES = frozenset(
         "1.2.840.10008.5.1.4.1.1.104.5",  # Encapsulated MTL
     }
 )
-#: Free-text elements of curves (50xx) and overlays (60xx): removed even when graphics are cleaned.
+#: Free-text elements of overlays (60xx): removed even when graphics are cleaned.
 _GRAPHICS_TEXT = frozenset({0x0022, 0x1500, 0x4000, 0x2500, 0x0003})
+#: Bytes C cannot read to clean (a camera's Maker Note, a PTP Frame Origin Timestamp, a signed
+#: Certified Timestamp): the VR's dummy, as D writes it. Overlay Data is scanned by the pixel stage.
+_OPAQUE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
+_OVERLAY_DATA = 0x3000
 _META_REMOVED = (0x00020016, 0x00020017, 0x00020018, 0x00020026, 0x00020027, 0x00020028, 0x00020100, 0x00020102)
 
 #: Keywords whose values identify someone wherever they appear (besides every PN and date).
@@ -447,9 +451,16 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     if ref.tag == ENCAPSULATED_DOCUMENT and profile.settings.encapsulated_documents == "remove":
         return Rule("X", "deid:encapsulated-document")
     rule = profile.rule_for(ref)
-    group = ref.tag >> 16
-    if rule.action == "C" and 0x5000 <= group <= 0x60FF and not group & 1 and (ref.tag & 0xFFFF) in _GRAPHICS_TEXT:
+    if rule.action != "C":
+        return rule
+    group, elem = ref.tag >> 16, ref.tag & 0xFFFF
+    if 0x5000 <= group <= 0x50FF and not group & 1:  # curves: data, audio (a voice), labels; none scanned
+        return Rule("X", rule.origin + "+curve-not-scanned")
+    overlay = 0x6000 <= group <= 0x60FF and not group & 1
+    if overlay and elem in _GRAPHICS_TEXT:
         return Rule("X", rule.origin + "+graphics-text")
+    if ref.vr in _OPAQUE_VRS and not (overlay and elem == _OVERLAY_DATA):
+        return Rule("D", rule.origin + "+opaque-bytes")
     return rule
 
 

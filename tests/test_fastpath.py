@@ -121,6 +121,17 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     request.RequestedProcedureDescription = "CT chest"
     ds.RequestAttributesSequence = [request]
     ds.save_as(root / "request.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    family = str(ds.PatientName.family_name).encode()
+    ds.add_new(0x0016002B, "OB", b"owner " + family + b"\0")  # Maker Note: a camera's bytes
+    ds.add_new(0x00340007, "OB", bytes.fromhex("0000659254000000002a"))  # Frame Origin Timestamp (PTP)
+    ds.add_new(0x04000310, "OB", b"token 20240101 " + family + b"\0")  # Certified Timestamp
+    ds.add_new(0x50000005, "US", 1)  # a curve with a recording and its comments
+    ds.add_new(0x50000010, "US", 2)
+    ds.add_new(0x5000200C, "OW", b"voice of " + family + b"\0")
+    ds.add_new(0x5000200E, "LT", b"dictated for " + family)
+    ds.add_new(0x50003000, "OW", b"\1\0\2\0")
+    ds.save_as(root / "opaque.dcm")
     return root
 
 
@@ -145,7 +156,7 @@ def _run(root: Path, out: Path, profile: str, monkeypatch: pytest.MonkeyPatch, f
 
 
 @pytest.mark.parametrize("profile", ["safe-harbor", "basic", "basic+retain-uids+retain-long-modified-dates",
-                                     "basic+clean-descriptors"])
+                                     "basic+clean-descriptors", "basic+clean-graphics"])
 def test_fast_path_writes_the_pydicom_bytes(inputs: Path, tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
     slow = _run(inputs, tmp_path / "slow", profile, monkeypatch, fast=False)
     quick = _run(inputs, tmp_path / "fast", profile, monkeypatch, fast=True)
@@ -172,6 +183,24 @@ def test_unlisted_text_in_a_cleaned_sequence_is_cleaned(inputs: Path, tmp_path: 
     assert (code.CodeValue, code.CodingSchemeDesignator, request.RequestedProcedureDescription) == ("121071", "DCM", "CT chest")
     if fast:  # this file is one the fast path takes
         assert fastpath.scan((inputs / "request.dcm").read_bytes(), load_profile("basic+clean-descriptors")) is not None
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "basic+clean-graphics", "basic+retain-long-modified-dates"])
+def test_clean_cannot_keep_bytes_it_cannot_read(inputs: Path, tmp_path: Path, profile: str, fast: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """C on bytes (a Maker Note, a PTP Frame Origin Timestamp, a Certified Timestamp) writes D's dummy;
+    C on a curve (its recording, its comments, its points: none scanned) removes the curve group."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    record, data = seen["opaque.dcm"]
+    assert record["status"] == "written" and data is not None
+    family = str(pydicom.dcmread(inputs / "opaque.dcm").PatientName.family_name).encode()
+    assert family not in data
+    written = pydicom.dcmread(io.BytesIO(data))
+    for tag in (0x0016002B, 0x00340007, 0x04000310):
+        assert tag not in written or written[tag].value == b"\0\0", hex(tag)
+    assert 0x00340007 in written  # basic's D for this one: the option keeps the attribute, not its time
+    assert not [t for t in written.keys() if t >> 16 == 0x5000]
 
 
 def test_fast_path_is_taken_and_declines(inputs: Path) -> None:
