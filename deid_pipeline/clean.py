@@ -21,7 +21,6 @@ PRESIDIO_ENTITIES = ("PHONE_NUMBER", "EMAIL_ADDRESS", "DATE_TIME", "US_SSN", "UR
 PRESIDIO_MIN_SCORE = 0.3
 MIN_TERM_LENGTH = 2
 _ID_TOKEN = re.compile(r"[A-Za-z0-9]*\d{5,}[A-Za-z0-9]*")  # a run of 5+ digits: IDs, not "512x512"
-_SEPARATORS = " \t\r\n-_,;:/\\^|.()[]"
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,10 +74,44 @@ def _terms_pattern(terms: frozenset[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])", re.IGNORECASE)
 
 
-def _tidy(text: str) -> str:
-    text = re.sub(r"\s{2,}", " ", text)
-    text = re.sub(r"([-_,;:/\\^|.])(\s*[-_,;:/\\^|.])+", r"\1", text)
-    return text.strip(_SEPARATORS)
+#: Separators that go with a removed word (``"Smith, John"``); line breaks and sentence ends stay
+_JOINED = frozenset(" \t,;:/\\^|_-")
+_CLOSING = frozenset(".,;:!?)]}")
+
+
+def _splice(value: str, drop: bytearray) -> str:
+    """``value`` without the dropped characters and the separators beside them; each removal leaves one
+    space between words, nothing at a line's or the value's ends or before punctuation. What no removal
+    touches (line breaks, padding, a closing full stop) stays as it was."""
+    n = len(value)
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        if not drop[i]:
+            i += 1
+            continue
+        start = i
+        while i < n and drop[i]:
+            i += 1
+        while start > 0 and value[start - 1] in _JOINED:
+            start -= 1
+        end = i
+        while end < n and (value[end] in _JOINED or drop[end]):
+            end += 1
+        i = end
+        if runs and start <= runs[-1][1]:
+            start = runs.pop()[0]
+        runs.append((start, end))
+    pieces, kept = [], 0
+    for start, end in runs:
+        left, right = value[kept:start], value[end:]
+        pieces.append(left)
+        at_edge = (not any(pieces) or pieces[-1].endswith(("\n", "\r")) or not right
+                   or right[0] in "\r\n" or right[0] in _CLOSING)
+        pieces.append("" if at_edge else " ")
+        kept = end
+    pieces.append(value[kept:])
+    return "".join(pieces)
 
 
 def _presidio_spans(text: str) -> list[tuple[int, int]]:
@@ -90,17 +123,23 @@ def _presidio_spans(text: str) -> list[tuple[int, int]]:
 
 
 def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True) -> str:
-    """``value`` without identifying text; clinical words stay. May return an empty string."""
+    """``value`` without identifying text; clinical words stay, and so does the rest of the value as it
+    was (line breaks, punctuation): a value with nothing to take out comes back unchanged. May return
+    an empty string."""
     if not value:
         return value
-    text = value
+    drop = bytearray(len(value))
     pattern = _terms_pattern(frozenset(phi_terms))
     if pattern is not None:
-        text = pattern.sub(" ", text)
+        for m in pattern.finditer(value):
+            drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+
+    def blanked() -> str:  # the value with what is dropped so far as spaces: the same offsets
+        return "".join(" " if d else c for c, d in zip(value, drop))
+
     if use_presidio:
-        drop = [False] * len(text)
-        for start, end in _presidio_spans(text):
-            drop[start:end] = [True] * (end - start)
-        text = "".join(" " if d else c for c, d in zip(text, drop))
-    text = _ID_TOKEN.sub(" ", text)
-    return _tidy(text)
+        for start, end in _presidio_spans(blanked()):
+            drop[start:end] = b"\1" * (end - start)
+    for m in _ID_TOKEN.finditer(blanked()):
+        drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    return _splice(value, drop) if any(drop) else value

@@ -379,6 +379,18 @@ def test_phi_terms() -> None:
         assert t in terms
 
 
+def test_clean_takes_out_only_what_identifies() -> None:
+    """A report with nothing identifying comes back as it was (line breaks, the closing full stop);
+    a removal takes its word and the separators beside it, nothing else of the value."""
+    terms = frozenset({"Doe", "John"})
+    report = "Findings:\r\n\r\nNo mass seen.\r\nImpression: normal."
+    assert clean_text(report, terms) == report
+    assert clean_text("  padded ", terms) == "  padded "
+    assert clean_text("Protocol for Doe, John", terms) == "Protocol for"
+    assert clean_text("Seen by John Doe.\r\nNo mass.", terms) == "Seen by.\r\nNo mass."
+    assert clean_text("Dr Doe reviewed", terms) == "Dr reviewed"
+
+
 def test_clean_text() -> None:
     terms = frozenset({"Doe", "John", "03/02/2017"})
     out = clean_text("CT CHEST John DOE 03/02/2017 call 555-123-4567 id 00079241539 w/contrast", terms)
