@@ -17,10 +17,36 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PRESIDIO_ENTITIES = ("PHONE_NUMBER", "EMAIL_ADDRESS", "DATE_TIME", "US_SSN", "URL", "IP_ADDRESS")
+PRESIDIO_ENTITIES = ("PHONE_NUMBER", "EMAIL_ADDRESS", "DATE_TIME", "US_SSN", "URL", "IP_ADDRESS", "LABELLED_ID")
 PRESIDIO_MIN_SCORE = 0.3
 MIN_TERM_LENGTH = 2
 _ID_TOKEN = re.compile(r"[A-Za-z0-9]*\d{5,}[A-Za-z0-9]*")  # a run of 5+ digits: IDs, not "512x512"
+
+
+# Shapes presidio's recognizers leave (measured: "Nov 12, 2019", "12 November 2019", "3rd March 2021",
+# "Jan 2019", "2019-11-12T10:22", "MRN: 1234", an SSN presidio takes for a published sample), given to
+# them as extra patterns ((name, regex, score); presidio matches case-insensitively with ``regex``).
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+          r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_MONTH_ALONE = _MONTH.replace("|may|", "|(?-i:May)|")  # without a year "may" is a verb
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
+EXTRA_DATE_PATTERNS = (
+    ("month day, year", rf"\b{_MONTH}\s+{_DAY},?\s+(?:\d{{4}}|'\d{{2}})\b", 0.6),
+    ("day month year", rf"\b{_DAY}(?:\s+of)?[\s/,-]+{_MONTH}[\s/,-]+(?:\d{{4}}|'?\d{{2}})\b", 0.6),
+    ("month year", rf"\b{_MONTH}[\s/,-]+(?:\d{{4}}|'\d{{2}})\b", 0.5),
+    ("month day", rf"\b{_MONTH_ALONE}\s+{_DAY}\b", 0.4),
+    ("day month", rf"\b{_DAY}(?:\s+of)?\s+{_MONTH_ALONE}(?![a-z])", 0.4),
+    ("date and time", r"\b\d{4}-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b", 0.6),
+)
+#: An identifier after its label: the value goes, the label stays ("MRN: 1234" -> "MRN:")
+LABELLED_ID_PATTERNS = (
+    ("labelled identifier",
+     r"(?<=\b(?:mrn|mr\s*#|med(?:ical)?\s+rec(?:ord)?(?:\s+(?:no|number))?|acc(?:ession)?(?:\s*(?:no|number|#))?"
+     r"|pat(?:ient)?\s*id|ssn|id\s*(?:no|number|#)|case\s*(?:no|number|#))\.?\s*[:#=]?\s*)"
+     r"[a-z]*\d[a-z0-9-]*\b", 0.5),
+)
+#: Every SSN shape, published samples included: a de-identifier does not trust a number to be a sample
+SSN_SHAPE_PATTERNS = (("ssn shape", r"\b\d{3}([- .])\d{2}\1\d{4}\b", 0.5),)
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,7 +54,7 @@ def _analyzer() -> Any:
     """presidio AnalyzerEngine with pattern recognizers only; works offline. None when unavailable."""
     try:
         import tldextract
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NoOpNlpEngine
         from presidio_analyzer.predefined_recognizers import (
             DateRecognizer,
@@ -50,12 +76,17 @@ def _analyzer() -> Any:
         def validate_result(self, pattern_text: str) -> bool:
             return offline_tld(pattern_text.rsplit("@", 1)[-1]).fqdn != ""
 
+    def patterns(rows: tuple[tuple[str, str, float], ...]) -> list[Any]:
+        return [Pattern(name, regex, score) for name, regex, score in rows]
+
     registry = RecognizerRegistry(
         recognizers=[
             PhoneRecognizer(),
             _OfflineEmailRecognizer(),
-            DateRecognizer(),
+            DateRecognizer(patterns=DateRecognizer.PATTERNS + patterns(EXTRA_DATE_PATTERNS)),
             UsSsnRecognizer(),
+            PatternRecognizer("US_SSN", name="SsnShapeRecognizer", patterns=patterns(SSN_SHAPE_PATTERNS)),
+            PatternRecognizer("LABELLED_ID", name="LabelledIdRecognizer", patterns=patterns(LABELLED_ID_PATTERNS)),
             UrlRecognizer(),
             IpRecognizer(),
         ]
