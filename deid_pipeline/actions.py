@@ -1,7 +1,9 @@
 """Tag-action registry: an action code -> a pure function of (element, ref, context).
 
 Codes (PS3.15 Table E.1-1): ``D`` dummy, ``Z`` zero-length, ``X`` remove, ``K`` keep, ``C`` clean,
-``U`` replace UID, and the compounds ``Z/D``, ``X/Z``, ``X/D``, ``X/Z/D``, ``X/Z/U*``.
+``U`` replace UID, and the compounds ``Z/D``, ``X/Z``, ``X/D``, ``X/Z/D``, ``X/Z/U*``. deid's own
+``T``: keep, the file's own identifying values taken out of the text (free text a profile keeps only
+because its table does not list it or its keep list names it: a Code Meaning "Protocol for <name>").
 
 Compounds are resolved before dispatch (:func:`resolve`). We ship no IOD tables, so the choice is
 the one that keeps *any* file valid while removing the information:
@@ -34,7 +36,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 
-from .clean import clean_text
+from .clean import clean_text, remove_terms
 from .errors import ProfileError
 
 if TYPE_CHECKING:
@@ -320,6 +322,15 @@ def act_clean(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
     return KEEP  # numbers, ages (capped later), overlay bits
 
 
+def act_keep_terms(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
+    """T: keep, without the file's own identifying values (KEEP when the value holds none)."""
+    values = _values(elem)
+    kept = [remove_terms(str(v), ctx.phi_terms) for v in values]
+    if kept == [str(v) for v in values]:
+        return KEEP
+    return _pack(kept)
+
+
 ACTIONS: dict[str, ActionFn] = {
     "X": act_remove,
     "K": act_keep,
@@ -328,6 +339,7 @@ ACTIONS: dict[str, ActionFn] = {
     "U": act_uid,
     "U*": act_uid_refs,
     "C": act_clean,
+    "T": act_keep_terms,
 }
 
 

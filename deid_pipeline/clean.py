@@ -153,6 +153,29 @@ def _presidio_spans(text: str) -> list[tuple[int, int]]:
     return [(r.start, r.end) for r in results if r.score >= PRESIDIO_MIN_SCORE]
 
 
+@functools.lru_cache(maxsize=256)
+def lowered_terms(terms: frozenset[str]) -> tuple[str, ...]:
+    """The terms :func:`remove_terms` looks for, lower-cased (a value holding none is left as it is)."""
+    return tuple({t.strip().lower() for t in terms if len(t.strip()) >= MIN_TERM_LENGTH})
+
+
+def remove_terms(value: str, phi_terms: frozenset[str]) -> str:
+    """``value`` without the file's own identifying values (whole words, any case); the rest as it was."""
+    if not value:
+        return value
+    low = value.lower()
+    found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
+    if not found:  # most kept text holds none: no pattern to build
+        return value
+    pattern = _terms_pattern(found)  # of the few found, not the file's every date rendering
+    if pattern is None:
+        return value
+    drop = bytearray(len(value))
+    for m in pattern.finditer(value):
+        drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    return _splice(value, drop) if any(drop) else value
+
+
 def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True) -> str:
     """``value`` without identifying text; clinical words stay, and so does the rest of the value as it
     was (line breaks, punctuation): a value with nothing to take out comes back unchanged. May return

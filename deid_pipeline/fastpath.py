@@ -208,8 +208,10 @@ class Scanned:
                 if unread is actions.REMOVE:
                     continue
                 value = view[rec.start : rec.stop] if rec.vr in tags._BYTES_VRS else data[rec.start : rec.stop]
+                if unread is None and applied == "T" and visitor.terms_absent(value):  # type: ignore[arg-type]
+                    unread = actions.KEEP
                 if unread is actions.KEEP and tags.raw_write_is_exact(value, rec.vr, tag, encodings):  # type: ignore[arg-type]
-                    visitor.counts["K"] += 1
+                    visitor.counts[applied] += 1
                     out.append((tag, self._raw(view, rec)))
                     if final is not None and tag in _FINAL_TAG_SET:
                         final[tag] = rec
@@ -235,7 +237,7 @@ class Scanned:
             outcome = visitor.apply(code, elem, ref, scope)
             if outcome is actions.REMOVE:
                 continue
-            if applied == "K" and elem.value is value and self._kept_exact(rec, elem.VR, encodings):
+            if applied in _KEPT and elem.value is value and self._kept_exact(rec, elem.VR, encodings):
                 out.append((tag, self._raw(view, rec)))  # kept as read: the same bytes as encoding it
             else:
                 out.append((tag, _encode(elem, self.implicit, write_charset)))
@@ -278,6 +280,7 @@ class Scanned:
 
 
 _FINAL_TAG_SET = frozenset(_FINAL_TAGS)
+_KEPT = frozenset({"K", "T"})  # applied codes whose unchanged value may be written as read
 _ITEM_TAG = _TAG.pack(0xFFFE, 0xE000)
 _ITEM_HEADER_UNDEFINED = _ITEM_TAG + b"\xff\xff\xff\xff"
 _ITEM_DELIMITER = _TAG.pack(0xFFFE, 0xE00D) + b"\x00\x00\x00\x00"

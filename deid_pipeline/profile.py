@@ -72,6 +72,8 @@ class ElementRef:
 
 #: The origin of the rule of a public element no row names, kept (``unlisted_public: keep``)
 UNLISTED_KEEP = "default:unlisted-keep"
+#: ... and of one kept by ``keep_list`` under ``unlisted_public: remove-text``
+KEEP_LIST = "default:keep-list"
 
 
 @dataclass(frozen=True)
@@ -524,7 +526,7 @@ class Profile:
             return Rule("K", "default:graphics-clean") if s.graphics == "clean" else Rule("X", "default:graphics")
         if s.unlisted_public != "keep":
             if tag in self._keep_tags:
-                return Rule("K", "default:keep-list")
+                return Rule("K", KEEP_LIST)
             if s.unlisted_public == "remove":
                 return Rule("X", "default:unlisted")
             if ref.vr in TEXT_VRS:

@@ -39,9 +39,9 @@ from pydicom.tag import _LUT_DESCRIPTOR_TAGS, BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
-from . import actions
+from . import actions, clean
 from .errors import FileError
-from .profile import UNLISTED_KEEP, ElementRef, Profile, Rule
+from .profile import KEEP_LIST, UNLISTED_KEEP, ElementRef, Profile, Rule
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -468,22 +468,39 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
 #: a sequence the profile cleans (C), free text and names the profile keeps only as unlisted are cleaned
 UID_SCOPE, CLEAN_SCOPE = 1, 2
 #: VRs cleaned inside a CLEAN_SCOPE sequence when unlisted (a Code Meaning "Protocol for <name>"), and
-#: the coded identities that stay as they are (clean would take ``121071`` or ``18748-4`` for a number)
+#: elsewhere kept without the file's own identifying values (T) when kept only as unlisted or by the keep
+#: list; the coded identities stay as they are (clean would take ``121071`` or ``18748-4`` for a number)
 _CLEANED_IN_SCOPE = frozenset("LO LT PN SH ST UC UT".split())
 _CODE_IDENTITY = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "LongCodeValue"})
+#: ... and the product that made the image, which T leaves too (a vendor's test data names its site
+#: after the vendor: "TOSHIBA_MEC" would become "MEC")
+_PRODUCT_IDENTITY = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
+_DEFAULT_KEEPS = frozenset({UNLISTED_KEEP, KEEP_LIST})
+
+
+@functools.lru_cache(maxsize=256)
+def _ascii_needles(terms: frozenset[str]) -> tuple[bytes, ...] | None:
+    """The file's terms as lower-case ASCII bytes, as :func:`clean.remove_terms` looks for them; None
+    when one is not ASCII."""
+    words = clean.lowered_terms(terms)
+    return tuple(w.encode("ascii") for w in words) if all(w.isascii() for w in words) else None
 
 
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
-    text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags)."""
+    text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags), text
+    kept only as unlisted or by the keep list kept without the file's own identifying values (T)."""
     rule = rule_for(profile, ref)
     code = rule.action
     if scope & UID_SCOPE and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
         code = "U"
-    if (scope & CLEAN_SCOPE and code == "K" and rule.origin == UNLISTED_KEEP and ref.vr in _CLEANED_IN_SCOPE
+    if (code == "K" and rule.origin in _DEFAULT_KEEPS and ref.vr in _CLEANED_IN_SCOPE
             and ref.keyword not in _CODE_IDENTITY and ref.private_creator is None):
-        code = "C"
+        if scope & CLEAN_SCOPE and rule.origin == UNLISTED_KEEP:
+            code = "C"
+        elif ref.keyword not in _PRODUCT_IDENTITY:
+            code = "T"
     return code, actions.resolve(code, ref)
 
 
@@ -628,12 +645,14 @@ class Deidentifier:
             if unread is actions.REMOVE:
                 del ds[ref.tag]
                 return False
+            if unread is None and applied == "T" and isinstance(elem.value, bytes) and self.terms_absent(elem.value):
+                unread = actions.KEEP
             if (
                 unread is actions.KEEP
                 and (elem.is_implicit_VR, elem.is_little_endian) == self.raw_encoding
                 and kept_raw_is_exact(ds, elem, ref.vr)  # ASCII text: non_ascii stays as it is
             ):
-                self.counts["K"] += 1
+                self.counts[applied] += 1
                 return False
             elem = convert_inert(ds, elem)
         outcome = self.apply(code, elem, ref, scope)
@@ -645,6 +664,15 @@ class Deidentifier:
             if child:
                 self.scopes.update((id(item), child) for item in elem.value or ())
         return outcome is not None
+
+    def terms_absent(self, raw: bytes) -> bool:
+        """Whether an ASCII value, as read, holds none of the file's identifying values (``T`` keeps it
+        as read); False where that cannot be told from the bytes (non-ASCII value or term)."""
+        needles = _ascii_needles(self.ctx.phi_terms)
+        if needles is None or not raw.isascii():
+            return False
+        low = raw.lower()
+        return not any(n in low for n in needles)
 
     def unread(self, applied: str, ref: ElementRef) -> Any:
         """For an element whose value is not read yet: REMOVE (counted) when its X needs nothing of the
@@ -808,7 +836,8 @@ def inspect_dataset(
             scope = scopes.get(id(container), 0)
             rule = rule_for(profile, ref)
             plain, code = actions.resolve(rule.action, ref), _decision(profile, ref, scope)[1]
-            origin = rule.origin if code == plain else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence"
+            origin = (rule.origin if code == plain else f"{rule.origin}+own-terms-removed" if code == "T"
+                      else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence")
             if ref.vr == "SQ" and elem.value:
                 child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)
                 scopes.update((id(item), child) for item in elem.value)

@@ -132,6 +132,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds.add_new(0x5000200E, "LT", b"dictated for " + family)
     ds.add_new(0x50003000, "OW", b"\1\0\2\0")
     ds.save_as(root / "opaque.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for keyword, meaning in (("AnatomicRegionSequence", "Knee of {}"), ("PerformedProtocolCodeSequence", "Protocol for {}, CT")):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator = "99K1", "99LOCAL"
+        code.CodeMeaning = meaning.format(ds.PatientName.family_name)  # kept unlisted (basic), by the keep list (safe-harbor)
+        setattr(ds, keyword, [code])
+    ds.save_as(root / "meanings.dcm")
     return root
 
 
@@ -201,6 +208,25 @@ def test_clean_cannot_keep_bytes_it_cannot_read(inputs: Path, tmp_path: Path, pr
         assert tag not in written or written[tag].value == b"\0\0", hex(tag)
     assert 0x00340007 in written  # basic's D for this one: the option keeps the attribute, not its time
     assert not [t for t in written.keys() if t >> 16 == 0x5000]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["safe-harbor", "basic"])
+def test_kept_text_loses_the_files_own_identifying_values(inputs: Path, tmp_path: Path, profile: str, fast: bool,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free text a profile keeps only as unlisted or by its keep list (a Code Meaning naming the patient)
+    is kept without the file's own identifying values (T); the code and the rest of the meaning stay."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    record, data = seen["meanings.dcm"]
+    assert record["status"] == "written" and data is not None
+    family = str(pydicom.dcmread(inputs / "meanings.dcm").PatientName.family_name)
+    assert family.encode() not in data
+    written = pydicom.dcmread(io.BytesIO(data))
+    assert written.AnatomicRegionSequence[0].CodeMeaning == "Knee of"
+    assert written.PerformedProtocolCodeSequence[0].CodeMeaning == "Protocol for CT"
+    assert written.AnatomicRegionSequence[0].CodeValue == "99K1" and written.Manufacturer == "GE MEDICAL SYSTEMS"
+    if fast:
+        assert fastpath.scan((inputs / "meanings.dcm").read_bytes(), load_profile(profile)) is not None
 
 
 def test_fast_path_is_taken_and_declines(inputs: Path) -> None:

@@ -278,14 +278,15 @@ def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
     for name, ts in (("deflated.dcm", None), ("plain.dcm", pydicom.uid.ExplicitVRLittleEndian)):
         ds = pydicom.dcmread(get_testdata_file("image_dfl.dcm"))
         ds.PatientName, ds.PatientID = "ZQDEFL^MARGARET", "ZQ77123"
-        ds.Manufacturer = "ZQDEFL imaging"  # the profile keeps Manufacturer: the name goes through
+        ds.StationName = "ZQDEFL imaging"  # the profile keeps the station's name: the name goes through
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
         if ts:
             ds.file_meta.TransferSyntaxUID = ts
         ds.save_as(inp / name)
     key = write_key(tmp_path / "k", KEY)
     out = tmp_path / "out"
-    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    proc = deid("run", str(inp), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet",
+                "--profile", "basic+retain-device-identity")
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = read_manifest(out)
     syntaxes = {str(pydicom.dcmread(out / r["output_path"]).file_meta.TransferSyntaxUID) for r in recs}
@@ -294,9 +295,9 @@ def test_a_value_kept_in_a_deflated_output_is_found(tmp_path: Path) -> None:
     assert code == 1
     flagged = {f["line"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"}
     assert flagged == {1, 2}, report["findings"]
-    # the detail says where (the profile keeps Manufacturer, and the input had the same value), not what
+    # the detail says where (the profile keeps the station's name, and the input had the same value), not what
     for f in report["findings"]:
-        assert f["detail"].endswith(" in Manufacturer (kept by the profile, as in the input)"), f
+        assert f["detail"].endswith(" in StationName (kept by the profile, as in the input)"), f
         assert "ZQDEFL" not in f["detail"]
 
 
