@@ -478,12 +478,23 @@ _PRODUCT_IDENTITY = frozenset({"Manufacturer", "ManufacturerModelName", "Softwar
 _DEFAULT_KEEPS = frozenset({UNLISTED_KEEP, KEEP_LIST})
 
 
+_ALNUM_RUNS = re.compile(rb"[a-z0-9]+").findall
+#: a term whose letters and digits stand alone ("J. D."): a value's one-character runs may be part of it
+_NO_RUN = re.compile(rb"(?:^|\0)[^a-z0-9\0]{2,}(?=\0|$)").search
+_INITIALS_ONLY = re.compile(rb"(?:^|\0)[^a-z0-9\0]*[a-z0-9](?:[^a-z0-9\0]+[a-z0-9])*[^a-z0-9\0]*(?=\0|$)").search
+
+
 @functools.lru_cache(maxsize=256)
-def _ascii_needles(terms: frozenset[str]) -> tuple[bytes, ...] | None:
-    """The file's terms as lower-case ASCII bytes, as :func:`clean.remove_terms` looks for them; None
-    when one is not ASCII."""
-    words = clean.lowered_terms(terms)
-    return tuple(w.encode("ascii") for w in words) if all(w.isascii() for w in words) else None
+def _term_text(terms: frozenset[str]) -> tuple[bytes, bool] | None:
+    """The file's terms lower-cased and joined by NULs, and whether one of them is initials only; None
+    when one is not ASCII. Built with C-level joins: it runs once a file, over ~100 terms."""
+    text = "\0".join(terms).lower()
+    if not text.isascii():
+        return None
+    joined = text.encode()
+    if _NO_RUN(joined):  # a term of punctuation alone: no run of the value tells
+        return None
+    return joined, _INITIALS_ONLY(joined) is not None
 
 
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
@@ -667,12 +678,14 @@ class Deidentifier:
 
     def terms_absent(self, raw: bytes) -> bool:
         """Whether an ASCII value, as read, holds none of the file's identifying values (``T`` keeps it
-        as read); False where that cannot be told from the bytes (non-ASCII value or term)."""
-        needles = _ascii_needles(self.ctx.phi_terms)
-        if needles is None or not raw.isascii():
+        as read); False where that cannot be told from the bytes (non-ASCII value or term). A term found
+        as a whole word spans whole runs of letters and digits of the value, each of them part of the
+        term: a value none of whose runs is in any term holds none."""
+        found = _term_text(self.ctx.phi_terms)
+        if found is None or not raw.isascii():
             return False
-        low = raw.lower()
-        return not any(n in low for n in needles)
+        text, initials = found
+        return not any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
 
     def unread(self, applied: str, ref: ElementRef) -> Any:
         """For an element whose value is not read yet: REMOVE (counted) when its X needs nothing of the
