@@ -94,6 +94,10 @@ class ProfileSettings(BaseModel):
     dates: Literal["remove", "year", "shift"] = "remove"
     unlisted_public: Literal["keep", "remove-text", "remove"] = "keep"
     keep_list: tuple[str, ...] = ()
+    # free text kept only as unlisted or by keep_list: "remove" takes the file's own identifying values
+    # out of it (action T: a Code Meaning "Protocol for <name>"); "keep" writes it as it came, for a site
+    # whose labels must stay exact ("White matter" for a patient named White); verify still reports them
+    kept_text_terms: Literal["remove", "keep"] = "remove"
     private: Literal["remove", "retain-safe"] = "remove"
     graphics: Literal["remove", "clean"] = "remove"
     encapsulated_documents: Literal["quarantine", "remove"] = "quarantine"

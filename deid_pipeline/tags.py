@@ -510,7 +510,7 @@ def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
             and ref.keyword not in _CODE_IDENTITY and ref.private_creator is None):
         if scope & CLEAN_SCOPE and rule.origin == UNLISTED_KEEP:
             code = "C"
-        elif ref.keyword not in _PRODUCT_IDENTITY:
+        elif ref.keyword not in _PRODUCT_IDENTITY and profile.settings.kept_text_terms == "remove":
             code = "T"
     return code, actions.resolve(code, ref)
 

@@ -229,6 +229,16 @@ def test_kept_text_loses_the_files_own_identifying_values(inputs: Path, tmp_path
         assert fastpath.scan((inputs / "meanings.dcm").read_bytes(), load_profile(profile)) is not None
 
 
+def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kept_text_terms: keep`` (a site whose labels must stay exact) writes such text as it came."""
+    user = tmp_path / "exact.yaml"
+    user.write_text("name: exact\nversion: '1'\nextends: safe-harbor\nsettings:\n  kept_text_terms: keep\nrows: []\n")
+    seen = _run(inputs, tmp_path / "out", str(user), monkeypatch, fast=True)
+    written = pydicom.dcmread(io.BytesIO(seen["meanings.dcm"][1]))
+    family = str(pydicom.dcmread(inputs / "meanings.dcm").PatientName.family_name)
+    assert written.AnatomicRegionSequence[0].CodeMeaning == f"Knee of {family}"
+
+
 def test_fast_path_is_taken_and_declines(inputs: Path) -> None:
     profile = load_profile("safe-harbor")
     taken = {p.name for p in inputs.iterdir() if fastpath.scan(p.read_bytes(), profile) is not None}
