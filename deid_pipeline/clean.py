@@ -21,6 +21,8 @@ PRESIDIO_ENTITIES = ("PHONE_NUMBER", "EMAIL_ADDRESS", "DATE_TIME", "US_SSN", "UR
 PRESIDIO_MIN_SCORE = 0.3
 MIN_TERM_LENGTH = 2
 _ID_TOKEN = re.compile(r"[A-Za-z0-9]*\d{5,}[A-Za-z0-9]*")  # a run of 5+ digits: IDs, not "512x512"
+#: a plain decimal ("ratio 0.084906", "1.250000 mm"), not a dotted identifier ("1.2.840.113619"): no ID
+_DECIMAL = re.compile(r"(?<![\w.])\d{1,4}\.\d+(?![\w.])|(?<![\w.])\d{1,4}\.\d+(?=\.(?:\s|$))")
 
 
 # Shapes presidio's recognizers leave (measured: "Nov 12, 2019", "12 November 2019", "3rd March 2021",
@@ -194,6 +196,9 @@ def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True)
     if use_presidio:
         for start, end in _presidio_spans(blanked()):
             drop[start:end] = b"\1" * (end - start)
-    for m in _ID_TOKEN.finditer(blanked()):
-        drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    text = blanked()
+    decimals = [m.span() for m in _DECIMAL.finditer(text)]
+    for m in _ID_TOKEN.finditer(text):
+        if not any(a <= m.start() and m.end() <= b for a, b in decimals):
+            drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
     return _splice(value, drop) if any(drop) else value

@@ -396,6 +396,7 @@ def test_clean_takes_out_only_what_identifies() -> None:
     ("seen Jan 2019", "seen"), ("seen on 2019-11-12T10:22", "seen on"), ("seen 5 Dec", "seen"),
     ("MRN: 1234", "MRN"), ("acc# 8812A", "acc#"), ("Patient ID: 4411", "Patient ID"), ("SSN 123-45-6789", "SSN"),
     ("mass may 2 cm", "mass may 2 cm"), ("Series 2 of 5", "Series 2 of 5"), ("ID 3", "ID 3"),
+    ("compression ratio 0.084906", "compression ratio 0.084906"), ("ref 1.2.840.113619.2", "ref 1.2.840..2"),
 ])
 def test_clean_takes_dates_and_identifiers_in_their_written_forms(text: str, left: str) -> None:
     """Dates written with month names or a time, an identifier after its label, an SSN whatever its
