@@ -39,7 +39,7 @@ from pydicom.tag import _LUT_DESCRIPTOR_TAGS, BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
-from . import actions, clean
+from . import actions
 from .errors import FileError
 from .profile import KEEP_LIST, UNLISTED_KEEP, ElementRef, Profile, Rule
 from .pseudonym import Pseudonymizer, patient_identity
@@ -479,8 +479,9 @@ _DEFAULT_KEEPS = frozenset({UNLISTED_KEEP, KEEP_LIST})
 
 
 _ALNUM_RUNS = re.compile(rb"[a-z0-9]+").findall
-#: a term whose letters and digits stand alone ("J. D."): a value's one-character runs may be part of it
+#: a term of punctuation alone: no run of a value's letters and digits is part of it
 _NO_RUN = re.compile(rb"(?:^|\0)[^a-z0-9\0]{2,}(?=\0|$)").search
+#: a term whose letters and digits stand alone ("J. D."): a value's one-character runs may be part of it
 _INITIALS_ONLY = re.compile(rb"(?:^|\0)[^a-z0-9\0]*[a-z0-9](?:[^a-z0-9\0]+[a-z0-9])*[^a-z0-9\0]*(?=\0|$)").search
 
 
