@@ -276,7 +276,9 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
             original = _original(src, path)
             kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
             for term in found:
-                held[term].add(f"{name} (kept by the profile, as in the input)" if kept else name)
+                notes = (["kept by the profile, as in the input"] if kept else []) + (
+                    [] if _as_word(term, elem) else ["only inside longer words"])
+                held[term].add(f"{name} ({'; '.join(notes)})" if notes else name)
         return False
 
     walk(out, visit)
@@ -285,6 +287,16 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
             held[term].add(elem.keyword or "file meta")
     return {term: "in " + "; ".join(sorted(h)) if h else None if term in own else "between elements"
             for term, h in held.items()}
+
+
+def _as_word(term: str, elem: Any) -> bool:
+    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (as clean and T find
+    terms); False when the search found it only inside longer words ("Text" in "Context")."""
+    from .clean import _terms_pattern
+    from .tags import _str_values
+
+    pattern = _terms_pattern(frozenset({term}))
+    return pattern is None or any(pattern.search(v) for v in _str_values(elem))
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,

@@ -458,3 +458,29 @@ def test_a_name_in_deid_s_own_method_statement_is_no_finding(tmp_path: Path) -> 
     code, report = _verify(out, inp, key, "--no-rescan")
     details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
     assert code == 1 and details == ["a 7-character identifying value in Manufacturer"], report["findings"]
+
+
+def test_a_name_found_only_inside_longer_words_is_said_so(tmp_path: Path) -> None:
+    """Verify searches bytes, so a patient named "Text" is found in a kept "Context of examination":
+    still a finding, whose detail now says the name stands only inside longer words; the same name as a
+    word of a kept value (put back in the output) is reported without that note."""
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = "Text^Zqanna"
+    code_item = Dataset()
+    code_item.CodeValue, code_item.CodingSchemeDesignator, code_item.CodeMeaning = "99C1", "99LOCAL", "Context of examination"
+    ds.AnatomicRegionSequence = [code_item]
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", "basic")
+    written = pydicom.dcmread(target)
+    assert written.AnatomicRegionSequence[0].CodeMeaning == "Context of examination"  # T: no whole word to remove
+    code, report = _verify(out, inp, key, "--no-rescan")
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
+    assert code == 1 and details == ["a 4-character identifying value in CodeMeaning (kept by the profile, as in the input; "
+                                     "only inside longer words)"], report["findings"]
+    written.AnatomicRegionSequence[0].CodeMeaning = "Text of examination"  # a whole word, as if T had not run
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
+    assert code == 1 and details == ["a 4-character identifying value in CodeMeaning"], report["findings"]
