@@ -74,6 +74,8 @@ class ElementRef:
 UNLISTED_KEEP = "default:unlisted-keep"
 #: ... and of one kept by ``keep_list`` under ``unlisted_public: remove-text``
 KEEP_LIST = "default:keep-list"
+#: ... and of a private element Table E.3.10-1 lists as safe (``private: retain-safe``)
+SAFE_PRIVATE = "retain-safe-private:E.3.10-1"
 
 
 @dataclass(frozen=True)
@@ -522,7 +524,7 @@ class Profile:
                     return Rule("K", "retain-safe-private:creator")
                 return Rule("X", "default:private-creator")
             if s.private == "retain-safe" and elem >= 0x1000 and (group, creator, elem & 0xFF) in self._safe:
-                return Rule("K", "retain-safe-private:E.3.10-1")
+                return Rule("K", SAFE_PRIVATE)
             return Rule("X", "default:private")
         if ref.vr == "UN":
             return Rule("X", "default:un")

@@ -41,7 +41,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .errors import FileError
-from .profile import KEEP_LIST, UNLISTED_KEEP, ElementRef, Profile, Rule
+from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -513,7 +513,18 @@ def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
             code = "C"
         elif ref.keyword not in _PRODUCT_IDENTITY and profile.settings.kept_text_terms == "remove":
             code = "T"
+    elif code == "K" and rule.origin == SAFE_PRIVATE:  # a safe private element is safe in kind, not in value
+        if ref.vr == "UI" and _replaces_uids(profile):
+            code = "U"  # an "Analyzed Series UID" is the series' own UID: replaced as that one is
+        elif ref.vr in _CLEANED_IN_SCOPE and profile.settings.kept_text_terms == "remove":
+            code = "T"
     return code, actions.resolve(code, ref)
+
+
+@functools.lru_cache(maxsize=64)
+def _replaces_uids(profile: Profile) -> bool:
+    """Whether ``profile`` replaces instance UIDs (not ``retain-uids``): private UIDs it keeps follow."""
+    return rule_for(profile, ElementRef(0x00080018, "UI", "SOPInstanceUID", None, 0, ())).action != "K"
 
 
 def child_scope(scope: int, applied: str, outcome: Any) -> int:
@@ -851,6 +862,7 @@ def inspect_dataset(
             rule = rule_for(profile, ref)
             plain, code = actions.resolve(rule.action, ref), _decision(profile, ref, scope)[1]
             origin = (rule.origin if code == plain else f"{rule.origin}+own-terms-removed" if code == "T"
+                      else f"{rule.origin}+uid-replaced" if rule.origin == SAFE_PRIVATE
                       else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence")
             if ref.vr == "SQ" and elem.value:
                 child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)

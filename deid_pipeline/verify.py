@@ -9,6 +9,7 @@ For every written output, against its input (found through the private journal):
    birth date, is not found in ``1.2.840.10008...``);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
+   An input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``;
 4. accounting: every input has exactly one record, each output's sha256 matches its record, no
    output lacks a record, and the manifest's hash chain holds.
 Findings name tags, record lines and categories, never values.
@@ -392,6 +393,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         return False
 
     walk(out, visit, lazy=True)
+    findings += _original_uids(src, out, header, line, profile)
     terms = {t for t in phi_terms if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)
@@ -412,6 +414,58 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
     return findings
+
+
+def _uid_in(uid: bytes, data: bytes | mmap.mmap) -> bool:
+    """Whether ``uid`` stands whole in ``data``: no digit or dot touches it (``1.2.3`` is not in ``1.2.34``)."""
+    start = data.find(uid)
+    while start >= 0:
+        before, after = data[start - 1 : start] if start else b"", data[start + len(uid) : start + len(uid) + 1]
+        if not (before.isdigit() or before == b".") and not (after.isdigit() or after == b"."):
+            return True
+        start = data.find(uid, start + 1)
+    return False
+
+
+def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: int, profile: Any) -> list[Finding]:
+    """Where the profile replaces UIDs: an input UID it replaces (not a standard one) found anywhere in
+    the output's header, in any element (a safe private "Analyzed Series UID" holding the series' own
+    UID, a UID copied into text) is ``original-uid-kept``, naming the elements that hold it."""
+    from .tags import _replaces_uids, _str_values, convert_inert, rule_for, walk
+
+    if not _replaces_uids(profile):
+        return []
+    uids: set[str] = set()
+
+    def collect(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
+        if ref.vr == "SQ":
+            return True
+        if ref.vr == "UI" and rule_for(profile, ref).action != "K":
+            if elem.is_raw:
+                elem = convert_inert(container, elem)
+            uids.update(v for v in (str(u).strip("\0 ") for u in _str_values(elem)) if len(v) >= 10 and not is_well_known_uid(v))
+        return False
+
+    walk(src, collect, lazy=True)
+    found = [uid for uid in sorted(uids) if _uid_in(uid.encode(), header)]
+    if not found:
+        return []
+    holders: dict[str, set[str]] = {uid: set() for uid in found}
+
+    def hold(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
+        if ref.vr == "SQ":
+            return True
+        if elem.is_raw:
+            elem = convert_inert(container, elem)
+        values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
+        for uid in found:
+            if any(_uid_in(uid.encode(), v) for v in values):
+                holders[uid].add(ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})")
+        return False
+
+    walk(out, hold, lazy=True)
+    return [Finding(line, "original-uid-kept", "an original UID in " + ("; ".join(sorted(h)) or "the header"))
+            for h in holders.values()]
 
 
 def _clean_keeps(elem: Any, phi_terms: frozenset[str]) -> bool:

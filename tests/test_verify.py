@@ -484,3 +484,31 @@ def test_a_name_found_only_inside_longer_words_is_said_so(tmp_path: Path) -> Non
     code, report = _verify(out, inp, key, "--no-rescan")
     details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
     assert code == 1 and details == ["a 4-character identifying value in CodeMeaning"], report["findings"]
+
+
+@pytest.mark.parametrize("retain_uids", [False, True])
+def test_safe_private_elements_are_safe_in_kind_not_in_value(tmp_path: Path, retain_uids: bool) -> None:
+    """Table E.3.10-1 lists NQHeader's Analyzed Series UID and Return Message as safe: kept by
+    ``retain-safe-private``, the UID (here the series' own) is replaced as the series' UID is, and the
+    message loses the patient's name; under ``retain-uids`` the UID stays as it came."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    block = ds.private_block(0x0099, "NQHeader", create=True)
+    block.add_new(0x02, "UI", ds.SeriesInstanceUID)
+    block.add_new(0x05, "LT", f"analysed for {ds.PatientName.family_name}")
+    profile = "basic+retain-safe-private" + ("+retain-uids" if retain_uids else "")
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", profile)
+    written = pydicom.dcmread(target)
+    kept = written.private_block(0x0099, "NQHeader")
+    assert kept[0x05].value == "analysed for"
+    assert kept[0x02].value == written.SeriesInstanceUID
+    assert (written.SeriesInstanceUID == ds.SeriesInstanceUID) is retain_uids
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert [f for f in report["findings"] if f["kind"] != "identifying-value-in-header" or "(0099" in f["detail"]] == []
+    if not retain_uids:  # the series' own UID put back in the private element: verify names where it sits
+        kept[0x02].value = ds.SeriesInstanceUID
+        written.save_as(target)
+        code, report = _verify(out, inp, key, "--no-rescan")
+        assert [(f["kind"], f["detail"]) for f in report["findings"] if f["kind"] == "original-uid-kept"] == [
+            ("original-uid-kept", "an original UID in (0099,1002)")], report["findings"]
