@@ -279,7 +279,7 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
             for term in found:
                 notes = (["kept by the profile, as in the input"] if kept else []) + (
                     [] if _as_word(term, elem) else ["only inside longer words"])
-                held[term].add(f"{name} ({'; '.join(notes)})" if notes else name)
+                held[term].add(" ".join([name] + [f"({note})" for note in notes]))
         return False
 
     walk(out, visit)

@@ -477,8 +477,8 @@ def test_a_name_found_only_inside_longer_words_is_said_so(tmp_path: Path) -> Non
     assert written.AnatomicRegionSequence[0].CodeMeaning == "Context of examination"  # T: no whole word to remove
     code, report = _verify(out, inp, key, "--no-rescan")
     details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-header"]
-    assert code == 1 and details == ["a 4-character identifying value in CodeMeaning (kept by the profile, as in the input; "
-                                     "only inside longer words)"], report["findings"]
+    assert code == 1 and details == ["a 4-character identifying value in CodeMeaning (kept by the profile, as in the input) "
+                                     "(only inside longer words)"], report["findings"]
     written.AnatomicRegionSequence[0].CodeMeaning = "Text of examination"  # a whole word, as if T had not run
     written.save_as(target)
     code, report = _verify(out, inp, key, "--no-rescan")
