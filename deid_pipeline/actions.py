@@ -105,6 +105,7 @@ class ActionContext:
     patient_pseudonym: str
     phi_terms: frozenset[str] = frozenset()
     dates: DateStats = field(default_factory=DateStats)
+    replaces_uids: bool = True  # False under retain-uids: a UID in cleaned text stays as it came
 
 
 ActionFn = Callable[[DataElement, Any, ActionContext], Any]
@@ -316,7 +317,8 @@ def act_clean(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
     if vr == "UI":
         return act_uid(elem, ref, ctx)
     if vr in TEXT_VRS:
-        return _pack([clean_text(str(v), ctx.phi_terms) for v in _values(elem)])
+        uid = (lambda u: replace_uid(u, ctx)) if ctx.replaces_uids else str
+        return _pack([clean_text(str(v), ctx.phi_terms, uid=uid) for v in _values(elem)])
     if vr == "UN":
         return REMOVE  # unknown bytes may hold text we cannot read
     return KEEP  # numbers, ages (capped later), overlay bits

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ PRESIDIO_ENTITIES = ("PHONE_NUMBER", "EMAIL_ADDRESS", "DATE_TIME", "US_SSN", "UR
 PRESIDIO_MIN_SCORE = 0.3
 MIN_TERM_LENGTH = 2
 _ID_TOKEN = re.compile(r"[A-Za-z0-9]*\d{5,}[A-Za-z0-9]*")  # a run of 5+ digits: IDs, not "512x512"
+#: a UID written in text: a root 0-2, five or more components, 16 characters or more (not a version "1.2.3.4")
+_UID_IN_TEXT = re.compile(r"(?<![\w.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?![\w.]|\.\d)")
+_UID_MIN_LENGTH = 16
 #: a plain decimal ("ratio 0.084906", "1.250000 mm"), not a dotted identifier ("1.2.840.113619"): no ID
 _DECIMAL = re.compile(r"(?<![\w.])\d{1,4}\.\d+(?![\w.])|(?<![\w.])\d{1,4}\.\d+(?=\.(?:\s|$))")
 
@@ -178,12 +182,35 @@ def remove_terms(value: str, phi_terms: frozenset[str]) -> str:
     return _splice(value, drop) if any(drop) else value
 
 
-def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True) -> str:
+def _with_uids(value: str, uid: Callable[[str], str]) -> tuple[str, list[tuple[int, int]]]:
+    """``value`` with each UID written in it given by ``uid`` (its keyed replacement), and their spans."""
+    pieces: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos = length = 0
+    for m in _UID_IN_TEXT.finditer(value):
+        if len(m.group()) < _UID_MIN_LENGTH:
+            continue
+        before, new = value[pos : m.start()], uid(m.group())
+        pieces += [before, new]
+        length += len(before)
+        spans.append((length, length + len(new)))
+        length += len(new)
+        pos = m.end()
+    pieces.append(value[pos:])
+    return "".join(pieces), spans
+
+
+def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True,
+               uid: Callable[[str], str] | None = None) -> str:
     """``value`` without identifying text; clinical words stay, and so does the rest of the value as it
     was (line breaks, punctuation): a value with nothing to take out comes back unchanged. May return
-    an empty string."""
+    an empty string. ``uid``: a UID written in the text is given by it whole (its keyed replacement,
+    as the header's UIDs are replaced) instead of losing its long parts as identifiers."""
     if not value:
         return value
+    protected: list[tuple[int, int]] = []
+    if uid is not None:
+        value, protected = _with_uids(value, uid)
     drop = bytearray(len(value))
     pattern = _terms_pattern(frozenset(phi_terms))
     if pattern is not None:
@@ -201,4 +228,6 @@ def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True)
     for m in _ID_TOKEN.finditer(text):
         if not any(a <= m.start() and m.end() <= b for a, b in decimals):
             drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    for start, end in protected:  # a UID stands whole, replaced (or kept) as the header's are
+        drop[start:end] = bytes(end - start)
     return _splice(value, drop) if any(drop) else value

@@ -806,6 +806,7 @@ def action_context(ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_ter
         date_offset_days=pseudo.date_offset_days(identity),
         patient_pseudonym=pseudo.patient_id(identity),
         phi_terms=phi_terms,
+        replaces_uids=_replaces_uids(profile),
     )
 
 

@@ -139,6 +139,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         code.CodeMeaning = meaning.format(ds.PatientName.family_name)  # kept unlisted (basic), by the keep list (safe-harbor)
         setattr(ds, keyword, [code])
     ds.save_as(root / "meanings.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.ImageComments = f"prior study {ds.StudyInstanceUID}, CT storage {ds.SOPClassUID}, v 2.1.0"
+    ds.save_as(root / "uidtext.dcm")
     return root
 
 
@@ -227,6 +230,20 @@ def test_kept_text_loses_the_files_own_identifying_values(inputs: Path, tmp_path
     assert written.AnatomicRegionSequence[0].CodeValue == "99K1" and written.Manufacturer == "GE MEDICAL SYSTEMS"
     if fast:
         assert fastpath.scan((inputs / "meanings.dcm").read_bytes(), load_profile(profile)) is not None
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "basic+clean-descriptors+retain-uids"])
+def test_a_uid_in_cleaned_text_is_replaced_as_the_headers_are(inputs: Path, tmp_path: Path, profile: str, fast: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clean on text naming a study by its UID: the UID is given whole, replaced by the same keyed UID
+    as the header's Study Instance UID (kept as it came under retain-uids), where it lost its long parts
+    as identifiers before; a standard UID and a version number stay."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    written = pydicom.dcmread(io.BytesIO(seen["uidtext.dcm"][1]))
+    source = pydicom.dcmread(inputs / "uidtext.dcm")
+    assert (written.StudyInstanceUID == source.StudyInstanceUID) is profile.endswith("retain-uids")
+    assert written.ImageComments == f"prior study {written.StudyInstanceUID}, CT storage {source.SOPClassUID}, v 2.1.0"
 
 
 def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
