@@ -2,14 +2,14 @@
 
 For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
-   nothing the profile removes (action X) is present, no private element outside the retained set;
+   nothing the profile removes (action X) is present, no private element outside the retained set; an
+   input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
    birth date, is not found in ``1.2.840.10008...``);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
-   An input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``;
 4. accounting: every input has exactly one record, each output's sha256 matches its record, no
    output lacks a record, and the manifest's hash chain holds.
 Findings name tags, record lines and categories, never values.
@@ -255,7 +255,7 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
     each marked when the profile keeps it (K) with the input's own value there; never the value. None
     for a value held only by deid's own statement of its method (:data:`_MARK_TAGS`: a name "Patient"
     in "Retain Patient Characteristics Option"), which is no finding."""
-    from .tags import _str_values, rule_for, walk
+    from .tags import _str_values, rule_for, tag_str, walk
 
     if not terms:
         return {}
@@ -273,7 +273,7 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
         if found and (ref.tag in _MARK_TAGS if ref.depth == 0 else ref.parents[0] in _MARK_TAGS):
             own.update(found)
         elif found:
-            name = ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})"
+            name = ref.keyword or tag_str(ref.tag)
             original = _original(src, path)
             kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
             for term in found:
@@ -291,13 +291,13 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
 
 
 def _as_word(term: str, elem: Any) -> bool:
-    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (as clean and T find
-    terms); False when the search found it only inside longer words ("Text" in "Context")."""
-    from .clean import _terms_pattern
+    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (T would take it out);
+    False when the search found it only inside longer words ("Text" in "Context")."""
+    from .clean import MIN_TERM_LENGTH, remove_terms
     from .tags import _str_values
 
-    pattern = _terms_pattern(frozenset({term}))
-    return pattern is None or any(pattern.search(v) for v in _str_values(elem))
+    terms = frozenset({term})
+    return len(term.strip()) < MIN_TERM_LENGTH or any(remove_terms(v, terms) != v for v in _str_values(elem))
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
@@ -345,7 +345,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
-    from .tags import collect_phi_terms, convert_inert, date_variants, rule_for, walk
+    from .tags import _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
@@ -355,6 +355,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         for tag in _deferred_pixels(ds):
             del ds._dict[tag]
     phi_terms = collect_phi_terms(src, profile)  # as the run collected them for its clean (C)
+    replaces_uids = _replaces_uids(profile)
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
@@ -388,7 +389,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                 and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
             original = _original(src, path)
             if (original is not _MISSING and str(elem.value) == str(original)
-                    and not (rule.action == "C" and _clean_keeps(elem, phi_terms))):
+                    and not (rule.action == "C" and _clean_keeps(elem, phi_terms, replaces_uids))):
                 findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
         return False
 
@@ -431,7 +432,7 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
     """Where the profile replaces UIDs: an input UID it replaces (not a standard one) found anywhere in
     the output's header, in any element (a safe private "Analyzed Series UID" holding the series' own
     UID, a UID copied into text) is ``original-uid-kept``, naming the elements that hold it."""
-    from .tags import _replaces_uids, _str_values, convert_inert, rule_for, walk
+    from .tags import _replaces_uids, _str_values, convert_inert, rule_for, tag_str, walk
 
     if not _replaces_uids(profile):
         return []
@@ -460,7 +461,7 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
         values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
         for uid in found:
             if any(_uid_in(uid.encode(), v) for v in values):
-                holders[uid].add(ref.keyword or f"({ref.tag >> 16:04X},{ref.tag & 0xFFFF:04X})")
+                holders[uid].add(ref.keyword or tag_str(ref.tag))
         return False
 
     walk(out, hold, lazy=True)
@@ -468,7 +469,7 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
             for h in holders.values()]
 
 
-def _clean_keeps(elem: Any, phi_terms: frozenset[str]) -> bool:
+def _clean_keeps(elem: Any, phi_terms: frozenset[str], replaces_uids: bool) -> bool:
     """Whether C keeps a text value as it is: the run's clean (:func:`actions.act_clean`) finds nothing
     identifying in any of its values (a description without names, IDs or dates)."""
     from .actions import TEXT_VRS
@@ -476,8 +477,11 @@ def _clean_keeps(elem: Any, phi_terms: frozenset[str]) -> bool:
 
     if elem.VR not in TEXT_VRS or elem.VR == "PN":  # a name under C is emptied
         return False
+    # a UID in the text: the run gives it to replace_uid, which keeps a standard one (and, under
+    # retain-uids, every one) and changes any other
+    uid = (lambda u: u if is_well_known_uid(u) else "") if replaces_uids else str
     values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
-    return all(clean_text(str(v), phi_terms) == str(v) for v in values)
+    return all(clean_text(str(v), phi_terms, uid=uid) == str(v) for v in values)
 
 
 def _rescan_overlays(src: Dataset, out: Dataset, line: int, overlay_boxes: dict[str, Any], device: str) -> list[Finding]:

@@ -512,3 +512,25 @@ def test_safe_private_elements_are_safe_in_kind_not_in_value(tmp_path: Path, ret
         code, report = _verify(out, inp, key, "--no-rescan")
         assert [(f["kind"], f["detail"]) for f in report["findings"] if f["kind"] == "original-uid-kept"] == [
             ("original-uid-kept", "an original UID in (0099,1002)")], report["findings"]
+
+
+def test_clean_text_holding_a_standard_uid_is_no_finding(tmp_path: Path) -> None:
+    """Clean gives a UID in text to replace_uid, which keeps a standard one: a comment naming the SOP
+    class is kept as it came, and verify (clean's check of what C keeps) agrees; a comment naming the
+    study, put back as it came, is still a finding."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.ImageComments = f"stored as CT image storage {ds.SOPClassUID}"
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", "basic+clean-descriptors")
+    written = pydicom.dcmread(target)
+    assert written.ImageComments == ds.ImageComments
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    written.ImageComments = f"prior study {ds.StudyInstanceUID}"
+    source = pydicom.dcmread(inp / "ct.dcm")
+    source.ImageComments = written.ImageComments
+    source.save_as(inp / "ct.dcm")  # the input said so too: the output kept it as it came
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert ("original-value-kept", "(0020,4000) ImageComments action C") in {(f["kind"], f["detail"]) for f in report["findings"]}
