@@ -204,12 +204,10 @@ class Scanned:
             code, applied = tags._decision(profile, ref, scope)
             elem = rec.elem
             if elem is None and rec.items is None:  # inert and unread
-                unread = visitor.unread(applied, ref)
+                value = view[rec.start : rec.stop] if rec.vr in tags._BYTES_VRS else data[rec.start : rec.stop]
+                unread = visitor.unread(applied, ref, value)  # type: ignore[arg-type]
                 if unread is actions.REMOVE:
                     continue
-                value = view[rec.start : rec.stop] if rec.vr in tags._BYTES_VRS else data[rec.start : rec.stop]
-                if unread is None and applied == "T" and visitor.terms_absent(value):  # type: ignore[arg-type]
-                    unread = actions.KEEP
                 if unread is actions.KEEP and tags.raw_write_is_exact(value, rec.vr, tag, encodings):  # type: ignore[arg-type]
                     visitor.counts[applied] += 1
                     out.append((tag, self._raw(view, rec)))

@@ -41,7 +41,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .errors import FileError
-from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule
+from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, tag_str
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -126,10 +126,6 @@ class InspectRow:
 
 Visit = Callable[[Dataset, DataElement, ElementRef, str], bool]
 Leave = Callable[[Dataset, int], None]
-
-
-def tag_str(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _normal_vr(vr: str | None) -> str:
@@ -664,12 +660,10 @@ class Deidentifier:
         scope = self.scopes.get(id(ds), 0)
         code, applied = _decision(self.profile, ref, scope)
         if elem.is_raw:  # inert: removed or kept without reading it when X/K need nothing of the value
-            unread = self.unread(applied, ref)
+            unread = self.unread(applied, ref, elem.value)
             if unread is actions.REMOVE:
                 del ds[ref.tag]
                 return False
-            if unread is None and applied == "T" and isinstance(elem.value, bytes) and self.terms_absent(elem.value):
-                unread = actions.KEEP
             if (
                 unread is actions.KEEP
                 and (elem.is_implicit_VR, elem.is_little_endian) == self.raw_encoding
@@ -699,15 +693,18 @@ class Deidentifier:
         text, initials = found
         return not any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
 
-    def unread(self, applied: str, ref: ElementRef) -> Any:
-        """For an element whose value is not read yet: REMOVE (counted) when its X needs nothing of the
-        value, KEEP (not counted) when its K may keep it unread, else None (convert it, :meth:`apply`)."""
+    def unread(self, applied: str, ref: ElementRef, raw: bytes | None) -> Any:
+        """For an element whose value is not read yet (``raw``, its bytes): REMOVE (counted) when its X
+        needs nothing of the value, KEEP (not counted) when its K may keep it unread, or its T (the bytes
+        hold none of the file's terms: :meth:`terms_absent`), else None (convert it, :meth:`apply`)."""
         if ref.vr in actions.DATE_VRS or ref.vr == "AS":
             return None  # dates are counted by value, ages capped
         if applied == "X":
             self.counts["X"] += 1
             return actions.REMOVE
-        return actions.KEEP if applied == "K" else None
+        if applied == "K" or (applied == "T" and raw is not None and self.terms_absent(raw)):
+            return actions.KEEP
+        return None
 
     def apply(self, code: str, elem: DataElement, ref: ElementRef, scope: int) -> Any:
         """Apply ``code`` to ``elem`` (its value changed in place) and count it. Returns REMOVE, KEEP for a
