@@ -161,24 +161,27 @@ def _presidio_spans(text: str) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=256)
 def lowered_terms(terms: frozenset[str]) -> tuple[str, ...]:
-    """The terms :func:`remove_terms` looks for, lower-cased (a value holding none is left as it is)."""
+    """The terms clean and T look for, lower-cased (a value holding none of them is left as it is)."""
     return tuple({t.strip().lower() for t in terms if len(t.strip()) >= MIN_TERM_LENGTH})
+
+
+def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray) -> None:
+    """Mark in ``drop`` the file's own identifying values in ``value`` (whole words, any case); the
+    pattern is built of the few terms the value holds, not of the file's every date rendering."""
+    low = value.lower()
+    found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
+    pattern = _terms_pattern(found) if found else None  # most values hold none: no pattern to build
+    if pattern is not None:
+        for m in pattern.finditer(value):
+            drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
 
 
 def remove_terms(value: str, phi_terms: frozenset[str]) -> str:
     """``value`` without the file's own identifying values (whole words, any case); the rest as it was."""
     if not value:
         return value
-    low = value.lower()
-    found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
-    if not found:  # most kept text holds none: no pattern to build
-        return value
-    pattern = _terms_pattern(found)  # of the few found, not the file's every date rendering
-    if pattern is None:
-        return value
     drop = bytearray(len(value))
-    for m in pattern.finditer(value):
-        drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    _mark_terms(value, phi_terms, drop)
     return _splice(value, drop) if any(drop) else value
 
 
@@ -212,10 +215,7 @@ def clean_text(value: str, phi_terms: frozenset[str], use_presidio: bool = True,
     if uid is not None:
         value, protected = _with_uids(value, uid)
     drop = bytearray(len(value))
-    pattern = _terms_pattern(frozenset(phi_terms))
-    if pattern is not None:
-        for m in pattern.finditer(value):
-            drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    _mark_terms(value, phi_terms, drop)
 
     def blanked() -> str:  # the value with what is dropped so far as spaces: the same offsets
         return "".join(" " if d else c for c, d in zip(value, drop))
