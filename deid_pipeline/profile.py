@@ -76,6 +76,24 @@ UNLISTED_KEEP = "default:unlisted-keep"
 KEEP_LIST = "default:keep-list"
 #: ... and of a private element Table E.3.10-1 lists as safe (``private: retain-safe``)
 SAFE_PRIVATE = "retain-safe-private:E.3.10-1"
+#: Public elements the table does not list that locate the site's copy of an object (a Retrieve URL
+#: naming the PACS host and the original study UID, a Pixel Data Provider URL, a file's path in a
+#: container) or reach a person (a Contact URI, its display name): removed even where unlisted elements
+#: are kept, as the table removes Retrieve AE Title. A row or the keep list that names one keeps it.
+UNLISTED_LOCATOR_TAGS = frozenset(
+    {
+        0x00080407,  # Stored Instance Base URI
+        0x00080408,  # Folder Access URI
+        0x00080409,  # File Access URI
+        0x0008040B,  # Filename In Container
+        0x00081190,  # Retrieve URL
+        0x00287FE0,  # Pixel Data Provider URL
+        0x00404073,  # Storage URL
+        0x0040E010,  # Retrieve URI
+        0x0074100A,  # Contact URI
+        0x0074100C,  # Contact Display Name
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -537,6 +555,10 @@ class Profile:
                 return Rule("X", "default:unlisted")
             if ref.vr in TEXT_VRS:
                 return Rule("X", "default:unlisted-text")
+        if tag in UNLISTED_LOCATOR_TAGS:
+            return Rule("X", "default:unlisted-locator")
+        if ref.vr == "PN":  # a person's name, whoever's: the table removes every one it lists
+            return Rule("X", "default:unlisted-person-name")
         return Rule("K", UNLISTED_KEEP)
 
     # ----------------------------------------------------------------- reporting

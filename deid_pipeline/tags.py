@@ -472,6 +472,17 @@ _CODE_IDENTITY = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingScheme
 #: after the vendor: "TOSHIBA_MEC" would become "MEC")
 _PRODUCT_IDENTITY = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
 _DEFAULT_KEEPS = frozenset({UNLISTED_KEEP, KEEP_LIST})
+#: UIDs an unlisted element holds that name a kind, not an instance (a SOP class, a transfer syntax, a
+#: coding scheme, a context group, a mapping resource, the creating software, a template): kept as they
+#: are. Any other unlisted UID (a Multi-frame Source SOP Instance UID, a Target Frame of Reference UID,
+#: a Retrieve Location UID) is replaced with the file's other UIDs where the profile replaces them.
+_KIND_UID_KEYWORDS = frozenset(
+    {"CodingSchemeUID", "ContextUID", "MappingResourceUID", "CreatorVersionUID", "SegmentationTemplateUID"}
+)
+
+
+def _names_a_kind(keyword: str) -> bool:
+    return keyword in _KIND_UID_KEYWORDS or "SOPClass" in keyword or "TransferSyntax" in keyword
 
 
 _ALNUM_RUNS = re.compile(rb"[a-z0-9]+").findall
@@ -498,7 +509,8 @@ def _term_text(terms: frozenset[str]) -> tuple[bytes, bool] | None:
 def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
     text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags), text
-    kept only as unlisted or by the keep list kept without the file's own identifying values (T)."""
+    kept only as unlisted or by the keep list kept without the file's own identifying values (T), an
+    unlisted UID of an instance replaced where the profile replaces UIDs (U)."""
     rule = rule_for(profile, ref)
     code = rule.action
     if scope & UID_SCOPE and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
@@ -509,6 +521,9 @@ def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
             code = "C"
         elif ref.keyword not in _PRODUCT_IDENTITY and profile.settings.kept_text_terms == "remove":
             code = "T"
+    elif (code == "K" and rule.origin == UNLISTED_KEEP and ref.vr == "UI" and not _names_a_kind(ref.keyword)
+          and _replaces_uids(profile)):
+        code = "U"  # a Multi-frame Source SOP Instance UID is an instance's UID: replaced as that one is
     elif code == "K" and rule.origin == SAFE_PRIVATE:  # a safe private element is safe in kind, not in value
         if ref.vr == "UI" and _replaces_uids(profile):
             code = "U"  # an "Analyzed Series UID" is the series' own UID: replaced as that one is
@@ -860,7 +875,7 @@ def inspect_dataset(
             rule = rule_for(profile, ref)
             plain, code = actions.resolve(rule.action, ref), _decision(profile, ref, scope)[1]
             origin = (rule.origin if code == plain else f"{rule.origin}+own-terms-removed" if code == "T"
-                      else f"{rule.origin}+uid-replaced" if rule.origin == SAFE_PRIVATE
+                      else f"{rule.origin}+uid-replaced" if rule.origin in (SAFE_PRIVATE, UNLISTED_KEEP)
                       else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence")
             if ref.vr == "SQ" and elem.value:
                 child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)

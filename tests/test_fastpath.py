@@ -142,6 +142,19 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.ImageComments = f"prior study {ds.StudyInstanceUID}, CT storage {ds.SOPClassUID}, v 2.1.0"
     ds.save_as(root / "uidtext.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    ds.MultiFrameSourceSOPInstanceUID = sop  # unlisted UIDs: the instance's own, its frame of reference's,
+    ds.TargetFrameOfReferenceUID = ds.FrameOfReferenceUID  # the site's repository
+    ds.RetrieveLocationUID = "1.2.826.0.1.3680043.99.7.1"
+    ds.CodingSchemeUID = "2.16.840.1.113883.6.96"  # a kind (SNOMED CT): kept
+    ds.RetrieveURL = f"https://pacs.example.org/dicomweb/studies/{study}/series/{series}"
+    ds.ContactURI = f"mailto:{str(ds.PatientName.family_name).lower()}@example.org"
+    ds.EvaluatorName = "Ngata^Wiremu"  # a person's name the table does not list
+    ref = Dataset()
+    ref.SeriesInstanceUID, ref.RetrieveURL = series, ds.RetrieveURL
+    ds.ReferencedSeriesSequence = [ref]
+    ds.save_as(root / "locators.dcm")
     return root
 
 
@@ -244,6 +257,34 @@ def test_a_uid_in_cleaned_text_is_replaced_as_the_headers_are(inputs: Path, tmp_
     source = pydicom.dcmread(inputs / "uidtext.dcm")
     assert (written.StudyInstanceUID == source.StudyInstanceUID) is profile.endswith("retain-uids")
     assert written.ImageComments == f"prior study {written.StudyInstanceUID}, CT storage {source.SOPClassUID}, v 2.1.0"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["basic", "basic+retain-uids", "safe-harbor"])
+def test_unlisted_uids_and_locators_do_not_keep_the_original(inputs: Path, tmp_path: Path, profile: str, fast: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public elements the table does not list: a UID of an instance (Multi-frame Source SOP Instance
+    UID, Target Frame of Reference UID, a Retrieve Location UID) is replaced with the file's other UIDs,
+    the same keyed UID as the element it copies (kept under retain-uids); a coding scheme's UID stays; a
+    Retrieve URL (the PACS host, the original study UID) and a Contact URI go, and so does a person's
+    name (PN) the table does not list. basic kept them all as they came."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    record, data = seen["locators.dcm"]
+    assert record["status"] == "written" and data is not None
+    source = pydicom.dcmread(inputs / "locators.dcm")
+    written = pydicom.dcmread(io.BytesIO(data))
+    retain = profile.endswith("retain-uids")
+    assert written.MultiFrameSourceSOPInstanceUID == written.SOPInstanceUID
+    assert written.TargetFrameOfReferenceUID == written.FrameOfReferenceUID
+    assert (written.SOPInstanceUID == source.SOPInstanceUID) is retain
+    assert (written.RetrieveLocationUID == source.RetrieveLocationUID) is retain
+    assert written.CodingSchemeUID == "2.16.840.1.113883.6.96" or profile == "safe-harbor"  # its UI row: every UID
+    for keyword in ("RetrieveURL", "ContactURI", "EvaluatorName"):
+        assert keyword not in written, keyword
+    assert "RetrieveURL" not in written.ReferencedSeriesSequence[0]
+    assert b"example.org" not in data and b"Ngata" not in data
+    if fast:
+        assert fastpath.scan((inputs / "locators.dcm").read_bytes(), load_profile(profile)) is not None
 
 
 def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -258,6 +258,13 @@ def test_defaults_from_settings(tmp_path: Path, basic: Profile) -> None:
     assert sh.rule_for(ref(0x00181003, "LO")) == Rule("X", "default:unlisted-text")
     assert sh.rule_for(ref(0x00080060, "CS")) == Rule("K", "default:keep-list")
     assert sh.rule_for(ref(0x00280002, "US")) == Rule("K", "default:unlisted-keep")
+    # locators of the site's copy or of a person, and any person's name, go even where unlisted is kept
+    assert basic.rule_for(ref(0x00081190, "UR")) == Rule("X", "default:unlisted-locator")  # Retrieve URL
+    assert basic.rule_for(ref(0x0074100C, "LO")) == Rule("X", "default:unlisted-locator")  # Contact Display Name
+    assert basic.rule_for(ref(0x00142006, "PN")) == Rule("X", "default:unlisted-person-name")  # Evaluator Name
+    assert basic.rule_for(ref(0x0008010E, "UR")) == Rule("K", "default:unlisted-keep")  # Coding Scheme URL
+    doc = {"name": "urls", "version": "1", "extends": "basic", "rows": [{"keyword": "RetrieveURL", "action": "K"}]}
+    assert load_profile(str(write(tmp_path / "urls.yaml", doc))).rule_for(ref(0x00081190, "UR")).action == "K"
 
 
 # --------------------------------------------------------------------------- safe harbor
