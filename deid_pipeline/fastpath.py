@@ -462,6 +462,8 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     sop_class = str(stub.get("SOPClassUID", "") or "")
     if sop_class in tags.ENCAPSULATED_SOP_CLASSES or _ENCAPSULATED_DOCUMENT in stub._dict or _ENCAPSULATED_DOCUMENT in {r.tag for r in recs}:
         raise Ineligible("document or DICOMDIR")
+    if any(r.tag == tags.WAVEFORM_SEQUENCE for r in recs):
+        raise Ineligible("waveforms (the load stage reads them for audio)")
     if "SOPClassUID" not in stub:
         raise Ineligible("no SOP Class UID")
     return scanned

@@ -47,7 +47,7 @@ from .config import RunContext
 from .discover import UNREAD, Candidate
 from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
-from .tags import MAX_SEQUENCE_DEPTH, inert_vr
+from .tags import MAX_SEQUENCE_DEPTH, holds_audio, inert_vr
 from .types import FileResult, Hashed, Heartbeat, PixelReport, Region
 
 log = logging.getLogger(__name__)
@@ -459,6 +459,12 @@ def _check_visual_features(ds: Dataset, ctx: RunContext) -> None:
         raise FileError("recognizable-visual-features", "the image may show a face or other recognisable features; the profile quarantines it")
 
 
+def _check_audio(ds: Dataset, ctx: RunContext) -> None:
+    """Quarantine a sound recording (a voice), which no stage can de-identify."""
+    if ctx.profile.settings.audio == "quarantine" and holds_audio(ds):
+        raise FileError("audio", "a sound recording (a voice) that the profile quarantines")
+
+
 # --------------------------------------------------------------------------- pixels
 
 
@@ -647,6 +653,7 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | Non
         if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
             raise SkipFile("dicomdir", "a DICOMDIR index; never copied (it indexes PHI)")
         _check_visual_features(ds, ctx)
+        _check_audio(ds, ctx)
         result.timings_ms["read"] = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         phi_terms = fast.phi_terms(ctx.profile) if fast is not None else collect_phi_terms(ds, ctx.profile)

@@ -84,6 +84,12 @@ ENCAPSULATED_SOP_CLASSES = frozenset(
         "1.2.840.10008.5.1.4.1.1.104.5",  # Encapsulated MTL
     }
 )
+#: Sound recordings: a dictation says the patient's name aloud and a voice is a biometric identifier
+#: (HIPAA's voice prints); no stage listens to one. Basic Voice Audio and General Audio Waveform objects,
+#: and in any other object a waveform whose samples are mu-law or A-law (audio encodings).
+AUDIO_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.9.4.1", "1.2.840.10008.5.1.4.1.1.9.4.2"})
+WAVEFORM_SEQUENCE = 0x54000100
+_AUDIO_SAMPLES = frozenset({"MB", "AB"})
 #: Free-text elements of overlays (60xx): removed even when graphics are cleaned.
 _GRAPHICS_TEXT = frozenset({0x0022, 0x1500, 0x4000, 0x2500, 0x0003})
 #: Bytes C cannot read to clean (a camera's Maker Note, a PTP Frame Origin Timestamp, a signed
@@ -778,6 +784,17 @@ def _check_encapsulated(ds: Dataset, profile: Profile) -> None:
                 "encapsulated-document",
                 "an encapsulated document (PDF, CDA or 3D model) that the profile quarantines",
             )
+
+
+def holds_audio(ds: Dataset) -> bool:
+    """Whether ``ds`` holds a sound recording (:data:`AUDIO_SOP_CLASSES`)."""
+    if str(ds.get("SOPClassUID", "") or "") in AUDIO_SOP_CLASSES:
+        return True
+    waveforms = ds.get(WAVEFORM_SEQUENCE)
+    if waveforms is None or waveforms.VR != "SQ" or not waveforms.value:
+        return False
+    return any(str(item.get("WaveformSampleInterpretation", "") or "").strip().upper() in _AUDIO_SAMPLES
+               for item in waveforms.value)
 
 
 def _mark(ds: Dataset, profile: Profile, temporal: str) -> None:

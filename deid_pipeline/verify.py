@@ -3,7 +3,8 @@
 For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
    nothing the profile removes (action X) is present, no private element outside the retained set; an
-   input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``;
+   input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
+   sound recording (a voice) in the output is ``audio-kept``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
@@ -345,7 +346,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
-    from .tags import _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
+    from .tags import _replaces_uids, collect_phi_terms, convert_inert, date_variants, holds_audio, rule_for, walk
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
@@ -395,6 +396,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
 
     walk(out, visit, lazy=True)
     findings += _original_uids(src, out, header, line, profile)
+    if holds_audio(out):  # written under audio: keep, or by a tool that did not look
+        findings.append(Finding(line, "audio-kept", "a sound recording (a voice) no stage de-identifies"))
     terms = {t for t in phi_terms if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)

@@ -83,3 +83,59 @@ def test_recognizable_visual_features_quarantined_by_safe_harbor(tmp_path: Path)
     assert rec["status"] == "quarantined" and rec["reason"]["code"] == "recognizable-visual-features"
     proc = deid("run", str(inp), str(tmp_path / "o2"), "--profile", "basic", "--workers", "0", "--key-file", str(key), "--quiet", "--pixels", "none")
     assert proc.returncode == 0
+
+
+def _audio_inputs(inp: Path) -> None:
+    """A dictation (Basic Voice Audio), an ECG carrying a mu-law channel group, and a plain ECG."""
+    ecg = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    ecg.PatientName = "Quartermaine^Zebulon"
+    ecg.save_as(inp / "ecg.dcm")
+    voice = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    voice.SOPClassUID = voice.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.4.1"
+    voice.SOPInstanceUID = voice.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    voice.WaveformSequence = voice.WaveformSequence[:1]
+    voice.save_as(inp / "dictation.dcm")
+    mixed = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    mixed.SOPInstanceUID = mixed.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    mixed.WaveformSequence[1].WaveformSampleInterpretation = "MB"  # mu-law: a sound channel group
+    mixed.save_as(inp / "ecg_with_sound.dcm")
+
+
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor"])
+def test_sound_recordings_are_quarantined(tmp_path: Path, profile: str) -> None:
+    """A sound recording says names aloud and a voice identifies (HIPAA's voice prints); no stage
+    listens to one, so a file holding one is quarantined with reason ``audio``; basic wrote both."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _audio_inputs(inp)
+    key = tmp_path / "k"
+    write_key(key, b"audio-test-key-0123456789abcdef")
+    out = tmp_path / "o"
+    proc = deid("run", str(inp), str(out), "--profile", profile, "--workers", "0", "--key-file", str(key),
+                "--quiet", "--pixels", "none")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted((r["status"], (r["reason"] or {}).get("code")) for r in recs) == [
+        ("quarantined", "audio"), ("quarantined", "audio"), ("written", None)]
+    assert len(list(out.rglob("*.dcm"))) == 1
+
+
+def test_a_profile_may_keep_sound_and_verify_reports_it(tmp_path: Path) -> None:
+    """``audio: keep`` writes the recordings as they came; ``deid verify`` names each one."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _audio_inputs(inp)
+    key = tmp_path / "k"
+    write_key(key, b"audio-test-key-0123456789abcdef")
+    user = tmp_path / "voices.yaml"
+    user.write_text("name: voices\nversion: '1'\nextends: basic\nsettings:\n  audio: keep\nrows: []\n")
+    out = tmp_path / "o"
+    proc = deid("run", str(inp), str(out), "--profile", str(user), "--workers", "0", "--key-file", str(key),
+                "--quiet", "--pixels", "none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(out.rglob("*.dcm"))) == 3
+    proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan",
+                "--profile", str(user))
+    report = json.loads((out / "verify.json").read_text())
+    kinds = [f["kind"] for f in report["findings"]]
+    assert kinds.count("audio-kept") == 2 and proc.returncode == 1, kinds
