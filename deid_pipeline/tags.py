@@ -516,7 +516,8 @@ def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
     text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags), text
     kept only as unlisted or by the keep list kept without the file's own identifying values (T), an
-    unlisted UID of an instance replaced where the profile replaces UIDs (U)."""
+    unlisted UID of an instance replaced where the profile replaces UIDs (U), an unlisted date treated
+    as the listed dates are (C, following ``settings.dates``) unless the profile keeps those."""
     rule = rule_for(profile, ref)
     code = rule.action
     if scope & UID_SCOPE and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
@@ -530,12 +531,22 @@ def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     elif (code == "K" and rule.origin == UNLISTED_KEEP and ref.vr == "UI" and not _names_a_kind(ref.keyword)
           and _replaces_uids(profile)):
         code = "U"  # a Multi-frame Source SOP Instance UID is an instance's UID: replaced as that one is
+    elif (code == "K" and rule.origin == UNLISTED_KEEP and ref.vr in actions.DATE_VRS
+          and not _keeps_dates(profile)):
+        code = "C"  # a Study Update DateTime is a date of the study: removed, shifted or cut to the year
     elif code == "K" and rule.origin == SAFE_PRIVATE:  # a safe private element is safe in kind, not in value
         if ref.vr == "UI" and _replaces_uids(profile):
             code = "U"  # an "Analyzed Series UID" is the series' own UID: replaced as that one is
         elif ref.vr in _CLEANED_IN_SCOPE and profile.settings.kept_text_terms == "remove":
             code = "T"
     return code, actions.resolve(code, ref)
+
+
+@functools.lru_cache(maxsize=64)
+def _keeps_dates(profile: Profile) -> bool:
+    """Whether ``profile`` keeps the study's dates as they are (``retain-long-full-dates``): unlisted
+    dates follow."""
+    return rule_for(profile, ElementRef(0x00080020, "DA", "StudyDate", None, 0, ())).action == "K"
 
 
 @functools.lru_cache(maxsize=64)
@@ -892,7 +903,8 @@ def inspect_dataset(
             rule = rule_for(profile, ref)
             plain, code = actions.resolve(rule.action, ref), _decision(profile, ref, scope)[1]
             origin = (rule.origin if code == plain else f"{rule.origin}+own-terms-removed" if code == "T"
-                      else f"{rule.origin}+uid-replaced" if rule.origin in (SAFE_PRIVATE, UNLISTED_KEEP)
+                      else f"{rule.origin}+uid-replaced" if rule.origin in (SAFE_PRIVATE, UNLISTED_KEEP) and code == "U"
+                      else f"{rule.origin}+dated-as-listed" if rule.origin == UNLISTED_KEEP and ref.vr in actions.DATE_VRS
                       else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence")
             if ref.vr == "SQ" and elem.value:
                 child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)

@@ -155,6 +155,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ref.SeriesInstanceUID, ref.RetrieveURL = series, ds.RetrieveURL
     ds.ReferencedSeriesSequence = [ref]
     ds.save_as(root / "locators.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.StudyUpdateDateTime = f"{ds.StudyDate}103000"  # unlisted dates: the study's own day
+    ds.SecondaryReviewDate = ds.StudyDate
+    ds.save_as(root / "dates.dcm")
     return root
 
 
@@ -285,6 +289,32 @@ def test_unlisted_uids_and_locators_do_not_keep_the_original(inputs: Path, tmp_p
     assert b"example.org" not in data and b"Ngata" not in data
     if fast:
         assert fastpath.scan((inputs / "locators.dcm").read_bytes(), load_profile(profile)) is not None
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["basic", "basic+retain-long-modified-dates", "basic+retain-long-full-dates", "safe-harbor"])
+def test_unlisted_dates_are_dated_as_the_listed_ones(inputs: Path, tmp_path: Path, profile: str, fast: bool,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A date the table does not list (Study Update DateTime, Secondary Review Date) is the study's day:
+    removed where the profile removes the study's dates, moved by the same offset where it shifts them,
+    cut to the year where it keeps the year, kept only where it keeps the study's dates. basic kept them,
+    the real day beside a shifted Study Date."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    record, data = seen["dates.dcm"]
+    assert record["status"] == "written" and data is not None
+    source = pydicom.dcmread(inputs / "dates.dcm")
+    written = pydicom.dcmread(io.BytesIO(data))
+    update, review = written.get("StudyUpdateDateTime", ""), written.get("SecondaryReviewDate", "")
+    if profile == "basic":
+        assert (update, review) == ("", "")
+    elif profile.endswith("modified-dates"):
+        assert written.StudyDate != source.StudyDate and (update[:8], review) == (written.StudyDate, written.StudyDate)
+    elif profile.endswith("full-dates"):
+        assert (update, review) == (source.StudyUpdateDateTime, source.SecondaryReviewDate)
+    else:
+        assert source.StudyDate[:4] == update[:4] and source.StudyDate not in data.decode("latin-1")
+    if fast:
+        assert fastpath.scan((inputs / "dates.dcm").read_bytes(), load_profile(profile)) is not None
 
 
 def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
