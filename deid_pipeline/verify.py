@@ -8,7 +8,7 @@ For every written output, against its input (found through the private journal):
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
-   birth date, is not found in ``1.2.840.10008...``);
+   birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each output's sha256 matches its record, no
@@ -141,15 +141,25 @@ def _encodings(term: str) -> set[tuple[bytes, int]]:
 _DIGITS = {w: frozenset(bytes([d]) + b"\x00" * (w - 1) for d in b"0123456789") for w in (1, 2)}
 
 
+#: What a date-time (DT) adds to its date: hours, minutes, seconds, a fraction, then no digit
+_DT_TAIL = re.compile(rb"(?:[0-9]{2}){1,3}(?:\.[0-9]{1,6})?(?![0-9])")
+
+
 def _digit_free_match(data: bytes | mmap.mmap, needle: bytes, width: int) -> bool:
     """``needle`` in ``data`` where no ASCII digit (``width`` bytes: 1, or 2 for UTF-16-LE) comes right
-    before or after it."""
+    before or after it; a compact date (``20040119``) also where a time follows it as a DT's does
+    (``20040119103000.5``), not after a dot (a UID's ``.20040119072730.12322`` stays unfound)."""
     digits = _DIGITS[width]
+    dated = width == 1 and len(needle) == 8 and needle.isdigit()
     start = data.find(needle)
     while start >= 0:
         end = start + len(needle)
-        if data[max(0, start - width) : start] not in digits and data[end : end + width] not in digits:
-            return True
+        before = data[max(0, start - width) : start]
+        if before not in digits:
+            if data[end : end + width] not in digits:
+                return True
+            if dated and before != b"." and _DT_TAIL.match(data, end):
+                return True
         start = data.find(needle, start + 1)
     return False
 
@@ -292,13 +302,17 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
 
 
 def _as_word(term: str, elem: Any) -> bool:
-    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (T would take it out);
-    False when the search found it only inside longer words ("Text" in "Context")."""
+    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (T would take it out),
+    or a date as the search finds one (a DT's date); False when the search found it only inside longer
+    words ("Text" in "Context")."""
     from .clean import MIN_TERM_LENGTH, remove_terms
     from .tags import _str_values
 
     terms = frozenset({term})
-    return len(term.strip()) < MIN_TERM_LENGTH or any(remove_terms(v, terms) != v for v in _str_values(elem))
+    values = _str_values(elem)
+    if term.isdigit() and term.isascii():
+        return any(_digit_free_match(v.encode("ascii", "replace"), term.encode(), 1) for v in values)
+    return len(term.strip()) < MIN_TERM_LENGTH or any(remove_terms(v, terms) != v for v in values)
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,

@@ -236,6 +236,18 @@ def test_number_terms_match_where_no_digit_touches_them() -> None:
     assert _path_has("2.25.33", "/out/2.25.33/x.dcm") and not _path_has("2.25.33", "/out/2.25.335/x.dcm")
 
 
+def test_a_date_is_found_where_a_time_follows_it_as_in_a_dt() -> None:
+    """A compact date kept inside a date-time (a DT "20040119103000.5") is the date; inside a UID
+    (".20040119072730.12322") or a longer number it is not."""
+    from deid_pipeline.verify import _found
+
+    assert _found("20040119", b"\x0e\x0020040119103000") and _found("20040119", b"\\200401191030\\")
+    assert _found("20040119", b"20040119103000.123456+0100 ") and _found("20040119", b"20040119\x00")
+    assert not _found("20040119", b"1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322")
+    assert not _found("20040119", b"x2004011910300") and not _found("20040119", b"920040119")
+    assert not _found("20040119", b"2004011910300012")  # more digits than a time: not a DT
+
+
 def test_one_pass_prefilter_agrees_with_the_search_of_each_term() -> None:
     """``_any_found`` is False only where ``_found`` is False for every term: letters in any case
     variant and encoding, numbers wherever they occur (``_found`` then applies the digit rule)."""
