@@ -37,7 +37,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import ENCODED_VR, read_dataset, read_preamble
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 from pydicom.multival import MultiValue
 from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
@@ -459,6 +459,8 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     pixel_data = [r for r in recs if r.tag == _PIXEL_DATA]
     if pixel_data and pixel_data[0].undefined != ts.is_compressed:
         raise Ineligible("pixel data encoding does not match the transfer syntax")
+    if pixel_data and not ts.is_compressed and _bits_outside_stored(stub, data, pixel_data[0], ts):
+        raise Ineligible("pixel bits outside Bits Stored (the pydicom path clears them)")
     sop_class = str(stub.get("SOPClassUID", "") or "")
     if sop_class in tags.ENCAPSULATED_SOP_CLASSES or _ENCAPSULATED_DOCUMENT in stub._dict or _ENCAPSULATED_DOCUMENT in {r.tag for r in recs}:
         raise Ineligible("document or DICOMDIR")
@@ -467,6 +469,20 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     if "SOPClassUID" not in stub:
         raise Ineligible("no SOP Class UID")
     return scanned
+
+
+def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec, ts: UID) -> bool:
+    """Whether native Pixel Data holds anything outside Bits Stored (an embedded overlay)."""
+    from .pixels import bits_outside_stored
+
+    try:
+        alloc, stored = int(stub.BitsAllocated), int(stub.BitsStored)
+        high = int(stub.get("HighBit", stored - 1))
+        signed = int(stub.get("PixelRepresentation", 0) or 0) == 1
+    except (AttributeError, TypeError, ValueError):
+        return False  # no readable layout: the pydicom path would not clear either
+    view = memoryview(data)[rec.start : rec.stop]
+    return bits_outside_stored(view, alloc, stored, high, signed, ts == ExplicitVRBigEndian)
 
 
 def _check_meta_layout(data: bytes, end: int) -> None:

@@ -979,6 +979,10 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
                 loaded.fast = None
         if loaded.fast is None:
             header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
+            # (the fast path takes no file with such bits): an overlay hidden in the unused bits goes
+            if report.pixel_data_unchanged and pixels.clear_bits_outside_stored(ds):
+                report.pixel_data_unchanged = False
+                report.outside_bits_cleared = True
         if ctx.profile.settings.graphics == "clean":
             _clean_overlays(ds, report, ctx)
         if report.scanned:
@@ -1025,13 +1029,19 @@ def overlay_planes(ds: Dataset) -> list[int]:
 def _clean_overlays(ds: Dataset, report: PixelReport, ctx: RunContext) -> None:
     """Overlay planes that clean graphics keeps: each scanned for text like a frame (the detector on the
     plane drawn 0/255) and its bits cleared in the boxes found, 2 px around; a plane that cannot be
-    scanned (a header-only run, bits pydicom cannot read) is removed with its group. ``report`` gains
-    ``overlay_boxes`` and ``overlays_removed``."""
+    scanned (a header-only run, bits pydicom cannot read) is removed with its group, and so is a plane
+    embedded in Pixel Data's unused bits (retired; never scanned: its bits are cleared). ``report``
+    gains ``overlay_boxes`` and ``overlays_removed``."""
     from pydicom.pixels import pack_bits
 
+    from . import pixels
     from .detect import get_detector
 
     boxes: dict[str, list[list[list[int]]]] = {}
+    for group in pixels.embedded_overlay_groups(ds):  # its bits were in Pixel Data, outside Bits Stored:
+        for tag in [t for t in ds.keys() if t >> 16 == group]:  # cleared (finish_file), the group goes
+            del ds[tag]
+        report.overlays_removed += 1
     for group in overlay_planes(ds):
         found: list[list[Region]] | None = None
         if ctx.scans_pixels:  # a header-only run loads no detector: its planes go

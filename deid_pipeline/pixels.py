@@ -573,12 +573,109 @@ def frame_digest(frame: np.ndarray) -> bytes:
     return h.digest()
 
 
+#: Samples looked at per pass when checking the bits outside Bits Stored (bounded temporaries)
+_OUTSIDE_CHUNK = 1 << 22
+
+
+def _outside_layout(alloc: int, stored: int, high: int) -> tuple[int, int, int] | None:
+    """(bits of the stored value, unused bits below them, unused bits above them) as masks, or None
+    for a layout with no unused bits or one deid does not read (bit-packed, inconsistent)."""
+    if alloc not in (8, 16, 32) or not 1 <= stored <= high + 1 <= alloc or stored == alloc:
+        return None
+    valid = ((1 << stored) - 1) << (high + 1 - stored)
+    return valid, (1 << (high + 1 - stored)) - 1, ((1 << alloc) - 1) & ~((1 << (high + 1)) - 1)
+
+
+def _holds_outside(u: np.ndarray, high: int, signed: bool, masks: tuple[int, int, int]) -> bool:
+    """Whether any sample of ``u`` (unsigned view) holds bits outside Bits Stored: unused bits not
+    zero, or for signed data, above High Bit, neither zero nor the sign."""
+    valid, below, above = (u.dtype.type(m) for m in masks)
+    if not (signed and above):
+        return bool((u & u.dtype.type(~valid & ((1 << (8 * u.itemsize)) - 1))).any())
+    if below and (u & below).any():
+        return True
+    top = u >> u.dtype.type(high)  # the sign bit and the bits above it: 0, 1 (zero-filled) or all ones
+    full = u.dtype.type((1 << (8 * u.itemsize - high)) - 1)
+    return bool(((top - u.dtype.type(2)) < full - u.dtype.type(2)).any())  # 2 <= top < full, wrapping
+
+
+def _outside_fixed(u: np.ndarray, high: int, signed: bool, masks: tuple[int, int, int]) -> np.ndarray:
+    """The samples of ``u`` as a reader takes them: unused bits zero, for signed data the sign above
+    High Bit."""
+    valid, _below, above = (u.dtype.type(m) for m in masks)
+    fixed = u & valid
+    if signed and above:
+        fixed = np.where(((u >> u.dtype.type(high)) & u.dtype.type(1)).astype(bool), fixed | above, fixed)
+    return fixed
+
+
+def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | None:
+    """(Bits Allocated, Bits Stored, High Bit, signed, big endian, samples) of native Pixel Data that
+    has bits outside Bits Stored; None for compressed data, no Pixel Data, or no unused bits."""
+    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
+    if ts is None or UID(ts).is_compressed or 0x7FE00010 not in ds:
+        return None
+    try:
+        alloc, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        high = int(ds.get("HighBit", stored - 1))
+        count = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * max(1, int(ds.get("NumberOfFrames") or 1))
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if _outside_layout(alloc, stored, high) is None:
+        return None
+    return alloc, stored, high, signed, ts == _uid.ExplicitVRBigEndian, count
+
+
+def bits_outside_stored(data: Any, alloc: int, stored: int, high: int, signed: bool, big_endian: bool = False) -> bool:
+    """Whether native pixel bytes ``data`` hold anything in the bits outside Bits Stored: an overlay
+    embedded in the unused high bits (retired), or one whose overlay group an earlier tool removed. A
+    reader ignores those bits; a bit mask shows them."""
+    masks = _outside_layout(alloc, stored, high)
+    if masks is None:
+        return False
+    view = memoryview(data).cast("B")
+    u = np.frombuffer(view[: len(view) // (alloc // 8) * (alloc // 8)], dtype=np.dtype(f"{'>' if big_endian else '<'}u{alloc // 8}"))
+    return any(_holds_outside(u[i : i + _OUTSIDE_CHUNK], high, signed, masks) for i in range(0, len(u), _OUTSIDE_CHUNK))
+
+
+def clear_bits_outside_stored(ds: Dataset) -> bool:
+    """Native Pixel Data whose bits outside Bits Stored hold anything: those bits set to what a reader
+    takes them for (zero, the sign above High Bit for signed data), so that no overlay hidden there
+    (or anything else) is written. True when Pixel Data changed; the image values are the same."""
+    layout = native_bit_layout(ds)
+    if layout is None:
+        return False
+    alloc, stored, high, signed, big, count = layout
+    masks = _outside_layout(alloc, stored, high)
+    assert masks is not None
+    dtype = np.dtype(f"{'>' if big else '<'}u{alloc // 8}")
+    data = ds.PixelData
+    n = min(count, len(data) // dtype.itemsize)
+    u = np.frombuffer(data, dtype=dtype, count=n)
+    changed: bytearray | None = None
+    for i in range(0, n, _OUTSIDE_CHUNK):
+        chunk = u[i : i + _OUTSIDE_CHUNK]
+        if _holds_outside(chunk, high, signed, masks):
+            fixed = _outside_fixed(chunk, high, signed, masks)
+            if changed is None:
+                changed = bytearray(data)
+            start = i * dtype.itemsize
+            changed[start : start + fixed.nbytes] = fixed.astype(dtype, copy=False).tobytes()
+    if changed is None:
+        return False
+    ds.PixelData = bytes(changed)
+    return True
+
+
 def embedded_overlay_groups(ds: Dataset) -> list[int]:
     """Overlay groups (0x6000..0x601E) whose bits live in Pixel Data (retired style, no Overlay Data).
 
     Such bits are outside Bits Stored; ``decode_frames`` drops them, so a
-    re-encoded file no longer carries them. The caller should remove these
-    groups from the header (they would point at nothing).
+    re-encoded file no longer carries them, and :func:`clear_bits_outside_stored`
+    clears them in a file that is not re-encoded. The groups are removed from
+    the header (by ``graphics: remove``, or by clean graphics, which cannot scan
+    them): they would point at nothing.
     """
     groups = []
     for group in range(0x6000, 0x6020, 2):

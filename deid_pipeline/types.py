@@ -137,6 +137,9 @@ class PixelReport:
     # or planes removed because they could not be scanned (a header-only run, an unreadable plane)
     overlay_boxes: dict[str, list[list[list[int]]]] | None = None
     overlays_removed: int = 0
+    # native Pixel Data held something in the bits outside Bits Stored (an overlay embedded there):
+    # set to what a reader takes them for, the image values unchanged
+    outside_bits_cleared: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scanned": self.scanned}
@@ -144,6 +147,8 @@ class PixelReport:
             out["overlay_boxes"] = self.overlay_boxes
         if self.overlays_removed:
             out["overlays_removed"] = self.overlays_removed
+        if self.outside_bits_cleared:
+            out["outside_bits_cleared"] = True
         if not self.scanned:
             out["reason"] = self.reason
             return out

@@ -4,7 +4,8 @@ For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
    nothing the profile removes (action X) is present, no private element outside the retained set; an
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
-   sound recording (a voice) in the output is ``audio-kept``;
+   sound recording (a voice) in the output is ``audio-kept``; native Pixel Data holding anything in
+   the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
@@ -339,8 +340,9 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     src_image = input_path if _deferred_pixels(src) else src
     out_image = output_path if _deferred_pixels(out) else out
     try:
-        findings = _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
-                                 frozenset(pixel.get("overlay_boxes") or ()))
+        findings = _outside_bits(out, out_bytes, line)
+        findings += _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
+                                  frozenset(pixel.get("overlay_boxes") or ()))
         if rescan and pixel.get("overlay_boxes"):
             findings += _rescan_overlays(src, out, line, pixel["overlay_boxes"], device)
     finally:
@@ -352,6 +354,26 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     if rescan and pixel.get("scanned") and pixel.get("mode") == "all-text":
         findings += _rescan(src_image, out_image, line, pixel, device)
     return findings
+
+
+def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list[Finding]:
+    """``pixel-bits-outside-stored``: native Pixel Data holding anything in the bits outside Bits
+    Stored, where an overlay (a name) can hide from every reader but a bit mask."""
+    from .pixels import bits_outside_stored, native_bit_layout
+
+    layout = native_bit_layout(out)
+    if layout is None:
+        return []
+    alloc, stored, high, signed, big, count = layout
+    elem = out._dict[0x7FE00010]
+    deferred = isinstance(elem, RawDataElement) and elem.value is None  # left in the file: read there
+    start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData))
+    with memoryview(out_bytes if deferred else out.PixelData) as whole:
+        with whole[start : start + min(length, count * (alloc // 8))] as data:  # released before the map closes
+            found = bits_outside_stored(data, alloc, stored, high, signed, big)
+    if found:
+        return [Finding(line, "pixel-bits-outside-stored", "Pixel Data holds bits outside Bits Stored (an overlay may hide there)")]
+    return []
 
 
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,

@@ -111,3 +111,117 @@ def test_profiles_that_remove_graphics_still_remove_overlays(tmp_path: Path, pro
     result = process_batch(root, [Candidate("ov.dcm")], ctx)[0]
     written = pydicom.dcmread(out / result.output_path)
     assert not [t for t in written.keys() if 0x6000 <= t >> 16 <= 0x60FF] and "overlays_removed" not in result.pixel
+
+
+# --------------------------------------------------------------------------- overlays in Pixel Data's unused bits
+
+
+def _with_embedded_overlay(path: Path, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """CT_small as 12-bit data whose bit 12 holds a name drawn as an overlay (the retired style: an
+    overlay group without Overlay Data, Overlay Bit Position 12); returns the image and the bits."""
+    import cv2
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    values = ds.pixel_array.astype(np.int32)
+    image = ((values - values.min()) * 2047 // max(1, int(values.max() - values.min()))).astype(np.int16)
+    if signed:
+        image -= 1024  # negative values too: sign-extended above High Bit
+    bits = np.zeros(image.shape, np.uint8)
+    cv2.putText(bits, "DOE^JOHN", (4, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1, 1)
+    raw = image.view(np.uint16) & np.uint16(0x0FFF) if not signed else image.view(np.uint16).copy()
+    if signed:
+        raw &= np.uint16(0x0FFF)  # zero-filled above High Bit, as some writers leave it
+    raw |= bits.astype(np.uint16) << 12
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, int(signed)
+    ds.PixelData = raw.astype("<u2").tobytes()
+    for elem, vr, value in ((0x0010, "US", ds.Rows), (0x0011, "US", ds.Columns), (0x0040, "CS", "G"),
+                            (0x0050, "SS", [1, 1]), (0x0100, "US", 16), (0x0102, "US", 12)):
+        ds.add_new((0x6000, elem), vr, value)
+    ds.save_as(path, enforce_file_format=True)
+    return image, bits
+
+
+@pytest.mark.parametrize("profile,pixels", [("basic", "triage"), ("safe-harbor", "none"), ("basic+clean-graphics", "none"),
+                                            ("basic+clean-graphics", "triage")])
+def test_an_overlay_in_the_unused_bits_is_not_written(tmp_path: Path, profile: str, pixels: str) -> None:
+    """An overlay stored in Pixel Data's unused high bits survived every run that did not re-encode the
+    image (basic's triage skipping a CT, a header-only run): its group removed, its bits (a name) still
+    there for a bit mask to show; under clean graphics the group was kept too, so a viewer drew the
+    name. Now the bits are set to what a reader takes them for and the group goes: the image is the same."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    image, bits = _with_embedded_overlay(root / "emb.dcm")
+    assert fastpath.scan((root / "emb.dcm").read_bytes(), load_profile(profile)) is None  # the pydicom path clears
+    ctx = RunContext(profile=load_profile(profile), key=b"o" * 32, output_dir=out, pixels=pixels, device="cpu")
+    result = process_batch(root, [Candidate("emb.dcm")], ctx)[0]
+    assert result.status == "written", result.reason
+    written = pydicom.dcmread(out / result.output_path)
+    raw = np.frombuffer(written.PixelData, "<u2").reshape(image.shape)
+    assert not (raw >> 12).any() and (written.pixel_array == image).all()
+    assert not [t for t in written.keys() if t >> 16 == 0x6000]
+    assert result.pixel["outside_bits_cleared"] is True and not result.pixel["scanned"]
+
+
+def test_unused_bits_are_cleared_as_a_reader_takes_them() -> None:
+    """Unsigned: unused bits zero (above High Bit, or below the stored bits); signed: the sign above
+    High Bit, zero-filled negatives left as they are unless another sample needs clearing."""
+    from deid_pipeline import pixels
+
+    def outside(values: list[int], stored: int, high: int, signed: bool, big: bool = False) -> bool:
+        return pixels.bits_outside_stored(np.array(values, ">u2" if big else "<u2").tobytes(), 16, stored, high, signed, big)
+
+    assert not outside([0, 0x0FFF], 12, 11, False) and outside([0x1000], 12, 11, False)
+    assert not outside([0xFFF0], 12, 15, False) and outside([0x0001], 12, 15, False)  # low bits unused
+    assert not outside([0xFFFF, 0x0FFF, 0x07FF], 12, 11, True) and outside([0x1FFF], 12, 11, True)
+    assert outside([0xF001], 12, 11, True)  # a positive value with bits set above: not a sign
+    little = np.array([0x1000], "<u2").tobytes()  # read big-endian: 0x0010, nothing outside
+    assert pixels.bits_outside_stored(little, 16, 12, 11, False) and not pixels.bits_outside_stored(little, 16, 12, 11, False, True)
+    assert outside([0x1000], 12, 11, False, big=True)
+    assert not pixels.bits_outside_stored(b"\xff\xff", 16, 16, 15, False)  # no unused bits
+
+    rng = np.random.default_rng(7)  # the fast rule against the definition, sample by sample
+    for stored, high in ((12, 11), (10, 9), (8, 7), (12, 13), (15, 14), (12, 15)):
+        for value in rng.integers(0, 65536, 1500):
+            below, above = (1 << (high + 1 - stored)) - 1, 0xFFFF & ~((1 << (high + 1)) - 1)
+            sign, upper = (value >> high) & 1, value & above
+            clean = not value & below and (upper == 0 or (upper == above and sign == 1))
+            assert outside([int(value)], stored, high, True) is not clean, (stored, high, value)
+            assert outside([int(value)], stored, high, False) is bool(value & (below | above)), (stored, high, value)
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 1
+    values = np.zeros(ds.Rows * ds.Columns, "<u2")
+    values[:3] = [0x0FFF, 0x1001, 0xFFFE]  # -1 zero-filled, +1 with a stray bit, -2 sign-extended
+    ds.PixelData = values.tobytes()
+    assert pixels.clear_bits_outside_stored(ds)
+    assert list(np.frombuffer(ds.PixelData, "<u2")[:3]) == [0xFFFF, 0x0001, 0xFFFE]
+    assert not pixels.clear_bits_outside_stored(ds)
+
+
+@pytest.mark.parametrize("frames", [1, 12])  # 32 KiB, or 1.5 MiB: an output verify maps, its pixels left in the file
+def test_verify_reports_bits_outside_bits_stored(tmp_path: Path, frames: int) -> None:
+    """An output whose native Pixel Data holds bits outside Bits Stored (written by an older deid, or
+    changed after the run) is ``pixel-bits-outside-stored``, small or mapped; deid's own output is not."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    rows = 128 if frames == 1 else 256
+    ds.Rows = ds.Columns = rows
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.NumberOfFrames = 12, 11, 0, frames
+    ds.PixelData = (np.arange(rows * rows * frames) % 4096).astype("<u2").tobytes()
+    ds.save_as(root / "img.dcm", enforce_file_format=True)
+    key = write_key(tmp_path / "k", b"bits-test-key-0123456789abcdef!!")
+    proc = deid("run", str(root), str(out), "--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    check = deid("verify", str(out), "--against", str(root), "--key-file", str(key), "--workers", "0")
+    assert check.returncode == 0, check.stdout[-2000:]
+    target = out / read_manifest(out)[0]["output_path"]
+    data = bytearray(target.read_bytes())
+    at = len(data) - 2 * rows * rows * frames + 2 * 5000  # a sample in the first frame
+    data[at + 1] |= 0x10  # bit 12: an overlay bit
+    target.write_bytes(bytes(data))
+    check = deid("verify", str(out), "--against", str(root), "--key-file", str(key), "--workers", "0")
+    report = json.loads((out / "verify.json").read_text())
+    kinds = {f["kind"] for f in report["findings"]}
+    assert check.returncode == 1 and "pixel-bits-outside-stored" in kinds, kinds
