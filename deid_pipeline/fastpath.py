@@ -68,6 +68,7 @@ _PIXEL_DATA = 0x7FE00010
 _CHARSET = 0x00080005
 _SOP_INSTANCE_UID = 0x00080018
 _ENCAPSULATED_DOCUMENT = 0x00420011
+_EXTENDED_OFFSET_TABLE = 0x7FE00001
 #: Elements ``_mark`` writes: the fast path requires that none survives from the input.
 _MARK_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 #: Top-level elements the load stage reads (truncation check, DICOMDIR and visual-feature checks,
@@ -202,6 +203,11 @@ class Scanned:
                 creators += 1  # dropped in leave(): no private element survives (checked in scan)
                 continue
             code, applied = tags._decision(profile, ref, scope)
+            if tag == _PIXEL_DATA and final is not None and self.scrubbed_pixels is not None:
+                visitor.counts[applied] += 1  # kept (protected), without its codestreams' metadata
+                head = _TAG.pack(tag >> 16, tag & 0xFFFF) + rec.vr.encode() + b"\x00\x00\xff\xff\xff\xff"
+                out.append((tag, head + self.scrubbed_pixels[0] + _SEQUENCE_DELIMITER))
+                continue
             elem = rec.elem
             if elem is None and rec.items is None:  # inert and unread
                 value = view[rec.start : rec.stop] if rec.vr in tags._BYTES_VRS else data[rec.start : rec.stop]
@@ -468,6 +474,8 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
         raise Ineligible("waveforms (the load stage reads them for audio)")
     if "SOPClassUID" not in stub:
         raise Ineligible("no SOP Class UID")
+    if pixel_data and ts.is_compressed:
+        scanned.scrubbed_pixels = _scrubbed_pixels(stub, data, pixel_data[0], ts, recs)
     return scanned
 
 
@@ -483,6 +491,17 @@ def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec, ts: UID) -> bool
         return False  # no readable layout: the pydicom path would not clear either
     view = memoryview(data)[rec.start : rec.stop]
     return bits_outside_stored(view, alloc, stored, high, signed, ts == ExplicitVRBigEndian)
+
+
+def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[_Rec]) -> tuple[bytes, int] | None:
+    """Encapsulated JPEG / JPEG 2000 frames without their comments, EXIF and the like, as the pydicom
+    path writes them (:func:`pixels.scrubbed_encapsulation`); None when they carry none."""
+    from .pixels import frame_count, scrubbed_encapsulation
+
+    result = scrubbed_encapsulation(data[rec.start : rec.stop], ts, frame_count(stub) or 1)
+    if result is not None and any(r.tag == _EXTENDED_OFFSET_TABLE for r in recs):
+        raise Ineligible("codestream metadata beside an Extended Offset Table")
+    return result
 
 
 def _check_meta_layout(data: bytes, end: int) -> None:

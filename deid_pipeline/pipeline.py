@@ -973,16 +973,23 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
         if loaded.fast is not None:
             try:
                 header = loaded.fast.deidentify(ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
+                if loaded.fast.scrubbed_pixels is not None:  # as the pydicom path's scrub below
+                    report.pixel_data_unchanged = False
+                    report.codestream_metadata_removed = loaded.fast.scrubbed_pixels[1]
             except Exception as exc:  # noqa: BLE001 - the pydicom path after all, from the same bytes
                 log.debug("fast path given up: %s", type(exc).__name__)
                 ds = loaded.ds = _read_dataset(loaded.fast.data, "part10")
                 loaded.fast = None
         if loaded.fast is None:
             header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
-            # (the fast path takes no file with such bits): an overlay hidden in the unused bits goes
+            # (the fast path takes no such file): an overlay hidden in the unused bits goes
             if report.pixel_data_unchanged and pixels.clear_bits_outside_stored(ds):
                 report.pixel_data_unchanged = False
                 report.outside_bits_cleared = True
+            # compressed frames written as they came lose what their codestreams carry beside the image
+            if report.pixel_data_unchanged and (scrubbed := pixels.scrub_encapsulated_metadata(ds)):
+                report.pixel_data_unchanged = False
+                report.codestream_metadata_removed = scrubbed
         if ctx.profile.settings.graphics == "clean":
             _clean_overlays(ds, report, ctx)
         if report.scanned:

@@ -49,6 +49,7 @@ import importlib.util
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -668,6 +669,188 @@ def clear_bits_outside_stored(ds: Dataset) -> bool:
     return True
 
 
+#: Transfer syntaxes whose frames are JPEG (ISO 10918, 14495) or JPEG 2000 codestreams, by UID suffix
+_JPEG_SUFFIXES = frozenset(str(n) for n in list(range(50, 67)) + [70])
+_JPEG_LS_SUFFIXES = frozenset({"80", "81"})
+_J2K_SUFFIXES = frozenset({"90", "91", "92", "93", "201", "202", "203"})
+_JPEG_TS_ROOT = "1.2.840.10008.1.2.4."
+#: The next marker in entropy-coded data: 0xFF not followed by a stuffed 0x00 or a restart marker
+#: (JPEG); for JPEG-LS, 0xFF followed by a byte with its high bit set
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+_NEXT_MARKER_LS = re.compile(rb"\xff[\x80-\xcf\xd8-\xff]")
+_JFIF_PLAIN = 14  # "JFIF\0", version, units, densities, no thumbnail (Xthumbnail = Ythumbnail = 0)
+
+
+def _codestream_kind(ts: Any) -> str:
+    """``"jpeg"``, ``"jpeg-ls"``, ``"j2k"`` or ``""`` for a transfer syntax UID."""
+    text = str(ts or "")
+    if not text.startswith(_JPEG_TS_ROOT):
+        return ""
+    suffix = text[len(_JPEG_TS_ROOT):]
+    return ("jpeg" if suffix in _JPEG_SUFFIXES else "jpeg-ls" if suffix in _JPEG_LS_SUFFIXES
+            else "j2k" if suffix in _J2K_SUFFIXES else "")
+
+
+def _kept_app(marker: int, body: bytes) -> bytes | None:
+    """What stays of an APPn or COM segment's body: what a decoder reads, Adobe APP14 and HP's JPEG-LS
+    APP8 ``mrfx`` (colour transforms), and a JFIF APP0 (colour space) without its thumbnail; None: the
+    segment goes."""
+    if (marker == 0xEE and body.startswith(b"Adobe")) or (marker == 0xE8 and body.startswith(b"mrfx")):
+        return body
+    if marker == 0xE0 and body.startswith(b"JFIF\0") and len(body) >= _JFIF_PLAIN:
+        return body[:12] + b"\0\0"  # Xthumbnail, Ythumbnail 0: no thumbnail pixels follow
+    return None
+
+
+def _scrub_jpeg(frame: bytes, ls: bool) -> bytes | None:
+    """``frame`` without COM and APPn segments (EXIF, XMP, ICC, comments, thumbnails: see
+    :func:`_kept_app`) and without bytes after EOI; None when there is none, or when the stream does
+    not parse as segments (the decoder judges it, unchanged)."""
+    if not frame.startswith(b"\xff\xd8"):
+        return None
+    find = (_NEXT_MARKER_LS if ls else _NEXT_MARKER).search
+    out, pos, changed, n = bytearray(b"\xff\xd8"), 2, False, len(frame)
+    while pos < n:
+        if frame[pos] != 0xFF or pos + 1 >= n:
+            return None
+        marker = frame[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI: what follows is not image data (pad bytes 0x00 / 0xFF aside)
+            tail = frame[pos + 2 :]
+            out += b"\xff\xd9" + (tail if not tail.strip(b"\0\xff") else b"")
+            changed |= bool(tail.strip(b"\0\xff"))
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            out += frame[pos : pos + 2]
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return None
+        end = pos + 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        if end > n or end < pos + 4:
+            return None
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            kept = _kept_app(marker, frame[pos + 4 : end])
+            if kept is None or len(kept) != end - pos - 4:
+                changed = True
+            if kept is not None:
+                out += bytes((0xFF, marker)) + (len(kept) + 2).to_bytes(2, "big") + kept
+            pos = end
+            continue
+        out += frame[pos:end]
+        pos = end
+        if marker == 0xDA:  # a scan's entropy-coded data runs to the next marker
+            found = find(frame, pos)
+            stop = n if found is None else found.start()
+            out += frame[pos:stop]
+            pos = stop
+    else:
+        return None  # no EOI: unchanged
+    return bytes(out) if changed else None
+
+
+def _scrub_j2k(frame: bytes) -> bytes | None:
+    """A JPEG 2000 codestream without the comments (COM) of its main header and without bytes after
+    EOC; None when there is none or the header does not parse."""
+    if not frame.startswith(b"\xff\x4f"):
+        return None
+    out, pos, changed, n = bytearray(b"\xff\x4f"), 2, False, len(frame)
+    while pos + 4 <= n and frame[pos] == 0xFF and frame[pos + 1] != 0x90:  # to the first tile-part (SOT)
+        end = pos + 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        if end > n or end < pos + 4:
+            return None
+        if frame[pos + 1] == 0x64:  # COM
+            changed = True
+        else:
+            out += frame[pos:end]
+        pos = end
+    if pos + 2 > n or frame[pos : pos + 2] != b"\xff\x90":
+        return None
+    body = frame[pos:]
+    eoc = body.rfind(b"\xff\xd9")
+    if eoc >= 0 and body[eoc + 2 :].strip(b"\0\xff"):
+        body, changed = body[: eoc + 2], True
+    return bytes(out) + body if changed else None
+
+
+def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:
+    """One encapsulated frame without the metadata its codestream carries beside the image (JPEG
+    COM/APPn: EXIF with dates, camera serials and places, XMP, comments, thumbnails; JPEG 2000 COM;
+    bytes after the end marker); None when it holds none, or for other transfer syntaxes."""
+    kind = _codestream_kind(ts)
+    if kind == "j2k":
+        return _scrub_j2k(frame)
+    if kind:
+        return _scrub_jpeg(frame, kind == "jpeg-ls")
+    return None
+
+
+def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None) -> bool:
+    """Whether encapsulated ``pixel_data`` (``frames`` frames; bytes, or a file positioned at its value)
+    holds codestream metadata that :func:`scrub_encapsulated_metadata` would take out."""
+    from pydicom.encaps import generate_frames
+
+    if not _codestream_kind(ts):
+        return False
+    try:
+        return any(scrub_codestream(f, ts) is not None
+                   for f in generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended))
+    except Exception:  # noqa: BLE001 - fragments that do not split into frames: left to the decoder
+        return False
+
+
+def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, int] | None:
+    """Encapsulated ``pixel_data`` with each frame without its codestream metadata
+    (:func:`scrub_codestream`), one fragment a frame (a Basic Offset Table for more than one), and how
+    many frames changed; None when none holds any, or the fragments do not split into frames."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    if not _codestream_kind(ts):
+        return None
+    try:
+        split = list(generate_frames(pixel_data, number_of_frames=frames))
+    except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoder judges them
+        return None
+    changed = 0
+    for i, frame in enumerate(split):
+        scrubbed = scrub_codestream(frame, ts)
+        if scrubbed is not None:
+            split[i], changed = scrubbed, changed + 1
+    return (encapsulate(split, has_bot=len(split) > 1), changed) if changed else None
+
+
+def scrub_encapsulated_metadata(ds: Dataset) -> int:
+    """Encapsulated JPEG / JPEG-LS / JPEG 2000 Pixel Data written without re-encoding: each frame
+    without its codestream metadata (:func:`scrubbed_encapsulation`; with an Extended Offset Table,
+    that table rebuilt), the image bytes unchanged. Returns how many frames changed."""
+    from pydicom.encaps import encapsulate_extended, generate_frames
+
+    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
+    if not _codestream_kind(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+        return 0
+    if "ExtendedOffsetTableLengths" not in ds:
+        result = scrubbed_encapsulation(ds.PixelData, ts, frame_count(ds))
+        if result is None:
+            return 0
+        ds.PixelData = result[0]
+        ds["PixelData"].is_undefined_length = True
+        return result[1]
+    try:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=frame_count(ds),
+                                      extended_offsets=(ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)))
+    except Exception:  # noqa: BLE001 - as above
+        return 0
+    scrubbed = [scrub_codestream(f, ts) for f in frames]
+    changed = sum(f is not None for f in scrubbed)
+    if changed:
+        data, offsets, lengths = encapsulate_extended([new or old for new, old in zip(scrubbed, frames)])
+        ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = data, offsets, lengths
+        ds["PixelData"].is_undefined_length = True
+    return changed
+
+
 def embedded_overlay_groups(ds: Dataset) -> list[int]:
     """Overlay groups (0x6000..0x601E) whose bits live in Pixel Data (retired style, no Overlay Data).
 
@@ -927,6 +1110,7 @@ def _encode_one(tsuid: UID, frame: np.ndarray, kwargs: dict[str, Any]) -> bytes:
     from pydicom.encaps import encapsulate
 
     data = get_encoder(tsuid).encode(frame, encoding_plugin=encoder_plugin(tsuid).get("encoding_plugin", ""), **kwargs)
+    data = scrub_codestream(data, tsuid) or data  # the encoder's own comment ("Created by OpenJPEG ...")
     probe = Dataset()
     probe.file_meta = FileMetaDataset()
     probe.file_meta.TransferSyntaxUID = tsuid

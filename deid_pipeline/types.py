@@ -140,6 +140,9 @@ class PixelReport:
     # native Pixel Data held something in the bits outside Bits Stored (an overlay embedded there):
     # set to what a reader takes them for, the image values unchanged
     outside_bits_cleared: bool = False
+    # compressed frames written as they came, without their codestreams' metadata (JPEG COM/APPn:
+    # EXIF, comments, thumbnails; JPEG 2000 COM; bytes after the end marker): how many frames changed
+    codestream_metadata_removed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scanned": self.scanned}
@@ -149,6 +152,8 @@ class PixelReport:
             out["overlays_removed"] = self.overlays_removed
         if self.outside_bits_cleared:
             out["outside_bits_cleared"] = True
+        if self.codestream_metadata_removed:
+            out["codestream_metadata_removed"] = self.codestream_metadata_removed
         if not self.scanned:
             out["reason"] = self.reason
             return out

@@ -5,7 +5,8 @@ For every written output, against its input (found through the private journal):
    nothing the profile removes (action X) is present, no private element outside the retained set; an
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
    sound recording (a voice) in the output is ``audio-kept``; native Pixel Data holding anything in
-   the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``;
+   the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
+   frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
@@ -42,7 +43,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.filereader import read_dataset, read_preamble
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from .actions import DUMMY_TEXT, is_well_known_uid
 from .config import RunContext
@@ -340,7 +341,7 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     src_image = input_path if _deferred_pixels(src) else src
     out_image = output_path if _deferred_pixels(out) else out
     try:
-        findings = _outside_bits(out, out_bytes, line)
+        findings = _outside_bits(out, out_bytes, line) + _codestream_metadata(out, output_path, line)
         findings += _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
                                   frozenset(pixel.get("overlay_boxes") or ()))
         if rescan and pixel.get("overlay_boxes"):
@@ -373,6 +374,28 @@ def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list
             found = bits_outside_stored(data, alloc, stored, high, signed, big)
     if found:
         return [Finding(line, "pixel-bits-outside-stored", "Pixel Data holds bits outside Bits Stored (an overlay may hide there)")]
+    return []
+
+
+def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Finding]:
+    """``codestream-metadata-kept``: compressed frames that carry JPEG comments or APPn segments (EXIF,
+    XMP, thumbnails), JPEG 2000 comments, or bytes after their end marker."""
+    from .pixels import codestream_metadata_in
+
+    ts = out.file_meta.get("TransferSyntaxUID") if hasattr(out, "file_meta") else None
+    elem = out._dict.get(0x7FE00010)
+    if elem is None or ts is None or not UID(ts).is_compressed:
+        return []
+    frames = int(out.get("NumberOfFrames") or 1)
+    extended = (out.ExtendedOffsetTable, out.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in out else None
+    if isinstance(elem, RawDataElement) and elem.value is None:  # left in the file: read there, frame by frame
+        with open(output_path, "rb") as fh:
+            fh.seek(elem.value_tell)
+            found = codestream_metadata_in(fh, ts, frames, extended)
+    else:
+        found = codestream_metadata_in(out.PixelData, ts, frames, extended)
+    if found:
+        return [Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image")]
     return []
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
@@ -159,6 +160,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds.StudyUpdateDateTime = f"{ds.StudyDate}103000"  # unlisted dates: the study's own day
     ds.SecondaryReviewDate = ds.StudyDate
     ds.save_as(root / "dates.dcm")
+    from test_codestream_metadata import _frames, _planted  # frames with a name in their codestreams' metadata
+
+    for name in ("SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm", "US1_J2KR.dcm"):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.PixelData = encapsulate([_planted(f) for f in _frames(ds)], has_bot=True)
+        ds.save_as(root / f"codestream_{name}", enforce_file_format=True)
     return root
 
 
@@ -315,6 +322,18 @@ def test_unlisted_dates_are_dated_as_the_listed_ones(inputs: Path, tmp_path: Pat
         assert source.StudyDate[:4] == update[:4] and source.StudyDate not in data.decode("latin-1")
     if fast:
         assert fastpath.scan((inputs / "dates.dcm").read_bytes(), load_profile(profile)) is not None
+
+
+def test_fast_path_takes_codestream_metadata_out_as_the_pydicom_path(inputs: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames carrying a name in their codestreams' metadata are taken by the fast path, which writes
+    them without it (the parity test checks its bytes are the pydicom path's)."""
+    profile = load_profile("basic")
+    seen = _run(inputs, tmp_path / "out", "basic", monkeypatch, fast=True)
+    for name in [n for n in seen if n.startswith("codestream_")]:
+        assert fastpath.scan((inputs / name).read_bytes(), profile) is not None, name
+        record, data = seen[name]
+        assert record["pixel"]["codestream_metadata_removed"] >= 1 and b"QUARTERMAINE" not in data, name
 
 
 def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
