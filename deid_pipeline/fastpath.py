@@ -122,6 +122,8 @@ class Scanned:
         self.charset = charset  # python encodings values are decoded with (Dataset.original_character_set)
         self.write_charset = write_charset  # what the writer encodes the top level with
         self.body: bytes | None = None  # the encoded data set, once de-identified
+        # encapsulated Pixel Data without its codestreams' metadata, and how many frames changed
+        self.scrubbed_pixels: tuple[bytes, int] | None = None
 
     # ------------------------------------------------------------------ load stage
 
