@@ -443,9 +443,12 @@ def walk(
 
 
 def rule_for(profile: Profile, ref: ElementRef) -> Rule:
-    """The profile's rule with deid's fixed overrides (protected modules, icons, documents, graphics)."""
+    """The profile's rule with deid's fixed overrides (icons, command elements, protected modules,
+    documents, graphics)."""
     if ref.tag == ICON_IMAGE_SEQUENCE:
         return Rule("X", "deid:icon-image")
+    if ref.tag >> 16 == 0x0000:  # a command element (a DIMSE message's) has no place in a file (PS3.10 7.1)
+        return Rule("X", "deid:command-element")
     if ref.keyword in PROTECTED_KEYWORDS and (ref.depth == 0 or ref.keyword not in _TOP_LEVEL_ONLY):
         return Rule("K", "deid:protected")
     if (ref.tag & 0xFFFF) == 0:

@@ -161,6 +161,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds.StudyUpdateDateTime = f"{ds.StudyDate}103000"  # unlisted dates: the study's own day
     ds.SecondaryReviewDate = ds.StudyDate
     ds.save_as(root / "dates.dcm")
+    raw = Path(get_testdata_file("CT_small.dcm")).read_bytes()  # DIMSE command elements in a file
+    meta_end = 144 + struct.unpack("<I", raw[140:144])[0]
+    command = b"".join(_elem(0x0000 << 16 | e, vr, value, False) for e, vr, value in (
+        (0x0902, "LO", b"sent for ZEBULON"), (0x1000, "UI", b"1.2.826.0.1.3680043.99.12\0")))
+    (root / "command.dcm").write_bytes(raw[:meta_end] + command + raw[meta_end:])
     from test_codestream_metadata import _frames, _planted  # frames with a name in their codestreams' metadata
 
     for name in ("SC_rgb_jpeg_dcmtk.dcm", "MR_small_jpeg_ls_lossless.dcm", "US1_J2KR.dcm"):
@@ -335,6 +340,18 @@ def test_fast_path_takes_codestream_metadata_out_as_the_pydicom_path(inputs: Pat
         assert fastpath.scan((inputs / name).read_bytes(), profile) is not None, name
         record, data = seen[name]
         assert record["pixel"]["codestream_metadata_removed"] >= 1 and b"QUARTERMAINE" not in data, name
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_command_elements_in_a_file_are_removed(inputs: Path, tmp_path: Path, fast: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """DIMSE command elements (group 0000: an Error Comment, an Affected SOP Instance UID) stored in a
+    file made pydicom's writer refuse it: internal-error, the file not written. They have no place in a
+    file (PS3.10): removed, the file written."""
+    seen = _run(inputs, tmp_path / "out", "basic", monkeypatch, fast=fast)
+    record, data = seen["command.dcm"]
+    assert record["status"] == "written", record["reason"]
+    assert not [t for t in pydicom.dcmread(io.BytesIO(data)).keys() if t >> 16 == 0] and b"ZEBULON" not in data
 
 
 def test_a_profile_may_keep_its_kept_text_exact(inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
