@@ -48,7 +48,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEnd
 from .actions import DUMMY_TEXT, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
-from .errors import withhold_warning_messages
+from .errors import ProfileError, withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
 from .types import Region
 
@@ -693,7 +693,16 @@ def verify_run(
 
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
     run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
-    profile = load_profile(profile_spec or run_info["profile"]["name"])
+    used = run_info["profile"]
+    try:
+        profile = load_profile(profile_spec or used["name"])
+    except ProfileError:
+        if profile_spec:
+            raise
+        raise ProfileError(f"the run's profile {used['name']!r} is not a built-in one: give its file with --profile FILE") from None
+    if profile.sha256 != used.get("sha256"):  # findings are judged by this profile's rules, not the run's
+        log.warning("verifying against profile %s (sha256 %s...); the run used %s (sha256 %s...)",
+                    profile.name, profile.sha256[:12], used["name"], str(used.get("sha256"))[:12])
     manifest, journal = output_dir / MANIFEST_NAME, private_dir / JOURNAL_NAME
     # streamed, twice: a run of millions of records is never held whole
     per_input = Counter(j["input"] for j in _json_lines(journal))
@@ -759,6 +768,7 @@ def verify_run(
         "ok": not findings,
         "rescan": rescan,
         "profile": {"name": profile.name, "version": profile.version, "sha256": profile.sha256},
+        "run_profile_sha256": used.get("sha256"),
     }
     atomic_write_json(output_dir / "verify.json", report)
     log.info("verify: %d outputs checked, %d findings %s", checked, len(findings), report["counts"])

@@ -134,8 +134,14 @@ def test_a_profile_may_keep_sound_and_verify_reports_it(tmp_path: Path) -> None:
                 "--quiet", "--pixels", "none")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(out.rglob("*.dcm"))) == 3
+    bare = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan")
+    assert bare.returncode == 2 and "give its file with --profile FILE" in bare.stderr, bare.stderr[-2000:]
     proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan",
                 "--profile", str(user))
     report = json.loads((out / "verify.json").read_text())
     kinds = [f["kind"] for f in report["findings"]]
     assert kinds.count("audio-kept") == 2 and proc.returncode == 1, kinds
+    assert report["profile"]["sha256"] == report["run_profile_sha256"] and "the run used" not in proc.stderr
+    other = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan",
+                 "--profile", "basic")  # judged by another profile's rules: said so
+    assert other.returncode == 1 and "the run used voices" in other.stderr, other.stderr[-2000:]
