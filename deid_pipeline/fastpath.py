@@ -689,8 +689,8 @@ def _classify(scanned: Scanned, recs: list[_Rec], profile: Profile, depth: int, 
             raise Ineligible("private element kept")
         if depth == 0 and tag in _MARK_TAGS and decision(profile, ref, 0)[1] != "X":
             raise Ineligible("mark element present")
-        if depth == 0 and el == 0x3000 and 0x6000 <= group <= 0x601E and profile.settings.graphics == "clean":
-            raise Ineligible("overlay data to scan")  # pipeline._clean_overlays works on the data set
+        if depth == 0 and el in (0x0010, 0x3000) and 0x6000 <= group <= 0x601E and profile.settings.graphics == "clean":
+            raise Ineligible("an overlay to scan or remove")  # pipeline._clean_overlays works on the data set
         vr = rec.vr
         if vr in _AMBIGUOUS or tag in never_inert:
             if not top_level or not (group in _STUB_GROUPS or tag == _CHARSET):

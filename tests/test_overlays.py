@@ -163,6 +163,25 @@ def test_an_overlay_in_the_unused_bits_is_not_written(tmp_path: Path, profile: s
     assert result.pixel["outside_bits_cleared"] is True and not result.pixel["scanned"]
 
 
+def test_an_embedded_overlay_group_goes_under_clean_graphics_when_its_bits_are_empty(tmp_path: Path) -> None:
+    """A group that declares an overlay in Pixel Data's unused bits, those bits all zero: nothing to
+    clear, so the fast path could take the file, and clean graphics would count the group removed from
+    a data set the fast path does not write. The fast path leaves it to the pydicom path, which removes it."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    _with_embedded_overlay(root / "emb.dcm")
+    ds = pydicom.dcmread(root / "emb.dcm")
+    ds.PixelData = (np.frombuffer(ds.PixelData, "<u2") & np.uint16(0x0FFF)).tobytes()  # the bits gone, the group left
+    ds.save_as(root / "emb.dcm", enforce_file_format=True)
+    profile = load_profile(PROFILE)
+    assert fastpath.scan((root / "emb.dcm").read_bytes(), profile) is None
+    ctx = RunContext(profile=profile, key=b"o" * 32, output_dir=out, pixels="none", device="cpu")
+    result = process_batch(root, [Candidate("emb.dcm")], ctx)[0]
+    written = pydicom.dcmread(out / result.output_path)
+    assert not [t for t in written.keys() if t >> 16 == 0x6000] and result.pixel["overlays_removed"] == 1
+
+
 def test_unused_bits_are_cleared_as_a_reader_takes_them() -> None:
     """Unsigned: unused bits zero (above High Bit, or below the stored bits); signed: the sign above
     High Bit, zero-filled negatives left as they are unless another sample needs clearing."""
