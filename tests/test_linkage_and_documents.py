@@ -85,6 +85,19 @@ def test_recognizable_visual_features_quarantined_by_safe_harbor(tmp_path: Path)
     assert proc.returncode == 0
 
 
+def _audio_run(tmp_path: Path, profile: str) -> tuple[Path, Path, Path, int]:
+    """``deid run`` (header only) of :func:`_audio_inputs` under ``profile``: input, output, key, exit code."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _audio_inputs(inp)
+    key = tmp_path / "k"
+    write_key(key, b"audio-test-key-0123456789abcdef")
+    out = tmp_path / "o"
+    proc = deid("run", str(inp), str(out), "--profile", profile, "--workers", "0", "--key-file", str(key),
+                "--quiet", "--pixels", "none")
+    return inp, out, key, proc.returncode
+
+
 def _audio_inputs(inp: Path) -> None:
     """A dictation (Basic Voice Audio), an ECG carrying a mu-law channel group, and a plain ECG."""
     ecg = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
@@ -105,15 +118,8 @@ def _audio_inputs(inp: Path) -> None:
 def test_sound_recordings_are_quarantined(tmp_path: Path, profile: str) -> None:
     """A sound recording says names aloud and a voice identifies (HIPAA's voice prints); no stage
     listens to one, so a file holding one is quarantined with reason ``audio``; basic wrote both."""
-    inp = tmp_path / "in"
-    inp.mkdir()
-    _audio_inputs(inp)
-    key = tmp_path / "k"
-    write_key(key, b"audio-test-key-0123456789abcdef")
-    out = tmp_path / "o"
-    proc = deid("run", str(inp), str(out), "--profile", profile, "--workers", "0", "--key-file", str(key),
-                "--quiet", "--pixels", "none")
-    assert proc.returncode == 3, proc.stderr[-2000:]
+    inp, out, key, code = _audio_run(tmp_path, profile)
+    assert code == 3
     recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert sorted((r["status"], (r["reason"] or {}).get("code")) for r in recs) == [
         ("quarantined", "audio"), ("quarantined", "audio"), ("written", None)]
@@ -122,17 +128,10 @@ def test_sound_recordings_are_quarantined(tmp_path: Path, profile: str) -> None:
 
 def test_a_profile_may_keep_sound_and_verify_reports_it(tmp_path: Path) -> None:
     """``audio: keep`` writes the recordings as they came; ``deid verify`` names each one."""
-    inp = tmp_path / "in"
-    inp.mkdir()
-    _audio_inputs(inp)
-    key = tmp_path / "k"
-    write_key(key, b"audio-test-key-0123456789abcdef")
     user = tmp_path / "voices.yaml"
     user.write_text("name: voices\nversion: '1'\nextends: basic\nsettings:\n  audio: keep\nrows: []\n")
-    out = tmp_path / "o"
-    proc = deid("run", str(inp), str(out), "--profile", str(user), "--workers", "0", "--key-file", str(key),
-                "--quiet", "--pixels", "none")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    inp, out, key, code = _audio_run(tmp_path, str(user))
+    assert code == 0
     assert len(list(out.rglob("*.dcm"))) == 3
     bare = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan")
     assert bare.returncode == 2 and "give its file with --profile FILE" in bare.stderr, bare.stderr[-2000:]
