@@ -268,7 +268,7 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
     each marked when the profile keeps it (K) with the input's own value there; never the value. None
     for a value held only by deid's own statement of its method (:data:`_MARK_TAGS`: a name "Patient"
     in "Retain Patient Characteristics Option"), which is no finding."""
-    from .tags import _str_values, rule_for, tag_str, walk
+    from .tags import _decision, _str_values, tag_str, walk
 
     if not terms:
         return {}
@@ -288,7 +288,8 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
         elif found:
             name = ref.keyword or tag_str(ref.tag)
             original = _original(src, path)
-            kept = rule_for(profile, ref).action == "K" and original is not _MISSING and str(original) == str(elem.value)
+            kept = (_decision(profile, ref, 0)[0] in ("K", "T") and original is not _MISSING
+                    and str(original) == str(elem.value))
             for term in found:
                 notes = (["kept by the profile, as in the input"] if kept else []) + (
                     [] if _as_word(term, elem) else ["only inside longer words"])
@@ -405,7 +406,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
-    from .tags import _replaces_uids, collect_phi_terms, convert_inert, date_variants, holds_audio, rule_for, walk
+    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, holds_audio, rule_for, walk
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
@@ -429,28 +430,30 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                 january_first.append(text[:8])
         if ref.keyword in _WRITTEN_BY_DEID or ref.tag == 0x7FE00010:
             return False
-        rule = rule_for(profile, ref)
-        if ref.private_creator is not None and rule.action != "K":
+        if ref.private_creator is not None and rule_for(profile, ref).action != "K":
             findings.append(Finding(line, "private-element-kept", path))
             return False
-        if rule.action == "K":  # kept as it came: its value is never read (a raw element stays raw)
+        # what the run decided, not the table's row alone: an unlisted UID it replaces (U), an unlisted
+        # date it dates (C); T keeps the value less the file's terms, which the byte search looks for
+        action = _decision(profile, ref, 0)[0]
+        if action in ("K", "T"):  # kept as it came: its value is never read (a raw element stays raw)
             return False
         if elem.is_raw:
             elem = convert_inert(container, elem)
-        if rule.action == "X" and elem.value not in (None, "", b"", []):
+        if action == "X" and elem.value not in (None, "", b"", []):
             findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
-        elif rule.action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)
+        elif action == "C" and (elem.VR == "AS" or (elem.VR in ("DA", "DT", "TM") and year_mode)
                                      or (elem.VR == "TM" and shift_mode)
                                      or ((ref.tag & 0xFFFF) == 0x3000 and f"{ref.tag >> 16:04X}" in scanned_overlays)):
             pass  # what C keeps: ages under the cap, year-only dates, times where dates move by whole days,
             # overlay bits the run scanned (rescanned below)
-        elif (rule.action not in ("K",) and elem.value not in (None, "", b"", [])
+        elif (elem.value not in (None, "", b"", [])
                 and elem.VR not in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS", "CS")
                 and not (elem.VR == "UI" and _well_known_uids(elem.value))):  # U keeps standard UIDs
             original = _original(src, path)
             if (original is not _MISSING and str(elem.value) == str(original)
-                    and not (rule.action == "C" and _clean_keeps(elem, phi_terms, replaces_uids))):
-                findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {rule.action}".strip()))
+                    and not (action == "C" and _clean_keeps(elem, phi_terms, replaces_uids))):
+                findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword} action {action}".strip()))
         return False
 
     walk(out, visit, lazy=True)
@@ -494,7 +497,7 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
     """Where the profile replaces UIDs: an input UID it replaces (not a standard one) found anywhere in
     the output's header, in any element (a safe private "Analyzed Series UID" holding the series' own
     UID, a UID copied into text) is ``original-uid-kept``, naming the elements that hold it."""
-    from .tags import _replaces_uids, _str_values, convert_inert, rule_for, tag_str, walk
+    from .tags import _decision, _replaces_uids, _str_values, convert_inert, tag_str, walk
 
     if not _replaces_uids(profile):
         return []
@@ -503,7 +506,7 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
     def collect(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if ref.vr == "SQ":
             return True
-        if ref.vr == "UI" and rule_for(profile, ref).action != "K":
+        if ref.vr == "UI" and _decision(profile, ref, 0)[0] != "K":  # the run's decision: unlisted UIDs too
             if elem.is_raw:
                 elem = convert_inert(container, elem)
             uids.update(v for v in (str(u).strip("\0 ") for u in _str_values(elem)) if len(v) >= 10 and not is_well_known_uid(v))

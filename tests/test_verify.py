@@ -546,3 +546,35 @@ def test_clean_text_holding_a_standard_uid_is_no_finding(tmp_path: Path) -> None
     written.save_as(target)
     code, report = _verify(out, inp, key, "--no-rescan")
     assert ("original-value-kept", "(0020,4000) ImageComments action C") in {(f["kind"], f["detail"]) for f in report["findings"]}
+
+
+def test_verify_judges_by_what_the_run_decided_for_unlisted_elements(tmp_path: Path) -> None:
+    """An unlisted UID the run replaces (Retrieve Location UID) and an unlisted date it dates (Study
+    Update DateTime), found in an output as the input had them (an older deid's output, or one changed
+    after the run), are findings: verify asks the run's decision, not only the table's row (which keeps
+    both), so it neither collected that UID nor compared that date before."""
+    from pydicom.data import get_testdata_file
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.RetrieveLocationUID = "1.2.826.0.1.3680043.99.7.1"
+    ds.StudyUpdateDateTime = f"{ds.StudyDate}103000"
+    ds.save_as(inp / "a.dcm")
+    key = write_key(tmp_path / "k", KEY)
+    proc = deid("run", str(inp), str(out), "--profile", "basic", "--workers", "0", "--pixels", "none",
+                "--key-file", str(key), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    target = out / read_manifest(out)[0]["output_path"]
+    written = pydicom.dcmread(target)
+    written.RetrieveLocationUID, written.StudyUpdateDateTime = ds.RetrieveLocationUID, ds.StudyUpdateDateTime
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    details = {(f["kind"], f["detail"]) for f in report["findings"]}
+    assert ("original-uid-kept", "an original UID in RetrieveLocationUID") in details, details
+    assert ("original-value-kept", "(0040,E011) RetrieveLocationUID action U") in details, details
+    assert ("original-value-kept", "(0008,041F) StudyUpdateDateTime action C") in details, details
+    held = [d for k, d in details if k == "identifying-value-in-header"]
+    assert held and all("kept by the profile" not in d for d in held), held  # the run dates it: not kept
