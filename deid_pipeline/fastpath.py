@@ -37,7 +37,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import ENCODED_VR, read_dataset, read_preamble
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.multival import MultiValue
 from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
@@ -467,7 +467,7 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     pixel_data = [r for r in recs if r.tag == _PIXEL_DATA]
     if pixel_data and pixel_data[0].undefined != ts.is_compressed:
         raise Ineligible("pixel data encoding does not match the transfer syntax")
-    if pixel_data and not ts.is_compressed and _bits_outside_stored(stub, data, pixel_data[0], ts):
+    if pixel_data and not ts.is_compressed and _bits_outside_stored(stub, data, pixel_data[0]):
         raise Ineligible("pixel bits outside Bits Stored (the pydicom path clears them)")
     sop_class = str(stub.get("SOPClassUID", "") or "")
     if sop_class in tags.ENCAPSULATED_SOP_CLASSES or _ENCAPSULATED_DOCUMENT in stub._dict or _ENCAPSULATED_DOCUMENT in {r.tag for r in recs}:
@@ -481,18 +481,17 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     return scanned
 
 
-def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec, ts: UID) -> bool:
-    """Whether native Pixel Data holds anything outside Bits Stored (an embedded overlay)."""
-    from .pixels import bits_outside_stored
+def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec) -> bool:
+    """Whether native Pixel Data holds anything outside Bits Stored (an embedded overlay), in the
+    samples the pydicom path's :func:`pixels.clear_bits_outside_stored` looks at."""
+    from .pixels import bits_outside_stored, native_bit_layout
 
-    try:
-        alloc, stored = int(stub.BitsAllocated), int(stub.BitsStored)
-        high = int(stub.get("HighBit", stored - 1))
-        signed = int(stub.get("PixelRepresentation", 0) or 0) == 1
-    except (AttributeError, TypeError, ValueError):
-        return False  # no readable layout: the pydicom path would not clear either
-    view = memoryview(data)[rec.start : rec.stop]
-    return bits_outside_stored(view, alloc, stored, high, signed, ts == ExplicitVRBigEndian)
+    layout = native_bit_layout(stub)
+    if layout is None:  # no unused bits, or no readable layout: the pydicom path would not clear either
+        return False
+    alloc, stored, high, signed, big, count = layout
+    view = memoryview(data)[rec.start : min(rec.stop, rec.start + count * (alloc // 8))]
+    return bits_outside_stored(view, alloc, stored, high, signed, big)
 
 
 def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[_Rec]) -> tuple[bytes, int] | None:

@@ -590,9 +590,9 @@ def _outside_layout(alloc: int, stored: int, high: int) -> tuple[int, int, int] 
 def _holds_outside(u: np.ndarray, high: int, signed: bool, masks: tuple[int, int, int]) -> bool:
     """Whether any sample of ``u`` (unsigned view) holds bits outside Bits Stored: unused bits not
     zero, or for signed data, above High Bit, neither zero nor the sign."""
-    valid, below, above = (u.dtype.type(m) for m in masks)
+    _valid, below, above = (u.dtype.type(m) for m in masks)
     if not (signed and above):
-        return bool((u & u.dtype.type(~valid & ((1 << (8 * u.itemsize)) - 1))).any())
+        return bool((u & (below | above)).any())
     if below and (u & below).any():
         return True
     top = u >> u.dtype.type(high)  # the sign bit and the bits above it: 0, 1 (zero-filled) or all ones
@@ -801,16 +801,17 @@ def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tupl
         return False
 
 
-def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, int] | None:
-    """Encapsulated ``pixel_data`` with each frame without its codestream metadata
-    (:func:`scrub_codestream`), one fragment a frame (a Basic Offset Table for more than one), and how
-    many frames changed; None when none holds any, or the fragments do not split into frames."""
-    from pydicom.encaps import encapsulate, generate_frames
+def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[Any, Any] | None = None
+                     ) -> tuple[list[bytes], int] | None:
+    """The frames of encapsulated ``pixel_data``, each without its codestream metadata
+    (:func:`scrub_codestream`), and how many changed; None when none holds any, or the fragments do not
+    split into frames."""
+    from pydicom.encaps import generate_frames
 
     if not _codestream_kind(ts):
         return None
     try:
-        split = list(generate_frames(pixel_data, number_of_frames=frames))
+        split = list(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended))
     except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoder judges them
         return None
     changed = 0
@@ -818,36 +819,43 @@ def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[byt
         scrubbed = scrub_codestream(frame, ts)
         if scrubbed is not None:
             split[i], changed = scrubbed, changed + 1
-    return (encapsulate(split, has_bot=len(split) > 1), changed) if changed else None
+    return (split, changed) if changed else None
+
+
+def _encapsulated(frames: list[bytes]) -> bytes:
+    """Frames one fragment each, a Basic Offset Table for more than one: what both paths write."""
+    from pydicom.encaps import encapsulate
+
+    return encapsulate(frames, has_bot=len(frames) > 1)
+
+
+def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, int] | None:
+    """Encapsulated ``pixel_data`` with each frame without its codestream metadata (:func:`_encapsulated`)
+    and how many frames changed; None when none holds any (:func:`_scrubbed_frames`)."""
+    result = _scrubbed_frames(pixel_data, ts, frames)
+    return None if result is None else (_encapsulated(result[0]), result[1])
 
 
 def scrub_encapsulated_metadata(ds: Dataset) -> int:
     """Encapsulated JPEG / JPEG-LS / JPEG 2000 Pixel Data written without re-encoding: each frame
-    without its codestream metadata (:func:`scrubbed_encapsulation`; with an Extended Offset Table,
-    that table rebuilt), the image bytes unchanged. Returns how many frames changed."""
-    from pydicom.encaps import encapsulate_extended, generate_frames
+    without its codestream metadata (:func:`_scrubbed_frames`), the image bytes unchanged, the frames
+    re-encapsulated (:func:`_encapsulated`; with an Extended Offset Table, that table rebuilt).
+    Returns how many frames changed."""
+    from pydicom.encaps import encapsulate_extended
 
     ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
     if not _codestream_kind(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
         return 0
-    if "ExtendedOffsetTableLengths" not in ds:
-        result = scrubbed_encapsulation(ds.PixelData, ts, frame_count(ds))
-        if result is None:
-            return 0
-        ds.PixelData = result[0]
-        ds["PixelData"].is_undefined_length = True
-        return result[1]
-    try:
-        frames = list(generate_frames(ds.PixelData, number_of_frames=frame_count(ds),
-                                      extended_offsets=(ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)))
-    except Exception:  # noqa: BLE001 - as above
+    extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None
+    result = _scrubbed_frames(ds.PixelData, ts, frame_count(ds), extended)
+    if result is None:
         return 0
-    scrubbed = [scrub_codestream(f, ts) for f in frames]
-    changed = sum(f is not None for f in scrubbed)
-    if changed:
-        data, offsets, lengths = encapsulate_extended([new or old for new, old in zip(scrubbed, frames)])
-        ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = data, offsets, lengths
-        ds["PixelData"].is_undefined_length = True
+    frames, changed = result
+    if extended is None:
+        ds.PixelData = _encapsulated(frames)
+    else:
+        ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(frames)
+    ds["PixelData"].is_undefined_length = True
     return changed
 
 

@@ -71,6 +71,22 @@ def test_scrub_takes_the_metadata_and_keeps_the_image(name: str) -> None:
     assert pixels.scrub_encapsulated_metadata(ds) == 0  # nothing left to take
 
 
+def test_an_extended_offset_table_is_rebuilt() -> None:
+    """Frames indexed by an Extended Offset Table: scrubbed, the table rebuilt to the new frames."""
+    from pydicom.encaps import encapsulate_extended
+
+    ds = pydicom.dcmread(get_testdata_file("emri_small_jpeg_2k_lossless.dcm"))
+    before = np.asarray(pixels.decode_frames(ds))
+    ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(
+        [_planted(f) for f in _frames(ds)])
+    assert pixels.scrub_encapsulated_metadata(ds) == 10
+    assert NAME not in ds.PixelData
+    frames = list(generate_frames(ds.PixelData, number_of_frames=10,
+                                  extended_offsets=(ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)))
+    assert [len(f) for f in frames] == list(np.frombuffer(ds.ExtendedOffsetTableLengths, "<u8"))
+    assert (np.asarray(pixels.decode_frames(ds)) == before).all()
+
+
 def test_what_a_decoder_reads_stays() -> None:
     """Adobe APP14 and HP's APP8 mrfx (colour transforms) and a JFIF APP0 stay, the last without its
     thumbnail."""
