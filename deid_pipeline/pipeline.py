@@ -462,7 +462,7 @@ def _check_visual_features(ds: Dataset, ctx: RunContext) -> None:
 def _check_audio(ds: Dataset, ctx: RunContext) -> None:
     """Quarantine a sound recording (a voice), which no stage can de-identify."""
     if ctx.profile.settings.audio == "quarantine" and holds_audio(ds):
-        raise FileError("audio", "a sound recording (a voice) that the profile quarantines")
+        raise FileError("audio", "sound (a voice: an audio object, an audio waveform or a video's sound track) that the profile quarantines")
 
 
 # --------------------------------------------------------------------------- pixels

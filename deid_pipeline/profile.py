@@ -121,8 +121,9 @@ class ProfileSettings(BaseModel):
     private: Literal["remove", "retain-safe"] = "remove"
     graphics: Literal["remove", "clean"] = "remove"
     encapsulated_documents: Literal["quarantine", "remove"] = "quarantine"
-    # a sound recording (a dictation, a voice: tags.holds_audio) is never heard by any stage; "keep"
-    # writes it as it came (a study of voices under an expert determination); verify still reports it
+    # a sound recording (a dictation, a voice, a video's sound track: tags.holds_audio) is never heard
+    # by any stage; "keep" writes it as it came (a study of voices under an expert determination);
+    # verify still reports it
     audio: Literal["quarantine", "keep"] = "quarantine"
     max_age_years: int | None = Field(default=None, ge=0, le=999)  # None: no cap
     # images that show a face or other recognisable features (RecognizableVisualFeatures YES, or a

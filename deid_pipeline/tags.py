@@ -21,7 +21,7 @@ import functools
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,16 @@ ENCAPSULATED_SOP_CLASSES = frozenset(
 AUDIO_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.9.4.1", "1.2.840.10008.5.1.4.1.1.9.4.2"})
 WAVEFORM_SEQUENCE = 0x54000100
 _AUDIO_SAMPLES = frozenset({"MB", "AB"})
+#: Transfer syntaxes whose Pixel Data is a video stream: MPEG-2, MPEG-4 AVC/H.264, HEVC/H.265, their
+#: fragmentable forms (PS3.5 8.2.5-8.2.8 let such a stream carry sound beside the pictures)
+VIDEO_TRANSFER_SYNTAX = re.compile(r"1\.2\.840\.10008\.1\.2\.4\.10[0-9](\.1)?\Z")
+#: A sound stream in a program or transport stream: the start of a PES packet of an MPEG audio stream
+#: (0xC0-0xDF) or of private stream 1 (AC-3, LPCM). No elementary video stream holds these bytes:
+#: MPEG-2 video start codes stop at 0xB8, an H.264 / HEVC NAL header byte is below 0x80.
+_PES_AUDIO = re.compile(rb"\x00\x00\x01[\xbd\xc0-\xdf]")
+#: An MP4 / QuickTime track whose handler is sound (``hdlr`` box: version and flags, pre-defined,
+#: handler type); in an MP4 the NAL units are length-prefixed, so the PES pattern means nothing there
+_MP4_SOUND = re.compile(rb"hdlr[\s\S]{8}soun")
 #: Free-text elements of overlays (60xx): removed even when graphics are cleaned.
 _GRAPHICS_TEXT = frozenset({0x0022, 0x1500, 0x4000, 0x2500, 0x0003})
 #: Bytes C cannot read to clean (a camera's Maker Note, a PTP Frame Origin Timestamp, a signed
@@ -801,14 +811,46 @@ def _check_encapsulated(ds: Dataset, profile: Profile) -> None:
 
 
 def holds_audio(ds: Dataset) -> bool:
-    """Whether ``ds`` holds a sound recording (:data:`AUDIO_SOP_CLASSES`)."""
+    """Whether ``ds`` holds a sound recording: an audio object (:data:`AUDIO_SOP_CLASSES`), a waveform
+    of mu-law or A-law samples, or a video whose stream carries sound (:func:`video_holds_sound`)."""
     if str(ds.get("SOPClassUID", "") or "") in AUDIO_SOP_CLASSES:
+        return True
+    ts = str(getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID") or "")
+    if VIDEO_TRANSFER_SYNTAX.match(ts) and "PixelData" in ds and video_holds_sound(ds.PixelData):
         return True
     waveforms = ds.get(WAVEFORM_SEQUENCE)
     if waveforms is None or waveforms.VR != "SQ" or not waveforms.value:
         return False
     return any(str(item.get("WaveformSampleInterpretation", "") or "").strip().upper() in _AUDIO_SAMPLES
                for item in waveforms.value)
+
+
+def video_holds_sound(pixel_data: bytes) -> bool:
+    """Whether encapsulated video ``pixel_data`` holds a sound stream: an MP4 track with a sound
+    handler, or an audio PES packet in a program or transport stream. Searched fragment by fragment, a
+    fragment's last bytes carried into the next (a start code split by an item header is found); what
+    does not split into items is searched as it is."""
+    pattern, tail = None, b""
+    for fragment in _video_fragments(pixel_data):
+        if pattern is None:
+            pattern = _MP4_SOUND if fragment[4:8] == b"ftyp" else _PES_AUDIO
+        if pattern.search(tail + fragment[:16]) or pattern.search(fragment):
+            return True
+        tail = fragment[-15:]
+    return False
+
+
+def _video_fragments(pixel_data: bytes) -> Iterator[bytes]:
+    """The fragments of encapsulated ``pixel_data`` past its Basic Offset Table, one at a time; all of
+    it, once, from where the items stop parsing."""
+    from pydicom.encaps import generate_fragments
+
+    items = generate_fragments(pixel_data)
+    try:
+        next(items, None)  # the Basic Offset Table
+        yield from items
+    except Exception:  # noqa: BLE001 - not (or no longer) items: the bytes as they are
+        yield bytes(pixel_data)
 
 
 def _mark(ds: Dataset, profile: Profile, temporal: str) -> None:

@@ -459,7 +459,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     walk(out, visit, lazy=True)
     findings += _original_uids(src, out, header, line, profile)
     if holds_audio(out):  # written under audio: keep, or by a tool that did not look
-        findings.append(Finding(line, "audio-kept", "a sound recording (a voice) no stage de-identifies"))
+        findings.append(Finding(line, "audio-kept", "sound (a voice: an audio object, an audio waveform or a video's sound track) no stage de-identifies"))
     terms = {t for t in phi_terms if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)

@@ -257,9 +257,10 @@ def render_readme(tables: dict[str, dict[str, Any]]) -> str:
         "- `private: remove`, `graphics: remove` (curves 50xx, overlays 60xx), as the table says.",
         "- `encapsulated_documents: quarantine`: the table's D for Encapsulated Document would leave a",
         "  useless dummy; a PDF/CDA may hold PHI anywhere, so such files are not written.",
-        "- `audio: quarantine`: a sound recording (Basic Voice Audio, General Audio Waveform, or a",
-        "  waveform of mu-law or A-law samples in any object) says names aloud and a voice identifies;",
-        "  no stage listens to one, so such files are not written (reason `audio`).",
+        "- `audio: quarantine`: a sound recording (Basic Voice Audio, General Audio Waveform, a",
+        "  waveform of mu-law or A-law samples in any object, a video whose stream carries sound) says",
+        "  names aloud and a voice identifies; no stage listens to one, so such files are not written",
+        "  (reason `audio`).",
         "- `max_age_years: null`: Basic removes Patient's Age; no cap unless a profile sets one.",
         "",
     ]
