@@ -752,11 +752,17 @@ def _scrub_jpeg(frame: bytes, ls: bool) -> bytes | None:
 
 
 def _scrub_j2k(frame: bytes) -> bytes | None:
-    """A JPEG 2000 codestream without the comments (COM) of its main header and without bytes after
-    EOC; None when there is none or the header does not parse."""
+    """A JPEG 2000 codestream without the comments (COM) of its main header and of its tile-part
+    headers (each tile-part's length, Psot, made to match; TLM, the optional index of those lengths,
+    dropped then) and without bytes after EOC; a JP2 file's frame (:func:`_scrub_jp2`) without its
+    metadata boxes too. None when there is none or the main header does not parse (tile-parts that do
+    not parse are left as they are)."""
+    if frame.startswith(_JP2_SIGNATURE):
+        return _scrub_jp2(frame)
     if not frame.startswith(b"\xff\x4f"):
         return None
-    out, pos, changed, n = bytearray(b"\xff\x4f"), 2, False, len(frame)
+    kept: list[tuple[int, bytes]] = []
+    pos, changed, n = 2, False, len(frame)
     while pos + 4 <= n and frame[pos] == 0xFF and frame[pos + 1] != 0x90:  # to the first tile-part (SOT)
         end = pos + 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
         if end > n or end < pos + 4:
@@ -764,15 +770,85 @@ def _scrub_j2k(frame: bytes) -> bytes | None:
         if frame[pos + 1] == 0x64:  # COM
             changed = True
         else:
-            out += frame[pos:end]
+            kept.append((frame[pos + 1], frame[pos:end]))
         pos = end
     if pos + 2 > n or frame[pos : pos + 2] != b"\xff\x90":
         return None
     body = frame[pos:]
+    tiles = _scrub_tile_parts(body)
+    if tiles is not None:
+        body, changed = tiles, True
+        kept = [(marker, seg) for marker, seg in kept if marker != 0x55]  # TLM: the old lengths
     eoc = body.rfind(b"\xff\xd9")
     if eoc >= 0 and body[eoc + 2 :].strip(b"\0\xff"):
         body, changed = body[: eoc + 2], True
-    return bytes(out) + body if changed else None
+    return b"\xff\x4f" + b"".join(seg for _, seg in kept) + body if changed else None
+
+
+def _scrub_tile_parts(body: bytes) -> bytes | None:
+    """``body`` (a codestream from its first SOT on) without the COM segments of its tile-part headers,
+    each Psot lowered by what left its tile-part; None when there is none or a tile-part does not parse."""
+    out, pos, n, changed = bytearray(), 0, len(body), False
+    while pos + 12 <= n and body[pos : pos + 2] == b"\xff\x90":
+        psot = int.from_bytes(body[pos + 6 : pos + 10], "big")
+        end = n if psot == 0 else pos + psot  # 0: the last tile-part, to EOC
+        if end > n or (psot and psot < 14):
+            return None
+        head, p, removed = bytearray(body[pos : pos + 12]), pos + 12, 0
+        while p + 4 <= end and body[p] == 0xFF and body[p + 1] != 0x93:  # to SOD
+            seg_end = p + 2 + int.from_bytes(body[p + 2 : p + 4], "big")
+            if seg_end > end or seg_end < p + 4:
+                return None
+            if body[p + 1] == 0x64:
+                removed += seg_end - p
+            else:
+                head += body[p:seg_end]
+            p = seg_end
+        if body[p : p + 2] != b"\xff\x93":
+            return None
+        if removed:
+            changed = True
+            if psot:
+                head[6:10] = (psot - removed).to_bytes(4, "big")
+        out += head + body[p:end]
+        pos = end
+    return bytes(out + body[pos:]) if changed else None
+
+
+#: The JP2 signature box: a frame written as a JP2 file, not a bare codestream (PS3.5 A.4.4 wants the
+#: codestream; some writers wrap it)
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+#: JP2 / JPX boxes a decoder reads (signature, file type, reader requirements, headers, codestream);
+#: others (XML, UUID with EXIF or XMP, IPR, labels, associations, free) are metadata
+_JP2_KEPT_BOXES = frozenset({b"jP  ", b"ftyp", b"rreq", b"jp2h", b"jpch", b"jplh", b"jp2c"})
+
+
+def _scrub_jp2(frame: bytes) -> bytes | None:
+    """A JP2 file without its metadata boxes (:data:`_JP2_KEPT_BOXES` stay), its codestream box
+    scrubbed (:func:`_scrub_j2k`); None when there is none or the boxes do not parse."""
+    out, pos, n, changed = bytearray(), 0, len(frame), False
+    while pos + 8 <= n:
+        size, kind, head = int.from_bytes(frame[pos : pos + 4], "big"), frame[pos + 4 : pos + 8], 8
+        if size == 1:
+            if pos + 16 > n:
+                return None
+            size, head = int.from_bytes(frame[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:
+            size = n - pos  # the last box, to the end
+        end = pos + size
+        if size < head or end > n:
+            return None
+        if kind not in _JP2_KEPT_BOXES:
+            changed = True
+        elif kind == b"jp2c" and (inner := _scrub_j2k(frame[pos + head : end])) is not None:
+            out += (len(inner) + 8).to_bytes(4, "big") + b"jp2c" + inner
+            changed = True
+        else:
+            out += frame[pos:end]
+        pos = end
+    if pos != n:
+        changed = changed or bool(frame[pos:].strip(b"\0"))
+    return bytes(out) if changed else None
 
 
 def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:

@@ -141,3 +141,87 @@ def test_verify_reports_codestream_metadata(tmp_path: Path) -> None:
     check = deid("verify", str(out), "--against", str(root), "--key-file", str(key), "--workers", "0", "--no-rescan")
     kinds = [f["kind"] for f in json.loads((out / "verify.json").read_text())["findings"]]
     assert check.returncode == 1 and "codestream-metadata-kept" in kinds, kinds
+
+
+_RAMP = ((np.arange(128 * 256, dtype=np.uint32).reshape(128, 256) * 37) % 4096).astype(np.uint16)
+
+
+def _ffmpeg_j2k(container: str) -> bytes:
+    """``_RAMP`` encoded losslessly by FFmpeg's JPEG 2000 encoder in 64x64 tiles (eight tile-parts), as
+    a bare codestream (``j2k``) or a JP2 file (``jp2``)."""
+    import av
+
+    ctx = av.CodecContext.create("jpeg2000", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 128, "gray16le", 1
+    ctx.options = {"tile_width": "64", "tile_height": "64", "pred": "dwt53", "format": container}
+    packets = ctx.encode(av.VideoFrame.from_ndarray(_RAMP, format="gray16le")) + ctx.encode()
+    return bytes(packets[0])
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The top-level boxes of a JP2 file: (type, content)."""
+    boxes, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big") or len(data) - pos
+        boxes.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + size]))
+        pos += size
+    return boxes
+
+
+def _box(kind: bytes, content: bytes) -> bytes:
+    return (len(content) + 8).to_bytes(4, "big") + kind + content
+
+
+def _tile_comments(codestream: bytes) -> bytes:
+    """``codestream`` with a COM naming the patient in each tile-part header, each Psot grown to match."""
+    com = _segment(0x64, b"\x00\x01Operator " + NAME)
+    pos = codestream.find(b"\xff\x90")
+    out = bytearray(codestream[:pos])
+    while codestream[pos : pos + 2] == b"\xff\x90":
+        psot = int.from_bytes(codestream[pos + 6 : pos + 10], "big")
+        end = len(codestream) if psot == 0 else pos + psot
+        head = bytearray(codestream[pos : pos + 12])
+        if psot:
+            head[6:10] = (psot + len(com)).to_bytes(4, "big")
+        out += head + com + codestream[pos + 12 : end]
+        pos = end
+    return bytes(out + codestream[pos:])
+
+
+def _ramp_file(frame: bytes) -> pydicom.Dataset:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Rows, ds.Columns, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 128, 256, 16, 15, 0
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.90"
+    ds.PixelData = encapsulate([frame], has_bot=False)
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    return ds
+
+
+@pytest.mark.parametrize("source", ["ffmpeg-tiles", "ffmpeg-jp2", "openjpeg-tlm"])
+def test_tile_part_comments_and_jp2_metadata_boxes_go(source: str) -> None:
+    """A COM may stand in each tile-part header too, not only in the main header (the code before kept
+    those); a frame written as a JP2 file carries XML and UUID (EXIF, XMP) boxes. They go, each Psot
+    and the codestream box's length fixed, TLM (an index of the old tile-part lengths) dropped; the
+    image decodes the same. Real codestreams: FFmpeg's encoder in 64x64 tiles (8 tile-parts), as a
+    codestream and as a JP2 file; OpenJPEG's with a TLM segment."""
+    import openjpeg
+
+    if source == "openjpeg-tlm":
+        planted = _tile_comments(openjpeg.encode(_RAMP, bits_stored=16, add_tlm=True))
+        assert b"\xff\x55" in planted
+    elif source == "ffmpeg-tiles":
+        planted = _tile_comments(_ffmpeg_j2k("j2k"))
+        assert planted.count(NAME) == 8
+    else:
+        boxes = _boxes(_ffmpeg_j2k("jp2"))
+        assert [k for k, _ in boxes] == [b"jP  ", b"ftyp", b"jp2h", b"jp2c"]
+        extra = _box(b"xml ", b"<patient>" + NAME + b"</patient>") + _box(b"uuid", bytes(16) + b"Exif " + NAME)
+        planted = b"".join(_box(k, _tile_comments(c) if k == b"jp2c" else c) for k, c in boxes[:3])
+        planted += extra + _box(b"jp2c", _tile_comments(boxes[3][1]))
+    ds = _ramp_file(planted)
+    assert (np.asarray(pixels.decode_frames(ds))[0] == _RAMP).all()  # a valid stream, as planted
+    ts = ds.file_meta.TransferSyntaxUID
+    assert pixels.scrub_encapsulated_metadata(ds) == 1
+    assert NAME not in ds.PixelData and b"\xff\x55" not in ds.PixelData
+    assert (np.asarray(pixels.decode_frames(ds))[0] == _RAMP).all()
+    assert pixels.scrub_codestream(_frames(ds)[0], ts) is None  # nothing left to take
