@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings, default_encoding
@@ -46,6 +46,8 @@ from .profile import Profile
 from .pseudonym import Pseudonymizer
 from .types import HeaderResult
 
+if TYPE_CHECKING:
+    from .pixels import ScrubbedFrames
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class Scanned:
         self.write_charset = write_charset  # what the writer encodes the top level with
         self.body: bytes | None = None  # the encoded data set, once de-identified
         # encapsulated Pixel Data without its codestreams' metadata, and how many frames changed
-        self.scrubbed_pixels: tuple[bytes, int] | None = None
+        self.scrubbed_pixels: tuple[bytes, ScrubbedFrames] | None = None
 
     # ------------------------------------------------------------------ load stage
 
@@ -467,6 +469,8 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     pixel_data = [r for r in recs if r.tag == _PIXEL_DATA]
     if pixel_data and pixel_data[0].undefined != ts.is_compressed:
         raise Ineligible("pixel data encoding does not match the transfer syntax")
+    if pixel_data and not ts.is_compressed and _past_image(stub, data, pixel_data[0]):
+        raise Ineligible("pixel data past the image (the pydicom path cuts it)")
     if pixel_data and not ts.is_compressed and _bits_outside_stored(stub, data, pixel_data[0]):
         raise Ineligible("pixel bits outside Bits Stored (the pydicom path clears them)")
     sop_class = str(stub.get("SOPClassUID", "") or "")
@@ -483,6 +487,19 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     return scanned
 
 
+def _past_image(stub: Dataset, data: bytes, rec: _Rec) -> bool:
+    """Whether native Pixel Data runs past the image (:func:`pixels.runs_past_image`), as the pydicom
+    path's :func:`pixels.trim_native_excess` judges it."""
+    from .errors import FileError
+    from .pixels import native_pixel_length, runs_past_image
+
+    try:
+        expected = native_pixel_length(stub)
+    except FileError:  # not one number: the load stage's truncation check says so
+        return False
+    return expected is not None and runs_past_image(memoryview(data)[rec.start : rec.stop], expected)
+
+
 def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec) -> bool:
     """Whether native Pixel Data holds anything outside Bits Stored (an embedded overlay), in the
     samples the pydicom path's :func:`pixels.clear_bits_outside_stored` looks at."""
@@ -496,14 +513,15 @@ def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec) -> bool:
     return bits_outside_stored(view, alloc, stored, high, signed, big)
 
 
-def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[_Rec]) -> tuple[bytes, int] | None:
-    """Encapsulated JPEG / JPEG 2000 frames without their comments, EXIF and the like, as the pydicom
-    path writes them (:func:`pixels.scrubbed_encapsulation`); None when they carry none."""
+def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[_Rec]) -> tuple[bytes, ScrubbedFrames] | None:
+    """Encapsulated frames without their comments, EXIF and the like and without frames past Number
+    of Frames, as the pydicom path writes them (:func:`pixels.scrubbed_encapsulation`); None when there
+    is nothing to take."""
     from .pixels import frame_count, scrubbed_encapsulation
 
     result = scrubbed_encapsulation(data[rec.start : rec.stop], ts, frame_count(stub) or 1)
     if result is not None and any(r.tag == _EXTENDED_OFFSET_TABLE for r in recs):
-        raise Ineligible("codestream metadata beside an Extended Offset Table")
+        raise Ineligible("frames to rewrite beside an Extended Offset Table")
     return result
 
 

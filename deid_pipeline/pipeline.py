@@ -126,7 +126,7 @@ def _transfer_syntax(ds: Dataset) -> UID | None:
 
 def _check_truncation(ds: Dataset) -> None:
     """Raise ``truncated`` when a top-level value is shorter than its declared length."""
-    from .pixels import frame_count
+    from . import pixels
 
     for tag in list(ds._dict.keys()):
         raw = ds._dict[tag]
@@ -142,19 +142,8 @@ def _check_truncation(ds: Dataset) -> None:
         if ts is not None and ts.is_compressed and not elem.is_undefined_length:
             raise FileError("transfer-syntax-mismatch", "the meta names a compressed syntax but the pixel data is not encapsulated")
         if not elem.is_undefined_length and not (ts is not None and ts.is_compressed):
-            try:
-                bits = int(ds.get("BitsAllocated", 8) or 8)
-                spp = int(ds.get("SamplesPerPixel", 1) or 1)
-                rows, cols = int(ds.Rows), int(ds.Columns)
-            except (TypeError, ValueError):
-                raise FileError("invalid-image-attributes", "Rows, Columns, Bits Allocated or Samples per Pixel is not one number") from None
-            frames = frame_count(ds)  # an unreadable Number of Frames counts as 1 here as everywhere
-            expected = rows * cols * frames * spp * bits // 8
-            if bits == 1:
-                expected = (rows * cols * frames * spp + 7) // 8
-            if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
-                expected = expected // 3 * 2  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2), as pydicom counts
-            if len(elem.value or b"") < expected:
+            expected = pixels.native_pixel_length(ds)
+            if expected is not None and len(elem.value or b"") < expected:
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 
 
@@ -684,6 +673,12 @@ def load_file(root: Path, cand: Candidate, ctx: RunContext, hashed: Hashed | Non
         return _internal(result, exc, "load")
 
 
+def _report_scrub(report: PixelReport, scrubbed: Any) -> None:
+    """What :func:`pixels.scrub_encapsulated_metadata` (or the fast path's copy of it) changed."""
+    report.codestream_metadata_removed = scrubbed.scrubbed
+    report.frames_past_count_removed = scrubbed.dropped
+
+
 def _fail(result: FileResult, exc: FileError) -> FileResult:
     result.status = exc.status
     result.reason_code = exc.code
@@ -975,21 +970,26 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
                 header = loaded.fast.deidentify(ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
                 if loaded.fast.scrubbed_pixels is not None:  # as the pydicom path's scrub below
                     report.pixel_data_unchanged = False
-                    report.codestream_metadata_removed = loaded.fast.scrubbed_pixels[1]
+                    _report_scrub(report, loaded.fast.scrubbed_pixels[1])
             except Exception as exc:  # noqa: BLE001 - the pydicom path after all, from the same bytes
                 log.debug("fast path given up: %s", type(exc).__name__)
                 ds = loaded.ds = _read_dataset(loaded.fast.data, "part10")
                 loaded.fast = None
         if loaded.fast is None:
             header = deidentify_header(ds, ctx.profile, Pseudonymizer(ctx.key), loaded.phi_terms)
-            # (the fast path takes no such file): an overlay hidden in the unused bits goes
+            # (the fast path takes no such file): bytes past the image and an overlay hidden in the
+            # unused bits go
+            if report.pixel_data_unchanged and (trimmed := pixels.trim_native_excess(ds)):
+                report.trailing_pixel_bytes_removed = trimmed
             if report.pixel_data_unchanged and pixels.clear_bits_outside_stored(ds):
-                report.pixel_data_unchanged = False
                 report.outside_bits_cleared = True
-            # compressed frames written as they came lose what their codestreams carry beside the image
+            if report.trailing_pixel_bytes_removed or report.outside_bits_cleared:
+                report.pixel_data_unchanged = False
+            # compressed frames written as they came lose what their codestreams carry beside the
+            # image, and frames past Number of Frames go
             if report.pixel_data_unchanged and (scrubbed := pixels.scrub_encapsulated_metadata(ds)):
                 report.pixel_data_unchanged = False
-                report.codestream_metadata_removed = scrubbed
+                _report_scrub(report, scrubbed)
         if ctx.profile.settings.graphics == "clean":
             _clean_overlays(ds, report, ctx)
         if report.scanned:

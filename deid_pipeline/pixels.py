@@ -610,6 +610,50 @@ def _outside_fixed(u: np.ndarray, high: int, signed: bool, masks: tuple[int, int
     return fixed
 
 
+def native_pixel_length(ds: Dataset) -> int | None:
+    """How many bytes of native Pixel Data the image fills (rows x columns x samples x frames at Bits
+    Allocated; 1-bit data packed; YBR_FULL_422's two chroma samples per two pixels, as pydicom counts),
+    before the pad byte to an even length; None for compressed or no Pixel Data. ``invalid-image-attributes``
+    when Rows, Columns, Bits Allocated or Samples per Pixel is not one number."""
+    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
+    if (ts is not None and UID(ts).is_compressed) or 0x7FE00010 not in ds or "Rows" not in ds or "Columns" not in ds:
+        return None
+    try:
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (TypeError, ValueError):
+        raise FileError("invalid-image-attributes", "Rows, Columns, Bits Allocated or Samples per Pixel is not one number") from None
+    samples = rows * cols * frame_count(ds) * spp  # an unreadable Number of Frames counts as 1 here as everywhere
+    expected = (samples + 7) // 8 if bits == 1 else samples * bits // 8
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        expected = expected // 3 * 2  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
+    return expected
+
+
+def trim_native_excess(ds: Dataset) -> int:
+    """Native Pixel Data that holds anything past the image (bytes after its last frame, which no
+    reader shows: a leftover of a larger image, anything a writer put there; :func:`runs_past_image`)
+    cut to the image, a zero pad byte to an even length. Returns how many bytes followed the image."""
+    try:
+        expected = native_pixel_length(ds)
+    except FileError:
+        return 0
+    if expected is None or ds["PixelData"].is_undefined_length:
+        return 0
+    data = ds.PixelData or b""
+    if not runs_past_image(data, expected):
+        return 0
+    ds.PixelData = bytes(data[:expected]) + b"\0" * (expected % 2)
+    return len(data) - expected
+
+
+def runs_past_image(value: Any, expected: int) -> bool:
+    """Whether native Pixel Data ``value`` (bytes, a memoryview) holds anything but zeros past the
+    image's ``expected`` bytes (:func:`native_pixel_length`): zero padding carries nothing."""
+    return len(value) > expected and bool(bytes(value[expected:]).strip(b"\0"))
+
+
 def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | None:
     """(Bits Allocated, Bits Stored, High Bit, signed, big endian, samples) of native Pixel Data that
     has bits outside Bits Stored; None for compressed data, no Pixel Data, or no unused bits."""
@@ -863,39 +907,73 @@ def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:
     return None
 
 
-def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None) -> bool:
-    """Whether encapsulated ``pixel_data`` (``frames`` frames; bytes, or a file positioned at its value)
-    holds codestream metadata that :func:`scrub_encapsulated_metadata` would take out."""
+def _splits_into_frames(ts: Any) -> bool:
+    """Encapsulated image frames (JPEG family, JPEG 2000, RLE, deflated or encapsulated uncompressed
+    frames), not a video stream."""
+    from .tags import VIDEO_TRANSFER_SYNTAX
+
+    try:
+        return UID(str(ts)).is_compressed and not VIDEO_TRANSFER_SYNTAX.match(str(ts))
+    except Exception:  # noqa: BLE001 - not a UID
+        return False
+
+
+def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None
+                           ) -> tuple[bool, bool]:
+    """(codestream metadata, frames past the last one) in encapsulated ``pixel_data`` (``frames``
+    frames; bytes, or a file positioned at its value): what :func:`scrub_encapsulated_metadata` would
+    take out, found in one pass."""
     from pydicom.encaps import generate_frames
 
-    if not _codestream_kind(ts):
-        return False
+    metadata = False
+    if not _splits_into_frames(ts):
+        return False, False
     try:
-        return any(scrub_codestream(f, ts) is not None
-                   for f in generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended))
+        for i, frame in enumerate(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended)):
+            if i >= frames:
+                return metadata, True
+            metadata = metadata or scrub_codestream(frame, ts) is not None
     except Exception:  # noqa: BLE001 - fragments that do not split into frames: left to the decoder
-        return False
+        pass
+    return metadata, False
+
+
+def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None) -> bool:
+    """Whether encapsulated ``pixel_data`` holds codestream metadata (:func:`encapsulated_leftovers`)."""
+    return encapsulated_leftovers(pixel_data, ts, frames, extended)[0]
+
+
+@dataclass
+class ScrubbedFrames:
+    """Encapsulated frames as both paths write them (:func:`_scrubbed_frames`)."""
+
+    frames: list[bytes]
+    scrubbed: int  # frames whose codestream metadata went
+    dropped: int  # frames past Number of Frames, which no reader shows
 
 
 def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[Any, Any] | None = None
-                     ) -> tuple[list[bytes], int] | None:
-    """The frames of encapsulated ``pixel_data``, each without its codestream metadata
-    (:func:`scrub_codestream`), and how many changed; None when none holds any, or the fragments do not
+                     ) -> ScrubbedFrames | None:
+    """The frames of encapsulated ``pixel_data``: those past the ``frames`` the header declares
+    dropped (a reader shows ``frames``; the rest is hidden), each kept one without its codestream
+    metadata (:func:`scrub_codestream`); None when there is nothing to take, or the fragments do not
     split into frames."""
     from pydicom.encaps import generate_frames
 
-    if not _codestream_kind(ts):
+    if not _splits_into_frames(ts):
         return None
     try:
         split = list(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended))
     except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoder judges them
         return None
-    changed = 0
+    dropped = max(0, len(split) - max(frames, 1))
+    del split[len(split) - dropped :]
+    scrubbed = 0
     for i, frame in enumerate(split):
-        scrubbed = scrub_codestream(frame, ts)
-        if scrubbed is not None:
-            split[i], changed = scrubbed, changed + 1
-    return (split, changed) if changed else None
+        clean = scrub_codestream(frame, ts)
+        if clean is not None:
+            split[i], scrubbed = clean, scrubbed + 1
+    return ScrubbedFrames(split, scrubbed, dropped) if scrubbed or dropped else None
 
 
 def _encapsulated(frames: list[bytes]) -> bytes:
@@ -905,34 +983,33 @@ def _encapsulated(frames: list[bytes]) -> bytes:
     return encapsulate(frames, has_bot=len(frames) > 1)
 
 
-def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, int] | None:
-    """Encapsulated ``pixel_data`` with each frame without its codestream metadata (:func:`_encapsulated`)
-    and how many frames changed; None when none holds any (:func:`_scrubbed_frames`)."""
+def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, ScrubbedFrames] | None:
+    """Encapsulated ``pixel_data`` as written (:func:`_encapsulated`) and what changed; None when there
+    is nothing to take (:func:`_scrubbed_frames`)."""
     result = _scrubbed_frames(pixel_data, ts, frames)
-    return None if result is None else (_encapsulated(result[0]), result[1])
+    return None if result is None else (_encapsulated(result.frames), result)
 
 
-def scrub_encapsulated_metadata(ds: Dataset) -> int:
-    """Encapsulated JPEG / JPEG-LS / JPEG 2000 Pixel Data written without re-encoding: each frame
-    without its codestream metadata (:func:`_scrubbed_frames`), the image bytes unchanged, the frames
-    re-encapsulated (:func:`_encapsulated`; with an Extended Offset Table, that table rebuilt).
-    Returns how many frames changed."""
+def scrub_encapsulated_metadata(ds: Dataset) -> ScrubbedFrames | None:
+    """Encapsulated Pixel Data written without re-encoding: frames past Number of Frames dropped,
+    each JPEG / JPEG-LS / JPEG 2000 frame without its codestream metadata (:func:`_scrubbed_frames`),
+    the image bytes unchanged, the frames re-encapsulated (:func:`_encapsulated`; with an Extended
+    Offset Table, that table rebuilt). Returns what changed; None when nothing did."""
     from pydicom.encaps import encapsulate_extended
 
     ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
-    if not _codestream_kind(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
-        return 0
+    if not _splits_into_frames(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+        return None
     extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None
     result = _scrubbed_frames(ds.PixelData, ts, frame_count(ds), extended)
     if result is None:
-        return 0
-    frames, changed = result
+        return None
     if extended is None:
-        ds.PixelData = _encapsulated(frames)
+        ds.PixelData = _encapsulated(result.frames)
     else:
-        ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(frames)
+        ds.PixelData, ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = encapsulate_extended(result.frames)
     ds["PixelData"].is_undefined_length = True
-    return changed
+    return result
 
 
 def embedded_overlay_groups(ds: Dataset) -> list[int]:

@@ -140,9 +140,14 @@ class PixelReport:
     # native Pixel Data held something in the bits outside Bits Stored (an overlay embedded there):
     # set to what a reader takes them for, the image values unchanged
     outside_bits_cleared: bool = False
+    # native Pixel Data ran past the image (bytes after its last frame, no reader shows them): how
+    # many bytes were cut
+    trailing_pixel_bytes_removed: int = 0
     # compressed frames written as they came, without their codestreams' metadata (JPEG COM/APPn:
     # EXIF, comments, thumbnails; JPEG 2000 COM; bytes after the end marker): how many frames changed
     codestream_metadata_removed: int = 0
+    # encapsulated frames past Number of Frames (no reader shows them): how many were dropped
+    frames_past_count_removed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scanned": self.scanned}
@@ -152,8 +157,12 @@ class PixelReport:
             out["overlays_removed"] = self.overlays_removed
         if self.outside_bits_cleared:
             out["outside_bits_cleared"] = True
+        if self.trailing_pixel_bytes_removed:
+            out["trailing_bytes_removed"] = self.trailing_pixel_bytes_removed
         if self.codestream_metadata_removed:
             out["codestream_metadata_removed"] = self.codestream_metadata_removed
+        if self.frames_past_count_removed:
+            out["frames_past_count_removed"] = self.frames_past_count_removed
         if not self.scanned:
             out["reason"] = self.reason
             return out

@@ -6,7 +6,9 @@ For every written output, against its input (found through the private journal):
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
    sound recording (a voice) in the output is ``audio-kept``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
-   frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``;
+   frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``; data past the image
+   (native bytes other than zeros after its last frame, encapsulated frames past Number of Frames,
+   which no reader shows) is ``pixel-data-past-image``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
@@ -358,30 +360,45 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     return findings
 
 
+_PAST_IMAGE = "Pixel Data holds data past the image (bytes after its last frame or frames past Number of Frames, which no reader shows)"
+
+
 def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list[Finding]:
     """``pixel-bits-outside-stored``: native Pixel Data holding anything in the bits outside Bits
-    Stored, where an overlay (a name) can hide from every reader but a bit mask."""
-    from .pixels import bits_outside_stored, native_bit_layout
+    Stored, where an overlay (a name) can hide from every reader but a bit mask; ``pixel-data-past-image``:
+    native Pixel Data longer than its image."""
+    from .errors import FileError
+    from .pixels import bits_outside_stored, native_bit_layout, native_pixel_length, runs_past_image
 
-    layout = native_bit_layout(out)
-    if layout is None:
+    elem = out._dict.get(0x7FE00010)
+    if elem is None:
         return []
-    alloc, stored, high, signed, big, count = layout
-    elem = out._dict[0x7FE00010]
     deferred = isinstance(elem, RawDataElement) and elem.value is None  # left in the file: read there
-    start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData))
-    with memoryview(out_bytes if deferred else out.PixelData) as whole:
-        with whole[start : start + min(length, count * (alloc // 8))] as data:  # released before the map closes
-            found = bits_outside_stored(data, alloc, stored, high, signed, big)
-    if found:
-        return [Finding(line, "pixel-bits-outside-stored", "Pixel Data holds bits outside Bits Stored (an overlay may hide there)")]
-    return []
+    start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData or b""))
+    findings = []
+    try:
+        expected = native_pixel_length(out)
+    except FileError:
+        expected = None
+    layout = native_bit_layout(out)
+    with memoryview(out_bytes if deferred else out.PixelData or b"") as whole:
+        with whole[start : start + length] as data:  # released before the map closes
+            if expected is not None and length != 0xFFFFFFFF and runs_past_image(data, expected):
+                findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
+            if layout is not None:
+                alloc, stored, high, signed, big, count = layout
+                with data[: count * (alloc // 8)] as samples:
+                    if bits_outside_stored(samples, alloc, stored, high, signed, big):
+                        findings.append(Finding(line, "pixel-bits-outside-stored",
+                                                "Pixel Data holds bits outside Bits Stored (an overlay may hide there)"))
+    return findings
 
 
 def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Finding]:
     """``codestream-metadata-kept``: compressed frames that carry JPEG comments or APPn segments (EXIF,
-    XMP, thumbnails), JPEG 2000 comments, or bytes after their end marker."""
-    from .pixels import codestream_metadata_in
+    XMP, thumbnails), JPEG 2000 comments or metadata boxes, or bytes after their end marker;
+    ``pixel-data-past-image``: frames past Number of Frames."""
+    from .pixels import encapsulated_leftovers
 
     ts = out.file_meta.get("TransferSyntaxUID") if hasattr(out, "file_meta") else None
     elem = out._dict.get(0x7FE00010)
@@ -392,12 +409,15 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
     if isinstance(elem, RawDataElement) and elem.value is None:  # left in the file: read there, frame by frame
         with open(output_path, "rb") as fh:
             fh.seek(elem.value_tell)
-            found = codestream_metadata_in(fh, ts, frames, extended)
+            metadata, extra = encapsulated_leftovers(fh, ts, frames, extended)
     else:
-        found = codestream_metadata_in(out.PixelData, ts, frames, extended)
-    if found:
-        return [Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image")]
-    return []
+        metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended)
+    findings = []
+    if metadata:
+        findings.append(Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image"))
+    if extra:
+        findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
+    return findings
 
 
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
