@@ -1108,6 +1108,8 @@ def scan_loaded(items: list[Loaded], ctx: RunContext, heartbeat: Heartbeat | Non
 
     detector = get_detector(ctx.detector, ctx.device)
     load_transforms()  # with the detector's loading: outside the stage clocks, like it
+    if heartbeat is not None:  # a worker's first scan loads the models (seconds): a step of its own
+        heartbeat()
     mode = ctx.profile.settings.pixel_mode
     fallbacks_before = scan.cpu_fallback_views
     big = {i: it for i, it in enumerate(items) if it.chunked}
