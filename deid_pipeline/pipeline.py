@@ -143,7 +143,7 @@ def _check_truncation(ds: Dataset) -> None:
             raise FileError("transfer-syntax-mismatch", "the meta names a compressed syntax but the pixel data is not encapsulated")
         if not elem.is_undefined_length and not (ts is not None and ts.is_compressed):
             expected = pixels.native_pixel_length(ds)
-            if expected is not None and len(elem.value or b"") < expected:
+            if expected is not None and 0 < len(elem.value or b"") < expected:  # empty: no image to cut short
                 raise FileError("truncated", "the pixel data is shorter than the image size: transfer incomplete")
 
 

@@ -624,7 +624,11 @@ def native_pixel_length(ds: Dataset) -> int | None:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except (TypeError, ValueError):
         raise FileError("invalid-image-attributes", "Rows, Columns, Bits Allocated or Samples per Pixel is not one number") from None
-    samples = rows * cols * frame_count(ds) * spp  # an unreadable Number of Frames counts as 1 here as everywhere
+    try:  # read here, not by frame_count, which would load a value left in its file
+        frames = max(int(ds.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        frames = 1  # an unreadable Number of Frames counts as 1 here as everywhere
+    samples = rows * cols * frames * spp
     expected = (samples + 7) // 8 if bits == 1 else samples * bits // 8
     if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
         expected = expected // 3 * 2  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
