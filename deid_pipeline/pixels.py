@@ -44,6 +44,7 @@ What ``encode_frames`` writes (never a new lossy step)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -60,6 +61,7 @@ from typing import Any
 
 import numpy as np
 from pydicom import uid as _uid
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder, get_encoder, pack_bits
 from pydicom.uid import UID
@@ -610,27 +612,52 @@ def _outside_fixed(u: np.ndarray, high: int, signed: bool, masks: tuple[int, int
     return fixed
 
 
+_BITS_ALLOCATED, _BITS_STORED, _HIGH_BIT, _PIXEL_REPRESENTATION = 0x00280100, 0x00280101, 0x00280102, 0x00280103
+_ROWS, _COLUMNS, _SAMPLES_PER_PIXEL, _NUMBER_OF_FRAMES, _PHOTOMETRIC = 0x00280010, 0x00280011, 0x00280002, 0x00280008, 0x00280004
+_ABSENT = object()
+
+
+def _top(ds: Dataset, tag: int, default: Any = None) -> Any:
+    """A top-level element's value, as ``ds.get`` gives it (``default`` when absent), without its
+    keyword lookup: these checks run on every file the fast path takes (a few microseconds, not tens)."""
+    elem = ds._dict.get(tag, _ABSENT)
+    if elem is _ABSENT:
+        return default
+    return elem.value if isinstance(elem, DataElement) else ds[tag].value
+
+
+@functools.lru_cache(maxsize=64)
+def _native_syntax(ts: str | None) -> tuple[bool, bool]:
+    """(native, big endian) for a transfer syntax UID; no file meta counts as native little endian."""
+    return (ts is None or not UID(ts).is_compressed), ts == _uid.ExplicitVRBigEndian
+
+
+def _meta_syntax(ds: Dataset) -> str | None:
+    meta = getattr(ds, "file_meta", None)
+    value = None if meta is None else _top(meta, 0x00020010)
+    return None if value is None else str(value)
+
+
 def native_pixel_length(ds: Dataset) -> int | None:
     """How many bytes of native Pixel Data the image fills (rows x columns x samples x frames at Bits
     Allocated; 1-bit data packed; YBR_FULL_422's two chroma samples per two pixels, as pydicom counts),
     before the pad byte to an even length; None for compressed or no Pixel Data. ``invalid-image-attributes``
     when Rows, Columns, Bits Allocated or Samples per Pixel is not one number."""
-    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
-    if (ts is not None and UID(ts).is_compressed) or 0x7FE00010 not in ds or "Rows" not in ds or "Columns" not in ds:
+    if not _native_syntax(_meta_syntax(ds))[0] or 0x7FE00010 not in ds._dict or _ROWS not in ds._dict or _COLUMNS not in ds._dict:
         return None
     try:
-        bits = int(ds.get("BitsAllocated", 8) or 8)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(_top(ds, _BITS_ALLOCATED, 8) or 8)
+        spp = int(_top(ds, _SAMPLES_PER_PIXEL, 1) or 1)
+        rows, cols = int(_top(ds, _ROWS)), int(_top(ds, _COLUMNS))
     except (TypeError, ValueError):
         raise FileError("invalid-image-attributes", "Rows, Columns, Bits Allocated or Samples per Pixel is not one number") from None
     try:  # read here, not by frame_count, which would load a value left in its file
-        frames = max(int(ds.get("NumberOfFrames") or 1), 1)
+        frames = max(int(_top(ds, _NUMBER_OF_FRAMES) or 1), 1)
     except (TypeError, ValueError):
         frames = 1  # an unreadable Number of Frames counts as 1 here as everywhere
     samples = rows * cols * frames * spp
     expected = (samples + 7) // 8 if bits == 1 else samples * bits // 8
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+    if str(_top(ds, _PHOTOMETRIC, "")).strip() == "YBR_FULL_422":
         expected = expected // 3 * 2  # two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
     return expected
 
@@ -661,19 +688,19 @@ def runs_past_image(value: Any, expected: int) -> bool:
 def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | None:
     """(Bits Allocated, Bits Stored, High Bit, signed, big endian, samples) of native Pixel Data that
     has bits outside Bits Stored; None for compressed data, no Pixel Data, or no unused bits."""
-    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
-    if ts is None or UID(ts).is_compressed or 0x7FE00010 not in ds:
+    ts = _meta_syntax(ds)
+    if ts is None or not _native_syntax(ts)[0] or 0x7FE00010 not in ds._dict:
         return None
     try:
-        alloc, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        high = int(ds.get("HighBit", stored - 1))
-        count = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * max(1, int(ds.get("NumberOfFrames") or 1))
-        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    except (AttributeError, TypeError, ValueError):
+        alloc, stored = int(_top(ds, _BITS_ALLOCATED)), int(_top(ds, _BITS_STORED))
+        high = int(_top(ds, _HIGH_BIT, stored - 1))
+        count = int(_top(ds, _ROWS)) * int(_top(ds, _COLUMNS)) * int(_top(ds, _SAMPLES_PER_PIXEL, 1) or 1) * max(1, int(_top(ds, _NUMBER_OF_FRAMES) or 1))
+        signed = int(_top(ds, _PIXEL_REPRESENTATION, 0) or 0) == 1
+    except (TypeError, ValueError):
         return None
     if _outside_layout(alloc, stored, high) is None:
         return None
-    return alloc, stored, high, signed, ts == _uid.ExplicitVRBigEndian, count
+    return alloc, stored, high, signed, _native_syntax(ts)[1], count
 
 
 def bits_outside_stored(data: Any, alloc: int, stored: int, high: int, signed: bool, big_endian: bool = False) -> bool:
