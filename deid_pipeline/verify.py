@@ -373,17 +373,19 @@ def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list
     elem = out._dict.get(0x7FE00010)
     if elem is None:
         return []
-    deferred = isinstance(elem, RawDataElement) and elem.value is None  # left in the file: read there
-    start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData or b""))
-    findings = []
     try:
         expected = native_pixel_length(out)
     except FileError:
         expected = None
     layout = native_bit_layout(out)
+    if expected is None and layout is None:  # compressed, or nothing to look at
+        return []
+    deferred = isinstance(elem, RawDataElement) and elem.value is None  # left in the file: read there
+    start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData or b""))
+    findings = []
     with memoryview(out_bytes if deferred else out.PixelData or b"") as whole:
         with whole[start : start + length] as data:  # released before the map closes
-            if expected is not None and length != 0xFFFFFFFF and runs_past_image(data, expected):
+            if expected is not None and runs_past_image(data, expected):
                 findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
             if layout is not None:
                 alloc, stored, high, signed, big, count = layout
