@@ -810,13 +810,14 @@ def _check_encapsulated(ds: Dataset, profile: Profile) -> None:
             )
 
 
-def holds_audio(ds: Dataset) -> bool:
+def holds_audio(ds: Dataset, pixel_data: Any = None) -> bool:
     """Whether ``ds`` holds a sound recording: an audio object (:data:`AUDIO_SOP_CLASSES`), a waveform
-    of mu-law or A-law samples, or a video whose stream carries sound (:func:`video_holds_sound`)."""
+    of mu-law or A-law samples, or a video whose stream carries sound (:func:`video_holds_sound`).
+    ``pixel_data``: a file positioned at the Pixel Data value, read there instead of ``ds.PixelData``
+    (a value left in its file stays there)."""
     if str(ds.get("SOPClassUID", "") or "") in AUDIO_SOP_CLASSES:
         return True
-    ts = str(getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID") or "")
-    if VIDEO_TRANSFER_SYNTAX.match(ts) and "PixelData" in ds and video_holds_sound(ds.PixelData):
+    if is_video(ds) and "PixelData" in ds and video_holds_sound(ds.PixelData if pixel_data is None else pixel_data):
         return True
     waveforms = ds.get(WAVEFORM_SEQUENCE)
     if waveforms is None or waveforms.VR != "SQ" or not waveforms.value:
@@ -825,7 +826,13 @@ def holds_audio(ds: Dataset) -> bool:
                for item in waveforms.value)
 
 
-def video_holds_sound(pixel_data: bytes) -> bool:
+def is_video(ds: Dataset) -> bool:
+    """Whether ``ds``'s transfer syntax is a video one (:data:`VIDEO_TRANSFER_SYNTAX`)."""
+    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
+    return bool(VIDEO_TRANSFER_SYNTAX.match(str(ts or "")))
+
+
+def video_holds_sound(pixel_data: Any) -> bool:
     """Whether encapsulated video ``pixel_data`` holds a sound stream: an MP4 track with a sound
     handler, or an audio PES packet in a program or transport stream. Searched fragment by fragment, a
     fragment's last bytes carried into the next (a start code split by an item header is found); what
@@ -840,17 +847,21 @@ def video_holds_sound(pixel_data: bytes) -> bool:
     return False
 
 
-def _video_fragments(pixel_data: bytes) -> Iterator[bytes]:
-    """The fragments of encapsulated ``pixel_data`` past its Basic Offset Table, one at a time; all of
-    it, once, from where the items stop parsing."""
+def _video_fragments(pixel_data: Any) -> Iterator[bytes]:
+    """The fragments of encapsulated ``pixel_data`` (bytes, or a file positioned at the value) past its
+    Basic Offset Table, one at a time; where the items stop parsing, the bytes as they are (all of
+    them, or a file's rest in blocks)."""
     from pydicom.encaps import generate_fragments
 
     items = generate_fragments(pixel_data)
     try:
         next(items, None)  # the Basic Offset Table
         yield from items
-    except Exception:  # noqa: BLE001 - not (or no longer) items: the bytes as they are
-        yield bytes(pixel_data)
+    except Exception:  # noqa: BLE001 - not (or no longer) items
+        if isinstance(pixel_data, (bytes, bytearray, memoryview)):
+            yield bytes(pixel_data)
+        else:
+            yield from iter(lambda: pixel_data.read(1 << 24), b"")
 
 
 def _mark(ds: Dataset, profile: Profile, temporal: str) -> None:

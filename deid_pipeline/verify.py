@@ -422,18 +422,32 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
     return findings
 
 
+def _holds_sound(out: Dataset, output_path: str) -> bool:
+    """:func:`tags.holds_audio` for an output; a video's Pixel Data left in its file is searched there,
+    a fragment at a time."""
+    from .tags import holds_audio, is_video
+
+    elem = out._dict.get(0x7FE00010)
+    if isinstance(elem, RawDataElement) and elem.value is None and is_video(out):
+        with open(output_path, "rb") as fh:
+            fh.seek(elem.value_tell)
+            return holds_audio(out, fh)
+    return holds_audio(out)
+
+
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
                   output_path: str, rel_output: str | None, scanned_overlays: frozenset[str] = frozenset()) -> list[Finding]:
     """Checks 1 and 2 of the module docstring for one output (``out``: ``out_bytes`` parsed) against
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
-    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, holds_audio, rule_for, walk
+    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
     year_mode = profile.settings.dates == "year"
     shift_mode = profile.settings.dates == "shift"
     header, out_bytes = _searchable(out_bytes, out, output_path)
+    sound = _holds_sound(out, output_path)  # before a video left in its file is taken out below
     for ds in (src, out):
         for tag in _deferred_pixels(ds):
             del ds._dict[tag]
@@ -480,7 +494,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
 
     walk(out, visit, lazy=True)
     findings += _original_uids(src, out, header, line, profile)
-    if holds_audio(out):  # written under audio: keep, or by a tool that did not look
+    if sound:  # written under audio: keep, or by a tool that did not look
         findings.append(Finding(line, "audio-kept", "sound (a voice: an audio object, an audio waveform or a video's sound track) no stage de-identifies"))
     terms = {t for t in phi_terms if t.upper() != DUMMY_TEXT}  # a name "Anonymous": deid's own dummy
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately

@@ -153,3 +153,22 @@ def test_verify_names_a_video_kept_with_its_sound(tmp_path: Path) -> None:
                 "--profile", str(user))
     kinds = [f["kind"] for f in json.loads((out / "verify.json").read_text())["findings"]]
     assert kinds.count("audio-kept") == 3 and proc.returncode == 1, kinds
+
+
+def test_verify_searches_a_big_video_where_it_lies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify parses a big output (over 1 MiB) with its Pixel Data left in the file, and took that
+    Pixel Data out before the sound check: a video over 1 MiB written with its sound (``audio: keep``)
+    gave no ``audio-kept``. The check now runs first and reads the video in the file, a fragment at a
+    time, not into memory whole."""
+    from deid_pipeline import tags, verify
+    from deid_pipeline.profile import load_profile
+
+    path = tmp_path / "v.dcm"
+    _video_file(path, "ts-h264-mp2", fragments=3)
+    given: list[str] = []
+    real = tags.video_holds_sound
+    monkeypatch.setattr(tags, "video_holds_sound", lambda data: given.append(type(data).__name__) or real(data))
+    monkeypatch.setattr(verify, "_BIG_OUTPUT", 0)
+    monkeypatch.setattr(verify, "_DEFER_SIZE", 1024)
+    found = verify.check_pair(str(path), str(path), 1, {}, load_profile("basic"), False, "cpu")
+    assert "audio-kept" in {f.kind for f in found} and given == ["BufferedReader"]
