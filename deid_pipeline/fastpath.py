@@ -469,10 +469,8 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     pixel_data = [r for r in recs if r.tag == _PIXEL_DATA]
     if pixel_data and pixel_data[0].undefined != ts.is_compressed:
         raise Ineligible("pixel data encoding does not match the transfer syntax")
-    if pixel_data and not ts.is_compressed and _past_image(stub, data, pixel_data[0]):
-        raise Ineligible("pixel data past the image (the pydicom path cuts it)")
-    if pixel_data and not ts.is_compressed and _bits_outside_stored(stub, data, pixel_data[0]):
-        raise Ineligible("pixel bits outside Bits Stored (the pydicom path clears them)")
+    if pixel_data and not ts.is_compressed:
+        _check_native_pixels(stub, data, pixel_data[0])
     sop_class = str(stub.get("SOPClassUID", "") or "")
     if sop_class in tags.ENCAPSULATED_SOP_CLASSES or _ENCAPSULATED_DOCUMENT in stub._dict or _ENCAPSULATED_DOCUMENT in {r.tag for r in recs}:
         raise Ineligible("document or DICOMDIR")
@@ -487,30 +485,17 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
     return scanned
 
 
-def _past_image(stub: Dataset, data: bytes, rec: _Rec) -> bool:
-    """Whether native Pixel Data runs past the image (:func:`pixels.runs_past_image`), as the pydicom
-    path's :func:`pixels.trim_native_excess` judges it."""
-    from .errors import FileError
-    from .pixels import native_pixel_length, runs_past_image
+def _check_native_pixels(stub: Dataset, data: bytes, rec: _Rec) -> None:
+    """``Ineligible`` for native Pixel Data holding data past the image or bits outside Bits Stored
+    (:func:`pixels.native_leftovers`), which the pydicom path cuts and clears."""
+    from .pixels import native_leftovers
 
-    try:
-        expected = native_pixel_length(stub)
-    except FileError:  # not one number: the load stage's truncation check says so
-        return False
-    return expected is not None and runs_past_image(memoryview(data)[rec.start : rec.stop], expected)
-
-
-def _bits_outside_stored(stub: Dataset, data: bytes, rec: _Rec) -> bool:
-    """Whether native Pixel Data holds anything outside Bits Stored (an embedded overlay), in the
-    samples the pydicom path's :func:`pixels.clear_bits_outside_stored` looks at."""
-    from .pixels import bits_outside_stored, native_bit_layout
-
-    layout = native_bit_layout(stub)
-    if layout is None:  # no unused bits, or no readable layout: the pydicom path would not clear either
-        return False
-    alloc, stored, high, signed, big, count = layout
-    view = memoryview(data)[rec.start : min(rec.stop, rec.start + count * (alloc // 8))]
-    return bits_outside_stored(view, alloc, stored, high, signed, big)
+    with memoryview(data)[rec.start : rec.stop] as value:
+        past, outside = native_leftovers(stub, value)
+    if past:
+        raise Ineligible("pixel data past the image (the pydicom path cuts it)")
+    if outside:
+        raise Ineligible("pixel bits outside Bits Stored (the pydicom path clears them)")
 
 
 def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[_Rec]) -> tuple[bytes, ScrubbedFrames] | None:

@@ -715,6 +715,23 @@ def bits_outside_stored(data: Any, alloc: int, stored: int, high: int, signed: b
     return any(_holds_outside(u[i : i + _OUTSIDE_CHUNK], high, signed, masks) for i in range(0, len(u), _OUTSIDE_CHUNK))
 
 
+def native_leftovers(ds: Dataset, value: Any) -> tuple[bool, bool]:
+    """(data past the image, bits outside Bits Stored) in ``ds``'s native Pixel Data ``value`` (bytes
+    or a memoryview, perhaps of a mapped file): what :func:`trim_native_excess` and
+    :func:`clear_bits_outside_stored` would take out. (False, False) for compressed Pixel Data."""
+    try:
+        expected = native_pixel_length(ds)
+    except FileError:  # not one number: the load stage's truncation check says so
+        expected = None
+    past = expected is not None and runs_past_image(value, expected)
+    layout = native_bit_layout(ds)
+    if layout is None:
+        return past, False
+    alloc, stored, high, signed, big, count = layout
+    with memoryview(value)[: count * (alloc // 8)] as samples:  # released before a map under it closes
+        return past, bits_outside_stored(samples, alloc, stored, high, signed, big)
+
+
 def clear_bits_outside_stored(ds: Dataset) -> bool:
     """Native Pixel Data whose bits outside Bits Stored hold anything: those bits set to what a reader
     takes them for (zero, the sign above High Bit for signed data), so that no overlay hidden there
@@ -928,8 +945,9 @@ def _scrub_jp2(frame: bytes) -> bytes | None:
 
 def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:
     """One encapsulated frame without the metadata its codestream carries beside the image (JPEG
-    COM/APPn: EXIF with dates, camera serials and places, XMP, comments, thumbnails; JPEG 2000 COM;
-    bytes after the end marker); None when it holds none, or for other transfer syntaxes."""
+    COM/APPn: EXIF with dates, camera serials and places, XMP, comments, thumbnails; JPEG 2000 COM in
+    the main and tile-part headers, a JP2 file's metadata boxes; bytes after the end marker); None when
+    it holds none, or for other transfer syntaxes."""
     kind = _codestream_kind(ts)
     if kind == "j2k":
         return _scrub_j2k(frame)
@@ -938,6 +956,7 @@ def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
 def _splits_into_frames(ts: Any) -> bool:
     """Encapsulated image frames (JPEG family, JPEG 2000, RLE, deflated or encapsulated uncompressed
     frames), not a video stream."""
@@ -1028,7 +1047,7 @@ def scrub_encapsulated_metadata(ds: Dataset) -> ScrubbedFrames | None:
     Offset Table, that table rebuilt). Returns what changed; None when nothing did."""
     from pydicom.encaps import encapsulate_extended
 
-    ts = getattr(getattr(ds, "file_meta", None), "get", lambda *_: None)("TransferSyntaxUID")
+    ts = _meta_syntax(ds)
     if not _splits_into_frames(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
         return None
     extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None

@@ -366,33 +366,22 @@ _PAST_IMAGE = "Pixel Data holds data past the image (bytes after its last frame 
 def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list[Finding]:
     """``pixel-bits-outside-stored``: native Pixel Data holding anything in the bits outside Bits
     Stored, where an overlay (a name) can hide from every reader but a bit mask; ``pixel-data-past-image``:
-    native Pixel Data longer than its image."""
-    from .errors import FileError
-    from .pixels import bits_outside_stored, native_bit_layout, native_pixel_length, runs_past_image
+    native Pixel Data longer than its image (:func:`pixels.native_leftovers`)."""
+    from .pixels import native_leftovers
 
     elem = out._dict.get(0x7FE00010)
     if elem is None:
         return []
-    try:
-        expected = native_pixel_length(out)
-    except FileError:
-        expected = None
-    layout = native_bit_layout(out)
-    if expected is None and layout is None:  # compressed, or nothing to look at
-        return []
     deferred = isinstance(elem, RawDataElement) and elem.value is None  # left in the file: read there
     start, length = (elem.value_tell, elem.length) if deferred else (0, len(out.PixelData or b""))
-    findings = []
     with memoryview(out_bytes if deferred else out.PixelData or b"") as whole:
         with whole[start : start + length] as data:  # released before the map closes
-            if expected is not None and runs_past_image(data, expected):
-                findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
-            if layout is not None:
-                alloc, stored, high, signed, big, count = layout
-                with data[: count * (alloc // 8)] as samples:
-                    if bits_outside_stored(samples, alloc, stored, high, signed, big):
-                        findings.append(Finding(line, "pixel-bits-outside-stored",
-                                                "Pixel Data holds bits outside Bits Stored (an overlay may hide there)"))
+            past, outside = native_leftovers(out, data)
+    findings = []
+    if past:
+        findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
+    if outside:
+        findings.append(Finding(line, "pixel-bits-outside-stored", "Pixel Data holds bits outside Bits Stored (an overlay may hide there)"))
     return findings
 
 
