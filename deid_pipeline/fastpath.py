@@ -476,7 +476,7 @@ def _scan_file(data: bytes, profile: Profile) -> Scanned:
         raise Ineligible("document or DICOMDIR")
     if any(r.tag == tags.WAVEFORM_SEQUENCE for r in recs):
         raise Ineligible("waveforms (the load stage reads them for audio)")
-    if tags.VIDEO_TRANSFER_SYNTAX.match(str(ts)):
+    if tags.is_video(stub):
         raise Ineligible("video (the load stage looks for sound in it)")
     if "SOPClassUID" not in stub:
         raise Ineligible("no SOP Class UID")
