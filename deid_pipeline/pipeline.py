@@ -943,6 +943,8 @@ def finish_file(loaded: Loaded, regions: list[list[Region]] | None, ctx: RunCont
             report.mode = ctx.profile.settings.pixel_mode
             report.regions_per_frame = [[r.as_list() for r in fr] for fr in regions]
             redact_s = 0.0
+            if any(regions):  # re-encoded from the frames decoded: those past Number of Frames are left out
+                report.frames_past_count_removed = pixels.frames_past_count(ds)
             if any(regions) and loaded.frames is None:  # scanned in chunks: redacted and encoded in chunks too
 
                 def redact_chunk(start: int, chunk: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ import functools
 import hashlib
 import importlib.util
 import io
+import itertools
 import logging
 import os
 import re
@@ -409,9 +410,10 @@ def _decode_with_plugins(ds: Dataset, decoder: Any, first: int, last: int, n: in
             if first == 0 and last == n and heartbeat is not None and n > 1 and decoder.UID.is_compressed:
                 return _decode_beating(ds, decoder, plugin, n, heartbeat)
             if first == 0 and last == n:
-                arr, meta = decoder.as_array(ds, raw=True, decoding_plugin=plugin)
+                arr, meta = decoder.as_array(ds, raw=True, decoding_plugin=plugin, allow_excess_frames=False)
                 return arr.reshape((n,) + arr.shape[-len(_frame_shape(ds)) :]), meta
-            parts = [decoder.as_array(ds, index=i, raw=True, decoding_plugin=plugin) for i in range(first, last)]
+            parts = [decoder.as_array(ds, index=i, raw=True, decoding_plugin=plugin, allow_excess_frames=False)
+                     for i in range(first, last)]
             return np.stack([p[0] for p in parts]), parts[0][1]
         except Exception as exc:
             errors.append(f"{plugin or 'default'}: {type(exc).__name__}")
@@ -425,7 +427,8 @@ def _decode_beating(ds: Dataset, decoder: Any, plugin: str, n: int, heartbeat: H
     frames at 1.4 ms each)."""
     arr: np.ndarray | None = None
     meta: dict = {}
-    for i, (frame, meta) in enumerate(decoder.iter_array(ds, raw=True, decoding_plugin=plugin)):
+    frames = decoder.iter_array(ds, raw=True, decoding_plugin=plugin)  # yields frames past n too: not read
+    for i, (frame, meta) in enumerate(itertools.islice(frames, n)):
         if arr is None:
             arr = np.empty((n,) + frame.shape, frame.dtype)
         arr[i] = frame
@@ -988,6 +991,30 @@ def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tupl
     return metadata, False
 
 
+def _split_encapsulation(ds: Dataset) -> tuple[Any, tuple[Any, Any] | None] | None:
+    """(transfer syntax, Extended Offset Table and its lengths or None) of a data set whose Pixel Data
+    is encapsulated image frames (:func:`_splits_into_frames`); None for any other."""
+    ts = _meta_syntax(ds)
+    if not _splits_into_frames(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+        return None
+    return ts, (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None
+
+
+def frames_past_count(ds: Dataset) -> int:
+    """How many encapsulated frames follow the last one Number of Frames counts: a decode reads only
+    those it counts, so frames re-encoded from it leave the rest out."""
+    from pydicom.encaps import generate_frames
+
+    if (split := _split_encapsulation(ds)) is None:
+        return 0
+    frames = frame_count(ds)
+    try:
+        found = sum(1 for _ in generate_frames(ds.PixelData, number_of_frames=frames, extended_offsets=split[1]))
+    except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoder judged them
+        return 0
+    return max(0, found - max(frames, 1))
+
+
 def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None) -> bool:
     """Whether encapsulated ``pixel_data`` holds codestream metadata (:func:`encapsulated_leftovers`)."""
     return encapsulated_leftovers(pixel_data, ts, frames, extended)[0]
@@ -1047,10 +1074,9 @@ def scrub_encapsulated_metadata(ds: Dataset) -> ScrubbedFrames | None:
     Offset Table, that table rebuilt). Returns what changed; None when nothing did."""
     from pydicom.encaps import encapsulate_extended
 
-    ts = _meta_syntax(ds)
-    if not _splits_into_frames(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
+    if (split := _split_encapsulation(ds)) is None:
         return None
-    extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None
+    ts, extended = split
     result = _scrubbed_frames(ds.PixelData, ts, frame_count(ds), extended)
     if result is None:
         return None
