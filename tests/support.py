@@ -17,6 +17,16 @@ def deid(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> s
     )
 
 
+def installed_test_files(pattern: str = "*") -> list[Path]:
+    """pydicom's and pydicom-data's installed test files matching ``pattern``, sorted
+    (``pydicom.data.get_testdata_files`` also tries to download more: 15 s of timeouts offline)."""
+    from pydicom.data.data_manager import DATA_ROOT, external_data_sources
+
+    folders = [Path(DATA_ROOT, "test_files")] + [Path(s.data_path) for s in external_data_sources().values()
+                                                 if hasattr(s, "data_path")]
+    return sorted(p for folder in folders for p in folder.glob(pattern) if p.is_file())
+
+
 def read_manifest(out: Path) -> list[dict]:
     """The records of ``OUTPUT/manifest.jsonl``."""
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line]

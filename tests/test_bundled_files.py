@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data.data_manager import DATA_ROOT, external_data_sources
-from support import deid, read_manifest, write_key
+from support import deid, installed_test_files, read_manifest, write_key
 
 from deid_pipeline.profile import load_profile
 from deid_pipeline.tags import collect_phi_terms, rule_for, walk
@@ -24,13 +23,11 @@ STATUSES = {"written", "skipped", "quarantined"}
 
 
 def _bundled(dest: Path) -> int:
-    """Copies of pydicom's and pydicom-data's installed test files (``get_testdata_files`` would try
-    to download more: minutes offline)."""
+    """Copies of pydicom's and pydicom-data's installed test files."""
     dest.mkdir(parents=True)
-    folders = [Path(DATA_ROOT, "test_files")] + [Path(s.data_path) for s in external_data_sources().values() if hasattr(s, "data_path")]
     n = 0
-    for i, path in enumerate(sorted(p for folder in folders for p in folder.glob("*"))):
-        if path.is_file() and path.stat().st_size < 3_000_000 and path.suffix in (".dcm", ""):
+    for i, path in enumerate(installed_test_files()):
+        if path.stat().st_size < 3_000_000 and path.suffix in (".dcm", ""):
             shutil.copy(path, dest / f"{i:03d}_{path.name}")
             n += 1
     return n
