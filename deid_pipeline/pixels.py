@@ -691,8 +691,9 @@ def runs_past_image(value: Any, expected: int) -> bool:
 def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | None:
     """(Bits Allocated, Bits Stored, High Bit, signed, big endian, samples) of native Pixel Data that
     has bits outside Bits Stored; None for compressed data, no Pixel Data, or no unused bits."""
-    ts = _meta_syntax(ds)
-    if ts is None or not _native_syntax(ts)[0] or 0x7FE00010 not in ds._dict:
+    native, big = _native_syntax(_meta_syntax(ds))  # no file meta: native little endian, as it is read and written
+    elem = ds._dict.get(0x7FE00010)
+    if not native or elem is None or getattr(elem, "is_undefined_length", getattr(elem, "length", 0) == 0xFFFFFFFF):
         return None
     try:
         alloc, stored = int(_top(ds, _BITS_ALLOCATED)), int(_top(ds, _BITS_STORED))
@@ -703,7 +704,7 @@ def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | No
         return None
     if _outside_layout(alloc, stored, high) is None:
         return None
-    return alloc, stored, high, signed, _native_syntax(ts)[1], count
+    return alloc, stored, high, signed, big, count
 
 
 def bits_outside_stored(data: Any, alloc: int, stored: int, high: int, signed: bool, big_endian: bool = False) -> bool:

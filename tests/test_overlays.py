@@ -116,9 +116,10 @@ def test_profiles_that_remove_graphics_still_remove_overlays(tmp_path: Path, pro
 # --------------------------------------------------------------------------- overlays in Pixel Data's unused bits
 
 
-def _with_embedded_overlay(path: Path, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _with_embedded_overlay(path: Path, signed: bool = False, meta: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """CT_small as 12-bit data whose bit 12 holds a name drawn as an overlay (the retired style: an
-    overlay group without Overlay Data, Overlay Bit Position 12); returns the image and the bits."""
+    overlay group without Overlay Data, Overlay Bit Position 12), with file meta or (``meta`` False)
+    without; returns the image and the bits."""
     import cv2
 
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -137,7 +138,12 @@ def _with_embedded_overlay(path: Path, signed: bool = False) -> tuple[np.ndarray
     for elem, vr, value in ((0x0010, "US", ds.Rows), (0x0011, "US", ds.Columns), (0x0040, "CS", "G"),
                             (0x0050, "SS", [1, 1]), (0x0100, "US", 16), (0x0102, "US", 12)):
         ds.add_new((0x6000, elem), vr, value)
-    ds.save_as(path, enforce_file_format=True)
+    if meta:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # an ACR-NEMA style file: no preamble, no file meta, implicit VR little endian
+        del ds.file_meta
+        ds.preamble = None
+        ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
     return image, bits
 
 
@@ -161,6 +167,29 @@ def test_an_overlay_in_the_unused_bits_is_not_written(tmp_path: Path, profile: s
     assert not (raw >> 12).any() and (written.pixel_array == image).all()
     assert not [t for t in written.keys() if t >> 16 == 0x6000]
     assert result.pixel["outside_bits_cleared"] is True and not result.pixel["scanned"]
+
+
+@pytest.mark.parametrize("profile,pixels", [("safe-harbor", "none"), ("basic", "triage"), ("basic", "all")])
+def test_an_overlay_in_the_unused_bits_of_a_file_without_file_meta_is_not_written(tmp_path: Path, profile: str,
+                                                                                  pixels: str) -> None:
+    """The same bits in a file without file meta (ACR-NEMA style): the bit check took no transfer
+    syntax for no native layout, so the name was written (its output, given file meta, failed verify's
+    ``pixel-bits-outside-stored``). Such a file is read and written as native little endian, and its
+    unused bits are judged so."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    image, bits = _with_embedded_overlay(root / "acr-nema", meta=False)
+    assert (root / "acr-nema").read_bytes()[:2] == b"\x08\x00" and bits.any()  # its first element at byte 0
+    ctx = RunContext(profile=load_profile(profile), key=b"o" * 32, output_dir=out, pixels=pixels, device="cpu")
+    result = process_batch(root, [Candidate("acr-nema")], ctx)[0]
+    assert result.status == "written", result.reason
+    written = pydicom.dcmread(out / result.output_path)
+    raw = np.frombuffer(written.PixelData, "<u2").reshape(image.shape)
+    assert not (raw >> 12).any()
+    if result.pixel.get("regions_redacted"):  # scanned, text found: re-encoded from the stored values
+        return
+    assert (written.pixel_array == image).all() and result.pixel.get("outside_bits_cleared") is True
 
 
 def test_an_embedded_overlay_group_goes_under_clean_graphics_when_its_bits_are_empty(tmp_path: Path) -> None:
