@@ -134,3 +134,25 @@ def test_a_header_run_that_cleans_text_imports_presidio_only_for_what_needs_it(t
     assert "555" not in str(written.StudyDescription)
     assert report["presidio"] is ("555" in description)
     assert report["torch"] is False
+
+
+def test_presidio_answers_a_repeated_value_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value files repeat (a contrast agent "ISOVUE300/100", a protocol comment) is analysed once per
+    process and cleaned the same each time; a long one (a report) is analysed every time, not kept."""
+    calls: list[int] = []
+    analyzed = clean._analyzed_spans
+
+    def counting(text: str) -> tuple[tuple[int, int], ...]:
+        calls.append(len(text))
+        return analyzed(text)
+
+    monkeypatch.setattr(clean, "_analyzed_spans", counting)
+    clean._remembered_spans.cache_clear()
+    value = "ISOVUE300/100 given, call 555-201-4567"
+    first = [clean.clean_text(value, frozenset()) for _ in range(3)]
+    assert first == ["ISOVUE300/100 given, call"] * 3 and calls == [len(value)]
+    report = "Seen 3/4/2020. " + "No change. " * 100
+    assert len(report) > clean._REMEMBERED_LENGTH
+    assert clean.clean_text(report, frozenset()) == clean.clean_text(report, frozenset()) != report
+    assert calls == [len(value), len(report), len(report)]
+    clean._remembered_spans.cache_clear()
