@@ -101,7 +101,7 @@ def make_corpus(root: Path, n: int, sources: list[str], *, extra_phi: bool = Fal
         ds.save_as(folder / f"IM{i:06d}", enforce_file_format=False)
 
 
-def run_deid(inp: Path, out: Path, workers: int, key: Path, code: Path = REPO) -> dict:
+def run_deid(inp: Path, out: Path, workers: int, key: Path, code: Path = REPO, profile: str = "safe-harbor") -> dict:
     """One ``deid run`` from scratch of the checkout ``code`` (first on the path, and the working folder:
     ``python -m`` puts that first), its driver and workers sampled for resident memory."""
     from rss_monitor import MiB, run_sampled
@@ -109,7 +109,7 @@ def run_deid(inp: Path, out: Path, workers: int, key: Path, code: Path = REPO) -
     if out.exists():
         shutil.rmtree(out)
     shutil.rmtree(out.parent / f"{out.name}.private", ignore_errors=True)
-    cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", "safe-harbor",
+    cmd = [sys.executable, "-m", "deid_pipeline.cli", "run", str(inp), str(out), "--profile", profile,
            "--pixels", "none", "--workers", str(workers), "--key-file", str(key), "--quiet", "--batch-size", "64"]
     env = {**os.environ, "PYTHONPATH": str(code)}
     _, samples, wall = run_sampled(cmd, interval=0.1, env=env, cwd=code)
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default a temporary one)")
     ap.add_argument("--files-per-patient", type=int, default=1,
                     help="consecutive files sharing a patient and a study (default 1: every file its own patient)")
+    ap.add_argument("--profile", default="safe-harbor", help="the profile deid runs (default safe-harbor)")
     ap.add_argument("--tag", default="", help="suffix for the results file name")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the results file")
     ap.add_argument("--no-reference", action="store_true",
@@ -183,13 +184,14 @@ def main(argv: list[str] | None = None) -> Path:
     if not key.exists():
         key.write_bytes(os.urandom(32).hex().encode())
         key.chmod(0o600)
-    results: dict = {"files": args.files, "files_per_patient": args.files_per_patient, "sources": SOURCES, "runs": {}}
+    results: dict = {"files": args.files, "files_per_patient": args.files_per_patient, "sources": SOURCES,
+                     "profile": args.profile, "runs": {}}
     codes = {"current": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     for w in args.workers:
         runs: dict[str, list[dict]] = {name: [] for name in codes}
         for i in range(args.repeats):  # with a baseline: alternated, so that a drifting machine hits both
             for name in (list(codes) if i % 2 == 0 else list(codes)[::-1]):
-                runs[name].append(run_deid(inp, work / f"out{w}", w, key, codes[name]))
+                runs[name].append(run_deid(inp, work / f"out{w}", w, key, codes[name], args.profile))
         for name, rs in runs.items():
             target = results["runs"] if name == "current" else results.setdefault("baseline", {"code": str(codes[name]), "runs": {}})["runs"]
             target[str(w)] = summarise(rs, args.files, w)

@@ -168,13 +168,16 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
 
 
 def test_bench_header_smoke(tmp_path: Path) -> None:
-    """``bench_header.py`` end to end on six files (in process), patients of three files each."""
+    """``bench_header.py`` end to end on six files (in process), patients of three files each, under the
+    profile it is given."""
     out = bench_header.main(["--files", "6", "--workers", "0", "--repeats", "2", "--files-per-patient", "3",
                              "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"), "--tag", "smoke",
-                             "--baseline", str(REPO)])
+                             "--baseline", str(REPO), "--profile", "basic+clean-descriptors"])
     assert out.parent == tmp_path / "results" and out.name.endswith("-smoke.json")
     res = json.loads(out.read_text())
-    assert res["files"] == 6 and res["files_per_patient"] == 3
+    assert res["files"] == 6 and res["files_per_patient"] == 3 and res["profile"] == "basic+clean-descriptors"
+    profiles = {json.loads((tmp_path / "work" / "out0" / "run.json").read_text())["profile"]["name"]}
+    assert profiles == {"basic+clean-descriptors"}
     run = res["runs"]["0"]
     assert run["files_per_s_median"] > 0 and run["peak_driver_rss_mib"] > 0 and run["peak_worker_rss_mib"] is None
     assert res["baseline"]["code"] == str(REPO) and res["baseline"]["runs"]["0"]["files_per_s_median"] > 0
