@@ -502,9 +502,9 @@ def _scrubbed_pixels(stub: Dataset, data: bytes, rec: _Rec, ts: UID, recs: list[
     """Encapsulated frames without their comments, EXIF and the like and without frames past Number
     of Frames, as the pydicom path writes them (:func:`pixels.scrubbed_encapsulation`); None when there
     is nothing to take."""
-    from .pixels import frame_count, scrubbed_encapsulation
+    from .pixels import frame_count, frame_plane, scrubbed_encapsulation
 
-    result = scrubbed_encapsulation(data[rec.start : rec.stop], ts, frame_count(stub) or 1)
+    result = scrubbed_encapsulation(data[rec.start : rec.stop], ts, frame_count(stub) or 1, frame_plane(stub))
     if result is not None and any(r.tag == _EXTENDED_OFFSET_TABLE for r in recs):
         raise Ineligible("frames to rewrite beside an Extended Offset Table")
     return result

@@ -947,11 +947,88 @@ def _scrub_jp2(frame: bytes) -> bytes | None:
     return bytes(out) if changed else None
 
 
-def scrub_codestream(frame: bytes, ts: Any) -> bytes | None:
+def _rle_trimmed(seg: bytes, plane: int) -> bytes | None:
+    """An RLE segment cut where its runs have given ``plane`` bytes (PS3.5 G.3.1: a header byte 0-127
+    copies that many plus one bytes, 129-255 repeats the next byte 257 minus it times, 128 does
+    nothing), a last run that goes past ``plane`` shortened to it: the bytes a decoder reads. None
+    when the segment runs out first (the decoder judges it)."""
+    pos = out = 0
+    n = len(seg)
+    while out < plane:
+        if pos >= n:
+            return None
+        head = seg[pos]
+        if head == 128:
+            pos += 1
+            continue
+        run, size = (head + 1, head + 2) if head < 128 else (257 - head, 2)
+        if pos + size > n:
+            return None
+        take = min(run, plane - out)
+        if take < run:  # past the plane: a literal run keeps its first bytes, a repeat its byte
+            if head < 128:
+                return seg[:pos] + bytes([take - 1]) + seg[pos + 1 : pos + 1 + take]
+            return seg[:pos] + bytes([0 if take == 1 else 257 - take]) + seg[pos + 1 : pos + 2]
+        pos, out = pos + size, out + run
+    return seg[:pos]
+
+
+def _rle_segment_fits(seg: bytes, plane: int) -> bool:
+    """Whether ``seg`` decodes to ``plane`` bytes and holds nothing after them but a pad byte: pylibjpeg-rle
+    decodes it (0.5 ms for a 512x512 plane; a walk in Python takes ten times that) and fails or returns
+    more where something follows."""
+    try:
+        from rle import rle as _rle
+
+        return len(_rle.decode_segment(bytes(seg))) == plane
+    except ImportError:  # pragma: no cover - pylibjpeg-rle is a dependency
+        trimmed = _rle_trimmed(seg, plane)
+        return trimmed is not None and len(seg) - len(trimmed) <= 1
+    except Exception:  # noqa: BLE001 - runs that do not end with the plane: walked by the caller
+        return False
+
+
+def _scrub_rle(frame: bytes, plane: int) -> bytes | None:
+    """An RLE frame (PS3.5 G.5) without what no decoder reads: bytes after each segment's ``plane``
+    bytes (rows x columns; a trailing pad byte aside), anything between the header and the first
+    segment, and values in the header's unused offsets. None when there is none, when ``plane`` is
+    unknown (0) or the frame does not parse (the decoder judges it, unchanged)."""
+    if plane <= 0 or len(frame) < 64:
+        return None
+    count = int.from_bytes(frame[:4], "little")
+    offsets = [int.from_bytes(frame[4 + 4 * i : 8 + 4 * i], "little") for i in range(15)]
+    used = offsets[:count]
+    if not 1 <= count <= 15 or used[0] < 64 or any(b <= a for a, b in zip(used, used[1:])) or used[-1] >= len(frame):
+        return None
+    bounds = list(zip(used, [*used[1:], len(frame)]))
+    changed = used[0] != 64 or any(offsets[count:])
+    segments = []
+    for start, stop in bounds:
+        seg = frame[start:stop]
+        if not _rle_segment_fits(seg, plane):
+            trimmed = _rle_trimmed(seg, plane)
+            if trimmed is None:
+                return None
+            seg, changed = trimmed, True  # (fragments are padded to even length when encapsulated)
+        segments.append(seg)
+    if not changed:
+        return None
+    header, pos = bytearray(64), 64
+    header[:4] = count.to_bytes(4, "little")
+    for i, seg in enumerate(segments):
+        header[4 + 4 * i : 8 + 4 * i] = pos.to_bytes(4, "little")
+        pos += len(seg)
+    return bytes(header) + b"".join(segments)
+
+
+def scrub_codestream(frame: bytes, ts: Any, plane: int = 0) -> bytes | None:
     """One encapsulated frame without the metadata its codestream carries beside the image (JPEG
     COM/APPn: EXIF with dates, camera serials and places, XMP, comments, thumbnails; JPEG 2000 COM in
-    the main and tile-part headers, a JP2 file's metadata boxes; bytes after the end marker); None when
-    it holds none, or for other transfer syntaxes."""
+    the main and tile-part headers, a JP2 file's metadata boxes; bytes after the end marker; in RLE,
+    bytes after each segment's ``plane`` bytes, rows x columns, and in its header's unused offsets);
+    None when it holds none, or for other transfer syntaxes."""
+    if str(ts) == _uid.RLELossless:
+        return _scrub_rle(frame, plane)
     kind = _codestream_kind(ts)
     if kind == "j2k":
         return _scrub_j2k(frame)
@@ -972,8 +1049,8 @@ def _splits_into_frames(ts: Any) -> bool:
         return False
 
 
-def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None
-                           ) -> tuple[bool, bool]:
+def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None,
+                           plane: int = 0) -> tuple[bool, bool]:
     """(codestream metadata, frames past the last one) in encapsulated ``pixel_data`` (``frames``
     frames; bytes, or a file positioned at its value): what :func:`scrub_encapsulated_metadata` would
     take out, found in one pass."""
@@ -986,7 +1063,7 @@ def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tupl
         for i, frame in enumerate(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended)):
             if i >= frames:
                 return metadata, True
-            metadata = metadata or scrub_codestream(frame, ts) is not None
+            metadata = metadata or scrub_codestream(frame, ts, plane) is not None
     except Exception:  # noqa: BLE001 - fragments that do not split into frames: left to the decoder
         pass
     return metadata, False
@@ -999,6 +1076,14 @@ def _split_encapsulation(ds: Dataset) -> tuple[Any, tuple[Any, Any] | None] | No
     if not _splits_into_frames(ts) or "PixelData" not in ds or not ds["PixelData"].is_undefined_length:
         return None
     return ts, (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in ds else None
+
+
+def frame_plane(ds: Dataset) -> int:
+    """Rows x columns: the bytes each RLE segment of a frame decodes to; 0 when either is not a number."""
+    try:
+        return int(_top(ds, _ROWS)) * int(_top(ds, _COLUMNS))
+    except (TypeError, ValueError):
+        return 0
 
 
 def frames_past_count(ds: Dataset) -> int:
@@ -1016,9 +1101,10 @@ def frames_past_count(ds: Dataset) -> int:
     return max(0, found - max(frames, 1))
 
 
-def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None) -> bool:
+def codestream_metadata_in(pixel_data: Any, ts: Any, frames: int, extended: tuple[Any, Any] | None = None,
+                           plane: int = 0) -> bool:
     """Whether encapsulated ``pixel_data`` holds codestream metadata (:func:`encapsulated_leftovers`)."""
-    return encapsulated_leftovers(pixel_data, ts, frames, extended)[0]
+    return encapsulated_leftovers(pixel_data, ts, frames, extended, plane)[0]
 
 
 @dataclass
@@ -1030,8 +1116,8 @@ class ScrubbedFrames:
     dropped: int  # frames past Number of Frames, which no reader shows
 
 
-def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[Any, Any] | None = None
-                     ) -> ScrubbedFrames | None:
+def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[Any, Any] | None = None,
+                     plane: int = 0) -> ScrubbedFrames | None:
     """The frames of encapsulated ``pixel_data``: those past the ``frames`` the header declares
     dropped (a reader shows ``frames``; the rest is hidden), each kept one without its codestream
     metadata (:func:`scrub_codestream`); None when there is nothing to take, or the fragments do not
@@ -1048,7 +1134,7 @@ def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[An
     del split[len(split) - dropped :]
     scrubbed = 0
     for i, frame in enumerate(split):
-        clean = scrub_codestream(frame, ts)
+        clean = scrub_codestream(frame, ts, plane)
         if clean is not None:
             split[i], scrubbed = clean, scrubbed + 1
     return ScrubbedFrames(split, scrubbed, dropped) if scrubbed or dropped else None
@@ -1061,10 +1147,10 @@ def _encapsulated(frames: list[bytes]) -> bytes:
     return encapsulate(frames, has_bot=len(frames) > 1)
 
 
-def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int) -> tuple[bytes, ScrubbedFrames] | None:
+def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int, plane: int = 0) -> tuple[bytes, ScrubbedFrames] | None:
     """Encapsulated ``pixel_data`` as written (:func:`_encapsulated`) and what changed; None when there
     is nothing to take (:func:`_scrubbed_frames`)."""
-    result = _scrubbed_frames(pixel_data, ts, frames)
+    result = _scrubbed_frames(pixel_data, ts, frames, plane=plane)
     return None if result is None else (_encapsulated(result.frames), result)
 
 
@@ -1078,7 +1164,7 @@ def scrub_encapsulated_metadata(ds: Dataset) -> ScrubbedFrames | None:
     if (split := _split_encapsulation(ds)) is None:
         return None
     ts, extended = split
-    result = _scrubbed_frames(ds.PixelData, ts, frame_count(ds), extended)
+    result = _scrubbed_frames(ds.PixelData, ts, frame_count(ds), extended, frame_plane(ds))
     if result is None:
         return None
     if extended is None:

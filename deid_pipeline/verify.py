@@ -389,7 +389,7 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
     """``codestream-metadata-kept``: compressed frames that carry JPEG comments or APPn segments (EXIF,
     XMP, thumbnails), JPEG 2000 comments or metadata boxes, or bytes after their end marker;
     ``pixel-data-past-image``: frames past Number of Frames."""
-    from .pixels import encapsulated_leftovers
+    from .pixels import encapsulated_leftovers, frame_plane
 
     ts = out.file_meta.get("TransferSyntaxUID") if hasattr(out, "file_meta") else None
     elem = out._dict.get(0x7FE00010)
@@ -400,9 +400,9 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
     if isinstance(elem, RawDataElement) and elem.value is None:  # left in the file: read there, frame by frame
         with open(output_path, "rb") as fh:
             fh.seek(elem.value_tell)
-            metadata, extra = encapsulated_leftovers(fh, ts, frames, extended)
+            metadata, extra = encapsulated_leftovers(fh, ts, frames, extended, frame_plane(out))
     else:
-        metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended)
+        metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended, frame_plane(out))
     findings = []
     if metadata:
         findings.append(Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image"))

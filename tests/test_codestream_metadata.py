@@ -18,7 +18,7 @@ from deid_pipeline import pixels
 
 NAME = b"QUARTERMAINE^ZEBULON"
 SOURCES = ["SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_app14_dcmd.dcm", "JPEG-LL.dcm", "MR_small_jpeg_ls_lossless.dcm",
-           "JPEG2000.dcm", "emri_small_jpeg_2k_lossless.dcm"]
+           "JPEG2000.dcm", "emri_small_jpeg_2k_lossless.dcm", "MR_small_RLE.dcm", "emri_small_RLE.dcm", "SC_rgb_rle.dcm"]
 
 
 def _segment(marker: int, body: bytes) -> bytes:
@@ -27,6 +27,11 @@ def _segment(marker: int, body: bytes) -> bytes:
 
 def _planted(frame: bytes) -> bytes:
     """``frame`` with the name in its metadata, where each codestream carries metadata."""
+    if not frame.startswith((b"\xff\x4f", b"\xff\xd8")):  # RLE: after the last segment, in an unused offset
+        count = int.from_bytes(frame[:4], "little")
+        header = bytearray(frame[:64])
+        header[4 + 4 * count : 8 + 4 * count] = NAME[:4]
+        return bytes(header) + frame[64:] + b"\x00tail " + NAME
     if frame.startswith(b"\xff\x4f"):  # JPEG 2000: a COM after SIZ, junk after EOC
         siz_end = 4 + int.from_bytes(frame[4:6], "big") + 2 - 2
         com = _segment(0x64, b"\x00\x01Creator " + NAME)
@@ -58,13 +63,14 @@ def test_scrub_takes_the_metadata_and_keeps_the_image(name: str) -> None:
     ds = pydicom.dcmread(get_testdata_file(name))
     before = np.asarray(pixels.decode_frames(ds))
     ts = ds.file_meta.TransferSyntaxUID
-    as_is = [pixels.scrub_codestream(f, ts) for f in _frames(ds)]
+    plane = pixels.frame_plane(ds)  # each RLE segment's bytes
+    as_is = [pixels.scrub_codestream(f, ts, plane) for f in _frames(ds)]
     if ts.startswith("1.2.840.10008.1.2.4.9"):  # pydicom's JPEG 2000 files name their encoder in a COM
         assert all(f is not None and b"Kakadu" not in f and b"OpenJPEG" not in f for f in as_is)
     else:
         assert as_is == [None] * len(as_is)  # nothing to take
     ds.PixelData = encapsulate([_planted(f) for f in _frames(ds)], has_bot=True)
-    assert pixels.codestream_metadata_in(ds.PixelData, ts, int(ds.get("NumberOfFrames") or 1))
+    assert pixels.codestream_metadata_in(ds.PixelData, ts, int(ds.get("NumberOfFrames") or 1), plane=plane)
     scrubbed = pixels.scrub_encapsulated_metadata(ds)
     assert scrubbed is not None and (scrubbed.scrubbed, scrubbed.dropped) == (int(ds.get("NumberOfFrames") or 1), 0)
     assert NAME not in ds.PixelData and NAME.lower() not in ds.PixelData
@@ -126,11 +132,12 @@ def test_a_run_writes_no_codestream_metadata(tmp_path: Path, profile: str, pixel
     assert "codestream-metadata-kept" not in kinds, kinds  # re-encoded frames too: deid's encoder names itself
 
 
-def test_verify_reports_codestream_metadata(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm"])
+def test_verify_reports_codestream_metadata(tmp_path: Path, source: str) -> None:
     """An output whose frames carry such metadata (an older deid's, or changed after the run)."""
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
-    ds = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    ds = pydicom.dcmread(get_testdata_file(source))
     ds.save_as(root / "a.dcm", enforce_file_format=True)
     key = write_key(tmp_path / "k", b"codestream-test-key-0123456789ab")
     proc = deid("run", str(root), str(out), "--pixels", "none", "--workers", "0", "--key-file", str(key), "--quiet")
@@ -226,3 +233,38 @@ def test_tile_part_comments_and_jp2_metadata_boxes_go(source: str) -> None:
     assert NAME not in ds.PixelData and b"\xff\x55" not in ds.PixelData
     assert (np.asarray(pixels.decode_frames(ds))[0] == _RAMP).all()
     assert pixels.scrub_codestream(_frames(ds)[0], ts) is None  # nothing left to take
+
+
+def test_an_rle_segment_is_cut_to_what_a_decoder_reads() -> None:
+    """Random run sequences cut at a random plane: the cut segment decodes to the first ``plane`` bytes
+    of the whole one, a last run past the plane shortened (a literal run's surplus bytes gone)."""
+    import random
+
+    def decoded(seg: bytes) -> bytes:
+        out, pos = bytearray(), 0
+        while pos < len(seg):
+            head = seg[pos]
+            if head < 128:
+                out += seg[pos + 1 : pos + 2 + head]
+                pos += head + 2
+            elif head > 128:
+                out += seg[pos + 1 : pos + 2] * (257 - head)
+                pos += 2
+            else:
+                pos += 1
+        return bytes(out)
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        seg = bytearray()
+        for _ in range(rng.randint(1, 12)):
+            n = rng.randint(1, 128)
+            seg += bytes([n - 1, *rng.randbytes(n)]) if rng.random() < 0.5 else bytes([257 - max(n, 2), rng.randrange(256)])
+            seg += b"\x80" * (rng.random() < 0.1)
+        whole = decoded(bytes(seg))
+        plane = rng.randint(1, len(whole))
+        cut = pixels._rle_trimmed(bytes(seg), plane)
+        assert cut is not None and decoded(cut) == whole[:plane] and len(cut) <= len(seg)
+        if plane < len(whole):
+            assert len(cut) < len(seg) or decoded(cut) != whole
+    assert pixels._rle_trimmed(b"\x05abc", 6) is None  # runs out first: left to the decoder
