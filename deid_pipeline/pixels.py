@@ -641,12 +641,23 @@ def _meta_syntax(ds: Dataset) -> str | None:
     return None if value is None else str(value)
 
 
+def _native_big_endian(ds: Dataset) -> bool | None:
+    """Whether ``ds``'s Pixel Data is big endian, for native Pixel Data of defined length (no file meta:
+    native little endian, as it is read and written); None for compressed, encapsulated or no Pixel Data."""
+    native, big = _native_syntax(_meta_syntax(ds))
+    elem = ds._dict.get(0x7FE00010)
+    if not native or elem is None or getattr(elem, "is_undefined_length", getattr(elem, "length", 0) == 0xFFFFFFFF):
+        return None
+    return big
+
+
 def native_pixel_length(ds: Dataset) -> int | None:
     """How many bytes of native Pixel Data the image fills (rows x columns x samples x frames at Bits
     Allocated; 1-bit data packed; YBR_FULL_422's two chroma samples per two pixels, as pydicom counts),
-    before the pad byte to an even length; None for compressed or no Pixel Data. ``invalid-image-attributes``
-    when Rows, Columns, Bits Allocated or Samples per Pixel is not one number."""
-    if not _native_syntax(_meta_syntax(ds))[0] or 0x7FE00010 not in ds._dict or _ROWS not in ds._dict or _COLUMNS not in ds._dict:
+    before the pad byte to an even length; None for compressed, encapsulated or no Pixel Data
+    (:func:`_native_big_endian`). ``invalid-image-attributes`` when Rows, Columns, Bits Allocated or
+    Samples per Pixel is not one number."""
+    if _native_big_endian(ds) is None or _ROWS not in ds._dict or _COLUMNS not in ds._dict:
         return None
     try:
         bits = int(_top(ds, _BITS_ALLOCATED, 8) or 8)
@@ -673,7 +684,7 @@ def trim_native_excess(ds: Dataset) -> int:
         expected = native_pixel_length(ds)
     except FileError:
         return 0
-    if expected is None or ds["PixelData"].is_undefined_length:
+    if expected is None:
         return 0
     data = ds.PixelData or b""
     if not runs_past_image(data, expected):
@@ -691,9 +702,7 @@ def runs_past_image(value: Any, expected: int) -> bool:
 def native_bit_layout(ds: Dataset) -> tuple[int, int, int, bool, bool, int] | None:
     """(Bits Allocated, Bits Stored, High Bit, signed, big endian, samples) of native Pixel Data that
     has bits outside Bits Stored; None for compressed data, no Pixel Data, or no unused bits."""
-    native, big = _native_syntax(_meta_syntax(ds))  # no file meta: native little endian, as it is read and written
-    elem = ds._dict.get(0x7FE00010)
-    if not native or elem is None or getattr(elem, "is_undefined_length", getattr(elem, "length", 0) == 0xFFFFFFFF):
+    if (big := _native_big_endian(ds)) is None:
         return None
     try:
         alloc, stored = int(_top(ds, _BITS_ALLOCATED)), int(_top(ds, _BITS_STORED))
@@ -1156,7 +1165,7 @@ def scrubbed_encapsulation(pixel_data: bytes, ts: Any, frames: int, plane: int =
 
 def scrub_encapsulated_metadata(ds: Dataset) -> ScrubbedFrames | None:
     """Encapsulated Pixel Data written without re-encoding: frames past Number of Frames dropped,
-    each JPEG / JPEG-LS / JPEG 2000 frame without its codestream metadata (:func:`_scrubbed_frames`),
+    each JPEG / JPEG-LS / JPEG 2000 / RLE frame without its codestream metadata (:func:`_scrubbed_frames`),
     the image bytes unchanged, the frames re-encapsulated (:func:`_encapsulated`; with an Extended
     Offset Table, that table rebuilt). Returns what changed; None when nothing did."""
     from pydicom.encaps import encapsulate_extended
