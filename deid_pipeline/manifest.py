@@ -29,6 +29,7 @@ GENESIS = "0" * 64
 MANIFEST_NAME = "manifest.jsonl"
 RUN_NAME = "run.json"
 JOURNAL_NAME = "journal.jsonl"
+PROFILE_RECORD_NAME = "profile.json"  # in the private folder: the run's profile files (profile.record_profile)
 INDEX_NAME = "index.sqlite"  # in the private folder; rebuilt from the journal at every open
 
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -193,6 +194,7 @@ class _Layer:
     codes: tuple[tuple[str, str, str], ...]
     settings: dict[str, Any]
     rows: tuple[_CRow, ...]
+    text_sha256: str = ""  # of the file's text as parsed: a run records that text (record_profile)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -306,8 +308,21 @@ def _read_layer(path: Path, label: str, builtin: bool) -> _Layer:
     if hit is not None:
         return hit
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {label}: not readable YAML ({exc})") from None
+    layer = _parse_layer(text, label, path.resolve(), builtin)
+    if builtin and layer.name != path.stem:
+        raise ProfileError(f"profile {label}: name {layer.name!r} differs from its file name")
+    _FILE_CACHE[cache_key] = layer
+    return layer
+
+
+def _parse_layer(text: str, label: str, path: Path, builtin: bool) -> _Layer:
+    """One profile file's text, validated (``path``: where it came from, for ``extends``)."""
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
         raise ProfileError(f"profile {label}: not readable YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ProfileError(f"profile {label}: the top level must be a mapping")
@@ -317,8 +332,6 @@ def _read_layer(path: Path, label: str, builtin: bool) -> _Layer:
         raise ProfileError(f"profile {label}: {_fmt_validation(exc)}") from None
     if not _NAME_RE.match(meta.name):
         raise ProfileError(f"profile {label}: bad name {meta.name!r} (lower-case letters, digits, . _ -)")
-    if builtin and meta.name != path.stem:
-        raise ProfileError(f"profile {label}: name {meta.name!r} differs from its file name")
     unknown = sorted(set(meta.settings) - set(ProfileSettings.model_fields))
     if unknown:
         raise ProfileError(
@@ -343,21 +356,20 @@ def _read_layer(path: Path, label: str, builtin: bool) -> _Layer:
     for code in meta.codes:
         if code[0] != "DCM" or not code[1].isdigit() or not code[2]:
             raise ProfileError(f"profile {label}: bad code {list(code)!r} (expected [DCM, <digits>, <meaning>])")
-    layer = _Layer(
+    return _Layer(
         name=meta.name,
         version=str(meta.version),
         description=meta.description,
         kind=meta.kind,
         label=label,
-        path=path.resolve(),
+        path=path,
         builtin=builtin,
         extends=extends,
         codes=tuple(tuple(c) for c in meta.codes),  # type: ignore[misc]
         settings=dict(meta.settings),
         rows=tuple(rows),
+        text_sha256=hashlib.sha256(text.encode()).hexdigest(),
     )
-    _FILE_CACHE[cache_key] = layer
-    return layer
 
 
 def _profiles_dir() -> Path:
@@ -743,3 +755,36 @@ def list_profiles() -> list[tuple[str, str, str]]:
     layers = [layer for name in _builtin_names() if (layer := _builtin(name)) is not None]
     layers.sort(key=lambda l: (l.kind != "profile", l.name))
     return [(l.name, l.version, l.description) for l in layers]
+
+
+def record_profile(profile: Profile) -> dict[str, Any]:
+    """What a run keeps of its profile (``OUTPUT.private/profile.json``): the text of each layer's
+    file, base first, so :func:`load_recorded` rebuilds the same rules after the user's files have
+    moved or changed. Raises :class:`ProfileError` when a file is gone or changed since ``profile``
+    was loaded (its text is not the one parsed)."""
+    layers = []
+    for layer in profile._layers:
+        try:
+            text = layer.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"profile {layer.label}: cannot read ({exc})") from None
+        if hashlib.sha256(text.encode()).hexdigest() != layer.text_sha256:
+            raise ProfileError(f"profile {layer.label}: the file changed while the run was starting")
+        layers.append({"name": layer.name, "builtin": layer.builtin, "text": text})
+    return {"name": profile.name, "version": profile.version, "sha256": profile.sha256, "layers": layers}
+
+
+def load_recorded(doc: dict[str, Any]) -> Profile:
+    """:func:`record_profile`'s record as a profile: its layers in their recorded order (each file's
+    ``extends`` already resolved there), validated as when loaded. The sha256 is computed afresh:
+    compare it with the record's to tell whether this deid reads the record as the run did."""
+    try:
+        parsed = [
+            _parse_layer(entry["text"], f"{entry['name']} (as the run recorded it)", Path(f"<recorded {i}>"),
+                         builtin=bool(entry["builtin"]))
+            for i, entry in enumerate(doc["layers"])
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ProfileError(f"a recorded profile without {exc}: not one deid wrote") from None
+    layers = [dataclasses.replace(layer, extends=()) for layer in parsed]
+    return Profile(str(doc["name"]), str(doc["version"]), layers, _settings_for(layers))

@@ -26,7 +26,7 @@ from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunConte
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import STORAGE_CODE, ConfigError, StorageError, storage_stops
-from .manifest import MANIFEST_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
+from .manifest import MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
 from .pipeline import TMP_PREFIX
 from .types import FileResult
 
@@ -204,6 +204,9 @@ def execute(
 ) -> RunSummary:
     """Run the whole job (``prepare_run`` must not have raised) and write ``run.json``."""
     ctx, private, resume, notes = prepare_run(opts)
+    from .profile import record_profile
+
+    profile_record = record_profile(ctx.profile)  # kept in the private folder: what verify judges by
     if opts.scheduler:  # reachable before anything is written (exit status 2 leaves OUTPUT untouched)
         from .batch import connect_scheduler
 
@@ -226,6 +229,8 @@ def execute(
                 key_path.unlink()
             ctx = RunContext(**{**ctx.__dict__, "key": write_new_key(key_path)})
         removed = _remove_temporaries(ctx.output_dir) if resume else 0
+        with storage_stops():
+            atomic_write_json(private / PROFILE_RECORD_NAME, profile_record, mode=0o600)
         profile_info = {"name": ctx.profile.name, "version": ctx.profile.version, "sha256": ctx.profile.sha256}
         ledger = Ledger(ctx.output_dir, private, ctx.key, profile_info, __version__)
         kept = ledger.open(retry_failed=opts.retry_failed and resume)

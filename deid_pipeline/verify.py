@@ -51,7 +51,7 @@ from .actions import DUMMY_TEXT, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
-from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, atomic_write_json, verify_chain
+from .manifest import JOURNAL_NAME, MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, atomic_write_json, verify_chain
 from .types import Region
 
 log = logging.getLogger(__name__)
@@ -703,6 +703,30 @@ def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: 
     return out
 
 
+def _profile_to_judge_by(spec: str | None, used: dict[str, Any], private_dir: Path) -> Any:
+    """``--profile`` when given; else the profile the run recorded in its private folder (its files as
+    they were, wherever they are now); else, for a run from before deid recorded it, the built-in
+    profile of the run's name."""
+    from .profile import load_profile, load_recorded
+
+    if spec:
+        return load_profile(spec)
+    try:
+        doc = json.loads((private_dir / PROFILE_RECORD_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        doc = None
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"the run's recorded profile ({PROFILE_RECORD_NAME} in its private folder) is not readable "
+                           f"({type(exc).__name__}): give the profile with --profile") from None
+    if doc is not None:
+        return load_recorded(doc)
+    try:
+        return load_profile(used["name"])
+    except ProfileError:
+        raise ProfileError(f"the run's profile {used['name']!r} is not a built-in one and the run recorded none: "
+                           "give its file with --profile FILE") from None
+
+
 def verify_run(
     output_dir: Path,
     input_dir: Path,
@@ -717,17 +741,10 @@ def verify_run(
 ) -> dict[str, Any]:
     """Run every check; returns the report (also written to ``OUTPUT/verify.json``). ``quiet``: the
     workers log errors only (``--quiet``)."""
-    from .profile import load_profile
-
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
     run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
     used = run_info["profile"]
-    try:
-        profile = load_profile(profile_spec or used["name"])
-    except ProfileError:
-        if profile_spec:
-            raise
-        raise ProfileError(f"the run's profile {used['name']!r} is not a built-in one: give its file with --profile FILE") from None
+    profile = _profile_to_judge_by(profile_spec, used, private_dir)
     if profile.sha256 != used.get("sha256"):  # findings are judged by this profile's rules, not the run's
         log.warning("verifying against profile %s (sha256 %s...); the run used %s (sha256 %s...)",
                     profile.name, profile.sha256[:12], used["name"], str(used.get("sha256"))[:12])

@@ -15,7 +15,7 @@ from pydicom import datadict
 from pydicom.sr.codedict import codes
 
 from deid_pipeline.errors import ProfileError
-from deid_pipeline.profile import ElementRef, Profile, Rule, list_profiles, load_profile
+from deid_pipeline.profile import ElementRef, Profile, Rule, list_profiles, load_profile, load_recorded, record_profile
 from deid_pipeline.resources import configs_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -436,3 +436,39 @@ def test_rule_for_is_fast(basic: Profile) -> None:
         for r in refs:
             sh.rule_for(r)
     assert time.perf_counter() - start < 2.0  # ~70k lookups
+
+
+@pytest.mark.parametrize("spec", ["basic", "safe-harbor", "basic+retain-uids+clean-descriptors",
+                                  "safe-harbor+retain-safe-private+retain-long-modified-dates"])
+def test_a_recorded_profile_rebuilds_the_same_rules(spec: str) -> None:
+    """What a run keeps of its profile (each layer's text, base first) rebuilds a profile with the
+    same sha256 (its rows, settings and codes) through JSON, without the files."""
+    profile = load_profile(spec)
+    doc = json.loads(json.dumps(record_profile(profile)))
+    again = load_recorded(doc)
+    assert again.sha256 == profile.sha256 == doc["sha256"] and again.name == profile.name
+    assert again.settings == profile.settings and again.layers == profile.layers
+
+
+def test_a_recorded_user_profile_outlives_its_files(tmp_path: Path) -> None:
+    """A user profile extending another file by a relative path: recorded, then the files changed or
+    gone, the record still gives the run's rules; a file changed between load and record is refused
+    (the record would not be the rules the run used)."""
+    (tmp_path / "mid.yaml").write_text("name: mid\nversion: '1'\nextends: basic\nrows:\n  - keyword: StationName\n    action: K\n")
+    site = tmp_path / "site.yaml"
+    site.write_text("name: site\nversion: '2'\nextends: mid.yaml\nsettings:\n  audio: keep\nrows: []\n")
+    profile = load_profile(str(site))
+    doc = json.loads(json.dumps(record_profile(profile)))
+    assert [layer["name"] for layer in doc["layers"]] == ["basic", "mid", "site"]
+    assert str(tmp_path) not in json.dumps(doc)  # the texts, not where they were
+    site.write_text("name: site\nversion: '3'\nextends: basic\nrows: []\n")
+    with pytest.raises(ProfileError, match="site.yaml: the file changed while the run was starting"):
+        record_profile(profile)  # site.yaml is not the file that was loaded any more
+    (tmp_path / "mid.yaml").unlink()
+    again = load_recorded(doc)
+    assert again.sha256 == profile.sha256 and again.settings.audio == "keep"
+    station = ElementRef(datadict.tag_for_keyword("StationName"), "SH", "StationName", None, 0, ())
+    assert again.rule_for(station).action == "K" != load_profile(str(site)).rule_for(station).action
+    doc["layers"][1]["text"] = "name: mid\nversion: '1'\nrows:\n  - keyword: StationName\n    action: NOPE\n"
+    with pytest.raises(ProfileError, match=r"mid \(as the run recorded it\): row 0"):
+        load_recorded(doc)

@@ -578,3 +578,49 @@ def test_verify_judges_by_what_the_run_decided_for_unlisted_elements(tmp_path: P
     assert ("original-value-kept", "(0008,041F) StudyUpdateDateTime action C") in details, details
     held = [d for k, d in details if k == "identifying-value-in-header"]
     assert held and all("kept by the profile" not in d for d in held), held  # the run dates it: not kept
+
+
+def test_verify_judges_by_the_profile_files_the_run_used(tmp_path: Path) -> None:
+    """A run keeps its profile's files, as they were, in its private folder; ``deid verify`` without
+    ``--profile`` judges by them after the user's files have moved or changed (it once refused a user
+    profile without ``--profile FILE``, and a changed file would have judged by other rules). A record
+    changed since the run is said, as any other profile is; a run without a record asks for the file."""
+    from pydicom.data import get_testdata_file
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mid.yaml").write_text("name: site-mid\nversion: '1'\nextends: basic\nrows:\n  - keyword: StationName\n    action: K\n")
+    site = rules / "site.yaml"
+    site.write_text("name: site\nversion: '3'\nextends: mid.yaml\nrows:\n  - keyword: InstitutionName\n    action: X\n")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName, ds.StationName = "ZQRECORD^IDA", "ZQRECORD station"
+    inp, out, key, target = _one_file_run(tmp_path, ds, "--profile", str(site))
+    assert pydicom.dcmread(target).StationName == "ZQRECORD station"  # the run's rule: kept
+    private = tmp_path / "out.private"
+    record = private / "profile.json"
+    assert record.stat().st_mode & 0o777 == 0o600 and not (out / "profile.json").exists()
+    assert [layer["name"] for layer in json.loads(record.read_text())["layers"]] == ["basic", "site-mid", "site"]
+
+    def verify(*extra: str) -> tuple[int, dict, str]:
+        proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan", *extra)
+        return proc.returncode, json.loads((out / "verify.json").read_text()), proc.stderr
+
+    code, given, _ = verify("--profile", str(site))
+    kept = [f["detail"] for f in given["findings"]]
+    assert code == 1 and kept and all(d.endswith("in StationName (kept by the profile, as in the input)") for d in kept), kept
+    (rules / "mid.yaml").unlink()  # the user's files change after the run
+    site.write_text("name: site\nversion: '4'\nextends: basic\nrows: []\n")
+    code, bare, err = verify()
+    assert code == 1 and [f["detail"] for f in bare["findings"]] == kept, bare["findings"]
+    assert bare["profile"]["sha256"] == bare["run_profile_sha256"] == given["profile"]["sha256"]
+    assert "the run used" not in err and "ZQRECORD" not in err
+    code, edited, err = verify("--profile", str(site))  # the file as it is now: other rules, said so
+    assert edited["profile"]["sha256"] != edited["run_profile_sha256"] and "the run used site" in err, err[-2000:]
+    doc = json.loads(record.read_text())
+    doc["layers"][1]["text"] = doc["layers"][1]["text"].replace("action: K", "action: X")
+    record.write_text(json.dumps(doc))  # a record changed since the run
+    code, changed, err = verify()
+    assert changed["profile"]["sha256"] != changed["run_profile_sha256"] and "the run used site" in err, err[-2000:]
+    record.unlink()  # a run from before deid kept its profile
+    proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan")
+    assert proc.returncode == 2 and "give its file with --profile FILE" in proc.stderr, proc.stderr[-2000:]
