@@ -669,12 +669,25 @@ def _file_timeout(value: float | None) -> float:
     return float(env) if env else DEFAULT_FILE_TIMEOUT_S
 
 
+#: Seconds a worker whose batch ran past its limit is given to close before its nanny kills it. Dask's
+#: restart gives 4: a worker whose task thread is stuck never closes, so each timed-out batch cost 4 s of
+#: a worker's time for nothing. Outputs are written through temporary files: nothing half-written stays.
+HUNG_WORKER_GRACE_S = 0.5
+
+
 def _restart_worker(client: Any, address: str) -> None:
-    """Restart a worker whose thread is stuck in a hung task (needs a nanny); else retire it."""
+    """Replace a worker whose thread is stuck in a hung task: its nanny kills it after
+    :data:`HUNG_WORKER_GRACE_S` and starts another (as Dask's ``restart_workers`` does, with a shorter
+    grace), and this waits for the worker count to be back; a worker without a nanny is retired."""
     if not address:
         return
     try:
-        client.restart_workers([address], timeout=60)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        nanny = (workers.get(address) or {}).get("nanny")
+        if not nanny:
+            raise LookupError("no nanny")
+        client.sync(client.rpc(nanny).kill, reason="deid-batch-timeout", timeout=HUNG_WORKER_GRACE_S)
+        client.wait_for_workers(len(workers), timeout=60)
         log.warning("restarted a worker after a batch ran past its time limit")
     except Exception as exc:
         log.warning("could not restart the worker of a timed-out batch (%s); retiring it", type(exc).__name__)

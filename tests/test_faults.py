@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 import support
 from pydicom.data import get_testdata_file
 
-from deid_pipeline.batch import run_distributed
+from deid_pipeline.batch import HUNG_WORKER_GRACE_S, run_distributed
 from deid_pipeline.config import RunContext
 from deid_pipeline.discover import walk_inputs
 from deid_pipeline.profile import load_profile
@@ -149,7 +150,11 @@ def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path:
 
 
 @pytest.mark.parametrize("batch_size", [2, 7])  # 7: the whole tree in one batch, its limit still per file
-def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int) -> None:
+def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture, batch_size: int) -> None:
+    """The hung file ends ``failed`` ``timeout``, the rest written; each hung worker is killed by its
+    nanny after deid's short grace (Dask's restart waited 4 s for a close that never comes) and replaced."""
+    caplog.set_level(logging.INFO, logger="distributed.nanny")
     inp = small_tree(tmp_path / "in")
     monkeypatch.setenv("DEID_TEST_SLEEP_ON", "rtplan.dcm")
     monkeypatch.setenv("DEID_TEST_SLEEP_S", "600")
@@ -168,6 +173,11 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert hung.input_sha256 == "" and hung.input_size == 0  # hung before it was read: no key to give
     assert by_name.pop("junk.txt").status == "skipped"
     assert {r.status for r in by_name.values()} == {"written"}
+    nanny = [r.getMessage() for r in caplog.records if r.name == "distributed.nanny"]
+    asked = sorted(m.rsplit("Reason: ", 1)[1] for m in nanny if m.startswith("Nanny asking worker to close"))
+    assert asked == ["deid-batch-timeout"] * 2 + ["nanny-close"] * 2, nanny  # the batch, the file alone; the run's end
+    assert nanny.count(f"Worker process still alive after {0.8 * HUNG_WORKER_GRACE_S:.1f} seconds, killing") == 2, nanny
+    assert [m for m in nanny if m.startswith("Restarting worker")] == ["Restarting worker (status=Status.running)"] * 2
 
 
 def test_a_file_that_hangs_after_it_is_hashed_keeps_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
