@@ -19,7 +19,7 @@ from .logs import log_options, setup_logging
 @click.option("--against", "input_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True), help="The INPUT of the run.")
 @click.option("--journal", type=click.Path(path_type=Path, file_okay=False), default=None, help="Private folder of the run (default OUTPUT.private).")
 @click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), envvar="DEID_KEY_FILE", default=None)
-@click.option("--profile", "profile", default=None, help="Profile to check against (default: the run's).")
+@click.option("--profile", "profile", default=None, help="Profile to check against (default: the one the run kept in its private folder).")
 @click.option("--workers", type=int, default=None)
 @click.option("--scheduler", default=None, metavar="ADDRESS")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
