@@ -24,8 +24,8 @@ Intensity scaling, resizing and padding are MONAI transforms (``ScaleIntensityRa
 ``BorderPad``, ``DivisiblePad``) applied to torch tensors on the detection device, all views of one frame
 (or a chunk of colour frames) at once as channels.
 
-Each view is resized keeping aspect (long side within [min_long, max_long]) and padded at the end to a
-multiple of 32 after a black border. ``View.to_stored`` maps view pixels back to stored pixels.
+Each view is resized keeping aspect (long side within [min_long, max_long]; the ``fine`` views of a big
+frame downscaled ``MAX_DOWNSCALE`` at most) and padded at the end to a multiple of 32 after a black border. ``View.to_stored`` maps view pixels back to stored pixels.
 """
 
 from __future__ import annotations
@@ -40,7 +40,16 @@ logger = logging.getLogger(__name__)
 
 MIN_LONG = 640  # small frames are upscaled: the network misses text under ~8 px high ...
 NATIVE_LONG = 512  # ... but frames this large run at native size (their text is large enough; 1.6x faster)
-MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin strokes)
+MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin strokes) ...
+#: ... and the views of a frame more than twice that size are made again as ``fine`` views, downscaled this
+#: much at most, for a detector that reads them (``reads_fine_views``: deid-textseg, so the default union):
+#: a name and an accession number 7-8 stored pixels high on a 3328x2560 CR were 3 px in the 1,280 views and
+#: missed; deid-textseg finds them in 1,664 views. It lost big text in views that size (PHI 98 -> 83 of 98),
+#: so the 1,280 views stay (benchmarks/README.md, twenty-seventh session).
+MAX_DOWNSCALE = 2.0
+FINE = "fine"
+#: The view kinds ``prepare_views`` makes whatever the detector (``FINE`` only for one that reads it).
+STANDARD_KINDS = frozenset({"full", "window", "upper", "extreme", "rgb", "achromatic"})
 #: ... and small ones upscaled 4x at most: the networks' views held text up to ~32 px tall (synthetic
 #: frames of 240 rows and more, text up to 5 % of them, at most 2.7x up); a 128-pixel frame's 7-pixel
 #: text at 5x (35 px) had its line ends cut, and PHI lines left under 95 % covered
@@ -58,7 +67,7 @@ class View:
     """One prepared image of one frame."""
 
     frame: int  # index into the frames given to ``prepare_views``
-    kind: str  # "full" | "window" | "upper" | "extreme" | "rgb" | "achromatic"
+    kind: str  # "full" | "window" | "upper" | "extreme" | "rgb" | "achromatic" | "fine"
     image: np.ndarray  # uint8 (H, W, 3), H and W multiples of 32
     height: int  # resized size before padding
     width: int
@@ -117,13 +126,16 @@ class View:
         return x0, y0, x1 - x0, y1 - y0
 
 
-def target_size(rows: int, cols: int, min_long: int = MIN_LONG, max_long: int = MAX_LONG) -> tuple[int, int]:
+def target_size(rows: int, cols: int, min_long: int = MIN_LONG, max_long: int = MAX_LONG,
+                max_downscale: float | None = None) -> tuple[int, int]:
+    """A view's size: small frames up (``MAX_UPSCALE`` at most), large ones down to ``max_long``, or by
+    ``max_downscale`` at most when given (a ``fine`` view)."""
     long = max(rows, cols)
     s = 1.0
     if long < min(min_long, NATIVE_LONG):
         s = min(min_long / long, MAX_UPSCALE)
     elif long > max_long:
-        s = max_long / long
+        s = (max_long if max_downscale is None else max(max_long, long / max_downscale)) / long
     return max(1, round(rows * s)), max(1, round(cols * s))
 
 
@@ -174,15 +186,15 @@ def load_transforms() -> None:
         from monai.transforms import Resize, ScaleIntensityRange  # noqa: F401  (the rest of what views use)
 
 
-def _finish(t: "object", rows: int, cols: int, min_long: int,
-            max_long: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+def _finish(t: "object", rows: int, cols: int, min_long: int, max_long: int,
+            max_downscale: float | None = None) -> tuple[np.ndarray, np.ndarray | None, int, int]:
     """(V, C, rows, cols) float tensor in 0..255 -> V resized, bordered, end-padded uint8 (H, W, 3) numpy
     images, with their grey planes (V, H, W) when C is 1 (else None), and the resized size."""
     import torch
     from monai.transforms import Resize
 
     load_transforms()
-    th, tw = target_size(rows, cols, min_long, max_long)
+    th, tw = target_size(rows, cols, min_long, max_long, max_downscale)
     v, c = int(t.shape[0]), int(t.shape[1])
     x = t.reshape(v * c, rows, cols)  # views x channels as MONAI channels: one call for all
     if (th, tw) != (rows, cols):
@@ -237,8 +249,10 @@ def _without(values: "torch.Tensor", drop: "torch.Tensor") -> "torch.Tensor":
 
 
 def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long: int = MIN_LONG,
-                  max_long: int = MAX_LONG, extra_views: bool = True) -> list[View]:
-    """All views of all ``frames`` (native stored values, shape (n, rows, cols[, samples]))."""
+                  max_long: int = MAX_LONG, extra_views: bool = True, fine: bool = False) -> list[View]:
+    """All views of all ``frames`` (native stored values, shape (n, rows, cols[, samples])); ``fine``:
+    each view but ``achromatic`` also as a ``fine`` view, downscaled ``MAX_DOWNSCALE`` at most, when
+    that is larger."""
     import torch
 
     frames = np.asarray(frames)
@@ -248,6 +262,8 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     n, rows, cols = frames.shape[:3]
     th, tw = target_size(rows, cols, min_long, max_long)
     sy, sx = rows / th, cols / tw
+    fh, fw = target_size(rows, cols, min_long, max_long, MAX_DOWNSCALE)
+    fine = fine and (fh, fw) != (th, tw)
     views: list[View] = []
     rgb = to_display_rgb(ds, frames)
     if rgb is not None:
@@ -259,6 +275,9 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
             t = torch.as_tensor(rgb[s : s + 8], device=device).permute(0, 3, 1, 2).float()
             imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long)
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
+            if fine:
+                imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long, MAX_DOWNSCALE)
+                views.extend(View(s + j, FINE, im, fh, fw, rows / fh, cols / fw) for j, im in enumerate(imgs))
             first = next((j for j in range(t.shape[0]) if colour_patch(rgb[s + j])), None) if achromatic else None
             if first is not None:
                 out, greys, _, _ = _finish(t[first : first + 1].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
@@ -305,6 +324,9 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                         imgs.append(torch.where(at_ext, torch.full_like(full, 255.0), full * 0.4))
         out, greys, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long)
         views.extend(View(i, k, im, th, tw, sy, sx, grey=g) for k, im, g in zip(kinds, out, greys))
+        if fine:  # each of them again at the finer size
+            out, greys, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long, MAX_DOWNSCALE)
+            views.extend(View(i, FINE, im, fh, fw, rows / fh, cols / fw, grey=g) for im, g in zip(out, greys))
     return views
 
 

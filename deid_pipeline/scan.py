@@ -96,7 +96,10 @@ class ViewRule:
 #: ``achromatic`` view is there for grey lines crossing its colour flow: on its own it took the holes of
 #: a power-Doppler map and a PET-CT's bone for text; a flat field shows as flat in the ``rgb`` view,
 #: where the glyph finder reads it (``benchmarks/README.md``, seventeenth session).
-VIEW_RULES: dict[str, ViewRule] = {"achromatic": ViewRule(glyphs=False, lines_only=True, completes_lines=True)}
+#: A big frame's ``fine`` view is there for the network's small text; the glyph finder reads the frame's
+#: other views.
+VIEW_RULES: dict[str, ViewRule] = {"achromatic": ViewRule(glyphs=False, lines_only=True, completes_lines=True),
+                                   "fine": ViewRule(glyphs=False)}
 _EVERY_RULE = ViewRule()
 
 
@@ -360,7 +363,8 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             plans.append((ds, frames, [], [], 0))
             continue
         reps, slot = _distinct(frames)
-        views = prepare_views(ds, frames[reps], device=str(getattr(detector, "device", "cpu")))
+        views = prepare_views(ds, frames[reps], device=str(getattr(detector, "device", "cpu")),
+                              fine=bool(getattr(detector, "reads_fine_views", False)))
         for v in views:
             owners.append((n_item, v.frame))
         all_views.extend(views)

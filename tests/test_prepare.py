@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
@@ -262,3 +263,49 @@ def test_the_achromatic_view_shows_the_grey_image_under_the_flow() -> None:
     assert ach.to_stored(16, 16, 64, 48, 240, 320) == views[1].to_stored(16, 16, 64, 48, 240, 320)
     # no extra views asked for: none
     assert [v.kind for v in prepare.prepare_views(_rgb_ds(), flow[None], extra_views=False)] == ["rgb"]
+
+
+@pytest.mark.parametrize(("rows", "cols", "want"), [
+    (2560, 2048, (1280, 1024)),  # 2x: the standard view's size
+    (3328, 2560, (1664, 1280)),  # the standard view (1280, 985) is 2.6x down
+    (4280, 3520, (2140, 1760)),
+    (1900, 1000, (1280, 674)),  # under 2x: the standard view's size
+    (256, 200, (640, 500)),  # small frames upscaled as before
+])
+def test_fine_views_are_downscaled_2x_at_most(rows: int, cols: int, want: tuple[int, int]) -> None:
+    assert prepare.target_size(rows, cols, max_downscale=prepare.MAX_DOWNSCALE) == want
+    long = max(rows, cols)
+    standard = prepare.target_size(rows, cols)
+    assert max(standard) == (1280 if long > 1280 else 640 if long < 512 else long)
+    assert prepare.target_size(rows, cols, min_long=1, max_long=100_000) == (rows, cols)  # the OCR's native view
+
+
+@pytest.mark.parametrize(("shape", "fine_size"), [((3328, 2560), (1664, 1280)), ((2560, 2048), None), ((1024, 1024), None)])
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_big_frame_gets_a_fine_view_of_its_first_view(shape: tuple[int, int], fine_size: tuple[int, int] | None,
+                                                          colour: bool) -> None:
+    """With ``fine``, the views of a frame over twice ``MAX_LONG`` are made again downscaled 2x at most
+    (one each, mapping back to stored pixels); the other views are the same with or without them."""
+    rng = np.random.default_rng(5)
+    if colour:
+        ds, frames = _rgb_ds(1), rng.integers(0, 256, (1, *shape, 3), dtype=np.uint8)
+        ds.Rows, ds.Columns = shape
+    else:
+        ds = Dataset()
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = *shape, 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = 16, 12, 0
+        frames = rng.integers(0, 4096, (1, *shape), dtype=np.uint16)
+    plain = prepare.prepare_views(ds, frames)
+    views = prepare.prepare_views(ds, frames, fine=True)
+    fine = [v for v in views if v.kind == prepare.FINE]
+    rest = [v for v in views if v.kind != prepare.FINE]
+    assert [(v.kind, v.height, v.width) for v in rest] == [(v.kind, v.height, v.width) for v in plain]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(rest, plain))
+    assert {v.kind for v in plain} <= prepare.STANDARD_KINDS
+    if fine_size is None:
+        assert not fine
+        return
+    assert len(fine) == len([v for v in plain if v.kind != "achromatic"])
+    for f in fine:
+        assert (f.height, f.width) == fine_size and f.frame == 0 and (f.grey is None) == colour
+        assert f.to_stored(f.ox, f.oy, f.width, f.height, *shape) == (0, 0, shape[1], shape[0])

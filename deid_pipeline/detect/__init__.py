@@ -76,7 +76,8 @@ def _union_missing() -> str:
 def _make_union(device: str) -> TextDetector:
     from .union import UnionDetector
 
-    # PP-OCRv4 on the first view of a frame (min-max or "upper", colour), deid-textseg on every view
+    # PP-OCRv4 on the first view of a frame (min-max or "upper", colour), deid-textseg on every view (a
+    # big frame's ``fine`` one too)
     first_views = frozenset({"full", "upper", "rgb"})
     return UnionDetector(UNION, [get_detector("ppocrv4-det", device), get_detector("deid-textseg", device)],
                          member_kinds=[first_views, None])
