@@ -612,3 +612,25 @@ def test_small_text_on_a_big_radiograph_is_found(seed: int, category: str) -> No
     assert cover[box["y"] : box["y"] + box["h"], box["x"] : box["x"] + box["w"]].mean() >= 0.95
     phi = [a for a in truth["annotations"] if a.get("phi")]
     assert all(cover[a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]].mean() >= 0.95 for a in phi)
+
+
+def test_views_larger_than_any_standard_one_go_through_the_network_singly() -> None:
+    """A big frame's fine views (1,696 x 1,312 for a 3328x2560 CR) are run one at a time (a batch of
+    three of them raised the worker's peak by 300 MiB); standard views keep their batches."""
+    import torch
+
+    seen: list[tuple[int, int, int]] = []
+
+    class Probe(dbnet.ProbMapDetector):
+        def _input(self, x: "torch.Tensor") -> "torch.Tensor":
+            return x.permute(0, 3, 1, 2).float()
+
+    def model(x: "torch.Tensor") -> "torch.Tensor":
+        seen.append((int(x.shape[0]), int(x.shape[2]), int(x.shape[3])))
+        return x[:, :1] * 0
+
+    det = Probe(model, "cpu", "", dbnet.DBParams(), batch_size=4)
+    views = [np.zeros((1696, 1312, 3), np.uint8)] * 3 + [np.zeros((1312, 1024, 3), np.uint8)] * 5
+    maps = det.probability_maps(views)
+    assert [m.shape for m in maps] == [(1696, 1312)] * 3 + [(1312, 1024)] * 5
+    assert sorted(seen) == sorted([(1, 1696, 1312)] * 3 + [(4, 1312, 1024), (1, 1312, 1024)])

@@ -27,6 +27,11 @@ from ..types import Region
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "ppocrv4_det.ts"
+#: The largest view a frame gets besides a big frame's ``fine`` views (a square frame: MAX_LONG with its
+#: border, padded to 32). Larger views go through the network one at a time: 3328x2560 CRs, whose fine
+#: views are 1,696 x 1,312, peaked at 2,084 MiB in batches of 3 (this pixel budget), 1,780 one at a time,
+#: 1,386-1,596 without fine views (benchmarks/README.md, twenty-seventh session).
+BATCH_VIEW_PIXELS = 1312 * 1312
 WEIGHTS_SHA256 = "0d422762c7403f1b7a5937ae1b790948bdbc961d06fc77aeca3b22c14c7f54cf"
 
 # PaddleOCR / RapidOCR det normalisation: x/255, mean 0.5, std 0.5, BGR channel order (cv2.imread).
@@ -192,7 +197,8 @@ class ProbMapDetector:
 
     name = ""
     #: Views per forward pass on a GPU, and on the CPU (where a big batch only spills the caches: see the
-    #: subclasses). Batching never changes a map: each view is convolved on its own.
+    #: subclasses); views larger than ``BATCH_VIEW_PIXELS`` (a big frame's ``fine`` views) one at a time.
+    #: Batching never changes a map: each view is convolved on its own.
     gpu_batch_size = 8
     cpu_batch_size = 8
 
@@ -225,9 +231,10 @@ class ProbMapDetector:
             groups.setdefault(im.shape[:2], []).append(i)
         cuda = self.device.startswith("cuda")
         with torch.inference_mode():
-            for idx in groups.values():
-                for s in range(0, len(idx), self.batch_size):
-                    chunk = idx[s : s + self.batch_size]
+            for (h, w), idx in groups.items():
+                n = 1 if h * w > BATCH_VIEW_PIXELS else self.batch_size
+                for s in range(0, len(idx), n):
+                    chunk = idx[s : s + n]
                     x = torch.from_numpy(np.stack([padded[i] for i in chunk])).to(self.device, non_blocking=True)
                     # channels_last memory order: faster convolutions on the CPU
                     x = self._input(x).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
