@@ -25,7 +25,8 @@ Intensity scaling, resizing and padding are MONAI transforms (``ScaleIntensityRa
 (or a chunk of colour frames) at once as channels.
 
 Each view is resized keeping aspect (long side within [min_long, max_long]; the ``fine`` views of a big
-frame downscaled ``MAX_DOWNSCALE`` at most) and padded at the end to a multiple of 32 after a black border. ``View.to_stored`` maps view pixels back to stored pixels.
+frame downscaled ``MAX_DOWNSCALE`` at most) and padded at the end to a multiple of 32 after a black
+border. ``View.to_stored`` maps view pixels back to stored pixels.
 """
 
 from __future__ import annotations
@@ -40,20 +41,20 @@ logger = logging.getLogger(__name__)
 
 MIN_LONG = 640  # small frames are upscaled: the network misses text under ~8 px high ...
 NATIVE_LONG = 512  # ... but frames this large run at native size (their text is large enough; 1.6x faster)
-MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin strokes) ...
-#: ... and the views of a frame more than twice that size are made again as ``fine`` views, downscaled this
-#: much at most, for a detector that reads them (``reads_fine_views``: deid-textseg, so the default union):
-#: a name and an accession number 7-8 stored pixels high on a 3328x2560 CR were 3 px in the 1,280 views and
+MAX_LONG = 1280  # large frames are downscaled (area interpolation keeps thin strokes)
+#: ... and small ones upscaled 4x at most: the networks' views held text up to ~32 px tall (synthetic
+#: frames of 240 rows and more, text up to 5 % of them, at most 2.7x up); a 128-pixel frame's 7-pixel
+#: text at 5x (35 px) had its line ends cut, and PHI lines left under 95 % covered
+MAX_UPSCALE = 4.0
+#: The views of a frame more than twice ``MAX_LONG`` are made again as ``fine`` views, downscaled this much
+#: at most, for a detector that reads them (``reads_fine_views``: deid-textseg, so the default union): a
+#: name and an accession number 7-8 stored pixels high on a 3328x2560 CR were 3 px in the 1,280 views and
 #: missed; deid-textseg finds them in 1,664 views. It lost big text in views that size (PHI 98 -> 83 of 98),
 #: so the 1,280 views stay (benchmarks/README.md, twenty-seventh session).
 MAX_DOWNSCALE = 2.0
 FINE = "fine"
 #: The view kinds ``prepare_views`` makes whatever the detector (``FINE`` only for one that reads it).
 STANDARD_KINDS = frozenset({"full", "window", "upper", "extreme", "rgb", "achromatic"})
-#: ... and small ones upscaled 4x at most: the networks' views held text up to ~32 px tall (synthetic
-#: frames of 240 rows and more, text up to 5 % of them, at most 2.7x up); a 128-pixel frame's 7-pixel
-#: text at 5x (35 px) had its line ends cut, and PHI lines left under 95 % covered
-MAX_UPSCALE = 4.0
 BORDER = 16  # black margin round every view: text touching the frame edge needs context to be found
 EXTREME_MIN_SHARE = 1e-5  # share of pixels at the extreme value for the ``extreme`` view
 EXTREME_MAX_SHARE = 0.15

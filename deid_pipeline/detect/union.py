@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..prepare import FINE
 from ..types import Region
 
 
@@ -33,8 +34,8 @@ class UnionDetector:
         # provenance: every member's weights, in order, so the manifest pins each of them
         self.weights_sha256 = "+".join(str(getattr(m, "weights_sha256", "")) for m in self.members)
         self.device = str(getattr(self.members[0], "device", "cpu"))
-        # a big frame's ``fine`` view (prepare.FINE) is made when a member reads it and takes that kind
-        self.reads_fine_views = any(getattr(m, "reads_fine_views", False) and (k is None or "fine" in k)
+        # a big frame's ``fine`` views are made when a member reads them and takes that kind
+        self.reads_fine_views = any(getattr(m, "reads_fine_views", False) and (k is None or FINE in k)
                                     for m, k in zip(self.members, self.member_kinds))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]:
