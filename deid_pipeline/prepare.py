@@ -53,8 +53,6 @@ MAX_UPSCALE = 4.0
 #: so the 1,280 views stay (benchmarks/README.md, twenty-seventh session).
 MAX_DOWNSCALE = 2.0
 FINE = "fine"
-#: The view kinds ``prepare_views`` makes whatever the detector (``FINE`` only for one that reads it).
-STANDARD_KINDS = frozenset({"full", "window", "upper", "extreme", "rgb", "achromatic"})
 BORDER = 16  # black margin round every view: text touching the frame edge needs context to be found
 EXTREME_MIN_SHARE = 1e-5  # share of pixels at the extreme value for the ``extreme`` view
 EXTREME_MAX_SHARE = 0.15
@@ -265,6 +263,7 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     sy, sx = rows / th, cols / tw
     fh, fw = target_size(rows, cols, min_long, max_long, MAX_DOWNSCALE)
     fine = fine and (fh, fw) != (th, tw)
+    fsy, fsx = rows / fh, cols / fw
     views: list[View] = []
     rgb = to_display_rgb(ds, frames)
     if rgb is not None:
@@ -278,7 +277,7 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
             views.extend(View(s + j, "rgb", im, th, tw, sy, sx) for j, im in enumerate(imgs))
             if fine:
                 imgs, _, _, _ = _finish(t, rows, cols, min_long, max_long, MAX_DOWNSCALE)
-                views.extend(View(s + j, FINE, im, fh, fw, rows / fh, cols / fw) for j, im in enumerate(imgs))
+                views.extend(View(s + j, FINE, im, fh, fw, fsy, fsx) for j, im in enumerate(imgs))
             first = next((j for j in range(t.shape[0]) if colour_patch(rgb[s + j])), None) if achromatic else None
             if first is not None:
                 out, greys, _, _ = _finish(t[first : first + 1].amin(dim=1, keepdim=True), rows, cols, min_long, max_long)
@@ -323,11 +322,12 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                     if float(bright.float().mean()) >= 1e-3:
                         kinds.append("extreme")
                         imgs.append(torch.where(at_ext, torch.full_like(full, 255.0), full * 0.4))
-        out, greys, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long)
+        stack = torch.stack(imgs)[:, None]
+        out, greys, _, _ = _finish(stack, rows, cols, min_long, max_long)
         views.extend(View(i, k, im, th, tw, sy, sx, grey=g) for k, im, g in zip(kinds, out, greys))
-        if fine:  # each of them again at the finer size
-            out, greys, _, _ = _finish(torch.stack(imgs)[:, None], rows, cols, min_long, max_long, MAX_DOWNSCALE)
-            views.extend(View(i, FINE, im, fh, fw, rows / fh, cols / fw, grey=g) for im, g in zip(out, greys))
+        if fine:  # each of them again at the finer size (both calls resize into new tensors: ``stack`` is intact)
+            out, greys, _, _ = _finish(stack, rows, cols, min_long, max_long, MAX_DOWNSCALE)
+            views.extend(View(i, FINE, im, fh, fw, fsy, fsx, grey=g) for im, g in zip(out, greys))
     return views
 
 

@@ -44,7 +44,7 @@ from .detect.extend import LineParams, extend_along_line
 from .detect.glyphs import GlyphParams, find_glyph_text, grey_u8
 from .errors import ConfigError
 from .pixels import frame_digest
-from .prepare import View, prepare_views
+from .prepare import FINE, View, prepare_views
 from .resources import configs_dir
 from .types import Heartbeat, Region, join_boxes
 
@@ -99,7 +99,7 @@ class ViewRule:
 #: A big frame's ``fine`` view is there for the network's small text; the glyph finder reads the frame's
 #: other views.
 VIEW_RULES: dict[str, ViewRule] = {"achromatic": ViewRule(glyphs=False, lines_only=True, completes_lines=True),
-                                   "fine": ViewRule(glyphs=False)}
+                                   FINE: ViewRule(glyphs=False)}
 _EVERY_RULE = ViewRule()
 
 

@@ -397,12 +397,13 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
         return []
     frames = int(out.get("NumberOfFrames") or 1)
     extended = (out.ExtendedOffsetTable, out.ExtendedOffsetTableLengths) if "ExtendedOffsetTableLengths" in out else None
+    plane = frame_plane(out)
     if isinstance(elem, RawDataElement) and elem.value is None:  # left in the file: read there, frame by frame
         with open(output_path, "rb") as fh:
             fh.seek(elem.value_tell)
-            metadata, extra = encapsulated_leftovers(fh, ts, frames, extended, frame_plane(out))
+            metadata, extra = encapsulated_leftovers(fh, ts, frames, extended, plane)
     else:
-        metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended, frame_plane(out))
+        metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended, plane)
     findings = []
     if metadata:
         findings.append(Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image"))

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..prepare import BORDER, MAX_LONG
 from ..types import Region
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ WEIGHTS_FILE = "ppocrv4_det.ts"
 #: border, padded to 32). Larger views go through the network one at a time: 3328x2560 CRs, whose fine
 #: views are 1,696 x 1,312, peaked at 2,084 MiB in batches of 3 (this pixel budget), 1,780 one at a time,
 #: 1,386-1,596 without fine views (benchmarks/README.md, twenty-seventh session).
-BATCH_VIEW_PIXELS = 1312 * 1312
+BATCH_VIEW_PIXELS = (-(-(MAX_LONG + 2 * BORDER) // 32) * 32) ** 2  # 1,312 x 1,312
 WEIGHTS_SHA256 = "0d422762c7403f1b7a5937ae1b790948bdbc961d06fc77aeca3b22c14c7f54cf"
 
 # PaddleOCR / RapidOCR det normalisation: x/255, mean 0.5, std 0.5, BGR channel order (cv2.imread).
