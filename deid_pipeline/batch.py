@@ -359,23 +359,86 @@ class _Reporter:
 
     A dropped call never announces more files' work than the last event sent (one file, or the scan's
     files while its steps beat), and came less than ``every`` seconds after it, so the driver's
-    deadline, last event + its files x limit + ``every``, is never earlier than the work allows."""
+    deadline, last event + its files x limit + ``every``, is never earlier than the work allows.
 
-    def __init__(self, worker: Any, token: str, every: float) -> None:
-        self.worker, self.token, self.every = worker, token, every
+    It also keeps, for the driver to ask once the deadline passed (:func:`_file_in_progress`; no event:
+    a header run would send one per file), which file's own step runs (``None`` in the scan), the
+    inputs' hashes, and when the work last advanced (any call, sent or dropped)."""
+
+    def __init__(self, worker: Any, token: str, every: float, single: bool = False) -> None:
+        self.worker, self.token, self.every, self.single = worker, token, every, single
         self.last = float("-inf")
+        self.index: int | None = None
+        self.advanced = time.monotonic()
+        self.keys: dict[int, tuple[str, int]] = {}
 
     def __call__(self, files: int, force: bool = False, start: bool = False) -> None:
-        now = time.monotonic()
+        now = self.advanced = time.monotonic()
         if force or start or now - self.last >= self.every:
             self.last = now
             self.worker.log_event(START_TOPIC, {"token": self.token, "worker": self.worker.address, "files": files,
                                                 "start": start})
 
+    def at(self, index: int | None) -> None:
+        """A :data:`Current`: the step of file ``index`` (``None``: the scan's) begins."""
+        self.index, self.advanced = index, time.monotonic()
+
     def hashed(self, sha256: str, size: int) -> None:
-        """Send the input's hash (a single file's task: the driver keys its record by it should the
-        file time out or kill its worker before the task returns); no progress: the deadline stays."""
-        self.worker.log_event(START_TOPIC, {"token": self.token, "sha256": sha256, "size": size})
+        """Keep the input's hash; a single file's task also sends it (the driver keys its record by it
+        should the file kill its worker before the task returns); no progress: the deadline stays."""
+        if self.index is not None:
+            self.keys[self.index] = (sha256, size)
+        if self.single:
+            self.worker.log_event(START_TOPIC, {"token": self.token, "sha256": sha256, "size": size})
+
+    def in_progress(self) -> tuple[int, str, int, float] | None:
+        """The file whose own step runs (its index, sha256 and size or ``""``, 0) and the seconds since
+        the work last advanced; ``None`` in the scan."""
+        index = self.index
+        if index is None:
+            return None
+        sha256, size = self.keys.get(index, ("", 0))
+        return index, sha256, size, time.monotonic() - self.advanced
+
+
+#: On a worker: the reporters of its running tasks, by token (read by :func:`_in_progress`).
+_RUNNING: dict[str, _Reporter] = {}
+
+
+def _in_progress(token: str) -> tuple[int, str, int, float] | None:
+    """Run on a worker by :func:`_file_in_progress`: what the task ``token`` is on, if it runs there."""
+    reporter = _RUNNING.get(token)
+    return reporter.in_progress() if reporter is not None else None
+
+
+#: Seconds the driver waits for a worker to say which file its timed-out batch is on (a worker whose
+#: hung code holds the GIL never answers: its batch's files are then retried one by one).
+IN_PROGRESS_QUERY_S = 2.0
+
+
+def _file_in_progress(client: Any, address: str, token: str, limit: float) -> tuple[int, str, int] | None:
+    """The file of the timed-out batch ``token`` that hung: the index, sha256 and size (``""``, 0 before
+    it was hashed) of the file whose own step has not advanced for ``limit`` seconds on its worker, asked
+    before the worker is killed; ``None`` when no single file can be named (the scan, no answer in
+    :data:`IN_PROGRESS_QUERY_S`, or the work advanced since: a file that only just went past the limit)."""
+    if not address:
+        return None
+    answer: list[Any] = []
+
+    def ask() -> None:
+        try:
+            answer.append(client.run(_in_progress, token, workers=[address], on_error="ignore").get(address))
+        except Exception:  # noqa: BLE001 - the worker gone or not answering: no file named
+            pass
+
+    thread = threading.Thread(target=ask, name="deid-ask-hung-file", daemon=True)
+    thread.start()
+    thread.join(IN_PROGRESS_QUERY_S)
+    got = answer[0] if answer else None
+    if not (isinstance(got, (tuple, list)) and len(got) == 4):
+        return None
+    index, sha256, size, idle = got
+    return (int(index), str(sha256), int(size)) if float(idle) >= limit else None
 
 
 _OPENCV_THREADS_SET: list[int] = []  # the thread count last applied in this worker process
@@ -514,30 +577,34 @@ def _run_batch_task(root: str, batch: list[Candidate], packed: tuple[str, bytes]
         from distributed import get_worker
 
         worker = get_worker()
-        reporter = _Reporter(worker, token, every)
+        reporter = _Reporter(worker, token, every, single=len(batch) == 1)
         reporter(1, start=True)
     except Exception:  # not on a Dask worker (tests), or events unavailable: the fallback deadline applies
         reporter = None
-    hashed = reporter.hashed if reporter is not None and len(batch) == 1 else None
+    hashed = reporter.hashed if reporter is not None else None
     if os.environ.get("DEID_TEST_SLEEP_AFTER_HASH") == "1":
-        hashed = _faults_after_hash(hashed, batch)
+        hashed = _faults_after_hash(hashed, batch, reporter)
     elif any(os.environ.get(v) for v in _TEST_HOOKS):
         _test_faults(batch)
+    if reporter is not None:
+        _RUNNING[token] = reporter
     try:
-        return process_batch(root, batch, ctx, reporter, hashed)
+        return process_batch(root, batch, ctx, reporter, hashed, reporter.at if reporter is not None else None)
     finally:
+        _RUNNING.pop(token, None)
         if worker is not None and os.environ.get(QUICK_EXIT_ENV) == "1":
             quick_exit_after_close(worker)
 
 
-def _faults_after_hash(hashed: Hashed | None, batch: list[Candidate]) -> Hashed:
-    """Test hook (``DEID_TEST_SLEEP_AFTER_HASH=1``): the faults of ``DEID_TEST_*`` fire once an input is
-    hashed, as a hang in its parse would, instead of before the batch starts."""
+def _faults_after_hash(hashed: Hashed | None, batch: list[Candidate], reporter: _Reporter | None) -> Hashed:
+    """Test hook (``DEID_TEST_SLEEP_AFTER_HASH=1``): the faults of ``DEID_TEST_*`` fire once their input
+    is hashed, as a hang in its parse would, instead of before the batch starts."""
 
     def then_fault(sha256: str, size: int) -> None:
         if hashed is not None:
             hashed(sha256, size)
-        _test_faults(batch)
+        index = reporter.index if reporter is not None else None
+        _test_faults(batch if index is None else [batch[index]])
 
     return then_fault
 
@@ -717,9 +784,11 @@ def run_distributed(
     ``internal-error``). A batch that spends longer than ``file_timeout`` seconds (default
     ``DEID_FILE_TIMEOUT`` or 300) on one file -- on its scan, which serves several files in one pass,
     that many times as long -- by the progress its worker reports (see
-    :func:`batch_deadline`), is cancelled, its worker restarted, and its files retried singly; one
-    that times out alone ends ``failed`` with ``timeout``. So a hung file is found after about
-    ``file_timeout`` seconds whatever the batch size. A task cancelled under us (lost with its
+    :func:`batch_deadline`), is cancelled and its worker restarted; the file its worker names as stuck
+    in its own step (:func:`_file_in_progress`) ends ``failed`` with ``timeout`` and the other files run
+    again as a batch, or, no file named, its files are retried singly; one that times out alone ends
+    ``failed`` with ``timeout``. So a hung file is found after about ``file_timeout`` seconds whatever
+    the batch size. A task cancelled under us (lost with its
     worker, a scheduler hiccup) is resubmitted as it was, a few times.
     """
     from distributed import KilledWorker, wait
@@ -806,12 +875,21 @@ def run_distributed(
                     # it (Dask computes it again); wait for it as for any running batch
                     continue
                 else:
-                    fut.cancel()
                     log.warning("a batch of %d file(s) ran past its time limit; cancelled", len(job.batch))
                     seen = starts.get(job.token)
-                    _restart_worker(client, seen.worker if seen else "")
+                    address = seen.worker if seen else ""
+                    hung = _file_in_progress(client, address, job.token, limit) if len(job.batch) > 1 else None
+                    fut.cancel()
+                    _restart_worker(client, address)
                     why = f"processing took longer than {limit:g} s (a scan: one of its steps); the file was not written"
-                    results = split_or(job, lambda b: _failed(b, "timeout", why))
+                    if hung is not None and hung[0] < len(job.batch):  # its worker named the file: not run again
+                        index, sha256, size = hung
+                        log.warning("its worker named the file that hung; the batch's other files run again")
+                        results = _failed([job.batch[index]], "timeout", why)
+                        results[0].input_sha256, results[0].input_size = sha256, size
+                        submit(job.batch[:index] + job.batch[index + 1:], job.single)
+                    else:
+                        results = split_or(job, lambda b: _failed(b, "timeout", why))
                 del pending[fut]
                 _, hashed = starts.pop(job.token)
                 fut.release()

@@ -48,7 +48,7 @@ from .discover import UNREAD, Candidate
 from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
 from .tags import MAX_SEQUENCE_DEPTH, holds_audio, inert_vr
-from .types import FileResult, Hashed, Heartbeat, PixelReport, Region
+from .types import Current, FileResult, Hashed, Heartbeat, PixelReport, Region
 
 log = logging.getLogger(__name__)
 
@@ -1188,26 +1188,34 @@ def _no_progress(files: int, force: bool = False) -> None:
     """The :class:`Progress` of a batch no one times out (in process, tests)."""
 
 
+def _no_current(index: int | None) -> None:
+    """The :data:`Current` of a batch no one asks about (in process, tests)."""
+
+
 def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, progress: Progress | None = None,
-                  hashed: Hashed | None = None) -> list[FileResult]:
+                  hashed: Hashed | None = None, current: Current | None = None) -> list[FileResult]:
     """De-identify a batch of inputs; one result per input, in order. Never raises for a file.
 
     ``progress`` (the Dask task's, so that the driver can time each file out on its own) is called
     after every file loaded and finished, and around the scan; ``hashed``, with each input's sha256
-    and size as soon as it is hashed (see :func:`load_file`)."""
+    and size as soon as it is hashed (see :func:`load_file`); ``current``, with the index of the file
+    whose load or finish begins, ``None`` before the scan (so a hung step names its file)."""
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the values they reject
     root = Path(root)
     note = progress or _no_progress
+    at = current or _no_current
 
     def this_file() -> None:  # a beat while one file is read or finished: its limit again
         note(1)
 
     staged: list[Loaded | FileResult] = []
-    for c in cands:
+    for i, c in enumerate(cands):
+        at(i)
         staged.append(load_file(root, c, ctx, hashed, this_file))
         note(1)  # next: one more file's load, or the first finish
     to_scan = [s for s in staged if isinstance(s, Loaded) and (s.frames is not None or s.chunked)]
     if to_scan:
+        at(None)
         note(len(to_scan), force=True)  # one detector pass over these files
     try:  # each beat: the scan's files' limits again from now (a long scan of many frames is not a hung one)
         scanned = scan_loaded(to_scan, ctx, lambda: note(len(to_scan)))
@@ -1221,7 +1229,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
         note(1, force=True)
     by_id = {id(item): scanned[i] for i, item in enumerate(to_scan)}
     results: list[FileResult] = []
-    for s in staged:
+    for i, s in enumerate(staged):
         if isinstance(s, FileResult):
             results.append(s)
             continue
@@ -1230,6 +1238,7 @@ def process_batch(root: str | Path, cands: list[Candidate], ctx: RunContext, pro
             s.result.pixel = s.report.to_json()
             results.append(_fail(s.result, res))
             continue
+        at(i)
         results.append(finish_file(s, res, ctx, this_file))
         note(1)
     return results

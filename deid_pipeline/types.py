@@ -116,6 +116,9 @@ def join_boxes(boxes: list[list[Any]], joinable: Callable[[list[Any], list[Any]]
 Heartbeat = Callable[[], None]
 #: Told an input's sha256 and size as soon as they are known, before its parse.
 Hashed = Callable[[str, int], None]
+#: Told the index, in its batch, of the file whose own step (its load, or its finish) begins; ``None``
+#: when a step that serves several files begins (the scan).
+Current = Callable[[int | None], None]
 
 
 @dataclass

@@ -180,17 +180,26 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert [m for m in nanny if m.startswith("Restarting worker")] == ["Restarting worker (status=Status.running)"] * 2
 
 
-def test_a_file_that_hangs_after_it_is_hashed_keeps_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_a_file_that_hangs_after_it_is_hashed_keeps_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture, batch_size: int) -> None:
     """A file that hangs in its parse (after its worker hashed it) times out keyed by its sha256 and
-    size, which its worker sent before the hang: the driver does not read a file that may sit on a
-    mount that hangs. Its batch first ran it beside others (no hash sent) and timed out as a whole."""
+    size, which its worker kept (a single file's task also sent it) before the hang: the driver does
+    not read a file that may sit on a mount that hangs. In a batch, the worker, asked before it is
+    killed, names the file that hung: it is recorded at once, not run again alone (a second time
+    limit and a second worker restart), and only the batch's other files run again."""
+    caplog.set_level(logging.INFO, logger="distributed.nanny")
     inp = small_tree(tmp_path / "in")
     monkeypatch.setenv("DEID_TEST_SLEEP_ON", "rtplan.dcm")
     monkeypatch.setenv("DEID_TEST_SLEEP_AFTER_HASH", "1")
     monkeypatch.setenv("DEID_TEST_SLEEP_S", "600")
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none", batch_size=3)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="none",
+                     batch_size=batch_size)
     results: list[FileResult] = []
     run_distributed(inp, walk_inputs(inp), ctx, results.append, workers=2, file_timeout=1.5)
+    nanny = [r.getMessage() for r in caplog.records if r.name == "distributed.nanny"]
+    asked = [m.rsplit("Reason: ", 1)[1] for m in nanny if m.startswith("Nanny asking worker to close")]
+    assert asked.count("deid-batch-timeout") == 1, nanny  # one worker killed: the hung file's, once
     by_name = {Path(r.rel_input).name: r for r in results}
     assert len(results) == len(by_name) == len(FILES) + 1
     hung = by_name.pop("rtplan.dcm")

@@ -89,6 +89,78 @@ def test_reporter_drops_only_unforced_calls_within_its_interval(monkeypatch: pyt
     assert {m["token"] for m in sent} == {"tok"} and {m["worker"] for m in sent} == {worker.address}
 
 
+def test_a_batch_names_the_file_whose_step_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker answers when its batch ran past the deadline: the file whose own step (load or
+    finish) runs, with the hash its load kept, and how long since the work last advanced; nothing in
+    the scan (one pass over several files: no single file to name)."""
+    names = ["CT_small.dcm", "MR_small.dcm"]
+    cands = _copy(tmp_path / "in", names) + [Candidate("missing.dcm")]
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    rep = batch._Reporter(_Worker(), "tok", every=1.0)
+    steps: list[tuple[int | None, tuple | None]] = []
+
+    def current(index: int | None) -> None:
+        steps.append((index, rep.in_progress()))  # what a worker would answer just before this step
+        rep.at(index)
+
+    results = process_batch(tmp_path / "in", cands, ctx, rep, rep.hashed, current)
+    assert [r.status for r in results] == ["written", "written", "failed"]
+    assert [i for i, _ in steps] == [0, 1, 2, None, 0, 1]  # three loads, the scan, two finishes
+    keys = {i: (r.input_sha256, r.input_size) for i, r in enumerate(results[:2])}
+    assert steps[1][1][:3] == (0, *keys[0]) and steps[2][1][:3] == (1, *keys[1])  # hashed in its load
+    assert steps[3][1][:3] == (2, "", 0)  # a file never hashed: no key to give
+    assert steps[4][1] is None  # asked in the scan
+    assert rep.in_progress()[:3] == (1, *keys[1]) and not any(e[1].get("sha256") for e in rep.worker.events)
+    clock = [500.0]
+    monkeypatch.setattr(batch.time, "monotonic", lambda: clock[0])
+    rep.at(0)
+    clock[0] += 2.5
+    assert rep.in_progress() == (0, *keys[0], 2.5)
+    rep(1)  # progress (sent or dropped) is the work advancing
+    assert rep.in_progress() == (0, *keys[0], 0.0)
+
+
+class _Client:
+    def __init__(self, answer: object) -> None:
+        self.answer, self.asked = answer, []
+
+    def run(self, function, *args, workers: list[str], on_error: str) -> dict:
+        self.asked.append((function, args, workers))
+        return {workers[0]: self.answer} if self.answer is not None else {}
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ((3, "ab" * 32, 2672, 1.6), (3, "ab" * 32, 2672)),  # stuck 1.6 s in file 3's step: named
+    ((3, "", 0, 1.5), (3, "", 0)),  # hung before it was hashed
+    ((3, "ab" * 32, 2672, 0.4), None),  # advanced since: only just past the limit, perhaps the next file
+    (None, None),  # in the scan, or the task is not on that worker
+])
+def test_the_driver_names_a_hung_file_only_when_its_step_has_not_advanced(answer: object, expected: object) -> None:
+    client = _Client(answer)
+    assert batch._file_in_progress(client, "tcp://w:1", "tok", limit=1.5) == expected
+    assert client.asked == [(batch._in_progress, ("tok",), ["tcp://w:1"])]
+    assert batch._file_in_progress(client, "", "tok", limit=1.5) is None and len(client.asked) == 1
+
+
+def test_a_worker_that_does_not_answer_names_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hung code that holds the GIL leaves its worker unable to answer: no file named after the wait."""
+    import threading
+
+    release = threading.Event()
+
+    class Stuck:
+        def run(self, *args: object, **kwargs: object) -> dict:
+            release.wait(30)
+            return {"tcp://w:1": (0, "", 0, 99.0)}
+
+    monkeypatch.setattr(batch, "IN_PROGRESS_QUERY_S", 0.2)
+    try:
+        assert batch._file_in_progress(Stuck(), "tcp://w:1", "tok", limit=1.5) is None
+    finally:
+        release.set()
+
+
 def test_deadline_follows_the_last_event(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [10.0]
     monkeypatch.setattr(batch.time, "monotonic", lambda: clock[0])
