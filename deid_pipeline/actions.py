@@ -369,16 +369,28 @@ def apply(code: str, elem: DataElement, ref: Any, ctx: ActionContext) -> tuple[s
 
 # --------------------------------------------------------------------------- ages
 
-_AS_RE = re.compile(r"^(\d{3})([DWMY])$")
+#: An age as written: a number (leading zeros, blanks round it) and a unit, days, weeks, months or years
+#: in either case, none meaning years. AS is three digits and an upper-case unit (095Y), but "95Y",
+#: "0095Y", "095y" or "1200M" (100 years) are ages over 89 all the same.
+_AGE_RE = re.compile(r"\s*(\d{1,9})\s*([DWMYdwmy]?)\s*")
 _UNIT_YEARS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
+AGGREGATED_AGE = "090Y"
 
 
-def cap_age(value: str, max_years: int | None) -> str:
-    """An AS value above ``max_years`` becomes ``090Y`` (HIPAA: ages over 89 aggregated)."""
+def cap_age(value: Any, max_years: int | None) -> Any:
+    """An age above ``max_years`` becomes ``090Y`` (HIPAA: ages over 89 aggregated), each value of a
+    multi-valued one; a value that reads as no age (not a number of days, weeks, months or years) is
+    emptied, since it cannot be shown to be ``max_years`` or under; an empty one stays."""
     if max_years is None:
         return value
-    m = _AS_RE.match(value.strip())
-    if m is None:
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [cap_age(v, max_years) for v in value]
+    raw = isinstance(value, bytes)  # an age written with a binary VR: bytes again
+    text = value.decode("latin-1") if raw else str(value)
+    if not text.strip(" \0"):
         return value
-    years = int(m.group(1)) * _UNIT_YEARS[m.group(2)]
-    return "090Y" if years > max_years else value
+    m = _AGE_RE.fullmatch(text.rstrip("\0"))
+    if m is not None and int(m.group(1)) * _UNIT_YEARS[(m.group(2) or "Y").upper()] <= max_years:
+        return value
+    out = AGGREGATED_AGE if m is not None else ""
+    return out.encode("ascii") if raw else out

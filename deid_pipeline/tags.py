@@ -229,6 +229,12 @@ def _public_dictionary_vr(tag: int) -> str | None:
         return None
 
 
+def _is_age(ref: ElementRef) -> bool:
+    """An age: an AS element, or a public one the dictionary gives as AS written with another VR
+    (Patient's Age as LO is an age all the same)."""
+    return ref.vr == "AS" or (not (ref.tag >> 16) & 1 and _public_dictionary_vr(ref.tag) == "AS")
+
+
 def inert_vr(ds: Dataset, raw: RawDataElement) -> str | None:
     """The VR pydicom gives ``raw`` when converting it cannot fail and changes nothing else; else None.
 
@@ -762,15 +768,15 @@ class Deidentifier:
         if outcome is actions.KEEP or outcome is actions.UID_REFS:
             if ref.vr == "SQ":
                 return actions.UID_REFS if outcome is actions.UID_REFS or scope & UID_SCOPE else actions.KEEP
-            if ref.vr == "AS" and elem.value:
-                elem.value = actions.cap_age(str(elem.value), self.max_age)
+            if _is_age(ref) and elem.value:
+                elem.value = actions.cap_age(elem.value, self.max_age)
             self.non_ascii = self.non_ascii or _is_non_ascii(elem.value)
             return None
         if ref.vr == "SQ":
             elem.value = Sequence(outcome or [])
             return None
-        if ref.vr == "AS" and outcome:
-            outcome = actions.cap_age(str(outcome), self.max_age)
+        if outcome and _is_age(ref):
+            outcome = actions.cap_age(outcome, self.max_age)
         elem.value = outcome
         self.non_ascii = self.non_ascii or _is_non_ascii(outcome)
         return None

@@ -4,7 +4,8 @@ For every written output, against its input (found through the private journal):
 1. header: no element that the profile removes, replaces or cleans still holds its original value,
    nothing the profile removes (action X) is present, no private element outside the retained set; an
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
-   sound recording (a voice) in the output is ``audio-kept``; native Pixel Data holding anything in
+   sound recording (a voice) in the output is ``audio-kept``; under a profile that caps ages
+   (``max_age_years``), an age above it however written, or a value that reads as no age, is ``age-over-limit``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
    frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``; data past the image
    (native bytes other than zeros after its last frame, encapsulated frames past Number of Frames,
@@ -431,9 +432,11 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
-    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
+    from .actions import cap_age
+    from .tags import _decision, _is_age, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
+    max_age = getattr(profile.settings, "max_age_years", None)
     year_mode = profile.settings.dates == "year"
     shift_mode = profile.settings.dates == "shift"
     header, out_bytes = _searchable(out_bytes, out, output_path)
@@ -456,6 +459,13 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                 january_first.append(text[:8])
         if ref.keyword in _WRITTEN_BY_DEID or ref.tag == 0x7FE00010:
             return False
+        if max_age is not None and _is_age(ref):  # whatever the action (K too): the cap applies to every age
+            if elem.is_raw:
+                elem = convert_inert(container, elem)
+            if elem.value not in (None, "", b"", []) and cap_age(elem.value, max_age) != elem.value:
+                findings.append(Finding(line, "age-over-limit",
+                                        f"{path} {ref.keyword}: an age over {max_age} years, or none a reader can tell".strip()))
+                return False
         if ref.private_creator is not None and rule_for(profile, ref).action != "K":
             findings.append(Finding(line, "private-element-kept", path))
             return False

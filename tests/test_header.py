@@ -6,6 +6,7 @@ import io
 import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -295,6 +296,18 @@ def test_age_cap_units() -> None:
     assert actions.cap_age("095Y", None) == "095Y"
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("95Y", "090Y"), ("0095Y", "090Y"), ("095y", "090Y"), ("95", "090Y"), (" 095Y ", "090Y"),
+    ("1200M", "090Y"), ("5000W", "090Y"), ("40000D", "090Y"), ("1074M", "090Y"),  # 100, 96, 110, 89.5 years
+    ("030Y", "030Y"), ("012M", "012M"), ("089Y", "089Y"), ("", ""),
+    ("95 years", ""), ("ninety", ""), ("89Y6M", ""),  # no age a reader can be sure is 89 or under
+    (b"095Y", b"090Y"), (["030Y", "095Y"], ["030Y", "090Y"]),
+])
+def test_an_age_over_89_is_aggregated_however_it_is_written(value: Any, expected: Any) -> None:
+    """AS is three digits and a unit, but files write ages otherwise too: each over 89 years is 090Y."""
+    assert actions.cap_age(value, 89) == expected
+
+
 def test_age_cap_applied(safe_harbor: Any) -> None:
     ds = _read("CT_small.dcm")
     ds.PatientAge = "095Y"
@@ -435,3 +448,61 @@ def test_clean_text() -> None:
         assert bad not in out
     for good in ("CT", "CHEST", "w/contrast"):
         assert good in out
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])  # the header-only path and the full one
+@pytest.mark.parametrize("vr, value, expected", [
+    ("AS", "1200M", "090Y"),  # 100 years in months
+    ("AS", "95Y", "090Y"),
+    ("LO", "095Y", "090Y"),  # Patient's Age written as LO: an age all the same
+    ("AS", ["030Y", "095Y"], ["030Y", "090Y"]),
+    ("AS", "95 years", None),  # unreadable: emptied
+    ("AS", "045Y", "045Y"),
+])
+def test_a_run_aggregates_ages_over_89_written_any_way(tmp_path: Path, vr: str, value: Any, expected: Any,
+                                                         pixels: str) -> None:
+    from pydicom.dataelem import DataElement
+
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    ds = _read("CT_small.dcm")
+    ds.add(DataElement(0x00101010, vr, value))
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "age.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels=pixels,
+                     device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("age.dcm")], ctx)
+    assert res.status == "written", res.reason
+    out = pydicom.dcmread(tmp_path / "out" / res.output_path)
+    age = out.get(0x00101010)
+    got = None if age is None or age.value in ("", None) else age.value
+    assert (list(got) if isinstance(got, pydicom.multival.MultiValue) else got) == expected
+
+
+@pytest.mark.parametrize("vr, value, found", [
+    ("AS", "1200M", True), ("LO", "095Y", True), ("AS", "95 years", True),
+    ("AS", "090Y", False), ("AS", "045Y", False),
+])
+def test_verify_reports_an_age_over_89_left_in_an_output(tmp_path: Path, vr: str, value: str, found: bool) -> None:
+    """An output holding an age the cap would change (one written by a tool that read only ``095Y``)
+    is ``age-over-limit``; the aggregated ``090Y`` and ages under the cap are not."""
+    from pydicom.dataelem import DataElement
+
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    _read("CT_small.dcm").save_as(src, enforce_file_format=True)
+    out_ds = _read("CT_small.dcm")
+    for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(out_ds, kw, "")
+    out_ds.add(DataElement(0x00101010, vr, value))
+    out = tmp_path / "out.dcm"
+    out_ds.save_as(out, enforce_file_format=True)
+    kinds = [f.kind for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")]
+    assert ("age-over-limit" in kinds) is found, kinds
+    assert [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
+            if f.kind == "age-over-limit"] == []  # basic caps no age (it removes Patient's Age)
