@@ -120,6 +120,10 @@ IDENTIFYING_KEYWORDS = frozenset(
         "PlacerOrderNumberImagingServiceRequest", "ServiceEpisodeID", "VisitComments",
         "PersonTelephoneNumbers", "PersonAddress", "ReferringPhysicianAddress",
         "ReferringPhysicianTelephoneNumbers", "InstitutionDepartmentTypeCodeSequence",
+        # a trial's subject and site, e-mail and telephone as telecom text, where the patient stays
+        "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID", "ClinicalTrialSiteName",
+        "PatientTelecomInformation", "PersonTelecomInformation", "CurrentPatientLocation",
+        "PatientInstitutionResidence",
     }
 )
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

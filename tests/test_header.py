@@ -506,3 +506,35 @@ def test_verify_reports_an_age_over_89_left_in_an_output(tmp_path: Path, vr: str
     assert ("age-over-limit" in kinds) is found, kinds
     assert [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
             if f.kind == "age-over-limit"] == []  # basic caps no age (it removes Patient's Age)
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("keyword, value", [
+    ("ClinicalTrialSubjectID", "ZQXSUBJ0042"), ("ClinicalTrialSubjectReadingID", "ZQXREAD0042"),
+    ("ClinicalTrialSiteName", "ZQXSITENAME"), ("PatientTelecomInformation", "zqx.patient@example.org"),
+    ("CurrentPatientLocation", "ZQXWARD 7B"), ("PatientInstitutionResidence", "ZQXCARE HOME"),
+])
+def test_the_file_s_own_trial_telecom_and_location_values_leave_kept_text(tmp_path: Path, keyword: str, value: str,
+                                                                           pixels: str) -> None:
+    """Values of the file's own subject ID, site, telecom and location are identifying terms: removed
+    from text the profile keeps (a Code Meaning, T) as the patient's ID is, not only from their element."""
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    ds = _read("CT_small.dcm")
+    setattr(ds, keyword, value)
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99LOCAL", f"scan of {value} follow-up"
+    ds.AnatomicRegionSequence = Sequence([item])
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels=pixels,
+                     device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert res.status == "written", res.reason
+    data = (tmp_path / "out" / res.output_path).read_bytes()
+    assert value.split()[0].encode() not in data and value.split()[0].upper().encode() not in data.upper()
+    out = pydicom.dcmread(tmp_path / "out" / res.output_path)
+    assert "follow-up" in out.AnatomicRegionSequence[0].CodeMeaning  # the rest of the kept text stays
