@@ -21,6 +21,7 @@ lookups, a short pattern scan and a per-profile memo.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -45,6 +46,32 @@ TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UR UT".split())
 VRS = frozenset(
     "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
 )
+#: VRs of character strings; and of bytes that may hold anything, text too.
+STRING_VRS = TEXT_VRS | {"UI"}
+BINARY_VRS = frozenset("OB OD OF OL OV OW".split())
+
+
+@functools.lru_cache(maxsize=65536)
+def dictionary_vr(tag: int) -> str | None:
+    """A public element's one VR in the data dictionary; None when private, unknown or given several."""
+    if (tag >> 16) & 1 or not datadict.dictionary_has_tag(tag):
+        return None
+    vr = datadict.dictionary_VR(tag)
+    return None if " or " in vr else vr
+
+
+def meaning_vr(tag: int, vr: str) -> str:
+    """The VR an element is judged by: the dictionary's for a public element of one character-string VR
+    that the file writes with another string VR (a Secondary Reviewer Name written as LO is a person's
+    name, a date written as LO a date); else the VR as written. Its value reads as a string either way."""
+    meant = dictionary_vr(tag)
+    return meant if meant is not None and meant != vr and meant in STRING_VRS and vr in STRING_VRS else vr
+
+
+def text_as_bytes(tag: int, vr: str) -> bool:
+    """A public element of a character-string VR written with a binary one (OB, OW, ...): text no
+    action can read as such."""
+    return vr in BINARY_VRS and dictionary_vr(tag) in STRING_VRS
 SAFE_PRIVATE_TABLE = "standard/table_E.3.10-1.json"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -530,6 +557,8 @@ class Profile:
     def _lookup(self, ref: ElementRef) -> Rule:
         tag = ref.tag
         private = (tag >> 16) & 1
+        if text_as_bytes(tag, ref.vr):  # text hidden as bytes: whatever its row, no action reads it as text
+            return Rule("X", "default:text-as-bytes")
         best = self._exact.get(tag)
         if private and ref.private_creator is not None and self._creator and (tag & 0xFFFF) >= 0x1000:
             hit = self._creator.get((tag >> 16, ref.private_creator.strip(), tag & 0xFF))
@@ -571,6 +600,8 @@ class Profile:
                 return Rule("X", "default:unlisted")
             if ref.vr in TEXT_VRS:
                 return Rule("X", "default:unlisted-text")
+            if ref.vr in BINARY_VRS and not datadict.dictionary_has_tag(tag):  # bytes of an unknown element
+                return Rule("X", "default:unlisted-unknown-bytes")
         if tag in UNLISTED_LOCATOR_TAGS:
             return Rule("X", "default:unlisted-locator")
         if ref.vr == "PN":  # a person's name, whoever's: the table removes every one it lists

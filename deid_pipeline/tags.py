@@ -41,7 +41,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .errors import FileError
-from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, tag_str
+from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, tag_str
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -400,7 +400,7 @@ def ref_for(tag: int, vr: str | None, creator: str | None, depth: int, parents: 
     if ref is None:
         ref = ElementRef(
             tag=tag,
-            vr=_normal_vr(vr),
+            vr=meaning_vr(tag, _normal_vr(vr)),
             keyword="" if (tag >> 16) & 1 else _keyword(tag),
             private_creator=creator,
             depth=depth,

@@ -538,3 +538,40 @@ def test_the_file_s_own_trial_telecom_and_location_values_leave_kept_text(tmp_pa
     assert value.split()[0].encode() not in data and value.split()[0].upper().encode() not in data.upper()
     out = pydicom.dcmread(tmp_path / "out" / res.output_path)
     assert "follow-up" in out.AnatomicRegionSequence[0].CodeMeaning  # the rest of the kept text stays
+
+
+def _run_one(tmp_path: Path, ds: Dataset, profile: str, pixels: str) -> tuple[Any, bytes]:
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=tmp_path / f"out-{profile}-{pixels}",
+                     pixels=pixels, device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert res.status == "written", res.reason
+    path = tmp_path / f"out-{profile}-{pixels}" / res.output_path
+    return pydicom.dcmread(path), path.read_bytes()
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor"])
+def test_an_element_written_with_another_vr_is_judged_by_its_meaning(tmp_path: Path, profile: str, pixels: str) -> None:
+    """A public element the file writes with a VR other than the dictionary's: a person's name written
+    as LO is a name (removed, as every PN), a date written as LO a date (dated as the profile dates);
+    text written as bytes (an LO as OB) is removed whatever its row, since no action reads it as text.
+    Under safe-harbor an unknown public element of bytes is removed as unlisted text is."""
+    from pydicom.dataelem import DataElement
+
+    ds = _read("CT_small.dcm")
+    ds.add(DataElement(0x00140104, "LO", "ZQXREVIEWER^ANN"))  # Secondary Reviewer Name (PN)
+    ds.add(DataElement(0x00080021, "LO", "19990317"))  # Series Date (DA)
+    ds.add(DataElement(0x00201040, "OB", b"ZQXPOSREF\0"))  # Position Reference Indicator (LO)
+    ds.add(DataElement(0x0018F0F1, "OB", b"ZQXUNKNOWNOB"))  # no such public element
+    ds.add(DataElement(0x00281201, "OW", b"\x00\x01" * 8))  # a palette LUT written as the dictionary has it
+    out, data = _run_one(tmp_path, ds, profile, pixels)
+    assert b"ZQXREVIEWER" not in data and b"ZQXPOSREF" not in data and b"19990317" not in data
+    assert (b"ZQXUNKNOWNOB" in data) is (profile == "basic")  # basic keeps unlisted public elements
+    assert out[0x00281201].value == b"\x00\x01" * 8
