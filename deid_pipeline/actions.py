@@ -325,9 +325,11 @@ def act_clean(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
 
 
 def act_keep_terms(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
-    """T: keep, without the file's own identifying values (KEEP when the value holds none)."""
+    """T: keep, without the file's own identifying values, a UID written in it replaced as the header's
+    are (where the profile replaces them); KEEP when the value holds neither."""
     values = _values(elem)
-    kept = [remove_terms(str(v), ctx.phi_terms) for v in values]
+    uid = (lambda u: replace_uid(u, ctx)) if ctx.replaces_uids else None
+    kept = [remove_terms(str(v), ctx.phi_terms, uid) for v in values]
     if kept == [str(v) for v in values]:
         return KEEP
     return _pack(kept)
@@ -378,19 +380,18 @@ AGGREGATED_AGE = "090Y"
 
 
 def cap_age(value: Any, max_years: int | None) -> Any:
-    """An age above ``max_years`` becomes ``090Y`` (HIPAA: ages over 89 aggregated), each value of a
-    multi-valued one; a value that reads as no age (not a number of days, weeks, months or years) is
+    """An age (an AS element's value, or one of an element the dictionary gives as AS written as
+    another string VR) above ``max_years`` becomes ``090Y`` (HIPAA: ages over 89 aggregated), each value
+    of a multi-valued one; a value that reads as no age (not a number of days, weeks, months or years) is
     emptied, since it cannot be shown to be ``max_years`` or under; an empty one stays."""
     if max_years is None:
         return value
     if isinstance(value, (list, tuple, MultiValue)):
         return [cap_age(v, max_years) for v in value]
-    raw = isinstance(value, bytes)  # an age written with a binary VR: bytes again
-    text = value.decode("latin-1") if raw else str(value)
+    text = str(value)
     if not text.strip(" \0"):
         return value
     m = _AGE_RE.fullmatch(text.rstrip("\0"))
     if m is not None and int(m.group(1)) * _UNIT_YEARS[(m.group(2) or "Y").upper()] <= max_years:
         return value
-    out = AGGREGATED_AGE if m is not None else ""
-    return out.encode("ascii") if raw else out
+    return AGGREGATED_AGE if m is not None else ""

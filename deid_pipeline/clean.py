@@ -251,13 +251,29 @@ def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray) -> None:
             drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
 
 
-def remove_terms(value: str, phi_terms: frozenset[str]) -> str:
-    """``value`` without the file's own identifying values (whole words, any case); the rest as it was."""
+def remove_terms(value: str, phi_terms: frozenset[str], uid: Callable[[str], str] | None = None) -> str:
+    """``value`` without the file's own identifying values (whole words, any case); the rest as it was.
+    ``uid``: a UID written in the text is given by it whole, as in :func:`clean_text`."""
     if not value:
         return value
+    protected: list[tuple[int, int]] = []
+    if uid is not None:
+        value, protected = _with_uids(value, uid)
     drop = bytearray(len(value))
     _mark_terms(value, phi_terms, drop)
+    for start, end in protected:
+        drop[start:end] = bytes(end - start)
     return _splice(value, drop) if any(drop) else value
+
+
+#: Bytes that may hold a UID written in text (:data:`_UID_IN_TEXT`'s five components): a cheap test
+#: before a value is read.
+_UID_IN_BYTES = re.compile(rb"[0-2](?:\.\d+){4,}")
+
+
+def may_hold_uid(raw: bytes) -> bool:
+    """Whether ``raw`` may hold a UID written in text (False: it holds none)."""
+    return _UID_IN_BYTES.search(raw) is not None
 
 
 def _with_uids(value: str, uid: Callable[[str], str]) -> tuple[str, list[tuple[int, int]]]:

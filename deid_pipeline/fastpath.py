@@ -594,7 +594,7 @@ def _scan_dataset(data: bytes, pos: int, end: int, implicit: bool, delimited: bo
 
 
 def _implicit_sq(tag: int) -> bool:
-    return not (tag >> 16) & 1 and tags._public_dictionary_vr(tag) == "SQ"
+    return not (tag >> 16) & 1 and tags.public_dictionary_vr(tag) == "SQ"
 
 
 def _encapsulated_pixel_data(data: bytes, tag: int, vr: str, pos: int, start: int, end: int) -> _Rec:
@@ -729,7 +729,7 @@ def _implicit_vr(tag: int, creators: dict[int, Any]) -> str:
     """The VR pydicom's ``raw_element_vr`` hook gives an implicit VR element."""
     group, el = tag >> 16, tag & 0xFFFF
     if not group & 1:
-        vr = tags._public_dictionary_vr(tag)
+        vr = tags.public_dictionary_vr(tag)
         if vr is None:
             if el == 0:
                 return "UL"
@@ -751,4 +751,4 @@ def _un_would_be_retyped(tag: int, rec: _Rec, creators: dict[int, Any]) -> bool:
     """Whether pydicom's hook gives an explicit UN element another VR on conversion."""
     if (tag >> 16) & 1:
         return _implicit_vr(tag, creators) != "UN"
-    return rec.stop - rec.start < 0xFFFF and tags._public_dictionary_vr(tag) is not None
+    return rec.stop - rec.start < 0xFFFF and tags.public_dictionary_vr(tag) is not None

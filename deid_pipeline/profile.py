@@ -52,12 +52,21 @@ BINARY_VRS = frozenset("OB OD OF OL OV OW".split())
 
 
 @functools.lru_cache(maxsize=65536)
+def public_dictionary_vr(tag: int) -> str | None:
+    """A public element's VR as the data dictionary gives it (``"US or SS"``, repeating groups too);
+    None when private or unknown."""
+    if (tag >> 16) & 1:
+        return None
+    try:
+        return datadict.dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
 def dictionary_vr(tag: int) -> str | None:
     """A public element's one VR in the data dictionary; None when private, unknown or given several."""
-    if (tag >> 16) & 1 or not datadict.dictionary_has_tag(tag):
-        return None
-    vr = datadict.dictionary_VR(tag)
-    return None if " or " in vr else vr
+    vr = public_dictionary_vr(tag)
+    return None if vr is None or " or " in vr else vr
 
 
 def meaning_vr(tag: int, vr: str) -> str:
@@ -600,7 +609,7 @@ class Profile:
                 return Rule("X", "default:unlisted")
             if ref.vr in TEXT_VRS:
                 return Rule("X", "default:unlisted-text")
-            if ref.vr in BINARY_VRS and not datadict.dictionary_has_tag(tag):  # bytes of an unknown element
+            if ref.vr in BINARY_VRS and public_dictionary_vr(tag) is None:  # bytes of an unknown element
                 return Rule("X", "default:unlisted-unknown-bytes")
         if tag in UNLISTED_LOCATOR_TAGS:
             return Rule("X", "default:unlisted-locator")

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 from pydicom.charset import decode_bytes, encode_string
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -40,8 +40,10 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
+from .clean import may_hold_uid
 from .errors import FileError
-from .profile import KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, tag_str
+from .profile import (KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
+                      tag_str)
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import HeaderResult
 
@@ -225,20 +227,6 @@ def _pydicom_defaults() -> bool:
     )
 
 
-@functools.lru_cache(maxsize=_CACHE_LIMIT)
-def _public_dictionary_vr(tag: int) -> str | None:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return None
-
-
-def _is_age(ref: ElementRef) -> bool:
-    """An age: an AS element, or a public one the dictionary gives as AS written with another VR
-    (Patient's Age as LO is an age all the same)."""
-    return ref.vr == "AS" or (not (ref.tag >> 16) & 1 and _public_dictionary_vr(ref.tag) == "AS")
-
-
 def inert_vr(ds: Dataset, raw: RawDataElement) -> str | None:
     """The VR pydicom gives ``raw`` when converting it cannot fail and changes nothing else; else None.
 
@@ -258,7 +246,7 @@ def inert_vr(ds: Dataset, raw: RawDataElement) -> str | None:
         return None
     vr = raw.VR
     if vr is None and not (tag >> 16) & 1:  # implicit, public: the dictionary's VR, as the hook does
-        vr = _public_dictionary_vr(tag)
+        vr = public_dictionary_vr(tag)
     if vr is None or vr == "UN":
         data: dict[str, Any] = {}
         hooks.raw_element_vr(raw, data, ds=ds)
@@ -738,12 +726,13 @@ class Deidentifier:
         return outcome is not None
 
     def terms_absent(self, raw: bytes) -> bool:
-        """Whether an ASCII value, as read, holds none of the file's identifying values (``T`` keeps it
-        as read); False where that cannot be told from the bytes (non-ASCII value or term). A term found
+        """Whether an ASCII value, as read, holds none of the file's identifying values nor a UID the
+        profile replaces (``T`` keeps it as read); False where that cannot be told from the bytes
+        (non-ASCII value or term). A term found
         as a whole word spans whole runs of letters and digits of the value, each of them part of the
         term: a value none of whose runs is in any term holds none."""
         found = _term_text(self.ctx.phi_terms)
-        if found is None or not raw.isascii():
+        if found is None or not raw.isascii() or (self.ctx.replaces_uids and may_hold_uid(raw)):
             return False
         text, initials = found
         return not any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
@@ -772,14 +761,14 @@ class Deidentifier:
         if outcome is actions.KEEP or outcome is actions.UID_REFS:
             if ref.vr == "SQ":
                 return actions.UID_REFS if outcome is actions.UID_REFS or scope & UID_SCOPE else actions.KEEP
-            if _is_age(ref) and elem.value:
+            if ref.vr == "AS" and elem.value:  # the element's meaning: Patient's Age written as LO too
                 elem.value = actions.cap_age(elem.value, self.max_age)
             self.non_ascii = self.non_ascii or _is_non_ascii(elem.value)
             return None
         if ref.vr == "SQ":
             elem.value = Sequence(outcome or [])
             return None
-        if outcome and _is_age(ref):
+        if ref.vr == "AS" and outcome:
             outcome = actions.cap_age(outcome, self.max_age)
         elem.value = outcome
         self.non_ascii = self.non_ascii or _is_non_ascii(outcome)

@@ -433,7 +433,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
     from .actions import cap_age
-    from .tags import _decision, _is_age, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
+    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
 
     findings: list[Finding] = []
     max_age = getattr(profile.settings, "max_age_years", None)
@@ -459,7 +459,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                 january_first.append(text[:8])
         if ref.keyword in _WRITTEN_BY_DEID or ref.tag == 0x7FE00010:
             return False
-        if max_age is not None and _is_age(ref):  # whatever the action (K too): the cap applies to every age
+        if max_age is not None and ref.vr == "AS":  # whatever the action (K too): the cap applies to every age
             if elem.is_raw:
                 elem = convert_inert(container, elem)
             if elem.value not in (None, "", b"", []) and cap_age(elem.value, max_age) != elem.value:
