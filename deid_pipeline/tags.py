@@ -129,6 +129,8 @@ IDENTIFYING_KEYWORDS = frozenset(
     }
 )
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTH_NAMES = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER", "OCTOBER",
+                "NOVEMBER", "DECEMBER")
 
 
 @dataclass(frozen=True)
@@ -602,13 +604,24 @@ def date_variants(value: str) -> set[str]:
     except ValueError:
         return set()
     y, yy, m, dd, mon = f"{d.year:04d}", f"{d.year % 100:02d}", f"{d.month:02d}", f"{d.day:02d}", _MONTHS[d.month - 1]
-    out = {y + m + dd, f"{y}-{m}-{dd}", f"{y}/{m}/{dd}", f"{y}.{m}.{dd}"}
+    th = f"{d.day}{_ordinal_suffix(d.day)}"
+    out = {y + m + dd, f"{y}-{m}-{dd}", f"{y}/{m}/{dd}", f"{y}.{m}.{dd}", f"{yy}-{m}-{dd}", f"{yy}/{m}/{dd}"}
     for year in (y, yy):
         for sep in "/.-":
             out |= {f"{m}{sep}{dd}{sep}{year}", f"{dd}{sep}{m}{sep}{year}"}
             out |= {f"{d.month}{sep}{d.day}{sep}{year}", f"{d.day}{sep}{d.month}{sep}{year}"}
-        out |= {f"{dd}-{mon}-{year}", f"{dd} {mon} {year}", f"{dd}{mon}{year}", f"{mon} {dd}, {year}", f"{mon} {d.day}, {year}"}
+        out.add(f"{dd}{mon}{year}")
+        for name in (mon, _MONTH_NAMES[d.month - 1]):  # NOV, NOVEMBER (any case: terms match so)
+            for day in (dd, str(d.day), th):
+                out |= {f"{day}-{name}-{year}", f"{day} {name} {year}", f"{name} {day}, {year}", f"{name} {day} {year}",
+                        f"{name}-{day}-{year}"}
+    for name in (mon, _MONTH_NAMES[d.month - 1]):
+        out |= {f"{y}{name}{dd}", f"{y}-{name}-{dd}", f"{y} {name} {dd}"}
     return out
+
+
+def _ordinal_suffix(day: int) -> str:
+    return "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
 
 
 def _name_terms(value: str) -> set[str]:

@@ -593,3 +593,21 @@ def test_the_file_s_uids_in_text_the_profile_keeps_are_replaced(tmp_path: Path, 
     meaning = out.AnatomicRegionSequence[0].CodeMeaning
     assert meaning == f"prior study {out.StudyInstanceUID} (CT Image Storage 1.2.840.10008.5.1.4.1.1.2)"
     assert out.get("FilterType", "") in ("", out.SeriesInstanceUID)
+
+
+@pytest.mark.parametrize("written", [
+    "born 12 November 1937", "November 12, 1937", "1937NOV12", "12th Nov 1937", "Nov-12-1937", "37-11-12",
+    "Nov 12 1937", "1937-Nov-12", "12-november-1937",
+])
+def test_the_birth_date_as_people_write_it_leaves_kept_text(tmp_path: Path, written: str) -> None:
+    """The patient's birth date in the forms people type (month names in full, ordinals, the year first
+    with a month name, a two-digit year first) is taken out of text the profile keeps; another date stays."""
+    ds = _read("CT_small.dcm")
+    ds.PatientBirthDate = "19371112"
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "1", "99LOCAL"
+    item.CodeMeaning = f"{written} and 5 May 1937"
+    ds.AnatomicRegionSequence = Sequence([item])
+    out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
+    meaning = out.AnatomicRegionSequence[0].CodeMeaning
+    assert "1937" in meaning and meaning.endswith("5 May 1937") and "12" not in meaning.replace("1937", "")
