@@ -81,6 +81,8 @@ def text_as_bytes(tag: int, vr: str) -> bool:
     """A public element of a character-string VR written with a binary one (OB, OW, ...): text no
     action can read as such."""
     return vr in BINARY_VRS and dictionary_vr(tag) in STRING_VRS
+
+
 SAFE_PRIVATE_TABLE = "standard/table_E.3.10-1.json"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

@@ -741,9 +741,8 @@ class Deidentifier:
     def terms_absent(self, raw: bytes) -> bool:
         """Whether an ASCII value, as read, holds none of the file's identifying values nor a UID the
         profile replaces (``T`` keeps it as read); False where that cannot be told from the bytes
-        (non-ASCII value or term). A term found
-        as a whole word spans whole runs of letters and digits of the value, each of them part of the
-        term: a value none of whose runs is in any term holds none."""
+        (non-ASCII value or term). A term found as a whole word spans whole runs of letters and digits
+        of the value, each of them part of the term: a value none of whose runs is in any term holds none."""
         found = _term_text(self.ctx.phi_terms)
         if found is None or not raw.isascii() or (self.ctx.replaces_uids and may_hold_uid(raw)):
             return False

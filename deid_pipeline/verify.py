@@ -5,7 +5,8 @@ For every written output, against its input (found through the private journal):
    nothing the profile removes (action X) is present, no private element outside the retained set; an
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
    sound recording (a voice) in the output is ``audio-kept``; under a profile that caps ages
-   (``max_age_years``), an age above it however written, or a value that reads as no age, is ``age-over-limit``; native Pixel Data holding anything in
+   (``max_age_years``), an age above it however written, or a value that reads as no age, is
+   ``age-over-limit``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
    frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``; data past the image
    (native bytes other than zeros after its last frame, encapsulated frames past Number of Frames,
