@@ -72,6 +72,8 @@ PROTECTED_KEYWORDS = frozenset(
 #: Protected only at the top level (the same keywords inside an item describe something else).
 _TOP_LEVEL_ONLY = PROTECTED_KEYWORDS - {"ReferencedSOPClassUID"}
 ICON_IMAGE_SEQUENCE = 0x00880200
+#: Pixel Data, Float and Double Float Pixel Data: in a sequence item, an image no stage scans (removed).
+NESTED_IMAGE_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 #: Items within items a data set may nest (a structured report nests tens at most): deeper, a file is
 #: quarantined with that reason, the same on every path and whatever the caller's stack (pydicom reads and
 #: writes each level by recursion: at ~190 levels a worker's read failed, at 300 a reader of the output).
@@ -457,6 +459,8 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     documents, graphics)."""
     if ref.tag == ICON_IMAGE_SEQUENCE:
         return Rule("X", "deid:icon-image")
+    if ref.tag in NESTED_IMAGE_TAGS and ref.depth:  # an image in a sequence item, which no stage scans
+        return Rule("X", "deid:nested-image")
     if ref.tag >> 16 == 0x0000:  # a command element (a DIMSE message's) has no place in a file (PS3.10 7.1)
         return Rule("X", "deid:command-element")
     if ref.keyword in PROTECTED_KEYWORDS and (ref.depth == 0 or ref.keyword not in _TOP_LEVEL_ONLY):

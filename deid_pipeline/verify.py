@@ -458,7 +458,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             text = str(elem.value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 january_first.append(text[:8])
-        if ref.keyword in _WRITTEN_BY_DEID or ref.tag == 0x7FE00010:
+        if ref.keyword in _WRITTEN_BY_DEID or (ref.tag in _PIXEL_TAGS and not ref.depth):  # an image in an item: judged
             return False
         if max_age is not None and ref.vr == "AS":  # whatever the action (K too): the cap applies to every age
             if elem.is_raw:

@@ -611,3 +611,42 @@ def test_the_birth_date_as_people_write_it_leaves_kept_text(tmp_path: Path, writ
     out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
     meaning = out.AnatomicRegionSequence[0].CodeMeaning
     assert "1937" in meaning and meaning.endswith("5 May 1937") and "12" not in meaning.replace("1937", "")
+
+
+def _with_nested_image(ds: Dataset) -> Dataset:
+    """``ds`` with a Source Image Sequence item holding an image of its own (128x128, a name in it)."""
+    import numpy as np
+
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = ds.SOPClassUID, "1.2.826.0.1.3680043.10.999.1"
+    item.SamplesPerPixel, item.PhotometricInterpretation, item.Rows, item.Columns = 1, "MONOCHROME2", 128, 128
+    item.BitsAllocated, item.BitsStored, item.HighBit, item.PixelRepresentation = 8, 8, 7, 0
+    item.PixelData = (np.arange(128 * 128) % 251).astype(np.uint8).tobytes()
+    ds.SourceImageSequence = Sequence([item])
+    return ds
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor"])
+def test_an_image_nested_in_a_sequence_item_is_removed(tmp_path: Path, profile: str, pixels: str) -> None:
+    """Pixel Data inside a sequence item the profile keeps is an image no stage scans: removed, the
+    item's references kept; the top-level image stays."""
+    ds = _with_nested_image(_read("CT_small.dcm"))
+    out, _ = _run_one(tmp_path, ds, profile, pixels)
+    item = out.SourceImageSequence[0]
+    assert "PixelData" not in item and "ReferencedSOPClassUID" in item
+    assert out.PixelData is not None and len(out.PixelData) == len(ds.PixelData)
+
+
+def test_verify_reports_an_image_nested_in_an_output(tmp_path: Path) -> None:
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src, out = tmp_path / "in.dcm", tmp_path / "out.dcm"
+    _read("CT_small.dcm").save_as(src, enforce_file_format=True)
+    ds = _with_nested_image(_read("CT_small.dcm"))
+    for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(ds, kw, "")
+    ds.save_as(out, enforce_file_format=True)
+    found = verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")
+    assert any(f.kind == "removed-attribute-present" and "PixelData" in f.detail for f in found), found
