@@ -286,8 +286,13 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
         return views
 
     invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+    floats = np.issubdtype(frames.dtype, np.floating)  # Float Pixel Data: NaN and infinities possible
     for i in range(n):
         f = torch.as_tensor(frames[i].astype(np.float32), device=device)
+        if floats and not bool(torch.isfinite(f).all()):
+            f = _finite(f)  # one NaN made the frame's range NaN and every view blank
+            if f is None:
+                continue
         if invert:
             f = -f  # MONOCHROME1: the smallest stored value is displayed white
         lo, hi = float(f.min()), float(f.max())
@@ -329,6 +334,18 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
             out, greys, _, _ = _finish(stack, rows, cols, min_long, max_long, MAX_DOWNSCALE)
             views.extend(View(i, FINE, im, fh, fw, fsy, fsx, grey=g) for im, g in zip(out, greys))
     return views
+
+
+def _finite(f: "torch.Tensor") -> "torch.Tensor | None":
+    """A float frame with NaN and -inf at its least finite value, +inf at its greatest (None: no
+    finite value, nothing to show)."""
+    import torch
+
+    ok = torch.isfinite(f)
+    if not bool(ok.any()):
+        return None
+    lo, hi = float(f[ok].min()), float(f[ok].max())
+    return torch.nan_to_num(f, nan=lo, posinf=hi, neginf=lo)
 
 
 def prepare_frames(ds: Dataset, frames: np.ndarray, device: str = "cpu") -> list[np.ndarray]:

@@ -18,7 +18,8 @@ Fill value per photometric interpretation of the *decoded* frames
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -51,14 +52,23 @@ def darkest_palette_index(ds: Dataset) -> int:
     return int(candidates[int(np.argmin(luma))])
 
 
+def _finite_extreme(frame: np.ndarray, pick: Callable[[np.ndarray], Any]) -> Any:
+    """``pick`` (np.min or np.max) of ``frame``'s values; of its finite ones for a float frame (a NaN
+    fill hides nothing a reader can see; 0 when none is finite)."""
+    if not np.issubdtype(frame.dtype, np.floating):
+        return pick(frame)
+    finite = frame[np.isfinite(frame)]
+    return pick(finite) if finite.size else 0
+
+
 def fill_value(ds: Dataset, frame: np.ndarray) -> np.ndarray:
     """Value (one per sample) that hides text in ``frame``, a decoded frame of ``ds``."""
     pi = pixels.decoded_photometric(ds)
     lo_hi = stored_range(ds)
     if pi == "MONOCHROME2":
-        value = np.array([frame.min()])
+        value = np.array([_finite_extreme(frame, np.min)])
     elif pi == "MONOCHROME1":
-        value = np.array([frame.max()])
+        value = np.array([_finite_extreme(frame, np.max)])
     elif pi == "RGB":
         value = np.zeros(frame.shape[-1], dtype=np.int64)
     elif pi == "YBR_FULL":

@@ -471,3 +471,49 @@ def test_native_ybr_full_422_is_written_and_a_short_one_is_truncated(tmp_path, m
     for x, y, w, h in boxes[0]:
         keep[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2] = False
     np.testing.assert_array_equal(got[0][keep], expected[0][keep])  # outside any redaction, the values as they came
+
+
+@pytest.mark.parametrize("bad", ["one-nan", "nan-band", "inf", "none"])
+def test_float_pixel_data_with_nan_is_scanned_and_filled_with_a_finite_value(tmp_path, bad: str) -> None:
+    """Float Pixel Data holding NaN: one NaN made the frame's range NaN and every view blank, so a name
+    burned in was written as it came; and the boxes were filled with NaN (no value a reader sees). The
+    frame's finite range is viewed now, the boxes filled with its least finite value."""
+    import cv2
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    a = np.full((256, 256), 0.3, np.float32)
+    a[60:200, 60:200] = 0.7
+    mask = np.zeros(a.shape, np.uint8)
+    cv2.putText(mask, "KOWALSKI ANNA", (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1, cv2.LINE_8)
+    a[mask > 0] = 1.0
+    if bad == "one-nan":
+        a[128, 128] = np.nan
+    elif bad == "nan-band":
+        a[230:240] = np.nan
+    elif bad == "inf":
+        a[128, 128] = np.inf
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.30"  # Parametric Map
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "KOWALSKI^ANNA", "MRN884213", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.Rows, ds.Columns, ds.BitsAllocated = 1, "MONOCHROME2", 256, 256, 32
+    ds.FloatPixelData = a.tobytes()
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"k" * 32, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert res.status == "written", res.reason
+    out = np.frombuffer(pydicom.dcmread(tmp_path / "out" / res.output_path).FloatPixelData, np.float32).reshape(256, 256)
+    text = mask > 0
+    assert (out[text] == 1.0).mean() < 0.05  # the name is gone
+    assert np.isfinite(out[text]).all() and set(np.unique(out[text])) <= {np.float32(0.3)}
