@@ -58,7 +58,11 @@ NETWORK_SOURCES = ("model", "textseg")  # boxes from a network (PP-OCRv4, deid-t
 class FilterParams:
     """Recogniser-free checks on a model box, measured in the view it was found in."""
 
-    max_rel_height: float = 0.25  # box short side / frame short side: burned-in text is small
+    max_rel_height: float = 0.25  # box short side / frame short side: burned-in text is small ...
+    #: ... the short side counted as this many stored pixels at least (a box up to 40 stored pixels is
+    #: never too tall to be text): in a strip of 40 or 64 rows (a banner, a label) a line of text fills
+    #: the height, and was dropped as if it were anatomy
+    min_rel_base: int = 160
     min_contrast: float = 8.0  # difference of the two Otsu class means (0..255)
     min_ink: float = 0.025  # minority-class share inside the box: hairline drawings are below
     max_ink: float = 0.60
@@ -121,10 +125,11 @@ def otsu_contrast(gray: np.ndarray) -> tuple[float, float]:
     return float(gray[fg].mean()) - float(gray[~fg].mean()), hi_share
 
 
-def box_evidence(view: View, r: Region) -> dict[str, float]:
-    """Features of one model box in its view (grey levels 0..255)."""
+def box_evidence(view: View, r: Region, min_base: int = 1) -> dict[str, float]:
+    """Features of one model box in its view (grey levels 0..255); ``rel_height`` against the view's
+    short side or ``min_base`` stored pixels in the view, whichever is larger."""
     gray = grey_u8(view.plane[r.y : r.y + r.h, r.x : r.x + r.w])
-    short = min(view.height, view.width)
+    short = max(min(view.height, view.width), min_base / max(min(view.sy, view.sx), 1e-9))
     contrast, hi_share = otsu_contrast(gray)
     return {"rel_height": min(r.w, r.h) / max(short, 1), "contrast": contrast, "ink": min(hi_share, 1.0 - hi_share)}
 
@@ -132,7 +137,7 @@ def box_evidence(view: View, r: Region) -> dict[str, float]:
 def looks_like_text(view: View, r: Region, fp: FilterParams) -> bool:
     if r.score < min(fp.min_score, fp.glyph_min_score):
         return False
-    e = box_evidence(view, r)
+    e = box_evidence(view, r, fp.min_rel_base)
     if not (e["rel_height"] <= fp.max_rel_height and e["contrast"] >= fp.min_contrast
             and fp.min_ink <= e["ink"] <= fp.max_ink):
         return False

@@ -517,3 +517,50 @@ def test_float_pixel_data_with_nan_is_scanned_and_filled_with_a_finite_value(tmp
     text = mask > 0
     assert (out[text] == 1.0).mean() < 0.05  # the name is gone
     assert np.isfinite(out[text]).all() and set(np.unique(out[text])) <= {np.float32(0.3)}
+
+
+def _text_image(tmp_path, a: np.ndarray, name: str = "f.dcm"):
+    """``a`` (uint8 grey) as a Secondary Capture with a name; the run's record and the output pixels."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "KOWALSKI^ANNA", "MRN884213", "OT"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = a.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = a.tobytes()
+    (tmp_path / "in").mkdir(exist_ok=True)
+    ds.save_as(tmp_path / "in" / name, enforce_file_format=True)
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"k" * 32, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate(name)], ctx)
+    assert res.status == "written", res.reason
+    return res, pydicom.dcmread(tmp_path / "out" / res.output_path).pixel_array
+
+
+@pytest.mark.parametrize("shape, org, scale", [((40, 900), (6, 28), 0.8), ((64, 256), (4, 40), 0.6),
+                                               ((24, 640), (4, 18), 0.5), ((100, 900), (6, 60), 0.8)])
+def test_text_filling_a_strip_is_redacted(tmp_path, shape: tuple[int, int], org: tuple[int, int], scale: float) -> None:
+    """A short, wide image (a banner, a label: tens of rows) whose line of text fills its height: the
+    networks found the line, and the check that burned-in text is small next to the frame dropped it
+    as anatomy, so the name was written as it came; a box up to 40 stored pixels is text's size now."""
+    import cv2
+
+    a = np.full(shape, 20, np.uint8)
+    mask = np.zeros(shape, np.uint8)
+    cv2.putText(mask, "KOWALSKI ANNA MRN884213", org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 2, cv2.LINE_8)
+    a[mask > 0] = 255
+    res, out = _text_image(tmp_path, a)
+    assert res.pixel["regions_redacted"] >= 1
+    assert (out[mask > 0] == 255).mean() < 0.05
