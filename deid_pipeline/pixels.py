@@ -506,6 +506,26 @@ def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
         raise FileError("pixel-decode-failed", f"the compressed frame is {size[0]} x {size[1]} pixels where the header says {cols} x {rows}")
 
 
+#: Samples per Pixel each Photometric Interpretation has (PS3.3 C.7.6.3.1.2); others are left to the decoder.
+_SAMPLES_OF = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1, "RGB": 3, "HSV": 3, "YBR_FULL": 3,
+               "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3, "YBR_PARTIAL_420": 3, "YBR_ICT": 3, "YBR_RCT": 3,
+               "ARGB": 4, "CMYK": 4}
+
+
+def check_samples(ds: Dataset) -> None:
+    """``invalid-image-attributes`` when Samples per Pixel is not the Photometric Interpretation's (RGB
+    data labelled MONOCHROME2 failed in the detector, a crash where a reason belongs)."""
+    pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    need = _SAMPLES_OF.get(pi)
+    try:
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        raise FileError("invalid-image-attributes", "Samples per Pixel is not one number") from None
+    if need is not None and spp != need:
+        raise FileError("invalid-image-attributes",
+                        f"Photometric Interpretation {pi} has {need} sample(s) per pixel, the header says {spp}")
+
+
 def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None, heartbeat: Heartbeat | None = None) -> np.ndarray:
     """Decode frames ``start:stop`` as stored values, shape ``(n, rows, cols[, samples])``.
 
@@ -528,6 +548,7 @@ def decode_frames(ds: Dataset, start: int = 0, stop: int | None = None, heartbea
     if step != 1 or last <= first:
         raise ValueError(f"empty or invalid frame range {start}:{stop} of {n}")
     check_codestream_size(ds, codec.uid)
+    check_samples(ds)
     decoder = get_decoder(codec.uid)
     expected_pi = decoded_photometric(ds)
     meta_added = getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta

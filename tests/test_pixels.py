@@ -564,3 +564,34 @@ def test_text_filling_a_strip_is_redacted(tmp_path, shape: tuple[int, int], org:
     res, out = _text_image(tmp_path, a)
     assert res.pixel["regions_redacted"] >= 1
     assert (out[mask > 0] == 255).mean() < 0.05
+
+
+@pytest.mark.parametrize("pi, spp, ok", [("MONOCHROME2", 3, False), ("RGB", 1, False), ("PALETTE COLOR", 3, False),
+                                         ("RGB", 3, True), ("MONOCHROME2", 1, True)])
+def test_samples_per_pixel_must_fit_the_photometric_interpretation(pi: str, spp: int, ok: bool) -> None:
+    """RGB data labelled MONOCHROME2 reached the detector and failed there (quarantined
+    ``pixel-scan-failed``, a RuntimeError); the header's contradiction is the reason now."""
+    ds = Dataset()
+    ds.PhotometricInterpretation, ds.SamplesPerPixel = pi, spp
+    if ok:
+        pixels.check_samples(ds)
+        return
+    with pytest.raises(FileError) as err:
+        pixels.check_samples(ds)
+    assert err.value.code == "invalid-image-attributes" and f"the header says {spp}" in str(err.value)
+
+
+def test_rgb_data_labelled_monochrome_is_quarantined_with_its_reason(tmp_path) -> None:
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb.dcm"))
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "f.dcm")
+    ctx = RunContext(profile=load_profile("safe-harbor"), key=b"k" * 32, output_dir=tmp_path / "out", pixels="all",
+                     device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert (res.status, res.reason_code) == ("quarantined", "invalid-image-attributes"), res.reason
