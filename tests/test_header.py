@@ -450,6 +450,22 @@ def test_clean_text() -> None:
         assert good in out
 
 
+def _run_one(tmp_path: Path, ds: Dataset, profile: str, pixels: str) -> tuple[Any, bytes]:
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=tmp_path / f"out-{profile}-{pixels}",
+                     pixels=pixels, device="cpu", detector="deid-textseg")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert res.status == "written", res.reason
+    path = tmp_path / f"out-{profile}-{pixels}" / res.output_path
+    return pydicom.dcmread(path), path.read_bytes()
+
+
 @pytest.mark.parametrize("pixels", ["none", "all"])  # the header-only path and the full one
 @pytest.mark.parametrize("vr, value, expected", [
     ("AS", "1200M", "090Y"),  # 100 years in months
@@ -463,20 +479,9 @@ def test_a_run_aggregates_ages_over_89_written_any_way(tmp_path: Path, vr: str, 
                                                          pixels: str) -> None:
     from pydicom.dataelem import DataElement
 
-    from deid_pipeline.config import RunContext
-    from deid_pipeline.discover import Candidate
-    from deid_pipeline.pipeline import process_batch
-    from deid_pipeline.profile import load_profile
-
     ds = _read("CT_small.dcm")
     ds.add(DataElement(0x00101010, vr, value))
-    (tmp_path / "in").mkdir()
-    ds.save_as(tmp_path / "in" / "age.dcm", enforce_file_format=True)
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels=pixels,
-                     device="cpu", detector="deid-textseg")
-    [res] = process_batch(tmp_path / "in", [Candidate("age.dcm")], ctx)
-    assert res.status == "written", res.reason
-    out = pydicom.dcmread(tmp_path / "out" / res.output_path)
+    out, _ = _run_one(tmp_path, ds, "safe-harbor", pixels)
     age = out.get(0x00101010)
     got = None if age is None or age.value in ("", None) else age.value
     assert (list(got) if isinstance(got, pydicom.multival.MultiValue) else got) == expected
@@ -518,42 +523,14 @@ def test_the_file_s_own_trial_telecom_and_location_values_leave_kept_text(tmp_pa
                                                                            pixels: str) -> None:
     """Values of the file's own subject ID, site, telecom and location are identifying terms: removed
     from text the profile keeps (a Code Meaning, T) as the patient's ID is, not only from their element."""
-    from deid_pipeline.config import RunContext
-    from deid_pipeline.discover import Candidate
-    from deid_pipeline.pipeline import process_batch
-    from deid_pipeline.profile import load_profile
-
     ds = _read("CT_small.dcm")
     setattr(ds, keyword, value)
     item = Dataset()
     item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99LOCAL", f"scan of {value} follow-up"
     ds.AnatomicRegionSequence = Sequence([item])
-    (tmp_path / "in").mkdir()
-    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=tmp_path / "out", pixels=pixels,
-                     device="cpu", detector="deid-textseg")
-    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
-    assert res.status == "written", res.reason
-    data = (tmp_path / "out" / res.output_path).read_bytes()
+    out, data = _run_one(tmp_path, ds, "safe-harbor", pixels)
     assert value.split()[0].encode() not in data and value.split()[0].upper().encode() not in data.upper()
-    out = pydicom.dcmread(tmp_path / "out" / res.output_path)
     assert "follow-up" in out.AnatomicRegionSequence[0].CodeMeaning  # the rest of the kept text stays
-
-
-def _run_one(tmp_path: Path, ds: Dataset, profile: str, pixels: str) -> tuple[Any, bytes]:
-    from deid_pipeline.config import RunContext
-    from deid_pipeline.discover import Candidate
-    from deid_pipeline.pipeline import process_batch
-    from deid_pipeline.profile import load_profile
-
-    (tmp_path / "in").mkdir(exist_ok=True)
-    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
-    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=tmp_path / f"out-{profile}-{pixels}",
-                     pixels=pixels, device="cpu", detector="deid-textseg")
-    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
-    assert res.status == "written", res.reason
-    path = tmp_path / f"out-{profile}-{pixels}" / res.output_path
-    return pydicom.dcmread(path), path.read_bytes()
 
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
