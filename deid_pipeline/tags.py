@@ -683,9 +683,33 @@ def term_parser(profile: Profile, ref: ElementRef) -> Callable[[str], Any] | Non
         if ref.keyword != "PatientBirthDate" and rule_for(profile, ref).action == "K":
             return None
         return _date_variants_cached
+    if ref.keyword in _ID_KEYWORDS:
+        return _id_terms_cached
     if ref.keyword in IDENTIFYING_KEYWORDS:
         return _stripped
     return None
+
+
+#: Identifiers people also write without their letters or with a space or dash before the digits.
+_ID_KEYWORDS = frozenset({"PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator", "AdmissionID",
+                          "ServiceEpisodeID", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+                          "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
+                          "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID"})
+#: An identifier's letters, then its run of digits (5 at least: shorter runs are any number).
+_ID_PARTS = re.compile(r"([A-Za-z]+)[\s\-_#:]*(\d{5,})")
+
+
+@functools.lru_cache(maxsize=4096)
+def _id_terms_cached(value: str) -> frozenset[str]:
+    """An identifier as written, and where it is letters then 5 or more digits (``MRN884213``) also the
+    digits alone and the two parts apart (``884213``, ``MRN 884213``, ``MRN-884213``)."""
+    value = value.strip()
+    out = {value}
+    m = _ID_PARTS.fullmatch(value)
+    if m is not None:
+        letters, digits = m.groups()
+        out |= {digits, f"{letters} {digits}", f"{letters}-{digits}", f"{letters}{digits}"}
+    return frozenset(out)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -627,3 +627,19 @@ def test_verify_reports_an_image_nested_in_an_output(tmp_path: Path) -> None:
     ds.save_as(out, enforce_file_format=True)
     found = verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")
     assert any(f.kind == "removed-attribute-present" and "PixelData" in f.detail for f in found), found
+
+
+@pytest.mark.parametrize("written", ["mrn 884213", "MRN-884213", "id 884213 recorded", "ZQX1234567"])
+def test_the_patient_id_as_people_write_it_leaves_kept_text(tmp_path: Path, written: str) -> None:
+    """An ID of letters and digits (``MRN884213``) written with a space or dash, or its digits alone,
+    is taken out of text the profile keeps, as the ID is; another number stays."""
+    ds = _read("CT_small.dcm")
+    ds.PatientID = "MRN884213"
+    ds.OtherPatientIDs = "ZQX-1234567"
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "1", "99LOCAL"
+    item.CodeMeaning = f"{written} series 20 of 884"
+    ds.AnatomicRegionSequence = Sequence([item])
+    out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
+    meaning = out.AnatomicRegionSequence[0].CodeMeaning
+    assert "884213" not in meaning and "1234567" not in meaning and meaning.endswith("series 20 of 884")
