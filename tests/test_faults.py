@@ -180,7 +180,7 @@ def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: p
     assert [m for m in nanny if m.startswith("Restarting worker")] == ["Restarting worker (status=Status.running)"] * 2
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 7])
+@pytest.mark.parametrize("batch_size", [1, 3])  # 3: the hung file beside others, named by its worker
 def test_a_file_that_hangs_after_it_is_hashed_keeps_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             caplog: pytest.LogCaptureFixture, batch_size: int) -> None:
     """A file that hangs in its parse (after its worker hashed it) times out keyed by its sha256 and
