@@ -48,7 +48,7 @@ from .discover import UNREAD, Candidate
 from .errors import STORAGE_CODE, FileError, SkipFile, storage_error, withhold_warning_messages
 from .resources import configs_dir
 from .tags import MAX_SEQUENCE_DEPTH, holds_audio, inert_vr
-from .types import Current, FileResult, Hashed, Heartbeat, PixelReport, Region
+from .types import PIXEL_DATA_TAGS, Current, FileResult, Hashed, Heartbeat, PixelReport, Region
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ TMP_PREFIX = ".deid-tmp-"
 _SAFE_COMPONENT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-_]{0,63}$")
 _UNDEFINED = 0xFFFFFFFF
 _SPECIFIC_CHARACTER_SET = 0x00080005
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 
 
 @dataclass
@@ -175,7 +174,7 @@ def _convert_all(ds: Dataset, depth: int = 0) -> None:
         if isinstance(elem, RawDataElement):
             if inert_vr(ds, elem) is not None:
                 continue
-            if tag != _SPECIFIC_CHARACTER_SET and tag not in _PIXEL_TAGS and (elem.value is not None or elem.length == 0):
+            if tag != _SPECIFIC_CHARACTER_SET and tag not in PIXEL_DATA_TAGS and (elem.value is not None or elem.length == 0):
                 if charset is None:  # as Dataset.__getitem__ computes it
                     charset = ds.original_character_set or ds._character_set
                 converted = convert_raw_data_element(elem, encoding=charset, ds=ds)

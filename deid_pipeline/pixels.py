@@ -68,7 +68,7 @@ from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder, ge
 from pydicom.uid import UID
 
 from deid_pipeline.errors import FileError
-from deid_pipeline.types import Heartbeat
+from deid_pipeline.types import PIXEL_DATA_TAGS, Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -1298,7 +1298,7 @@ def _swap_other_words(ds: Dataset) -> int:
     def visit(_ds: Dataset, elem: Any) -> None:
         nonlocal count
         width = _SWAP_WIDTH.get(elem.VR)
-        if width and elem.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009) and elem.value:
+        if width and elem.tag not in PIXEL_DATA_TAGS and elem.value:
             value = bytes(elem.value)
             usable = len(value) - len(value) % width
             swapped = np.frombuffer(value[:usable], dtype=f">u{width}").astype(f"<u{width}").tobytes()

@@ -45,7 +45,7 @@ from .errors import FileError
 from .profile import (KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
 from .pseudonym import Pseudonymizer, patient_identity
-from .types import HeaderResult
+from .types import PIXEL_DATA_TAGS, HeaderResult
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,6 @@ PROTECTED_KEYWORDS = frozenset(
 #: Protected only at the top level (the same keywords inside an item describe something else).
 _TOP_LEVEL_ONLY = PROTECTED_KEYWORDS - {"ReferencedSOPClassUID"}
 ICON_IMAGE_SEQUENCE = 0x00880200
-#: Pixel Data, Float and Double Float Pixel Data: in a sequence item, an image no stage scans (removed).
-NESTED_IMAGE_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 #: Items within items a data set may nest (a structured report nests tens at most): deeper, a file is
 #: quarantined with that reason, the same on every path and whatever the caller's stack (pydicom reads and
 #: writes each level by recursion: at ~190 levels a worker's read failed, at 300 a reader of the output).
@@ -204,7 +202,7 @@ _CHARSET_VRS = frozenset({"LO", "SH", "UC", "ST", "LT", "UT"})
 _ESC = 0x1B
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 #: Converted with pydicom's bookkeeping (character set, pixel data, ambiguous VRs), never left raw.
-_NEVER_INERT = frozenset({0x00080005, 0x7FE00008, 0x7FE00009, 0x7FE00010})
+_NEVER_INERT = frozenset({0x00080005, *PIXEL_DATA_TAGS})
 _ASCII_SAMPLE = bytes(b for b in range(0x80) if b != _ESC)
 
 
@@ -459,7 +457,7 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     documents, graphics)."""
     if ref.tag == ICON_IMAGE_SEQUENCE:
         return Rule("X", "deid:icon-image")
-    if ref.tag in NESTED_IMAGE_TAGS and ref.depth:  # an image in a sequence item, which no stage scans
+    if ref.tag in PIXEL_DATA_TAGS and ref.depth:  # an image in a sequence item, which no stage scans
         return Rule("X", "deid:nested-image")
     if ref.tag >> 16 == 0x0000:  # a command element (a DIMSE message's) has no place in a file (PS3.10 7.1)
         return Rule("X", "deid:command-element")

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
+#: Float Pixel Data, Double Float Pixel Data and Pixel Data, in tag order (where a read that stops
+#: before the pixels stops).
+PIXEL_DATA_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+
 
 @dataclass(frozen=True)
 class Region:

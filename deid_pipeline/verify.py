@@ -54,7 +54,7 @@ from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, atomic_write_json, verify_chain
-from .types import Region
+from .types import PIXEL_DATA_TAGS, Region
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ _WRITTEN_BY_DEID = {
     "LongitudinalTemporalInformationModified", "BurnedInAnnotation", "PatientID", "PatientName",
     "CodeValue", "CodingSchemeDesignator", "CodeMeaning", "SpecificCharacterSet",
 }
-_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # Float, Double Float, Pixel Data
 _HEADER_MIN_TERM = 4
 _PIXEL_MIN_TERM = 8
 #: Outputs from this size are searched through :func:`_any_found` first (below, compiling its pattern
@@ -112,7 +111,7 @@ def _searchable(data: bytes | mmap.mmap, ds: Dataset, path: str) -> tuple[bytes,
         base = fp.tell()
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         data = data[:base] + inflater.decompress(data[base:]) + inflater.flush()
-    tag = next((t for t in _PIXEL_TAGS if t in ds._dict), None)  # where stop_before_pixels stops
+    tag = next((t for t in PIXEL_DATA_TAGS if t in ds._dict), None)  # where stop_before_pixels stops
     if tag is None:
         return data, data
     implicit, little = ds.original_encoding
@@ -127,7 +126,7 @@ def _deferred_pixels(ds: Dataset) -> list[int]:
     """The top-level pixel data elements that a read with ``defer_size`` left in the file. The header
     checks never read them (:func:`check_pair` skips pixel data), and walking the data set would read
     them whole."""
-    return [tag for tag in _PIXEL_TAGS if isinstance(elem := ds._dict.get(tag), RawDataElement)
+    return [tag for tag in PIXEL_DATA_TAGS if isinstance(elem := ds._dict.get(tag), RawDataElement)
             and elem.value is None and elem.length]
 
 
@@ -458,7 +457,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             text = str(elem.value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 january_first.append(text[:8])
-        if ref.keyword in _WRITTEN_BY_DEID or (ref.tag in _PIXEL_TAGS and not ref.depth):  # an image in an item: judged
+        if ref.keyword in _WRITTEN_BY_DEID or (ref.tag in PIXEL_DATA_TAGS and not ref.depth):  # an image in an item: judged
             return False
         if max_age is not None and ref.vr == "AS":  # whatever the action (K too): the cap applies to every age
             if elem.is_raw:
