@@ -289,7 +289,7 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     floats = np.issubdtype(frames.dtype, np.floating)  # Float Pixel Data: NaN and infinities possible
     for i in range(n):
         f = torch.as_tensor(frames[i].astype(np.float32), device=device)
-        if floats and not bool(torch.isfinite(f).all()):
+        if floats:
             f = _finite(f)  # one NaN made the frame's range NaN and every view blank
             if f is None:
                 continue
@@ -337,11 +337,13 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
 
 
 def _finite(f: "torch.Tensor") -> "torch.Tensor | None":
-    """A float frame with NaN and -inf at its least finite value, +inf at its greatest (None: no
-    finite value, nothing to show)."""
+    """A float frame with NaN and -inf at its least finite value, +inf at its greatest (the frame itself
+    when all are finite; None: no finite value, nothing to show)."""
     import torch
 
     ok = torch.isfinite(f)
+    if bool(ok.all()):
+        return f
     if not bool(ok.any()):
         return None
     lo, hi = float(f[ok].min()), float(f[ok].max())
