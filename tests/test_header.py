@@ -466,6 +466,14 @@ def _run_one(tmp_path: Path, ds: Dataset, profile: str, pixels: str) -> tuple[An
     return pydicom.dcmread(path), path.read_bytes()
 
 
+def _with_code_meaning(ds: Dataset, meaning: str) -> Dataset:
+    """``ds`` with an Anatomic Region Sequence item whose Code Meaning (text safe-harbor keeps, T) is ``meaning``."""
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99LOCAL", meaning
+    ds.AnatomicRegionSequence = Sequence([item])
+    return ds
+
+
 @pytest.mark.parametrize("pixels", ["none", "all"])  # the header-only path and the full one
 @pytest.mark.parametrize("vr, value, expected", [
     ("AS", "1200M", "090Y"),  # 100 years in months
@@ -525,9 +533,7 @@ def test_the_file_s_own_trial_telecom_and_location_values_leave_kept_text(tmp_pa
     from text the profile keeps (a Code Meaning, T) as the patient's ID is, not only from their element."""
     ds = _read("CT_small.dcm")
     setattr(ds, keyword, value)
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "1", "99LOCAL", f"scan of {value} follow-up"
-    ds.AnatomicRegionSequence = Sequence([item])
+    _with_code_meaning(ds, f"scan of {value} follow-up")
     out, data = _run_one(tmp_path, ds, "safe-harbor", pixels)
     assert value.split()[0].encode() not in data and value.split()[0].upper().encode() not in data.upper()
     assert "follow-up" in out.AnatomicRegionSequence[0].CodeMeaning  # the rest of the kept text stays
@@ -560,10 +566,7 @@ def test_the_file_s_uids_in_text_the_profile_keeps_are_replaced(tmp_path: Path, 
     replaced as the header's UIDs are, the same replacement (the link stays); a standard UID stays."""
     ds = _read("CT_small.dcm")
     study, series = ds.StudyInstanceUID, ds.SeriesInstanceUID
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator = "1", "99LOCAL"
-    item.CodeMeaning = f"prior study {study} (CT Image Storage 1.2.840.10008.5.1.4.1.1.2)"
-    ds.AnatomicRegionSequence = Sequence([item])
+    _with_code_meaning(ds, f"prior study {study} (CT Image Storage 1.2.840.10008.5.1.4.1.1.2)")
     ds.FilterType = series
     out, data = _run_one(tmp_path, ds, "safe-harbor", pixels)
     assert study.encode() not in data and series.encode() not in data
@@ -581,10 +584,7 @@ def test_the_birth_date_as_people_write_it_leaves_kept_text(tmp_path: Path, writ
     with a month name, a two-digit year first) is taken out of text the profile keeps; another date stays."""
     ds = _read("CT_small.dcm")
     ds.PatientBirthDate = "19371112"
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator = "1", "99LOCAL"
-    item.CodeMeaning = f"{written} and 5 May 1937"
-    ds.AnatomicRegionSequence = Sequence([item])
+    _with_code_meaning(ds, f"{written} and 5 May 1937")
     out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
     meaning = out.AnatomicRegionSequence[0].CodeMeaning
     assert "1937" in meaning and meaning.endswith("5 May 1937") and "12" not in meaning.replace("1937", "")
@@ -636,10 +636,7 @@ def test_the_patient_id_as_people_write_it_leaves_kept_text(tmp_path: Path, writ
     ds = _read("CT_small.dcm")
     ds.PatientID = "MRN884213"
     ds.OtherPatientIDs = "ZQX-1234567"
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator = "1", "99LOCAL"
-    item.CodeMeaning = f"{written} series 20 of 884"
-    ds.AnatomicRegionSequence = Sequence([item])
+    _with_code_meaning(ds, f"{written} series 20 of 884")
     out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
     meaning = out.AnatomicRegionSequence[0].CodeMeaning
     assert "884213" not in meaning and "1234567" not in meaning and meaning.endswith("series 20 of 884")
