@@ -234,7 +234,7 @@ class Scanned:
                     out.append((tag, _encode(elem, self.implicit, write_charset)))
                     continue
                 item_charset = convert_encodings(write_charset)
-                child = tags.child_scope(scope, applied, outcome)
+                child = tags.child_scope(scope, applied, outcome, ref.keyword)
                 items = [
                     (self._dataset(item.recs, profile, visitor, child, encodings, item_charset, None), item.undefined)
                     for item in rec.items

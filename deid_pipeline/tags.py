@@ -482,13 +482,20 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
 
 
 #: Scopes of a sequence's items (flags): inside an X/Z/U* reference sequence, UIDs are replaced; inside
-#: a sequence the profile cleans (C), free text and names the profile keeps only as unlisted are cleaned
-UID_SCOPE, CLEAN_SCOPE = 1, 2
+#: a sequence the profile cleans (C), free text and names the profile keeps only as unlisted are cleaned;
+#: inside one it replaces with a dummy (D: a Person Identification Code Sequence, whose Code Value is a
+#: staff number and Code Meaning a name), text kept only as unlisted or by the keep list is a dummy too,
+#: coded identities included
+UID_SCOPE, CLEAN_SCOPE, DUMMY_SCOPE = 1, 2, 4
+#: ... except in the D sequences whose content the table lists element by element (SR content, graphic
+#: annotations: a Concept Name's Code Meaning there is the document's structure, not an identity)
+_LISTED_CONTENT = frozenset({"ContentSequence", "GraphicAnnotationSequence"})
 #: VRs cleaned inside a CLEAN_SCOPE sequence when unlisted (a Code Meaning "Protocol for <name>"), and
 #: elsewhere kept without the file's own identifying values (T) when kept only as unlisted or by the keep
 #: list; the coded identities stay as they are (clean would take ``121071`` or ``18748-4`` for a number)
 _CLEANED_IN_SCOPE = frozenset("LO LT PN SH ST UC UT".split())
 _CODE_IDENTITY = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "LongCodeValue"})
+_DUMMIED_IN_SCOPE = _CLEANED_IN_SCOPE | {"UR"}  # a URN Code Value too
 #: ... and the product that made the image, which T leaves too (a vendor's test data names its site
 #: after the vendor: "TOSHIBA_MEC" would become "MEC")
 _PRODUCT_IDENTITY = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
@@ -529,12 +536,15 @@ def _term_text(terms: frozenset[str]) -> tuple[bytes, bool] | None:
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
-    text inside a cleaned sequence cleaned (``scope``: :data:`UID_SCOPE`, :data:`CLEAN_SCOPE` flags), text
+    text inside a cleaned sequence cleaned, inside a dummy one a dummy (``scope``: :data:`UID_SCOPE`, ...), text
     kept only as unlisted or by the keep list kept without the file's own identifying values (T), an
     unlisted UID of an instance replaced where the profile replaces UIDs (U), an unlisted date treated
     as the listed dates are (C, following ``settings.dates``) unless the profile keeps those."""
     rule = rule_for(profile, ref)
     code = rule.action
+    if (scope & DUMMY_SCOPE and code == "K" and rule.origin in _DEFAULT_KEEPS and ref.vr in _DUMMIED_IN_SCOPE
+            and ref.private_creator is None):
+        return "D", "D"
     if scope & UID_SCOPE and ref.vr == "UI" and code != "X" and ref.keyword != "ReferencedSOPClassUID":
         code = "U"
     if (code == "K" and rule.origin in _DEFAULT_KEEPS and ref.vr in _CLEANED_IN_SCOPE
@@ -570,10 +580,11 @@ def _replaces_uids(profile: Profile) -> bool:
     return rule_for(profile, ElementRef(0x00080018, "UI", "SOPInstanceUID", None, 0, ())).action != "K"
 
 
-def child_scope(scope: int, applied: str, outcome: Any) -> int:
-    """The scope of the items of a sequence walked in ``scope``, whose applied code is ``applied`` and
-    whose :meth:`Deidentifier.apply` outcome is ``outcome``."""
-    return scope | (UID_SCOPE if outcome is actions.UID_REFS else 0) | (CLEAN_SCOPE if applied == "C" else 0)
+def child_scope(scope: int, applied: str, outcome: Any, keyword: str) -> int:
+    """The scope of the items of the sequence ``keyword`` walked in ``scope``, whose applied code is
+    ``applied`` and whose :meth:`Deidentifier.apply` outcome is ``outcome``."""
+    return (scope | (UID_SCOPE if outcome is actions.UID_REFS else 0) | (CLEAN_SCOPE if applied == "C" else 0)
+            | (DUMMY_SCOPE if applied == "D" and keyword not in _LISTED_CONTENT else 0))
 
 
 def _str_values(elem: DataElement) -> list[str]:
@@ -731,7 +742,7 @@ class Deidentifier:
         self.profile = profile
         self.ctx = ctx
         self.counts: Counter[str] = Counter()
-        self.scopes: dict[int, int] = {}  # id() of a sequence item -> its scope flags (UID_SCOPE, CLEAN_SCOPE)
+        self.scopes: dict[int, int] = {}  # id() of a sequence item -> its scope flags (UID_SCOPE, ...)
         self.non_ascii = False
         self.max_age = getattr(profile.settings, "max_age_years", None)
         self.raw_encoding: tuple[bool, bool] | None = None  # raw elements in it may be written raw
@@ -759,7 +770,7 @@ class Deidentifier:
             del ds[ref.tag]
             return False
         if outcome is not None:  # a sequence whose items are walked
-            child = child_scope(scope, applied, outcome)
+            child = child_scope(scope, applied, outcome, ref.keyword)
             if child:
                 self.scopes.update((id(item), child) for item in elem.value or ())
         return outcome is not None
@@ -998,9 +1009,9 @@ def inspect_dataset(
             origin = (rule.origin if code == plain else f"{rule.origin}+own-terms-removed" if code == "T"
                       else f"{rule.origin}+uid-replaced" if rule.origin in (SAFE_PRIVATE, UNLISTED_KEEP) and code == "U"
                       else f"{rule.origin}+dated-as-listed" if rule.origin == UNLISTED_KEEP and ref.vr in actions.DATE_VRS
-                      else f"{rule.origin}+in-{'cleaned' if code == 'C' else 'uid'}-sequence")
+                      else f"{rule.origin}+in-{ {'C': 'cleaned', 'D': 'dummy'}.get(code, 'uid')}-sequence")
             if ref.vr == "SQ" and elem.value:
-                child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP)
+                child = child_scope(scope, code, actions.UID_REFS if code == "U*" else actions.KEEP, ref.keyword)
                 scopes.update((id(item), child) for item in elem.value)
         rows.append(
             InspectRow(

@@ -142,6 +142,17 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         setattr(ds, keyword, [code])
     ds.save_as(root / "meanings.dcm")
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    staff, operator, concept = Dataset(), Dataset(), Dataset()  # a staff number and a name in D sequences
+    staff.CodeValue, staff.CodingSchemeDesignator, staff.CodeMeaning = "EMP778899", "L", "Olga Opson"
+    operator.PersonIdentificationCodeSequence = [staff]
+    ds.OperatorIdentificationSequence = [operator]
+    ds.PersonIdentificationCodeSequence = [staff]
+    concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "121071", "DCM", "Finding"
+    item = Dataset()
+    item.RelationshipType, item.ValueType, item.ConceptNameCodeSequence = "CONTAINS", "TEXT", [concept]
+    ds.ContentSequence = [item]  # D too, but its content is listed element by element: its structure stays
+    ds.save_as(root / "staffcode.dcm")
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ds.ImageComments = f"prior study {ds.StudyInstanceUID}, CT storage {ds.SOPClassUID}, v 2.1.0"
     ds.save_as(root / "uidtext.dcm")
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -260,6 +271,25 @@ def test_kept_text_loses_the_files_own_identifying_values(inputs: Path, tmp_path
     assert written.AnatomicRegionSequence[0].CodeValue == "99K1" and written.Manufacturer == "GE MEDICAL SYSTEMS"
     if fast:
         assert fastpath.scan((inputs / "meanings.dcm").read_bytes(), load_profile(profile)) is not None
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor", "basic+clean-descriptors"])
+def test_a_sequence_replaced_with_a_dummy_keeps_no_code_or_name(inputs: Path, tmp_path: Path, profile: str,
+                                                               fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Person Identification Code Sequence is D (a dummy), at the top level and inside the Operator
+    Identification Sequence (X/D): the staff number in its Code Value and the name in its Code Meaning
+    (which no header element holds) were kept, as text the table does not list; now a dummy. An SR
+    Content Sequence (D, its content listed element by element) keeps its Concept Name code."""
+    seen = _run(inputs, tmp_path / "out", profile, monkeypatch, fast=fast)
+    record, data = seen["staffcode.dcm"]
+    assert record["status"] == "written" and data is not None
+    assert b"EMP778899" not in data and b"Opson" not in data
+    written = pydicom.dcmread(io.BytesIO(data))
+    for code in (written.PersonIdentificationCodeSequence[0],
+                 written.OperatorIdentificationSequence[0].PersonIdentificationCodeSequence[0]):
+        assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("ANONYMOUS",) * 3
+    assert written.ContentSequence[0].ConceptNameCodeSequence[0].CodeValue == "121071"
 
 
 @pytest.mark.parametrize("fast", [True, False])
