@@ -36,7 +36,7 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 
-from .clean import clean_text, remove_terms
+from .clean import clean_text, may_match_a_pattern, remove_terms
 from .errors import ProfileError
 
 if TYPE_CHECKING:
@@ -326,10 +326,14 @@ def act_clean(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
 
 def act_keep_terms(elem: DataElement, ref: Any, ctx: ActionContext) -> Any:
     """T: keep, without the file's own identifying values, a UID written in it replaced as the header's
-    are (where the profile replaces them); KEEP when the value holds neither."""
+    are (where the profile replaces them), and under ``settings.kept_text_patterns: remove`` without
+    what the Clean action's patterns find either (C's :func:`clean.clean_text`, given only a value
+    they could match); KEEP when the value holds none of these."""
     values = _values(elem)
     uid = (lambda u: replace_uid(u, ctx)) if ctx.replaces_uids else None
-    kept = [remove_terms(str(v), ctx.phi_terms, uid) for v in values]
+    patterns = getattr(ctx.settings, "kept_text_patterns", "keep") == "remove"
+    kept = [clean_text(str(v), ctx.phi_terms, uid=uid or str) if patterns and may_match_a_pattern(str(v))
+            else remove_terms(str(v), ctx.phi_terms, uid) for v in values]
     if kept == [str(v) for v in values]:
         return KEEP
     return _pack(kept)

@@ -157,6 +157,10 @@ class ProfileSettings(BaseModel):
     # out of it (action T: a Code Meaning "Protocol for <name>"); "keep" writes it as it came, for a site
     # whose labels must stay exact ("White matter" for a patient named White); verify still reports them
     kept_text_terms: Literal["remove", "keep"] = "remove"
+    # ... and "remove" here takes out of it, besides, what the Clean action's patterns find (phone
+    # numbers, e-mail addresses, URLs, IP addresses, dates, labelled IDs, runs of 5 or more digits),
+    # whoever's they are: safe-harbor's (B)-(R) in a Code Meaning "Call 555-123-4567"
+    kept_text_patterns: Literal["remove", "keep"] = "keep"
     private: Literal["remove", "retain-safe"] = "remove"
     graphics: Literal["remove", "clean"] = "remove"
     encapsulated_documents: Literal["quarantine", "remove"] = "quarantine"

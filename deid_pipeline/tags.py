@@ -40,7 +40,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import may_hold_uid
+from .clean import may_hold_uid, may_match_a_pattern
 from .errors import FileError
 from .profile import (KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -746,6 +746,7 @@ class Deidentifier:
         self.non_ascii = False
         self.max_age = getattr(profile.settings, "max_age_years", None)
         self.raw_encoding: tuple[bool, bool] | None = None  # raw elements in it may be written raw
+        self.patterns = profile.settings.kept_text_patterns == "remove"
 
     def visit(self, ds: Dataset, elem: DataElement | RawDataElement, ref: ElementRef, path: str) -> bool:
         if is_private_creator(ref.tag):
@@ -777,12 +778,14 @@ class Deidentifier:
 
     def terms_absent(self, raw: bytes) -> bool:
         """Whether an ASCII value, as read, holds none of the file's identifying values nor a UID the
-        profile replaces (``T`` keeps it as read); False where that cannot be told from the bytes
+        profile replaces nor (``kept_text_patterns: remove``) what a pattern could match (``T`` keeps it as read); False where that cannot be told from the bytes
         (non-ASCII value or term). A term found as a whole word spans whole runs of letters and digits
         of the value, each of them part of the term: a value none of whose runs is in any term holds none."""
         found = _term_text(self.ctx.phi_terms)
         if found is None or not raw.isascii() or (self.ctx.replaces_uids and may_hold_uid(raw)):
             return False
+        if self.patterns and may_match_a_pattern(raw.decode("ascii")):
+            return False  # T takes what the patterns find out of it too
         text, initials = found
         return not any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
 

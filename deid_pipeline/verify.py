@@ -6,7 +6,9 @@ For every written output, against its input (found through the private journal):
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
    sound recording (a voice) in the output is ``audio-kept``; under a profile that caps ages
    (``max_age_years``), an age above it however written, or a value that reads as no age, is
-   ``age-over-limit``; native Pixel Data holding anything in
+   ``age-over-limit``; under one that takes what the Clean action's patterns find out of the text it
+   keeps (``kept_text_patterns: remove``), such text that holds a phone number, an e-mail address, a
+   URL, an IP address, a date or an ID is ``identifier-in-kept-text``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
    frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``; data past the image
    (native bytes other than zeros after its last frame, encapsulated frames past Number of Frames,
@@ -64,6 +66,7 @@ _WRITTEN_BY_DEID = {
     "LongitudinalTemporalInformationModified", "BurnedInAnnotation", "PatientID", "PatientName",
     "CodeValue", "CodingSchemeDesignator", "CodeMeaning", "SpecificCharacterSet",
 }
+_DEID_METHOD_CODES = 0x00120064  # De-identification Method Code Sequence: deid's own Code Meanings
 _HEADER_MIN_TERM = 4
 _PIXEL_MIN_TERM = 8
 #: Outputs from this size are searched through :func:`_any_found` first (below, compiling its pattern
@@ -433,7 +436,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
     from .actions import cap_age
-    from .tags import _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants, rule_for, walk
+    from .tags import (_CLEANED_IN_SCOPE, _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants,
+                       rule_for, walk)
 
     findings: list[Finding] = []
     max_age = getattr(profile.settings, "max_age_years", None)
@@ -446,6 +450,7 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             del ds._dict[tag]
     phi_terms = collect_phi_terms(src, profile)  # as the run collected them for its clean (C)
     replaces_uids = _replaces_uids(profile)
+    patterns = getattr(profile.settings, "kept_text_patterns", "keep") == "remove"
     january_first: list[str] = []  # year mode: output dates on 1 January (see below)
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
@@ -457,6 +462,9 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             text = str(elem.value)
             if len(text) >= 8 and text[:8].isdigit() and text[4:8] == "0101":
                 january_first.append(text[:8])
+        if (patterns and ref.vr in _CLEANED_IN_SCOPE and _DEID_METHOD_CODES not in ref.parents
+                and _decision(profile, ref, 0)[0] == "T" and _pattern_kept(container, elem)):  # a Code Meaning too
+            findings.append(Finding(line, "identifier-in-kept-text", f"{path} {ref.keyword}".strip()))
         if ref.keyword in _WRITTEN_BY_DEID or (ref.tag in PIXEL_DATA_TAGS and not ref.depth):  # an image in an item: judged
             return False
         if max_age is not None and ref.vr == "AS":  # whatever the action (K too): the cap applies to every age
@@ -568,6 +576,22 @@ def _original_uids(src: Dataset, out: Dataset, header: bytes | mmap.mmap, line: 
     walk(out, hold, lazy=True)
     return [Finding(line, "original-uid-kept", "an original UID in " + ("; ".join(sorted(h)) or "the header"))
             for h in holders.values()]
+
+
+def _pattern_kept(container: Dataset, elem: Any) -> bool:
+    """Whether kept text (T) holds what the Clean action's patterns find: :func:`clean.clean_text`
+    without the file's terms (the byte search looks for those) would change it. Read only when its
+    bytes could match a pattern."""
+    from .clean import clean_text, may_match_a_pattern
+    from .tags import convert_inert
+
+    if elem.is_raw:
+        if not isinstance(elem.value, bytes) or not may_match_a_pattern(elem.value.decode("latin-1")):
+            return False
+        elem = convert_inert(container, elem)
+    values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+    return any(may_match_a_pattern(str(v)) and clean_text(str(v), frozenset(), uid=str) != str(v)
+               for v in values if v is not None)
 
 
 def _clean_keeps(elem: Any, phi_terms: frozenset[str], replaces_uids: bool) -> bool:

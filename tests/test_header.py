@@ -640,3 +640,43 @@ def test_the_patient_id_as_people_write_it_leaves_kept_text(tmp_path: Path, writ
     out, data = _run_one(tmp_path, ds, "safe-harbor", "none")
     meaning = out.AnatomicRegionSequence[0].CodeMeaning
     assert "884213" not in meaning and "1234567" not in meaning and meaning.endswith("series 20 of 884")
+
+
+_OTHERS_IDENTIFIERS = ("555-123-4567", "jdoe@example.org", "http://x.example.org/a", "10.20.30.40", "7654321",
+                       "1931-03-04")
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["safe-harbor", "basic"])
+def test_safe_harbor_takes_others_identifiers_out_of_the_text_it_keeps(tmp_path: Path, profile: str, pixels: str) -> None:
+    """Text safe-harbor keeps (a Code Meaning, T) lost the file's own values only: a phone number, an
+    e-mail address, a URL, an IP address, a record number or a date of someone else's was written.
+    Now what the Clean action's patterns find goes too (``kept_text_patterns: remove``); basic keeps
+    such text as it came (the setting's default)."""
+    ds = _with_code_meaning(_read("CT_small.dcm"), "Knee; call 555-123-4567 or jdoe@example.org, "
+                            "http://x.example.org/a from 10.20.30.40, MRN 7654321 DOB 1931-03-04")
+    out, data = _run_one(tmp_path, ds, profile, pixels)
+    meaning = out.AnatomicRegionSequence[0].CodeMeaning
+    assert meaning.startswith("Knee; call")
+    assert [v for v in _OTHERS_IDENTIFIERS if v.encode() in data] == ([] if profile == "safe-harbor" else list(_OTHERS_IDENTIFIERS))
+
+
+@pytest.mark.parametrize("meaning, found", [("Knee, call 555-123-4567", True), ("Knee", False),
+                                            ("Knee L5 2.5 mm", False)])
+def test_verify_reports_others_identifiers_in_kept_text(tmp_path: Path, meaning: str, found: bool) -> None:
+    """An output whose kept text holds what the patterns find (written by a tool that took only the
+    file's own values out) is ``identifier-in-kept-text`` under safe-harbor, never under basic."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    _read("CT_small.dcm").save_as(src, enforce_file_format=True)
+    out_ds = _with_code_meaning(_read("CT_small.dcm"), meaning)
+    for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(out_ds, kw, "")
+    out = tmp_path / "out.dcm"
+    out_ds.save_as(out, enforce_file_format=True)
+    kinds = {p: [f.kind for f in verify.check_pair(str(src), str(out), 1, {}, load_profile(p), False, "cpu")]
+             for p in ("safe-harbor", "basic")}
+    assert ("identifier-in-kept-text" in kinds["safe-harbor"]) is found, kinds
+    assert "identifier-in-kept-text" not in kinds["basic"]
