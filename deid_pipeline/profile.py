@@ -115,6 +115,8 @@ UNLISTED_KEEP = "default:unlisted-keep"
 KEEP_LIST = "default:keep-list"
 #: ... and of a private element Table E.3.10-1 lists as safe (``private: retain-safe``)
 SAFE_PRIVATE = "retain-safe-private:E.3.10-1"
+#: ... and of an overlay's or a curve's element no row names, under ``graphics: clean``
+GRAPHICS_CLEAN = "default:graphics-clean"
 #: Public elements the table does not list that locate the site's copy of an object (a Retrieve URL
 #: naming the PACS host and the original study UID, a Pixel Data Provider URL, a file's path in a
 #: container) or reach a person (a Contact URI, its display name): removed even where unlisted elements
@@ -607,7 +609,7 @@ class Profile:
         if ref.vr == "UN":
             return Rule("X", "default:un")
         if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
-            return Rule("K", "default:graphics-clean") if s.graphics == "clean" else Rule("X", "default:graphics")
+            return Rule("K", GRAPHICS_CLEAN) if s.graphics == "clean" else Rule("X", "default:graphics")
         if s.unlisted_public != "keep":
             if tag in self._keep_tags:
                 return Rule("K", KEEP_LIST)

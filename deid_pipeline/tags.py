@@ -42,7 +42,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 from . import actions
 from .clean import may_hold_uid, may_match_a_pattern
 from .errors import FileError
-from .profile import (KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
+from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
 from .pseudonym import Pseudonymizer, patient_identity
 from .types import PIXEL_DATA_TAGS, HeaderResult
@@ -468,14 +468,14 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     if ref.tag == ENCAPSULATED_DOCUMENT and profile.settings.encapsulated_documents == "remove":
         return Rule("X", "deid:encapsulated-document")
     rule = profile.rule_for(ref)
+    group, elem = ref.tag >> 16, ref.tag & 0xFFFF
+    overlay = 0x6000 <= group <= 0x60FF and not group & 1
+    if overlay and elem in _GRAPHICS_TEXT and (rule.action == "C" or rule.origin == GRAPHICS_CLEAN):
+        return Rule("X", rule.origin + "+graphics-text")  # an Overlay Label the table does not list, too
     if rule.action != "C":
         return rule
-    group, elem = ref.tag >> 16, ref.tag & 0xFFFF
     if 0x5000 <= group <= 0x50FF and not group & 1:  # curves: data, audio (a voice), labels; none scanned
         return Rule("X", rule.origin + "+curve-not-scanned")
-    overlay = 0x6000 <= group <= 0x60FF and not group & 1
-    if overlay and elem in _GRAPHICS_TEXT:
-        return Rule("X", rule.origin + "+graphics-text")
     if ref.vr in _OPAQUE_VRS and not (overlay and elem == _OVERLAY_DATA):
         return Rule("D", rule.origin + "+opaque-bytes")
     return rule

@@ -42,6 +42,8 @@ def _with_overlays(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ds.add_new((group, 0x0100), "US", 1)
         ds.add_new((group, 0x0102), "US", 0)
         ds.add_new((group, 0x3000), "OW", pack_bits(bits))
+        ds.add_new((group, 0x0022), "LO", f"outline of {ds.PatientName.family_name}")  # Overlay Description
+        ds.add_new((group, 0x1500), "LO", f"{ds.PatientID} ROI")  # Overlay Label
         planes.append(bits)
     ds.save_as(path, enforce_file_format=True)
     return planes[0], planes[1]
@@ -65,6 +67,9 @@ def test_overlay_planes_are_scanned_and_their_text_cleared(tmp_path: Path) -> No
     cleared = written.overlay_array(TEXT)
     assert text.sum() > 100 and cleared[:30].sum() <= text[:30].sum() * 0.05  # the drawn line, gone
     assert np.array_equal(written.overlay_array(SHAPE), shape)  # a circle is no text: kept bit for bit
+    # the planes' free text (Overlay Description, Label: not in the table, so kept before) is removed
+    assert not [t for t in written.keys() if t >> 16 in (TEXT, SHAPE) and t & 0xFFFF in (0x0022, 0x1500)]
+    assert (TEXT, 0x0040) in written and (SHAPE, 0x0050) in written
     assert fastpath.scan((tmp_path / "in" / "ov.dcm").read_bytes(), load_profile(PROFILE)) is None  # data set path
 
 
