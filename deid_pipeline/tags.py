@@ -20,6 +20,7 @@ import datetime as _dt
 import functools
 import logging
 import re
+import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import may_hold_uid, may_match_a_pattern
+from .clean import may_hold_uid, may_match_a_pattern, remove_terms
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -154,6 +155,100 @@ Leave = Callable[[Dataset, int], None]
 
 def _normal_vr(vr: str | None) -> str:
     return (vr or "UN").split(" or ")[0]
+
+
+#: Kept values of numbers and codes are read against their VR before they are written: a device that
+#: writes the patient's name into Slice Thickness (DS), an MRN into Series Number (IS) or Modality (CS),
+#: or text into Smallest Image Pixel Value (US) would have it kept by a profile that trusts the VR
+_VR_CHARS = {
+    "DS": re.compile(rb"[0-9+\-.eE \\]*[\0 ]*\Z").match,
+    "IS": re.compile(rb"[0-9+\- \\]*[\0 ]*\Z").match,
+    "CS": re.compile(rb"[A-Z0-9 _\\]*[\0 ]*\Z").match,
+}
+PHOTOMETRIC_INTERPRETATIONS = frozenset({  # PS3.3 C.7.6.3.1.2, retired ones included
+    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
+    "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"})
+_READ_WHEN_KEPT = frozenset(_VR_CHARS) | frozenset(actions.BINARY_NUMBER_WIDTH)
+_VM_RANGE = re.compile(r"(\d+)(?:-(\d+)?(n)?)?\Z")
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_counts(tag: int) -> tuple[int, int | None, int] | None:
+    """(least, most or None for any, step) of the values the dictionary's VM allows ``tag``; None when
+    it does not know the tag or its VM ("2-2n": 2, None, 2; "1-3": 1, 3, 1)."""
+    from pydicom.datadict import dictionary_VM
+
+    try:
+        vm = dictionary_VM(tag)
+    except KeyError:
+        return None
+    m = _VM_RANGE.match(vm.strip())
+    if m is None:
+        return None
+    least = int(m.group(1))
+    if m.group(3):
+        return least, None, least
+    return least, int(m.group(2)) if m.group(2) else least, 1
+
+
+def _value_bytes(elem: DataElement) -> bytes:
+    """A converted element's value as :func:`invalid_for_vr` reads bytes (little endian; text as ASCII,
+    anything else as ``?``)."""
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    values = list(value) if isinstance(value, (list, MultiValue)) else [value]
+    if elem.VR in actions.BINARY_NUMBER_WIDTH:
+        if elem.VR == "AT":
+            return b"".join(struct.pack("<HH", int(v) >> 16, int(v) & 0xFFFF) for v in values)
+        fmt = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}[elem.VR]
+        return struct.pack(f"<{len(values)}{fmt}", *values)
+    return "\\".join("" if v is None else str(v) for v in values).encode("ascii", "replace")
+
+
+@functools.lru_cache(maxsize=64)
+def _known_charset(value: str) -> bool:
+    """Whether a Specific Character Set value is one pydicom decodes by (as ``pydicom.charset`` reads
+    it: a defined term, one spelled as it corrects, ``ISO IR 100``, or a Python codec's name), or empty."""
+    import codecs
+
+    from pydicom.charset import python_encoding
+
+    term = value.strip(" \0")
+    if not term or term in python_encoding:
+        return True
+    if re.match("^ISO[^_]IR", term):
+        return "ISO_IR" + term[6:] in python_encoding
+    if re.match("^(?=ISO.2022.IR.)(?!ISO 2022 IR )", term):
+        return "ISO 2022 IR " + term[12:] in python_encoding
+    try:
+        codecs.lookup(term)
+    except LookupError:
+        return False
+    return True
+
+
+def invalid_for_vr(ref: ElementRef, raw: bytes) -> str | None:
+    """Why a kept value is not a value of its VR (text where a number or a code belongs, bytes for a
+    number count the dictionary does not allow), or None; only DS, IS, CS and binary numbers are read."""
+    check = _VR_CHARS.get(ref.vr)
+    if check is not None:
+        return None if check(bytes(raw)) else f"characters a {ref.vr} never holds"
+    width = actions.BINARY_NUMBER_WIDTH.get(ref.vr)
+    if width is None or not raw:
+        return None
+    if len(raw) % width:
+        return f"{len(raw)} bytes for {ref.vr} values of {width}"
+    if ref.vr == "AT" and ref.private_creator is None:  # each value a tag the dictionary knows, or a private one
+        for i in range(0, len(raw) - 3, 4):  # (either byte order: the caller's bytes are as the file wrote them)
+            if not any(group & 1 or not elem or keyword_for_tag(group << 16 | elem)
+                       for group, elem in (struct.unpack_from("<HH", raw, i), struct.unpack_from(">HH", raw, i))):
+                return "a tag no dictionary knows"
+    counts = _value_counts(ref.tag) if ref.private_creator is None else None
+    n = len(raw) // width
+    if counts is not None and (n < counts[0] or (counts[1] is not None and n > counts[1]) or n % counts[2]):
+        return f"{n} {ref.vr} values where the dictionary allows {counts[0]}" + ("" if counts[1] == counts[0] else "+")
+    return None
 
 
 def is_private_creator(tag: int) -> bool:
@@ -452,6 +547,11 @@ def walk(
 # --------------------------------------------------------------------------- rules
 
 
+def is_protected(ref: ElementRef) -> bool:
+    """Whether ``ref`` is an element the image or the file cannot do without (:data:`PROTECTED_KEYWORDS`)."""
+    return ref.keyword in PROTECTED_KEYWORDS and (ref.depth == 0 or ref.keyword not in _TOP_LEVEL_ONLY)
+
+
 def rule_for(profile: Profile, ref: ElementRef) -> Rule:
     """The profile's rule with deid's fixed overrides (icons, command elements, protected modules,
     documents, graphics)."""
@@ -461,7 +561,7 @@ def rule_for(profile: Profile, ref: ElementRef) -> Rule:
         return Rule("X", "deid:nested-image")
     if ref.tag >> 16 == 0x0000:  # a command element (a DIMSE message's) has no place in a file (PS3.10 7.1)
         return Rule("X", "deid:command-element")
-    if ref.keyword in PROTECTED_KEYWORDS and (ref.depth == 0 or ref.keyword not in _TOP_LEVEL_ONLY):
+    if is_protected(ref):
         return Rule("K", "deid:protected")
     if (ref.tag & 0xFFFF) == 0:
         return Rule("X", "deid:group-length")
@@ -776,18 +876,46 @@ class Deidentifier:
                 self.scopes.update((id(item), child) for item in elem.value or ())
         return outcome is not None
 
+    def kept_value_fails(self, ref: ElementRef, raw: bytes) -> bool:
+        """Whether a value K keeps must go (True: removed) because it is no value of its VR
+        (:func:`invalid_for_vr`), is a code (CS) holding one of the file's identifying values, or is a
+        Specific Character Set no codec knows (the text was read as something else: its names may
+        not be found). An element the image or file needs (:func:`is_protected`) is not removed:
+        the file is quarantined, ``invalid-header-value``, naming the element, never the value."""
+        why = invalid_for_vr(ref, raw)
+        if why is None and ref.vr == "CS":
+            text = bytes(raw).decode("ascii", "replace")
+            if ref.tag == 0x00080005:
+                why = None if all(_known_charset(v) for v in text.split("\\")) else "a character set no codec knows"
+            elif ref.tag == 0x00280004 and not ref.depth:
+                why = None if text.strip(" \0") in PHOTOMETRIC_INTERPRETATIONS else "a Photometric Interpretation no reader knows"
+            elif self._may_hold_term(bytes(raw)) and remove_terms(text, self.ctx.phi_terms) != text:
+                why = "one of the file's identifying values"
+        if why is None:
+            return False
+        if is_protected(ref):
+            raise FileError("invalid-header-value", f"{ref.keyword or tag_str(ref.tag)} holds {why}")
+        return True
+
+    def _may_hold_term(self, raw: bytes) -> bool:
+        """Whether an ASCII value may hold one of the file's terms (True where that cannot be told):
+        one of its runs of letters and digits is part of a term."""
+        found = _term_text(self.ctx.phi_terms)
+        if found is None or not raw.isascii():
+            return True
+        text, initials = found
+        return any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
+
     def terms_absent(self, raw: bytes) -> bool:
         """Whether an ASCII value, as read, holds none of the file's identifying values nor a UID the
         profile replaces nor (``kept_text_patterns: remove``) what a pattern could match (``T`` keeps it as read); False where that cannot be told from the bytes
         (non-ASCII value or term). A term found as a whole word spans whole runs of letters and digits
         of the value, each of them part of the term: a value none of whose runs is in any term holds none."""
-        found = _term_text(self.ctx.phi_terms)
-        if found is None or not raw.isascii() or (self.ctx.replaces_uids and may_hold_uid(raw)):
+        if not raw.isascii() or (self.ctx.replaces_uids and may_hold_uid(raw)):
             return False
         if self.patterns and may_match_a_pattern(raw.decode("ascii")):
             return False  # T takes what the patterns find out of it too
-        text, initials = found
-        return not any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
+        return not self._may_hold_term(raw)
 
     def unread(self, applied: str, ref: ElementRef, raw: bytes | None) -> Any:
         """For an element whose value is not read yet (``raw``, its bytes): REMOVE (counted) when its X
@@ -795,7 +923,8 @@ class Deidentifier:
         hold none of the file's terms: :meth:`terms_absent`), else None (convert it, :meth:`apply`)."""
         if ref.vr in actions.DATE_VRS or ref.vr == "AS":
             return None  # dates are counted by value, ages capped
-        if applied == "X":
+        if applied == "X" or (applied == "K" and raw is not None and ref.vr in _READ_WHEN_KEPT
+                              and self.kept_value_fails(ref, raw)):
             self.counts["X"] += 1
             return actions.REMOVE
         if applied == "K" or (applied == "T" and raw is not None and self.terms_absent(raw)):
@@ -807,6 +936,9 @@ class Deidentifier:
         sequence whose items are walked, UID_REFS for one whose items are walked in the UID scope, or
         None."""
         applied, outcome = actions.apply(code, elem, ref, self.ctx)
+        if (applied == "K" and ref.vr in _READ_WHEN_KEPT and elem.value not in (None, "", b"")
+                and self.kept_value_fails(ref, _value_bytes(elem))):
+            applied, outcome = "X", actions.REMOVE
         self.counts[applied] += 1
         if outcome is actions.REMOVE:
             return actions.REMOVE
