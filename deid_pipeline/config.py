@@ -108,3 +108,15 @@ def check_paths(input_dir: Path, output_dir: Path, private_dir: Path) -> None:
         raise ConfigError("the private journal must be outside INPUT")
     if out.exists() and not out.is_dir():
         raise ConfigError("OUTPUT exists and is not a folder")
+
+
+def check_outside(path: Path | None, what: str, **folders: Path | None) -> None:
+    """Refuse ``path``, a file a command writes, at or under any of ``folders`` (name: folder; links
+    followed): INPUT is never modified and OUTPUT is what is shared. The message names ``what`` and the
+    folder, never a path."""
+    if path is None:
+        return
+    target = path.resolve()
+    for name, folder in folders.items():
+        if folder is not None and (target == folder.resolve() or folder.resolve() in target.parents):
+            raise ConfigError(f"{what} must be outside {name}")

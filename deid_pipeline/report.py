@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import check_outside
 from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME
 
 log = logging.getLogger(__name__)
@@ -348,15 +349,19 @@ def build_report(output_dir: Path, out: Path | None = None, input_dir: Path | No
     """Write the report of the run in ``output_dir``; returns its path and the number of redacted files.
 
     With ``input_dir`` (and the private journal) originals are shown beside the redacted frames; the
-    default path is then ``<private>/report-with-originals.html`` (mode 0600), never inside OUTPUT.
+    default path is then ``<private>/report-with-originals.html`` (mode 0600), and a path inside OUTPUT
+    (what is shared) or INPUT (never modified) is refused (:class:`ConfigError`) before anything is read.
     """
-    records = _read_jsonl(output_dir / MANIFEST_NAME)
-    run_path = output_dir / RUN_NAME
-    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
     journal: list[dict[str, Any]] = []
     if input_dir is not None:
         assert private_dir is not None
+        out = private_dir / "report-with-originals.html" if out is None else out
+        check_outside(out, "a report with originals", OUTPUT=output_dir, INPUT=input_dir)
         journal = _read_jsonl(private_dir / JOURNAL_NAME)
+    out = output_dir / REPORT_NAME if out is None else out
+    records = _read_jsonl(output_dir / MANIFEST_NAME)
+    run_path = output_dir / RUN_NAME
+    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
     cards: list[Card] = []
     for line, rec in enumerate(records, start=1):
         if rec.get("status") != "written":
@@ -371,7 +376,5 @@ def build_report(output_dir: Path, out: Path | None = None, input_dir: Path | No
             cards.append(card)
     log.info("report: %d records, %d redacted files", len(records), len(cards))
     text = render_html(run, records, cards, input_dir is not None)
-    if out is None:
-        out = (private_dir / "report-with-originals.html") if input_dir is not None else output_dir / REPORT_NAME
     atomic_write_text(out, text, 0o600 if input_dir is not None else 0o640)
     return out, len(cards)

@@ -132,6 +132,28 @@ def test_originals_only_on_request(run_dirs: tuple[Path, Path], report: Path) ->
     assert 'class="thumb original"' not in custom.read_text(encoding="utf-8")
 
 
+def test_originals_are_never_written_into_output_or_input(run_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A report with originals holds the images before redaction: an ``--out`` inside the OUTPUT it reports
+    on (what is shared) or inside INPUT (never modified), directly or through a link, is a configuration
+    error (exit 2) and nothing is written (before: the page was written into OUTPUT, mode 600)."""
+    from click.testing import CliRunner
+
+    from deid_pipeline.cli.main import cli
+
+    inp, out = run_dirs
+    (tmp_path / "to-output").symlink_to(out)
+    before = {p: p.stat().st_mtime_ns for p in [*out.rglob("*"), *inp.rglob("*")]}
+    for target, folder in ((out / "originals.html", "OUTPUT"), (inp / "DOE^JOHN" / "originals.html", "INPUT"),
+                           (tmp_path / "to-output" / "originals.html", "OUTPUT")):
+        result = CliRunner().invoke(cli, ["report", str(out), "--with-originals", "--against", str(inp), "--out", str(target)])
+        assert result.exit_code == 2, result.output
+        assert f"a report with originals must be outside {folder}" in result.output
+        assert str(tmp_path) not in result.output and "DOE" not in result.output
+        assert not target.exists()
+    assert {p: p.stat().st_mtime_ns for p in [*out.rglob("*"), *inp.rglob("*")]} == before
+    assert report_cmd(str(out), "--with-originals", "--against", str(inp), "--out", str(tmp_path / "o.html"), "--quiet") == 0
+
+
 def test_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     import cv2
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 from .logs import log_options, setup_logging
 
 
 @click.command("report")
 @click.argument("output_dir", metavar="OUTPUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Where to write the HTML (default OUTPUT/report.html; with originals, the private folder).")
+              help="Where to write the HTML (default OUTPUT/report.html; with originals, the private folder: never inside OUTPUT or INPUT).")
 @click.option("--with-originals", is_flag=True, help="Show each original frame beside the redacted one (PHI: needs --against).")
 @click.option("--against", "input_dir", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="The INPUT of the run (read through the private journal).")
@@ -42,6 +43,10 @@ def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: 
     elif input_dir is not None:
         click.echo("deid: configuration error: --against is only used with --with-originals", err=True)
         sys.exit(2)
-    path, n = build_report(output_dir, out, input_dir if with_originals else None, private if with_originals else None)
+    try:
+        path, n = build_report(output_dir, out, input_dir if with_originals else None, private if with_originals else None)
+    except ConfigError as exc:  # originals asked into OUTPUT or INPUT
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
     if not quiet:
         click.echo(f"report: {n} redacted files -> {path}")
