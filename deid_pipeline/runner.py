@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunContext, check_paths, read_key_file, write_new_key
+from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunContext, check_outside, check_paths, read_key_file, write_new_key
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import STORAGE_CODE, ConfigError, StorageError, storage_stops
@@ -129,11 +129,7 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
                 raise ConfigError("OUTPUT holds a run made with a different key")
             if canonical_name(prev.get("detector", "auto")) != canonical_name(opts.detector):
                 raise ConfigError("OUTPUT holds a run made with a different --detector; use the same one or a new OUTPUT")
-    if opts.linkage is not None:
-        lk = opts.linkage.resolve()
-        out = opts.output_dir.resolve()
-        if lk == out or out in lk.parents:
-            raise ConfigError("the linkage file must be outside OUTPUT")
+    check_outside(opts.linkage, "the linkage file", OUTPUT=opts.output_dir, INPUT=opts.input_dir)
     if opts.memory_limit != "auto":
         from dask.utils import parse_bytes
 

@@ -191,3 +191,30 @@ def test_an_interrupt_quiets_dask_teardown_noise_only(monkeypatch: pytest.Monkey
     other = unraisable("deid_pipeline.pipeline")
     hook(other)
     assert seen == [other.object]
+
+
+@pytest.mark.parametrize("command,option", [("run", "--linkage"), ("run", "--log-file"), ("verify", "--log-file"),
+                                            ("report", "--log-file")])
+def test_no_command_writes_inside_input(tmp_path: Path, command: str, option: str) -> None:
+    """INPUT is never modified: a file a command would write inside it (run's --linkage and --log-file,
+    verify's and report's --log-file) is a configuration error, exit 2, before anything is written (before:
+    the linkage table and the log files were written into INPUT)."""
+    from support import write_key
+
+    inp = tmp_path / "in"
+    (inp / "DOE^JOHN").mkdir(parents=True)
+    pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(inp / "DOE^JOHN" / "a.dcm", enforce_file_format=True)
+    key = write_key(tmp_path / "k.key", b"input-test-key-0123456789abcdef01")
+    out = tmp_path / "out"
+    options = ["--workers", "0", "--pixels", "none", "--key-file", str(key), "--quiet"]
+    assert CliRunner().invoke(cli, ["run", str(inp), str(out), *options]).exit_code == 0
+    listing = sorted((str(p), p.stat().st_mtime_ns) for p in inp.rglob("*"))
+    args = {"run": ["run", str(inp), str(tmp_path / "out2"), *options],
+            "verify": ["verify", str(out), "--against", str(inp), "--workers", "0", "--no-rescan"],
+            "report": ["report", str(out), "--with-originals", "--against", str(inp)]}[command]
+    result = CliRunner().invoke(cli, [*args, option, str(inp / "DOE^JOHN" / "f")])
+    what = "the linkage file" if option == "--linkage" else "the log file"
+    assert result.exit_code == 2 and f"{what} must be outside INPUT" in result.output, result.output
+    assert "DOE" not in result.output and str(tmp_path) not in result.output
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in inp.rglob("*")) == listing
+    assert not (tmp_path / "out2").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..config import check_outside
 from ..errors import ConfigError
 from .logs import log_options, setup_logging
 
@@ -28,6 +29,11 @@ def report(output_dir: Path, out: Path | None, with_originals: bool, input_dir: 
     from ..report import build_report
     from ..runner import private_dir
 
+    try:
+        check_outside(log_file, "the log file", INPUT=input_dir)  # before it is opened: INPUT is never modified
+    except ConfigError as exc:
+        click.echo(f"deid: configuration error: {exc}", err=True)
+        sys.exit(2)
     setup_logging("text", quiet, verbose, log_file)
     if not (output_dir / "manifest.jsonl").exists():
         click.echo("deid: configuration error: OUTPUT holds no manifest.jsonl", err=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..config import check_outside
 from ..errors import TRACEBACK_ENV, ConfigError, StorageError
 from .logs import log_options, setup_logging
 
@@ -79,7 +80,7 @@ def _interrupts_end_the_run() -> Iterator[None]:
 @click.option("--pixels", type=click.Choice(["profile", "all", "triage", "none"]), default="profile", show_default=True, help="Which images the text detector scans.")
 @click.option("--detector", default="auto", show_default=True, metavar="NAME",
               help="Text detector: auto (ppocrv4-det+deid-textseg, both networks), ppocrv4-det, or deid-textseg (about 3x faster end to end on a CPU; see benchmarks/README.md).")
-@click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT).")
+@click.option("--linkage", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write an encrypted original-to-pseudonym table here (outside OUTPUT and INPUT).")
 @click.option("--batch-size", type=int, default=None, help="Files per Dask task (default 16 when pixels are scanned, 64 for a header-only run).")
 @click.option("--file-timeout", type=float, default=None, envvar="DEID_FILE_TIMEOUT", help="Seconds one file may take, a scan counted from its last step (its batch is then cancelled and its files retried alone; default 300).")
 @click.option("--memory-limit", default="auto", show_default=True, metavar="BYTES",
@@ -103,11 +104,12 @@ def run(input_dir: Path, output_dir: Path, profile: str, workers: int | None, sc
     from ..types import FileResult
     from .progress import Feedback
 
-    setup_logging(log_format, quiet, verbose, log_file)
     opts = RunOptions(input_dir=input_dir, output_dir=output_dir, profile=profile, key_file=key_file, journal=journal,
                       workers=workers, scheduler=scheduler, device=device, pixels=pixels, detector=detector, batch_size=batch_size,
                       linkage=linkage, debug=debug, file_timeout=file_timeout, memory_limit=memory_limit, retry_failed=retry_failed, quiet=quiet, count_inputs=not quiet and sys.stderr.isatty())
     try:
+        check_outside(log_file, "the log file", INPUT=input_dir)  # before it is opened: INPUT is never modified
+        setup_logging(log_format, quiet, verbose, log_file)
         prepare_run(opts)
     except ConfigError as exc:
         click.echo(f"deid: configuration error: {exc}", err=True)

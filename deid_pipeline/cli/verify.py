@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..config import read_key_file
+from ..config import check_outside, read_key_file
 from ..errors import ConfigError
 from .logs import log_options, setup_logging
 
@@ -40,9 +40,10 @@ def verify(output_dir: Path, input_dir: Path, journal: Path | None, key_file: Pa
     from ..verify import verify_run
     from ..runner import private_dir
 
-    setup_logging("text", quiet, verbose, log_file)
     private = private_dir(output_dir, journal)
     try:
+        check_outside(log_file, "the log file", INPUT=input_dir)  # before it is opened: INPUT is never modified
+        setup_logging("text", quiet, verbose, log_file)
         key = read_key_file(key_file) if key_file else (read_key_file(private / "run.key") if (private / "run.key").exists() else None)
     except ConfigError as exc:
         click.echo(f"deid: configuration error: {exc}", err=True)
