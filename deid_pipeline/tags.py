@@ -497,6 +497,16 @@ def ref_for(tag: int, vr: str | None, creator: str | None, depth: int, parents: 
     return ref
 
 
+def _log_unreadable(tag: int, raw: RawDataElement) -> None:
+    """Log an element removed as unreadable: its tag only when the public dictionary knows it, else where
+    its value starts, since a malformed file's "tag" may be 4 bytes of a value (text "ZQXI": (515A,4958))."""
+    if _keyword(tag):
+        log.warning("unreadable element %s removed", tag_str(tag))
+    else:
+        log.warning("unreadable element removed (value at byte %d; its tag is withheld: not in the public "
+                    "dictionary, it may be a value's bytes)", raw.value_tell)
+
+
 def walk(
     ds: Dataset,
     visit: Visit,
@@ -528,7 +538,7 @@ def walk(
                 try:
                     elem = ds[tag]
                 except Exception:  # a value pydicom cannot convert: it goes, whatever it said
-                    log.warning("unreadable element %s removed", tag_str(int(tag)))
+                    _log_unreadable(int(tag), elem)
                     del ds[tag]
                     continue
         ref = element_ref(ds, elem, depth, parents, vr)

@@ -383,6 +383,28 @@ def test_inspect_is_dry_and_has_paths(safe_harbor: Any) -> None:
     assert any(r.value for r in shown)
 
 
+def test_an_unreadable_element_is_logged_by_its_tag_only_when_the_dictionary_knows_it(safe_harbor: Any,
+                                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed file's "tag" may be 4 bytes of a value: an unreadable element whose tag the public
+    dictionary does not know is logged by where its value starts, never by its tag (before: the text "ZQXI"
+    was logged as (515A,4958)); a public element keeps its tag in the line."""
+    import struct
+
+    buf = io.BytesIO()
+    _read("CT_small.dcm").save_as(buf, enforce_file_format=True)
+    data = buf.getvalue()
+    at = data.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    junk = b"ZQXI" + b"AN" + struct.pack("<H", 2) + b"ZZ"  # no VR deid or pydicom knows
+    public = struct.pack("<HH", 0x0018, 0x1170) + b"US" + struct.pack("<H", 3) + b"abc"  # Generator Power: 3 bytes of US
+    ds = pydicom.dcmread(io.BytesIO(data[:at] + junk + public + data[at:]))
+    caplog.set_level("WARNING", logger="deid_pipeline.tags")
+    tags.deidentify_header(ds, safe_harbor, Pseudonymizer(KEY))
+    lines = [r.getMessage() for r in caplog.records if "unreadable element" in r.getMessage()]
+    assert len(lines) == 2 and 0x515A4958 not in ds and 0x00181170 not in ds
+    assert not any("515A" in line or "4958" in line for line in lines)
+    assert "unreadable element (0018,1170) removed" in lines and any(f"value at byte {at + 8};" in line for line in lines)
+
+
 def test_phi_terms() -> None:
     ds = _read("CT_small.dcm")
     ds.PatientName = "Doe^John^Q"
