@@ -13,8 +13,6 @@ import errno
 import logging
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -46,30 +44,25 @@ class StorageError(DeidError):
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 #: Reason code of a file whose output could not be written for one of them; never recorded (resume redoes it).
 STORAGE_CODE = "output-storage"
+#: SQLite's primary result codes of the same (the private folder's index, rebuilt at every open), each with its
+#: message (all that Python before 3.11 gives) and the errno to name: SQLITE_FULL, and SQLITE_IOERR, as SQLite
+#: reports a sync or an allocation the file system refused (ENOSPC included: only a plain write's is SQLITE_FULL).
+SQLITE_STORAGE = {13: ("database or disk is full", errno.ENOSPC), 10: ("disk I/O error", errno.EIO)}
 
 
 def storage_error(exc: BaseException) -> StorageError | None:
-    """A :class:`StorageError` for an ``OSError`` of :data:`STORAGE_ERRNOS` (SQLite's "disk is full"
-    included), else None."""
+    """A :class:`StorageError` for an ``OSError`` of :data:`STORAGE_ERRNOS` or an SQLite error of
+    :data:`SQLITE_STORAGE`, else None."""
     import sqlite3
 
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         return StorageError(os.strerror(exc.errno))
-    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-        return StorageError(os.strerror(errno.ENOSPC))
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+: extended, its low byte the primary code
+        for primary, (message, number) in SQLITE_STORAGE.items():
+            if (code is not None and code & 0xFF == primary) or (code is None and str(exc).startswith(message)):
+                return StorageError(os.strerror(number))
     return None
-
-
-@contextmanager
-def storage_stops() -> Iterator[None]:
-    """Raise what :func:`storage_error` makes of an error inside the block; any other error as it is."""
-    try:
-        yield
-    except Exception as exc:
-        full = storage_error(exc)
-        if full is None:
-            raise
-        raise full from None
 
 
 class FileError(DeidError):

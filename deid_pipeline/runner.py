@@ -25,7 +25,7 @@ from . import __version__
 from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunContext, check_outside, check_paths, read_key_file, write_new_key
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
-from .errors import STORAGE_CODE, ConfigError, StorageError, storage_stops
+from .errors import STORAGE_CODE, ConfigError, StorageError, storage_error
 from .manifest import MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
 from .pipeline import TMP_PREFIX
 from .types import FileResult
@@ -225,8 +225,7 @@ def execute(
                 key_path.unlink()
             ctx = RunContext(**{**ctx.__dict__, "key": write_new_key(key_path)})
         removed = _remove_temporaries(ctx.output_dir) if resume else 0
-        with storage_stops():
-            atomic_write_json(private / PROFILE_RECORD_NAME, profile_record, mode=0o600)
+        atomic_write_json(private / PROFILE_RECORD_NAME, profile_record, mode=0o600)
         profile_info = {"name": ctx.profile.name, "version": ctx.profile.version, "sha256": ctx.profile.sha256}
         ledger = Ledger(ctx.output_dir, private, ctx.key, profile_info, __version__)
         kept = ledger.open(retry_failed=opts.retry_failed and resume)
@@ -278,7 +277,7 @@ def execute(
                 result.linkage = None
             if result.reason_code == STORAGE_CODE:  # OUTPUT is full: stop; resume redoes this file
                 raise StorageError(result.reason)
-            rec = ledger.add(result)  # (a full disk here: storage_stops below)
+            rec = ledger.add(result)  # (a full disk here: a StorageError, below)
             log.debug("record %d: %s %s", ledger.records, rec["status"], rec.get("reason") or "")
             dev = (rec.get("pixel") or {}).get("device")
             if dev:
@@ -289,15 +288,14 @@ def execute(
         todo = (c for c in walk_inputs(opts.input_dir) if not ledger.is_done(c.rel))
         from .batch import run_distributed, run_inline
 
-        with storage_stops():  # the ledger's writes, its closing flush (a full disk may show first there) too
-            try:
-                if opts.workers == 0:
-                    n_workers = run_inline(opts.input_dir, todo, ctx, handle)
-                else:
-                    n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
-                                                file_timeout=opts.file_timeout, memory_limit=opts.memory_limit)
-            finally:
-                ledger.close()
+        try:
+            if opts.workers == 0:
+                n_workers = run_inline(opts.input_dir, todo, ctx, handle)
+            else:
+                n_workers = run_distributed(opts.input_dir, todo, ctx, handle, opts.workers, opts.scheduler,
+                                            file_timeout=opts.file_timeout, memory_limit=opts.memory_limit)
+        finally:
+            ledger.close()  # its closing flush too (a full disk may show first there)
         elapsed = time.perf_counter() - t0
         if linkage_rows and opts.linkage is not None:
             from .pseudonym import read_linkage, write_linkage
@@ -327,11 +325,15 @@ def execute(
             "cluster": "external" if opts.scheduler else ("in-process" if opts.workers == 0 else "local"),
             "chain": ledger.chain(),
         }
-        with storage_stops():
-            atomic_write_json(ctx.output_dir / RUN_NAME, summary)
+        atomic_write_json(ctx.output_dir / RUN_NAME, summary)
         log.info("run finished: %s in %.1f s (%s files/s), chain head %s", summary["counts"], elapsed,
                  summary["files_per_s"], summary["chain"]["head_sha256"])
         return RunSummary(summary)
+    except Exception as exc:  # any write of the run: the key, run.json, the journal, the private folder's SQLite index, the linkage file
+        full = storage_error(exc)
+        if full is None:
+            raise
+        raise full from None
     finally:
         os.umask(old_umask)
         for fd in locks:

@@ -5,6 +5,7 @@ and writes everything (before, every later file was recorded ``failed`` and a re
 from __future__ import annotations
 
 import errno
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pydicom.data import get_testdata_file
 from support import read_manifest, write_key
 
 from deid_pipeline import pipeline
-from deid_pipeline.errors import StorageError
+from deid_pipeline.errors import StorageError, storage_error
 from deid_pipeline.manifest import Ledger
 from deid_pipeline.runner import RunOptions, execute
 from deid_pipeline.verify import verify_run
@@ -88,3 +89,46 @@ def test_the_command_line_says_why_and_exits_4(tmp_path: Path, monkeypatch, caps
     err = capsys.readouterr().err
     assert stop.value.code == 4 and "Read-only file system" in err and "run the same command again" in err
     assert read_manifest(tmp_path / "out") == []
+
+
+def _sqlite_holds(pages: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SQLite database opened from now on (the private folder's index) grows to ``pages`` pages at most:
+    past them SQLite answers "database or disk is full" (SQLITE_FULL), as on a full file system."""
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        db = real(*args, **kwargs)
+        db.execute(f"PRAGMA max_page_count={pages}")
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+
+
+def test_a_full_private_folder_met_by_the_index_stops_the_run_with_status_4(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The private folder's SQLite index is made as the run starts: a full file system there ends the run with
+    exit status 4 and the same command resumes it once there is room (before: an internal error, exit 1)."""
+    from deid_pipeline.cli import main as cli_main
+
+    _inputs(tmp_path / "in", 2)
+    _sqlite_holds(1, monkeypatch)  # the schema's page only: the index's first table does not fit
+    opts = _opts(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["deid", "run", str(opts.input_dir), str(opts.output_dir), "--workers", "0",
+                                      "--pixels", "none", "--key-file", str(opts.key_file), "--quiet"])
+    with pytest.raises(SystemExit) as stop:
+        cli_main.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 4 and "No space left on device" in err and "internal error" not in err, err
+    assert not list((tmp_path / "out").iterdir())  # nothing recorded
+    monkeypatch.undo()  # room again
+    summary = execute(_opts(tmp_path))
+    assert summary.exit_code == 0 and len(read_manifest(tmp_path / "out")) == 2
+
+
+@pytest.mark.parametrize("message,storage", [("database or disk is full", "No space left on device"),
+                                             ("disk I/O error", "Input/output error"),
+                                             ("database is locked", None), ("no such table: inputs", None)])
+def test_sqlite_s_full_disk_and_io_errors_are_storage_errors(message: str, storage: str | None) -> None:
+    """Made as Python before 3.11 raises them, with their message only (3.11+ adds the error code, which
+    the test above meets); other SQLite errors stay what they are (an internal error)."""
+    found = storage_error(sqlite3.OperationalError(message))
+    assert (None if found is None else str(found)) == storage
