@@ -805,6 +805,17 @@ _JPEG_TS_ROOT = "1.2.840.10008.1.2.4."
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 _NEXT_MARKER_LS = re.compile(rb"\xff[\x80-\xcf\xd8-\xff]")
 _JFIF_PLAIN = 14  # "JFIF\0", version, units, densities, no thumbnail (Xthumbnail = Ythumbnail = 0)
+#: The next tile-part (SOT) or the end of a JPEG 2000 codestream (EOC): no packet data holds either
+#: (T.800 A.1: the coder keeps 0xFF90-0xFFFF out of it, SOP and EPH aside)
+_J2K_PART_END = re.compile(rb"\xff[\x90\xd9]")
+#: Reason code of a compressed frame whose codestream does not parse far enough to take its metadata out
+MALFORMED = "codestream-malformed"
+
+
+def _malformed(what: str) -> FileError:
+    """``codestream-malformed``: ``what`` does not parse, so the metadata a frame may carry there (a
+    comment naming the patient) cannot be taken out, and the file is not written."""
+    return FileError(MALFORMED, f"{what} does not parse: the comments or EXIF it may carry cannot be taken out")
 
 
 def _codestream_kind(ts: Any) -> str:
@@ -830,15 +841,19 @@ def _kept_app(marker: int, body: bytes) -> bytes | None:
 
 def _scrub_jpeg(frame: bytes, ls: bool) -> bytes | None:
     """``frame`` without COM and APPn segments (EXIF, XMP, ICC, comments, thumbnails: see
-    :func:`_kept_app`) and without bytes after EOI; None when there is none, or when the stream does
-    not parse as segments (the decoder judges it, unchanged)."""
+    :func:`_kept_app`) and without bytes after EOI; None when there is none. A stream without EOI (a
+    cut transfer; decoders show what it holds) is scrubbed as far as it goes; ``codestream-malformed``
+    (:func:`_malformed`) when it does not parse as segments."""
     if not frame.startswith(b"\xff\xd8"):
-        return None
+        raise _malformed("a JPEG frame without SOI")
     find = (_NEXT_MARKER_LS if ls else _NEXT_MARKER).search
     out, pos, changed, n = bytearray(b"\xff\xd8"), 2, False, len(frame)
     while pos < n:
         if frame[pos] != 0xFF or pos + 1 >= n:
-            return None
+            if frame[pos:].strip(b"\0\xff"):
+                raise _malformed("a JPEG frame's segment structure")
+            out += frame[pos:]  # pad bytes where EOI should stand
+            break
         marker = frame[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -852,11 +867,9 @@ def _scrub_jpeg(frame: bytes, ls: bool) -> bytes | None:
             out += frame[pos : pos + 2]
             pos += 2
             continue
-        if pos + 4 > n:
-            return None
         end = pos + 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
-        if end > n or end < pos + 4:
-            return None
+        if pos + 4 > n or end > n or end < pos + 4:
+            raise _malformed("a JPEG frame's segment structure")
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             kept = _kept_app(marker, frame[pos + 4 : end])
             if kept is None or len(kept) != end - pos - 4:
@@ -872,8 +885,6 @@ def _scrub_jpeg(frame: bytes, ls: bool) -> bytes | None:
             stop = n if found is None else found.start()
             out += frame[pos:stop]
             pos = stop
-    else:
-        return None  # no EOI: unchanged
     return bytes(out) if changed else None
 
 
@@ -881,25 +892,25 @@ def _scrub_j2k(frame: bytes) -> bytes | None:
     """A JPEG 2000 codestream without the comments (COM) of its main header and of its tile-part
     headers (each tile-part's length, Psot, made to match; TLM, the optional index of those lengths,
     dropped then) and without bytes after EOC; a JP2 file's frame (:func:`_scrub_jp2`) without its
-    metadata boxes too. None when there is none or the main header does not parse (tile-parts that do
-    not parse are left as they are)."""
+    metadata boxes too. None when there is none; ``codestream-malformed`` (:func:`_malformed`) when
+    its headers do not parse."""
     if frame.startswith(_JP2_SIGNATURE):
         return _scrub_jp2(frame)
     if not frame.startswith(b"\xff\x4f"):
-        return None
+        raise _malformed("a JPEG 2000 frame without SOC")
     kept: list[tuple[int, bytes]] = []
     pos, changed, n = 2, False, len(frame)
     while pos + 4 <= n and frame[pos] == 0xFF and frame[pos + 1] != 0x90:  # to the first tile-part (SOT)
         end = pos + 2 + int.from_bytes(frame[pos + 2 : pos + 4], "big")
         if end > n or end < pos + 4:
-            return None
+            raise _malformed("a JPEG 2000 frame's main header")
         if frame[pos + 1] == 0x64:  # COM
             changed = True
         else:
             kept.append((frame[pos + 1], frame[pos:end]))
         pos = end
-    if pos + 2 > n or frame[pos : pos + 2] != b"\xff\x90":
-        return None
+    if frame[pos : pos + 2] != b"\xff\x90":
+        raise _malformed("a JPEG 2000 frame's main header")
     body = frame[pos:]
     tiles = _scrub_tile_parts(body)
     if tiles is not None:
@@ -913,31 +924,40 @@ def _scrub_j2k(frame: bytes) -> bytes | None:
 
 def _scrub_tile_parts(body: bytes) -> bytes | None:
     """``body`` (a codestream from its first SOT on) without the COM segments of its tile-part headers,
-    each Psot lowered by what left its tile-part; None when there is none or a tile-part does not parse."""
+    each Psot lowered by what left its tile-part; None when there is none. A tile-part whose Psot
+    claims more than the frame holds (a cut transfer) runs to the next SOT or EOC (:data:`_J2K_PART_END`),
+    as decoders read it; ``codestream-malformed`` when a tile-part header does not parse, or what
+    follows the tile-parts is not EOC."""
     out, pos, n, changed = bytearray(), 0, len(body), False
-    while pos + 12 <= n and body[pos : pos + 2] == b"\xff\x90":
+    while body[pos : pos + 2] == b"\xff\x90":
         psot = int.from_bytes(body[pos + 6 : pos + 10], "big")
+        if pos + 12 > n or (psot and psot < 14):
+            raise _malformed("a JPEG 2000 tile-part header")
         end = n if psot == 0 else pos + psot  # 0: the last tile-part, to EOC
-        if end > n or (psot and psot < 14):
-            return None
+        limit = min(end, n)
         head, p, removed = bytearray(body[pos : pos + 12]), pos + 12, 0
-        while p + 4 <= end and body[p] == 0xFF and body[p + 1] != 0x93:  # to SOD
+        while p + 4 <= limit and body[p] == 0xFF and body[p + 1] != 0x93:  # to SOD
             seg_end = p + 2 + int.from_bytes(body[p + 2 : p + 4], "big")
-            if seg_end > end or seg_end < p + 4:
-                return None
+            if seg_end > limit or seg_end < p + 4:
+                raise _malformed("a JPEG 2000 tile-part header")
             if body[p + 1] == 0x64:
                 removed += seg_end - p
             else:
                 head += body[p:seg_end]
             p = seg_end
         if body[p : p + 2] != b"\xff\x93":
-            return None
+            raise _malformed("a JPEG 2000 tile-part header")
+        if end > n:
+            found = _J2K_PART_END.search(body, p + 2)
+            end = n if found is None else found.start()
         if removed:
             changed = True
             if psot:
                 head[6:10] = (psot - removed).to_bytes(4, "big")
         out += head + body[p:end]
         pos = end
+    if body[pos : pos + 2] != b"\xff\xd9" and body[pos:].strip(b"\0\xff"):
+        raise _malformed("what follows a JPEG 2000 frame's tile-parts")
     return bytes(out + body[pos:]) if changed else None
 
 
@@ -951,19 +971,20 @@ _JP2_KEPT_BOXES = frozenset({b"jP  ", b"ftyp", b"rreq", b"jp2h", b"jpch", b"jplh
 
 def _scrub_jp2(frame: bytes) -> bytes | None:
     """A JP2 file without its metadata boxes (:data:`_JP2_KEPT_BOXES` stay), its codestream box
-    scrubbed (:func:`_scrub_j2k`); None when there is none or the boxes do not parse."""
+    scrubbed (:func:`_scrub_j2k`; one longer than the frame, a cut transfer, runs to its end); None when
+    there is none; ``codestream-malformed`` when the boxes do not parse."""
     out, pos, n, changed = bytearray(), 0, len(frame), False
     while pos + 8 <= n:
         size, kind, head = int.from_bytes(frame[pos : pos + 4], "big"), frame[pos + 4 : pos + 8], 8
         if size == 1:
             if pos + 16 > n:
-                return None
+                raise _malformed("a JP2 frame's box structure")
             size, head = int.from_bytes(frame[pos + 8 : pos + 16], "big"), 16
-        elif size == 0:
+        if size == 0 or (kind == b"jp2c" and pos + size > n):
             size = n - pos  # the last box, to the end
         end = pos + size
         if size < head or end > n:
-            return None
+            raise _malformed("a JP2 frame's box structure")
         if kind not in _JP2_KEPT_BOXES:
             changed = True
         elif kind == b"jp2c" and (inner := _scrub_j2k(frame[pos + head : end])) is not None:
@@ -1056,7 +1077,9 @@ def scrub_codestream(frame: bytes, ts: Any, plane: int = 0) -> bytes | None:
     COM/APPn: EXIF with dates, camera serials and places, XMP, comments, thumbnails; JPEG 2000 COM in
     the main and tile-part headers, a JP2 file's metadata boxes; bytes after the end marker; in RLE,
     bytes after each segment's ``plane`` bytes, rows x columns, and in its header's unused offsets);
-    None when it holds none, or for other transfer syntaxes."""
+    None when it holds none, or for other transfer syntaxes. ``codestream-malformed`` (a
+    :class:`FileError`) when a JPEG, JPEG-LS or JPEG 2000 frame does not parse far enough to take that
+    metadata out: such a frame is never written as it came."""
     if str(ts) == _uid.RLELossless:
         return _scrub_rle(frame, plane)
     kind = _codestream_kind(ts)
@@ -1083,7 +1106,8 @@ def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tupl
                            plane: int = 0) -> tuple[bool, bool]:
     """(codestream metadata, frames past the last one) in encapsulated ``pixel_data`` (``frames``
     frames; bytes, or a file positioned at its value): what :func:`scrub_encapsulated_metadata` would
-    take out, found in one pass."""
+    take out, found in one pass; a JPEG or JPEG 2000 frame it would refuse (``codestream-malformed``)
+    counts as metadata."""
     from pydicom.encaps import generate_frames
 
     metadata = False
@@ -1093,9 +1117,12 @@ def encapsulated_leftovers(pixel_data: Any, ts: Any, frames: int, extended: tupl
         for i, frame in enumerate(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended)):
             if i >= frames:
                 return metadata, True
-            metadata = metadata or scrub_codestream(frame, ts, plane) is not None
-    except Exception:  # noqa: BLE001 - fragments that do not split into frames: left to the decoder
-        pass
+            try:
+                metadata = metadata or scrub_codestream(frame, ts, plane) is not None
+            except FileError:
+                metadata = True
+    except Exception:  # noqa: BLE001 - fragments that do not split into frames
+        return metadata or bool(_codestream_kind(ts)), False
     return metadata, False
 
 
@@ -1150,8 +1177,9 @@ def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[An
                      plane: int = 0) -> ScrubbedFrames | None:
     """The frames of encapsulated ``pixel_data``: those past the ``frames`` the header declares
     dropped (a reader shows ``frames``; the rest is hidden), each kept one without its codestream
-    metadata (:func:`scrub_codestream`); None when there is nothing to take, or the fragments do not
-    split into frames."""
+    metadata (:func:`scrub_codestream`, which raises ``codestream-malformed`` for a frame it cannot
+    take that from, as for JPEG and JPEG 2000 fragments that do not split into frames); None when there
+    is nothing to take, or other fragments do not split into frames."""
     from pydicom.encaps import generate_frames
 
     if not _splits_into_frames(ts):
@@ -1159,6 +1187,8 @@ def _scrubbed_frames(pixel_data: bytes, ts: Any, frames: int, extended: tuple[An
     try:
         split = list(generate_frames(pixel_data, number_of_frames=frames, extended_offsets=extended))
     except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoder judges them
+        if _codestream_kind(ts):
+            raise _malformed("the split of Pixel Data's fragments into frames") from None
         return None
     dropped = max(0, len(split) - max(frames, 1))
     del split[len(split) - dropped :]

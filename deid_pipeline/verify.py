@@ -10,7 +10,8 @@ For every written output, against its input (found through the private journal):
    keeps (``kept_text_patterns: remove``), such text that holds a phone number, an e-mail address, a
    URL, an IP address, a date or an ID is ``identifier-in-kept-text``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
-   frames carrying comments, EXIF or thumbnails are ``codestream-metadata-kept``; data past the image
+   frames carrying comments, EXIF or thumbnails, or not parsing far enough to tell (a run quarantines
+   those ``codestream-malformed``), are ``codestream-metadata-kept``; data past the image
    (native bytes other than zeros after its last frame, encapsulated frames past Number of Frames,
    which no reader shows) is ``pixel-data-past-image``;
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
@@ -391,7 +392,8 @@ def _outside_bits(out: Dataset, out_bytes: bytes | mmap.mmap, line: int) -> list
 
 def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Finding]:
     """``codestream-metadata-kept``: compressed frames that carry JPEG comments or APPn segments (EXIF,
-    XMP, thumbnails), JPEG 2000 comments or metadata boxes, or bytes after their end marker;
+    XMP, thumbnails), JPEG 2000 comments or metadata boxes, or bytes after their end marker, or that
+    do not parse far enough to tell (the run's rule: :func:`pixels.scrub_codestream`);
     ``pixel-data-past-image``: frames past Number of Frames."""
     from .pixels import encapsulated_leftovers, frame_plane
 
@@ -410,7 +412,7 @@ def _codestream_metadata(out: Dataset, output_path: str, line: int) -> list[Find
         metadata, extra = encapsulated_leftovers(out.PixelData, ts, frames, extended, plane)
     findings = []
     if metadata:
-        findings.append(Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image"))
+        findings.append(Finding(line, "codestream-metadata-kept", "compressed frames carry comments, EXIF or thumbnails beside the image, or do not parse far enough to tell"))
     if extra:
         findings.append(Finding(line, "pixel-data-past-image", _PAST_IMAGE))
     return findings

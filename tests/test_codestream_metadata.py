@@ -5,6 +5,7 @@ JPEG 2000 comments, bytes after the end marker. The image bytes stay as they wer
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from support import deid, read_manifest, write_key
 
 from deid_pipeline import pixels
+from deid_pipeline.errors import FileError
 
 NAME = b"QUARTERMAINE^ZEBULON"
 SOURCES = ["SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_app14_dcmd.dcm", "JPEG-LL.dcm", "MR_small_jpeg_ls_lossless.dcm",
@@ -132,9 +134,16 @@ def test_a_run_writes_no_codestream_metadata(tmp_path: Path, profile: str, pixel
     assert "codestream-metadata-kept" not in kinds, kinds  # re-encoded frames too: deid's encoder names itself
 
 
-@pytest.mark.parametrize("source", ["SC_rgb_jpeg_dcmtk.dcm", "MR_small_RLE.dcm"])
-def test_verify_reports_codestream_metadata(tmp_path: Path, source: str) -> None:
-    """An output whose frames carry such metadata (an older deid's, or changed after the run)."""
+def _without_eoi(frame: bytes) -> bytes:
+    """``frame`` (a JPEG stream) cut where its EOI stood: a transfer that did not finish."""
+    return frame[: frame.rfind(b"\xff\xd9")]
+
+
+@pytest.mark.parametrize("source,cut", [("SC_rgb_jpeg_dcmtk.dcm", False), ("MR_small_RLE.dcm", False),
+                                        ("SC_rgb_jpeg_dcmtk.dcm", True)])
+def test_verify_reports_codestream_metadata(tmp_path: Path, source: str, cut: bool) -> None:
+    """An output whose frames carry such metadata (an older deid's, or changed after the run); a JPEG
+    frame without EOI too (verify took such a frame for one without metadata)."""
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
     ds = pydicom.dcmread(get_testdata_file(source))
@@ -144,7 +153,7 @@ def test_verify_reports_codestream_metadata(tmp_path: Path, source: str) -> None
     assert proc.returncode == 0, proc.stderr[-2000:]
     target = out / read_manifest(out)[0]["output_path"]
     written = pydicom.dcmread(target)
-    written.PixelData = encapsulate([_planted(f) for f in _frames(written)])
+    written.PixelData = encapsulate([_without_eoi(_planted(f)) if cut else _planted(f) for f in _frames(written)])
     written.save_as(target)
     check = deid("verify", str(out), "--against", str(root), "--key-file", str(key), "--workers", "0", "--no-rescan")
     kinds = [f["kind"] for f in json.loads((out / "verify.json").read_text())["findings"]]
@@ -194,6 +203,15 @@ def _tile_comments(codestream: bytes) -> bytes:
         out += head + com + codestream[pos + 12 : end]
         pos = end
     return bytes(out + codestream[pos:])
+
+
+def _psot_grown(codestream: bytes, index: int, by: int) -> bytes:
+    """``codestream`` with the Psot of its ``index``-th tile-part ``by`` bytes longer."""
+    pos = codestream.find(b"\xff\x90")
+    for _ in range(index):
+        pos += int.from_bytes(codestream[pos + 6 : pos + 10], "big")
+    psot = int.from_bytes(codestream[pos + 6 : pos + 10], "big")
+    return codestream[: pos + 6] + (psot + by).to_bytes(4, "big") + codestream[pos + 10 :]
 
 
 def _ramp_file(frame: bytes) -> pydicom.Dataset:
@@ -268,3 +286,118 @@ def test_an_rle_segment_is_cut_to_what_a_decoder_reads() -> None:
         if plane < len(whole):
             assert len(cut) < len(seg) or decoded(cut) != whole
     assert pixels._rle_trimmed(b"\x05abc", 6) is None  # runs out first: left to the decoder
+
+
+@pytest.mark.parametrize("source", ["SC_rgb_jpeg_dcmtk.dcm", "JPEG-LL.dcm", "MR_small_jpeg_ls_lossless.dcm"])
+def test_a_jpeg_frame_without_eoi_loses_its_metadata(source: str) -> None:
+    """A JPEG or JPEG-LS frame whose EOI is missing (a cut transfer; decoders show its image) kept its
+    comments and EXIF: the scrub gave up without EOI. Now they go as for any frame, the image the same."""
+    ds = pydicom.dcmread(get_testdata_file(source))
+    before = np.asarray(pixels.decode_frames(ds))
+    ts = ds.file_meta.TransferSyntaxUID
+    planted = _without_eoi(_planted(_frames(ds)[0]))
+    assert NAME in planted and b"\xff\xd9" not in planted[-2:]
+    assert pixels.codestream_metadata_in(encapsulate([planted]), ts, 1)
+    scrubbed = pixels.scrub_codestream(planted, ts)
+    assert scrubbed is not None and NAME not in scrubbed and b"SN-778812" not in scrubbed
+    ds.PixelData = encapsulate([scrubbed])
+    assert (np.asarray(pixels.decode_frames(ds)) == before).all()
+    assert pixels.scrub_codestream(scrubbed, ts) is None
+
+
+@pytest.mark.parametrize("source,index,by", [("openjpeg", 0, 100), ("ffmpeg-tiles", 7, 100), ("ffmpeg-tiles", 0, 1 << 20),
+                                             ("ffmpeg-tiles", 0, 100)])
+def test_a_tile_part_longer_than_its_frame_loses_its_comments(source: str, index: int, by: int) -> None:
+    """A tile-part whose Psot claims more bytes than the frame holds (a cut transfer): the scrub left
+    every tile-part as it was, comments included. Now such a tile-part runs to the next tile-part or
+    EOC, and each tile-part's comment goes as in the intact stream (the grown Psot kept as it came). A
+    Psot that ends inside the next tile-part (the frame holds that many bytes) is ``codestream-malformed``."""
+    import openjpeg
+
+    codestream = openjpeg.encode(_RAMP, bits_stored=16) if source == "openjpeg" else _ffmpeg_j2k("j2k")
+    planted = _tile_comments(codestream)
+    clean = pixels.scrub_codestream(planted, "1.2.840.10008.1.2.4.90")
+    assert clean is not None and NAME not in clean
+    grown = _psot_grown(planted, index, by)
+    if index == 0 and by == 100 and source != "openjpeg":
+        with pytest.raises(FileError) as err:
+            pixels.scrub_codestream(grown, "1.2.840.10008.1.2.4.90")
+        assert err.value.code == "codestream-malformed"
+        return
+    assert pixels.scrub_codestream(grown, "1.2.840.10008.1.2.4.90") == _psot_grown(clean, index, by)
+
+
+def _com_past_the_end(frame: bytes) -> bytes:
+    """``frame`` cut at its EOI, a comment whose length runs past the frame's end in its place."""
+    return _without_eoi(frame) + b"\xff\xfe\x7f\xff Patient " + NAME
+
+
+_MALFORMED = {
+    "jpeg-comment-past-the-end": ("SC_rgb_jpeg_dcmtk.dcm", _com_past_the_end),
+    "jpeg-no-soi": ("SC_rgb_jpeg_dcmtk.dcm", lambda f: b"\x00\x00" + _planted(f)[2:]),
+    "jpeg-ls-junk-between-segments": ("MR_small_jpeg_ls_lossless.dcm", lambda f: f[:2] + b"junk " + NAME + f[2:]),
+    "j2k-main-header-cut": ("JPEG2000.dcm", lambda f: _planted(f)[:60]),
+    "j2k-tile-part-header-cut": ("JPEG2000.dcm", lambda f: _tile_comments(f)[: f.find(b"\xff\x90") + 18]),
+    "j2k-junk-after-the-tile-parts": ("JPEG2000.dcm", lambda f: f[: f.rfind(b"\xff\xd9")] + b"junk " + NAME),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_MALFORMED))
+def test_a_codestream_that_does_not_parse_is_refused(case: str) -> None:
+    """A frame whose segments or tile-parts do not parse was written as it came, what it carries beside
+    the image included: ``codestream-malformed`` now, and verify counts it as metadata kept."""
+    source, spoil = _MALFORMED[case]
+    ds = pydicom.dcmread(get_testdata_file(source))
+    ts = ds.file_meta.TransferSyntaxUID
+    frame = spoil(_frames(ds)[0])
+    with pytest.raises(FileError) as err:
+        pixels.scrub_codestream(frame, ts)
+    assert err.value.code == "codestream-malformed" and NAME.decode() not in err.value.message
+    ds.PixelData = encapsulate([frame])
+    assert pixels.codestream_metadata_in(ds.PixelData, ts, 1)
+    with pytest.raises(FileError):
+        pixels.scrub_encapsulated_metadata(ds)
+
+
+def _flat_jpeg_file(frame_of: Callable[[bytes], bytes]) -> pydicom.Dataset:
+    """A 64x64 grey JPEG Baseline image (no text for a scan to find), its frame ``frame_of`` Pillow's."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(buf, "JPEG", quality=90)
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.Rows = ds.Columns = 64
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.PixelData = encapsulate([frame_of(buf.getvalue())], has_bot=False)
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    return ds
+
+
+@pytest.mark.parametrize("pixel_rule", ["none", "all"])
+def test_a_run_quarantines_what_it_cannot_scrub(tmp_path: Path, pixel_rule: str) -> None:
+    """A frame without EOI and a tile-part longer than its frame are written without their metadata; a
+    frame that decodes but whose comment runs past its end is ``codestream-malformed`` (both were
+    written as they came, metadata included, when no text was found in them)."""
+    import openjpeg
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    _flat_jpeg_file(lambda f: _without_eoi(_planted(f))).save_as(root / "noeoi.dcm", enforce_file_format=True)
+    _flat_jpeg_file(_com_past_the_end).save_as(root / "malformed.dcm", enforce_file_format=True)
+    grown = _ramp_file(_psot_grown(_tile_comments(openjpeg.encode(_RAMP, bits_stored=16)), 0, 100))
+    grown.save_as(root / "psot.dcm", enforce_file_format=True)
+    key = write_key(tmp_path / "k", b"codestream-test-key-0123456789ab")
+    deid("run", str(root), str(out), "--profile", "basic", "--pixels", pixel_rule, "--workers", "0",
+         "--key-file", str(key), "--quiet")
+    journal = [json.loads(line) for line in (tmp_path / "out.private" / "journal.jsonl").read_text().splitlines()]
+    outcome = {Path(j["input"]).stem: (j["status"], j["reason"]) for j in journal}
+    assert outcome["noeoi"] == ("written", "")
+    assert outcome["malformed"] == ("quarantined", "codestream-malformed")
+    if pixel_rule == "none":  # a scan finds the stream cut short: pixel-decode-failed
+        assert outcome["psot"] == ("written", "")
+    for path in out.rglob("*.dcm"):
+        assert NAME not in path.read_bytes(), path.name
