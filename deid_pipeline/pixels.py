@@ -3,8 +3,8 @@
 Decoding goes through pydicom's pixel backends (pylibjpeg with its libjpeg,
 openjpeg and rle plugins, pyjpegls, Pillow, GDCM where installed), then, when
 all of them fail, through the fallback decoders of ``FALLBACK_DECODERS``
-(GDCM's ImageReader, for 12-bit JPEG Extended and JPEG streams libjpeg
-rejects; grayscale only); this module adds a registry that says, per transfer syntax, whether a decoder is installed,
+(GDCM's codecs, fed from memory, for 12-bit JPEG Extended and JPEG streams
+libjpeg rejects; grayscale only); this module adds a registry that says, per transfer syntax, whether a decoder is installed,
 which package provides one, and what ``encode_frames`` writes after redaction.
 
 What ``decode_frames`` returns
@@ -186,12 +186,6 @@ def fallbacks_for(tsuid: str) -> list[FallbackDecoder]:
     return [f for f in FALLBACK_DECODERS if tsuid in f.syntaxes]
 
 
-# Attributes the stripped copy for GDCM keeps: enough to describe the image, no identifiers.
-_GDCM_KEEP = (
-    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames",
-    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
-    "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
-)
 _GDCM_DTYPES = {"UINT8": "u1", "INT8": "i1", "UINT16": "u2", "INT16": "i2", "UINT32": "u4", "INT32": "i4"}
 
 
@@ -234,51 +228,50 @@ def _stderr_withheld(library: str) -> Iterator[None]:
 
 
 def _gdcm_decode(ds: Dataset, tsuid: UID) -> np.ndarray:
-    """All frames via GDCM's ImageReader, shape ``(n, rows, cols)``, values masked to Bits Stored."""
+    """All frames via GDCM's codecs, shape ``(n, rows, cols)``, values masked to Bits Stored. The
+    fragments reach GDCM in memory (as pydicom's GDCM plugin hands it a frame), never through a file:
+    the copy once written to the temporary folder for GDCM's ImageReader, the original image with it,
+    stayed there whenever GDCM aborted the process."""
     import gdcm  # type: ignore[import-not-found]
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
 
     gdcm.Trace.WarningOff()  # its codecs print to stderr; failures still raise below
 
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise NotImplementedError("the GDCM fallback decodes grayscale only")
-    small = Dataset()
-    for kw in _GDCM_KEEP:
-        if kw in ds:
-            small[kw] = ds[kw]
-    small["PixelData"] = ds["PixelData"]
-    small.file_meta = FileMetaDataset()
-    small.file_meta.TransferSyntaxUID = tsuid
-    small.file_meta.MediaStorageSOPClassUID = _uid.SecondaryCaptureImageStorage
-    small.file_meta.MediaStorageSOPInstanceUID = _uid.generate_uid()
-    small.SOPClassUID = small.file_meta.MediaStorageSOPClassUID
-    small.SOPInstanceUID = small.file_meta.MediaStorageSOPInstanceUID
-    fd, path = tempfile.mkstemp(suffix=".dcm")  # mode 600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            small.save_as(fh, enforce_file_format=True)
-        reader = gdcm.ImageReader()
-        reader.SetFileName(path)
-        with _stderr_withheld("GDCM"):
-            read = reader.Read()
-            image = reader.GetImage()
-            buf = image.GetBuffer() if read else None
-        if not read:
-            raise ValueError("GDCM could not read the image")
-        if buf is None:
-            raise ValueError("GDCM could not decode the pixel data")
-        scalar = image.GetPixelFormat().GetScalarTypeAsString()
-        if scalar not in _GDCM_DTYPES:
-            raise ValueError(f"GDCM returned unsupported samples {scalar}")
-        raw = buf.encode("utf-8", "surrogateescape")
-    finally:
-        os.unlink(path)
+    stream = io.BytesIO(ds.PixelData)
+    parse_basic_offsets(stream)
+    fragments = gdcm.SequenceOfFragments.New()
+    for data in generate_fragments(stream):
+        fragment = gdcm.Fragment()
+        fragment.SetByteStringValue(data)
+        fragments.AddFragment(fragment)
+    element = gdcm.DataElement(gdcm.Tag(0x7FE0, 0x0010))
+    element.SetValue(fragments.__ref__())
+    rows, cols, n = int(ds.Rows), int(ds.Columns), frame_count(ds)
+    bits = int(ds.get("BitsStored", 8))
+    image = gdcm.Image()
+    image.SetNumberOfDimensions(3 if n > 1 else 2)
+    image.SetDimensions((cols, rows, n))
+    image.SetDataElement(element)
+    pi = gdcm.PhotometricInterpretation.GetPIType(_normal_pi(ds.get("PhotometricInterpretation", "MONOCHROME2")))
+    image.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(pi))
+    image.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.GetTSType(str.__str__(tsuid))))
+    image.SetPixelFormat(gdcm.PixelFormat(1, int(ds.BitsAllocated), bits, int(ds.get("HighBit", bits - 1)),
+                                          int(ds.get("PixelRepresentation", 0))))
+    with _stderr_withheld("GDCM"):
+        buf = image.GetBuffer()
+    if buf is None:
+        raise ValueError("GDCM could not decode the pixel data")
+    scalar = image.GetPixelFormat().GetScalarTypeAsString()
+    if scalar not in _GDCM_DTYPES:
+        raise ValueError(f"GDCM returned unsupported samples {scalar}")
+    raw = buf.encode("utf-8", "surrogateescape")
     arr = np.frombuffer(raw, dtype="<" + _GDCM_DTYPES[scalar])
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    n = frame_count(ds)
     if arr.size != n * rows * cols:
         raise ValueError(f"GDCM returned {arr.size} samples for {n} x {rows} x {cols}")
     arr = arr.reshape(n, rows, cols)
-    bits, width = int(ds.get("BitsStored", 8)), arr.dtype.itemsize * 8
+    width = arr.dtype.itemsize * 8
     if int(ds.get("PixelRepresentation", 0)) == 1:
         arr = arr.astype(f"=i{arr.dtype.itemsize}")
         if bits < width:
@@ -479,9 +472,11 @@ def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
     Columns (JPEG, JPEG-LS, JPEG 2000), or more than its RLE data can hold (any other syntax: nothing
     to check): decoders size their output from one or the other, GDCM's aborts the whole process on the
     difference (a worker dies with the file, again at each retry), and an RLE decoder allocated 8 GiB for
-    a header of 65535 x 65535 before it failed. No file that decodes is caught (the 45 JPEG / JPEG-LS / JPEG 2000 and 12 RLE test files of
-    pydicom and pydicom-data that do)."""
-    from pydicom.encaps import generate_fragments, parse_basic_offsets
+    a header of 65535 x 65535 before it failed. A JPEG or JPEG-LS frame whose segments run out or
+    reach a scan before any frame header (SOF) is ``pixel-decode-failed`` too: no decoder shows an image
+    without one, and GDCM's aborted the process on a comment longer than its frame. No file that decodes
+    is caught (the 45 JPEG / JPEG-LS / JPEG 2000 and 12 RLE test files of pydicom and pydicom-data that do)."""
+    from pydicom.encaps import generate_fragments, generate_frames, parse_basic_offsets
 
     rle = tsuid == _uid.RLELossless
     reader = _jpeg_size if tsuid in _JPEG_FAMILY else _j2k_size if tsuid in _J2K_FAMILY else None
@@ -500,6 +495,13 @@ def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
             raise FileError("pixel-decode-failed", f"the RLE frame of {len(fragment)} bytes cannot hold the header's {cols} x {rows} pixels")
         return
     size = reader(fragment) if fragment and reader is not None else None
+    if size is None and fragment and reader is _jpeg_size:  # the frame header may lie past a first fragment
+        try:
+            frame = next(generate_frames(ds.PixelData, number_of_frames=frame_count(ds)), b"")
+        except Exception:  # noqa: BLE001 - fragments that do not split into frames: the decoders give the reason
+            return
+        if (size := _jpeg_size(frame)) is None:
+            raise FileError("pixel-decode-failed", "the compressed frame has no JPEG frame header (SOF): its segments run out or a scan comes first")
     if size is None:
         return
     if size[0] != cols or size[1] not in (0, rows):

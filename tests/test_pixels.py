@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -364,6 +365,68 @@ def test_gdcm_fallback_prints_nothing_on_stderr() -> None:
     closed = code.replace("f = pixels", "import os; os.close(2); f = pixels").replace("file=sys.stderr", "file=sys.stdout")
     proc = subprocess.run([sys.executable, "-c", closed], capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stdout) == (0, "(1, 1024, 256)\n")
+
+
+#: A JPEG Baseline frame of 32 bytes: SOI, then a comment whose length runs far past the frame's end (a probe's
+#: frame: GDCM's ImageReader aborted the process on it, its temporary copy of the pixel data left behind)
+_COMMENT_PAST_THE_END = (b"\xff\xd8\xff\xfeZQXJPEGCOMMENT884213" + bytes(32))[:32]
+
+
+def _jpeg_dataset(*fragments: bytes) -> Dataset:
+    """CT_small's header over 64x64 8-bit JPEG Baseline Pixel Data: one frame in ``fragments``."""
+    from pydicom.encaps import itemize_fragment
+
+    ds = load("CT_small.dcm")
+    ds.Rows = ds.Columns = 64
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.file_meta.TransferSyntaxUID = U.JPEGBaseline8Bit
+    ds.PixelData = itemize_fragment(b"") + b"".join(itemize_fragment(f + b"\x00" * (len(f) % 2)) for f in fragments)
+    ds["PixelData"].VR, ds["PixelData"].is_undefined_length = "OB", True
+    return ds
+
+
+def test_the_gdcm_fallback_writes_no_copy_of_the_pixel_data(tmp_path: Path) -> None:
+    """GDCM aborts its process on some malformed frames; it read a copy of the pixel data written to the
+    temporary folder, which then stayed there (the original image, a comment naming the patient). It
+    decodes from memory now: whatever GDCM does with the frame, the temporary folder stays empty."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    pytest.importorskip("gdcm")
+    code = ("import pickle, sys, warnings; warnings.simplefilter('ignore'); from deid_pipeline import pixels; "
+            "ds = pickle.loads(sys.stdin.buffer.read()); pixels._gdcm_decode(ds, ds.file_meta.TransferSyntaxUID)")
+    proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(_jpeg_dataset(_COMMENT_PAST_THE_END)),
+                          capture_output=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert proc.returncode != 0  # GDCM cannot decode it (it raised, or aborted the process)
+    assert list(tmp_path.iterdir()) == []
+    frames = pixels._gdcm_decode(load("JPEG-lossy.dcm"), U.JPEGExtended12Bit)  # what it decoded, it decodes
+    assert frames.shape == (1, 1024, 256) and frames.dtype == np.uint16
+
+
+def test_a_jpeg_frame_without_a_frame_header_is_caught_before_decoding() -> None:
+    """A JPEG frame whose segments run out before any frame header (SOF) passed the size check (it read
+    no size) and reached the decoders, GDCM's among them: ``pixel-decode-failed`` before any decoder
+    runs now. A frame whose SOF lies past its first fragment is checked on the whole frame."""
+    ds = _jpeg_dataset(_COMMENT_PAST_THE_END)
+    with pytest.raises(FileError) as err:
+        pixels.check_codestream_size(ds, U.JPEGBaseline8Bit)
+    assert err.value.code == "pixel-decode-failed" and "ZQX" not in err.value.message
+    with pytest.raises(FileError) as again:
+        pixels.decode_frames(ds)
+    assert again.value.message == err.value.message
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 100, np.uint8)).save(buf, "JPEG", quality=90)
+    frame = buf.getvalue()
+    split = _jpeg_dataset(frame[:8], frame[8:])
+    pixels.check_codestream_size(split, U.JPEGBaseline8Bit)
+    assert pixels.decode_frames(split).shape == (1, 64, 64)
+    split.Rows = 65
+    with pytest.raises(FileError, match="the header says 64 x 65"):
+        pixels.check_codestream_size(split, U.JPEGBaseline8Bit)
 
 
 def test_jpeg2000_with_bogus_codestream_stays_quarantined() -> None:
