@@ -127,6 +127,9 @@ IDENTIFYING_KEYWORDS = frozenset(
         "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID", "ClinicalTrialSiteName",
         "PatientTelecomInformation", "PersonTelecomInformation", "CurrentPatientLocation",
         "PatientInstitutionResidence",
+        # a device's own ID and UDI, and a health plan's number: (M) and (I) of Safe Harbor, terms like the
+        # rest (C on one of them empties it; a user's row that cleans every LO cleans them out of the text)
+        "DeviceID", "UniqueDeviceIdentifier", "InsurancePlanIdentification",
     }
 )
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")

@@ -707,8 +707,8 @@ def test_verify_reports_others_identifiers_in_kept_text(tmp_path: Path, meaning:
     assert "identifier-in-kept-text" not in kinds["basic"]
 
 
-def _outcome(tmp_path: Path, ds: Dataset, pixels: str) -> tuple[Any, Any]:
-    """``ds`` run alone under safe-harbor: (its result, the written data set or None)."""
+def _outcome(tmp_path: Path, ds: Dataset, pixels: str, profile: str = "safe-harbor") -> tuple[Any, Any]:
+    """``ds`` run alone under ``profile``: (its result, the written data set or None)."""
     from deid_pipeline.config import RunContext
     from deid_pipeline.discover import Candidate
     from deid_pipeline.pipeline import process_batch
@@ -717,7 +717,7 @@ def _outcome(tmp_path: Path, ds: Dataset, pixels: str) -> tuple[Any, Any]:
     (tmp_path / "in").mkdir(exist_ok=True)
     ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
     out = tmp_path / f"out-{pixels}"
-    ctx = RunContext(profile=load_profile("safe-harbor"), key=KEY, output_dir=out, pixels=pixels, device="cpu",
+    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=out, pixels=pixels, device="cpu",
                      detector="deid-textseg")
     [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
     return res, (pydicom.dcmread(out / res.output_path) if res.status == "written" else None)
@@ -774,3 +774,21 @@ def test_numbers_and_codes_of_their_vr_are_kept(tmp_path: Path, tag: int, vr: st
     ds[tag] = DataElement(tag, vr, value)
     res, out = _outcome(tmp_path, ds, "none")
     assert res.status == "written" and out[tag].value == ds[tag].value, res.reason
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+def test_a_user_row_that_cleans_every_lo_leaves_no_device_or_plan_id(tmp_path: Path, pixels: str) -> None:
+    """A site profile on safe-harbor with one row cleaning every LO (C) outranks safe-harbor's removal
+    of unlisted text: Device ID ``DEVID-4711`` was kept, as clean found nothing in it. A device's ID and
+    UDI and a health plan's number are identifying values of the file now: C empties them, and the text
+    the profile keeps loses them."""
+    site = tmp_path / "site.yaml"
+    site.write_text("name: site\nversion: '1'\nextends: safe-harbor\nrows:\n  - vr: LO\n    action: C\n")
+    ds = _with_code_meaning(_read("CT_small.dcm"), "Knee, device DEVID-4711")
+    ds.DeviceID, ds.InsurancePlanIdentification = "DEVID-4711", "PLAN-AB12"
+    ds.UniqueDeviceIdentifier = "(01)0888 UDI-77X"
+    res, out = _outcome(tmp_path, ds, pixels, str(site))
+    assert res.status == "written", res.reason
+    data = b"".join(p.read_bytes() for p in tmp_path.glob(f"out-{pixels}/**/*.dcm"))
+    assert [v for v in (b"DEVID-4711", b"PLAN-AB12", b"UDI-77X") if v in data] == []
+    assert out.AnatomicRegionSequence[0].CodeMeaning.startswith("Knee, device")
