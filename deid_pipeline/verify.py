@@ -6,7 +6,8 @@ For every written output, against its input (found through the private journal):
    input UID the profile replaces, found anywhere in the output's header, is ``original-uid-kept``; a
    sound recording (a voice) in the output is ``audio-kept``; under a profile that caps ages
    (``max_age_years``), an age above it however written, or a value that reads as no age, is
-   ``age-over-limit``; under one that takes what the Clean action's patterns find out of the text it
+   ``age-over-limit``; a number or a code kept that is no value of its VR (text in Slice Thickness) is
+   ``invalid-value-kept``; under one that takes what the Clean action's patterns find out of the text it
    keeps (``kept_text_patterns: remove``), such text that holds a phone number, an e-mail address, a
    URL, an IP address, a date or an ID is ``identifier-in-kept-text``; native Pixel Data holding anything in
    the bits outside Bits Stored (an embedded overlay) is ``pixel-bits-outside-stored``; compressed
@@ -438,8 +439,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
     from .actions import cap_age
-    from .tags import (_CLEANED_IN_SCOPE, _decision, _replaces_uids, collect_phi_terms, convert_inert, date_variants,
-                       rule_for, walk)
+    from .tags import (_CLEANED_IN_SCOPE, _READ_WHEN_KEPT, _decision, _replaces_uids, _value_bytes, collect_phi_terms,
+                       convert_inert, date_variants, invalid_for_vr, rule_for, walk)
 
     findings: list[Finding] = []
     max_age = getattr(profile.settings, "max_age_years", None)
@@ -482,6 +483,10 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         # what the run decided, not the table's row alone: an unlisted UID it replaces (U), an unlisted
         # date it dates (C); T keeps the value less the file's terms, which the byte search looks for
         action = _decision(profile, ref, 0)[0]
+        if action == "K" and ref.vr in _READ_WHEN_KEPT:  # a number or a code: read against its VR, as the run does
+            why = invalid_for_vr(ref, elem.value if elem.is_raw else _value_bytes(elem))
+            if why is not None:
+                findings.append(Finding(line, "invalid-value-kept", f"{path} {ref.keyword}: {why}".strip()))
         if action in ("K", "T"):  # kept as it came: its value is never read (a raw element stays raw)
             return False
         if elem.is_raw:

@@ -792,3 +792,30 @@ def test_a_user_row_that_cleans_every_lo_leaves_no_device_or_plan_id(tmp_path: P
     data = b"".join(p.read_bytes() for p in tmp_path.glob(f"out-{pixels}/**/*.dcm"))
     assert [v for v in (b"DEVID-4711", b"PLAN-AB12", b"UDI-77X") if v in data] == []
     assert out.AnatomicRegionSequence[0].CodeMeaning.startswith("Knee, device")
+
+
+@pytest.mark.parametrize("tag, vr, value, found", [
+    (0x00180050, "DS", b"ZQXCANARY JOHN", True), (0x00200011, "IS", b"MRN884213 ", True),
+    (0x00180050, "DS", b"1.25", False), (0x00080060, "CS", b"CT", False),
+])
+def test_verify_reports_a_number_or_code_that_is_no_value_of_its_vr(tmp_path: Path, tag: int, vr: str, value: bytes,
+                                                                      found: bool) -> None:
+    """An output holding text where a number belongs (written by a tool that trusted the VR) is
+    ``invalid-value-kept``, naming the element, never the value."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import BaseTag
+
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    _read("CT_small.dcm").save_as(src, enforce_file_format=True)
+    out_ds = _read("CT_small.dcm")
+    for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(out_ds, kw, "")
+    out_ds._dict[BaseTag(tag)] = RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)
+    out = tmp_path / "out.dcm"
+    out_ds.save_as(out, enforce_file_format=True)
+    kept = [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")
+            if f.kind == "invalid-value-kept"]
+    assert bool(kept) is found and not [d for d in kept if value.decode().strip() in d], kept
