@@ -148,6 +148,39 @@ def test_ct_text_at_a_second_high_value(det) -> None:
     assert _covered(top, regions) and _covered(second, regions)
 
 
+def _head_ct(text_hu: float, seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A 512x512 head CT in stored values (HU + 1024: air, a skull, brain at ~35 HU) with three lines of
+    text at ``text_hu`` over the brain, and their boxes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:512, :512]
+    hu = np.full((512, 512), -1000.0)
+    hu[((yy - 256) / 220) ** 2 + ((xx - 256) / 180) ** 2 < 1] = 1000.0
+    brain = ((yy - 256) / 200) ** 2 + ((xx - 256) / 160) ** 2 < 1
+    hu[brain] = 35 + rng.normal(0, 4, int(brain.sum()))
+    hu += rng.normal(0, 3, hu.shape)
+    boxes = [_put(hu, text, org, text_hu) for text, org in (("DOE^JOHN 884213", (150, 200)),
+                                                           ("DOB 19371112", (150, 260)), ("ACC 55512", (170, 320)))]
+    return np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16), boxes
+
+
+@pytest.mark.parametrize("text_hu, window, views", [(80, (40, 80), 2), (120, (40, 80), 2), (80, (60, 150), 2),
+                                                     (240, (40, 400), 1)])
+def test_ct_text_seen_only_through_the_file_s_window(det, text_hu: float, window: tuple[int, int], views: int) -> None:
+    """Text a reader sees white in the file's window (a head CT's 40/80 or 60/150), written over the
+    brain at 80-120 HU: a few grey levels above the brain in the min-max view; the file's window, narrow,
+    makes a ``window`` view. The top of a 40/400 window (240 HU, 200 over the brain) is found in the
+    min-max view alone: no view more."""
+    from deid_pipeline.prepare import prepare_views
+
+    img, boxes = _head_ct(text_hu)
+    ds = _ds(img, bits=12)
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = window
+    assert len(prepare_views(ds, img)) == views
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
 def test_monochrome1_text_at_min(det) -> None:
     img = _anatomy(320, 256, 200, 4000).astype(np.uint16)
     box = _put(img, "ID 00123456", (8, 300), 0, 0.5)
@@ -333,17 +366,23 @@ def test_gpu_failure_splits_the_batch_then_falls_back_to_cpu(monkeypatch: pytest
     monkeypatch.setattr(scan, "prepare_views", lambda ds, frames, device="cpu", **kw: prepare(ds, frames, device="cpu", **kw))
 
     class FailingGpu:
-        name, weights_sha256, device = cpu.name, cpu.weights_sha256, "cuda:0"
         calls = 0
+
+        def __init__(self, member) -> None:  # noqa: ANN001
+            self.name, self.weights_sha256, self.device = member.name, member.weights_sha256, "cuda:0"
 
         def detect(self, images):  # noqa: ANN001, ANN201
             FailingGpu.calls += 1
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
+    class FailingUnion:  # the union on CUDA: each member fails, each falls back to its own CPU detector
+        name, weights_sha256, device = cpu.name, cpu.weights_sha256, "cuda:0"
+        members, member_kinds = [FailingGpu(m) for m in cpu.members], cpu.member_kinds
+
     ds = pydicom.dcmread(Path(__file__).resolve().parent.parent / "sample_data" / "DOE^JOHN" / "20240101" / "IM0001")
     frames = decode_frames(ds)
     before = scan.cpu_fallback_views
-    got = scan.scan_frames(ds, frames, FailingGpu())
+    got = scan.scan_frames(ds, frames, FailingUnion())
     assert [[r.as_list() for r in f] for f in got] == [[r.as_list() for r in f] for f in scan.scan_frames(ds, frames, cpu)]
     assert scan.cpu_fallback_views > before and FailingGpu.calls >= 1
 

@@ -309,3 +309,56 @@ def test_a_big_frame_gets_a_fine_view_of_its_first_view(shape: tuple[int, int], 
     for f in fine:
         assert (f.height, f.width) == fine_size and f.frame == 0 and (f.grey is None) == colour
         assert f.to_stored(f.ox, f.oy, f.width, f.height, *shape) == (0, 0, shape[1], shape[0])
+
+
+def _voi(**attrs: object) -> Dataset:
+    ds = Dataset()
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    return ds
+
+
+@pytest.mark.parametrize("ds, want", [
+    (_voi(WindowCenter=40, WindowWidth=80, RescaleIntercept=-1024, RescaleSlope=1), (1024.0, 1103.0)),  # 0..79 HU
+    (_voi(WindowCenter=[40, 300], WindowWidth=[80, 1500], RescaleIntercept=-1024, RescaleSlope=1), (1024.0, 1103.0)),  # the first
+    (_voi(WindowCenter="40", WindowWidth="80"), (0.0, 79.0)),  # no rescale: stored values
+    (_voi(WindowCenter=40, WindowWidth=80, RescaleIntercept=0, RescaleSlope=0.5), (0.0, 158.0)),
+    (_voi(WindowCenter=40, WindowWidth=80, RescaleIntercept=0, RescaleSlope=-1), (-79.0, -0.0)),
+    (_voi(WindowCenter=40, WindowWidth=1), None),  # width 1: no window
+    (_voi(WindowCenter=40), None),
+    (_voi(RescaleIntercept=0), None),
+    (_voi(WindowCenter=40, WindowWidth=80, ModalityLUTSequence=[Dataset()]), None),  # no linear way back
+])
+def test_the_file_s_window_in_stored_values(ds: Dataset, want: tuple[float, float] | None) -> None:
+    got = prepare.voi_window(ds)
+    assert got == want if want is None else got == pytest.approx(want)
+
+
+def test_the_window_of_a_voi_lut_or_of_functional_groups() -> None:
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 1000, 8]  # 256 entries from 1000
+    assert prepare.voi_window(_voi(VOILUTSequence=[lut], RescaleIntercept=-1024, RescaleSlope=1)) == (2024.0, 2279.0)
+    frame_voi, pixel_value = Dataset(), Dataset()
+    frame_voi.WindowCenter, frame_voi.WindowWidth = 40, 80
+    pixel_value.RescaleIntercept, pixel_value.RescaleSlope = -1024, 1
+    shared = Dataset()
+    shared.FrameVOILUTSequence, shared.PixelValueTransformationSequence = [frame_voi], [pixel_value]
+    assert prepare.voi_window(_voi(SharedFunctionalGroupsSequence=[shared])) == (1024.0, 1103.0)
+    per_frame = Dataset()
+    per_frame.FrameVOILUTSequence = [frame_voi]
+    enhanced = _voi(PerFrameFunctionalGroupsSequence=[per_frame], SharedFunctionalGroupsSequence=[Dataset()])
+    assert prepare.voi_window(enhanced) == (0.0, 79.0)  # the first frame's, where nothing is shared
+
+
+def test_a_window_far_from_the_stored_values_is_not_used() -> None:
+    """A CT window on data stored without the rescale it names (8-bit values, a 40/80 window at 1024 up)
+    shows nothing: the robust window of the values stays."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    frame[:4] = 255
+    ds = _voi(WindowCenter=40, WindowWidth=80, RescaleIntercept=-1024, RescaleSlope=1, Rows=64, Columns=64,
+              SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=8, BitsStored=8,
+              PixelRepresentation=0)
+    with_window = [v.image for v in prepare.prepare_views(ds, frame[None])]
+    del ds.WindowCenter, ds.WindowWidth
+    assert all(np.array_equal(a, b) for a, b in zip(with_window, [v.image for v in prepare.prepare_views(ds, frame[None])]))
