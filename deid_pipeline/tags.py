@@ -200,13 +200,16 @@ def _value_bytes(elem: DataElement) -> bytes:
     value = elem.value
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    values = list(value) if isinstance(value, (list, MultiValue)) else [value]
+    values = [v for v in (value if isinstance(value, (list, MultiValue)) else [value]) if v is not None]
     if elem.VR in actions.BINARY_NUMBER_WIDTH:
-        if elem.VR == "AT":
-            return b"".join(struct.pack("<HH", int(v) >> 16, int(v) & 0xFFFF) for v in values)
-        fmt = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}[elem.VR]
-        return struct.pack(f"<{len(values)}{fmt}", *values)
-    return "\\".join("" if v is None else str(v) for v in values).encode("ascii", "replace")
+        try:
+            if elem.VR == "AT":
+                return b"".join(struct.pack("<HH", int(v) >> 16, int(v) & 0xFFFF) for v in values)
+            fmt = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}[elem.VR]
+            return struct.pack(f"<{len(values)}{fmt}", *values)
+        except (struct.error, TypeError, ValueError):  # not numbers of the VR: judged as the text they are
+            pass
+    return "\\".join(str(v) for v in values).encode("ascii", "replace")
 
 
 @functools.lru_cache(maxsize=64)
