@@ -167,6 +167,7 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     assert "Detector alone" in bench_pixels.to_markdown({**results, "runs": {}, "detector_only": det})
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_bench_header_smoke(tmp_path: Path) -> None:
     """``bench_header.py`` end to end on six files (in process), patients of three files each, under the
     profile it is given."""
@@ -379,6 +380,7 @@ def test_eval_variants_dim_text_sits_delta_above_its_field() -> None:
     assert changed.any() and not (changed & ~inside).any()
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_bench_memory_smoke(tmp_path: Path) -> None:
     """A small multi-frame file through both runs and ``deid verify`` (one worker each): every step
     measured, the text redacted, the output verified clean."""

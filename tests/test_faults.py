@@ -347,6 +347,7 @@ def test_the_driver_hashes_a_failed_input_it_can_read_and_leaves_the_key_empty_o
     os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # lets the blocked reader go (it reads nothing)
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_a_scan_of_many_frames_outlasting_the_limit_is_not_a_hung_file(tmp_path: Path) -> None:
     """The limit counts from the scan's last step (each detector call, each frame decided), not from its
     start: a multi-frame file whose scan takes several limits (240 distinct 64 x 64 frames, ~10 s on

@@ -410,6 +410,7 @@ def test_kill_9_then_resume(tree, run2) -> None:
     assert partial <= len(final)
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_sigterm_ends_like_ctrl_c_then_resume(tree, run2) -> None:
     """SIGTERM (a job scheduler's stop) to the driver alone: exit 143 with the interrupted line, its
     workers gone, every record it kept whole; the same command then finishes like an uninterrupted run."""
@@ -525,7 +526,8 @@ def test_quiet_reaches_the_workers(tmp_path: Path) -> None:
     runs = {}
     for flag in ("--quiet", "--verbose"):
         out = tmp_path / f"out{flag}"
-        runs[flag] = deid("run", str(inp), str(out), "--workers", "2", "--pixels", "all", "--key-file", str(key), flag)
+        runs[flag] = deid("run", str(inp), str(out), "--workers", "2", "--pixels", "all", "--detector", "deid-textseg",
+                          "--key-file", str(key), flag)  # one network to load: the warning is the detector's device
         assert runs[flag].returncode == 0, runs[flag].stderr[-2000:]
         assert all(r["pixel"]["scanned"] for r in read_manifest(out))
     assert runs["--quiet"].stderr == ""
