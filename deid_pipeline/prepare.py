@@ -289,14 +289,61 @@ def _span(voi: Dataset, signed: bool) -> tuple[float, float] | None:
     return float(first), float(first + n - 1)
 
 
+def _wide_voi_lut(ds: Dataset) -> Dataset:
+    """``ds``, or where its first VOI LUT has 8-bit entries, a stand-in holding that LUT as 16-bit entries:
+    pydicom 3.0's ``apply_voi_lut`` indexes such a table with uint8, so an entry past 255 wraps round
+    (a 4,096-entry table gave 0 everywhere)."""
+    item = _first_item(ds, "VOILUTSequence")
+    desc = None if item is None else item.get("LUTDescriptor")
+    if desc is None or len(desc) != 3 or int(desc[2]) != 8:
+        return ds
+    wide, lut = Dataset(), Dataset()
+    lut.LUTDescriptor = [int(desc[0]), int(desc[1]), 16]
+    lut["LUTData"] = item["LUTData"]
+    wide.VOILUTSequence = [lut]
+    if hasattr(ds, "file_meta"):
+        wide.file_meta = ds.file_meta  # the byte order of an OW table
+    implicit, little = ds.original_encoding
+    if little is not None:
+        wide.set_original_encoding(implicit, little)
+    return wide
+
+
+def _lut_window(ds: Dataset) -> tuple[float, float] | None:
+    """A display through lookup tables (a Modality LUT Sequence, a VOI LUT Sequence) as the linear window
+    of its central slope: pydicom's ``apply_modality_lut`` and ``apply_voi_lut`` over the stored values
+    (4,097 of them, evenly spaced), the values where the display passes a quarter and three quarters of
+    its rise, widened twice round their middle (a linear window gives itself back; an S-curve over the
+    whole range gives its steep part)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    bits = int(ds.get("BitsStored", 16) or 16)
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    stored = np.unique(np.linspace(low, high, 4097).round().astype(np.int64))
+    modality = np.asarray(apply_modality_lut(stored, ds))
+    if "VOILUTSequence" in ds:  # a VOI LUT's input is a whole value (pydicom warns on floats)
+        modality = np.round(modality).astype(np.int64)
+    shown = np.asarray(apply_voi_lut(modality, _wide_voi_lut(ds)), dtype=np.float64)
+    if not np.isfinite(shown).all() or shown.max() <= shown.min():
+        return None
+    rise = (shown - shown.min()) / (shown.max() - shown.min())
+    if rise[-1] < rise[0]:
+        rise = 1.0 - rise  # a table that falls: its rise read the other way
+    quarter, three = stored[np.argmax(rise >= 0.25)], stored[np.argmax(rise >= 0.75)]
+    middle, half = (quarter + three) / 2, abs(float(three - quarter))
+    return (middle - half, middle + half) if half > 0 else None
+
+
 def voi_window(ds: Dataset) -> tuple[float, float] | None:
     """The stored values the file's first display window spans, or None: Window Center and Width (PS3.3
     C.11.2.1.2.1, linear) or a VOI LUT's input range, back through a linear Modality rescale; from the
     top level, else the shared or the first frame's functional groups (Frame VOI LUT, Pixel Value
-    Transformation). None under a Modality LUT Sequence (no linear way back) or a window of width <= 1."""
+    Transformation); under a Modality LUT Sequence or a top-level VOI LUT Sequence, :func:`_lut_window`.
+    None for a window of width <= 1 or values that do not parse."""
     try:
-        if "ModalityLUTSequence" in ds:
-            return None
+        if "ModalityLUTSequence" in ds or "VOILUTSequence" in ds:  # a viewer shows the VOI LUT before a window
+            return _lut_window(ds)
         span, slope, intercept = None, None, None
         for g in [ds] + [ds[k].value[0] for k in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
                          if k in ds and ds[k].VR == "SQ" and len(ds[k].value)]:
@@ -306,7 +353,7 @@ def voi_window(ds: Dataset) -> tuple[float, float] | None:
             pv = _first_item(g, "PixelValueTransformationSequence") or g
             slope = slope if slope is not None else _number(pv.get("RescaleSlope"))
             intercept = intercept if intercept is not None else _number(pv.get("RescaleIntercept"))
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError):  # a value that does not parse: no window
+    except Exception:  # a value or a table that does not parse (pydicom's errors vary): no window, the other views
         return None
     slope = 1.0 if slope is None else slope
     if span is None or not slope or not np.isfinite(span).all():

@@ -181,6 +181,29 @@ def test_ct_text_seen_only_through_the_file_s_window(det, text_hu: float, window
     assert all(_covered(box, regions) for box in boxes)
 
 
+@pytest.mark.parametrize("table", ["modality", "voi"])
+def test_ct_text_seen_only_through_the_file_s_lookup_table(det, table: str) -> None:
+    """The same head CT and text (100 HU over the brain) shown through a table: a Modality LUT Sequence
+    (stored values to HU written as LUT data) with a 40/80 window, or a VOI LUT Sequence whose S-curve
+    over every stored value is steep round the brain: a few grey levels in ``full``, white to a reader.
+    The table's central slope is read as a window (pydicom applies the tables)."""
+    img, boxes = _head_ct(100)
+    ds = _ds(img, bits=12)
+    item = Dataset()
+    values = np.arange(4096, dtype=np.float64)
+    if table == "modality":  # the identity as a table: the window in stored units
+        item.LUTDescriptor, item.ModalityLUTType = [4096, 0, 16], "HU"
+        item.LUTData = values.astype(int).tolist()
+        ds.ModalityLUTSequence = [item]
+        ds.WindowCenter, ds.WindowWidth = 1064, 80
+    else:
+        item.LUTDescriptor = [4096, 0, 8]
+        item.LUTData = np.round(255 / (1 + np.exp(-(values - 1064) / 20))).astype(int).tolist()
+        ds.VOILUTSequence = [item]
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
 def test_monochrome1_text_at_min(det) -> None:
     img = _anatomy(320, 256, 200, 4000).astype(np.uint16)
     box = _put(img, "ID 00123456", (8, 300), 0, 0.5)

@@ -336,8 +336,10 @@ def test_the_file_s_window_in_stored_values(ds: Dataset, want: tuple[float, floa
 
 def test_the_window_of_a_voi_lut_or_of_functional_groups() -> None:
     lut = Dataset()
-    lut.LUTDescriptor = [256, 1000, 8]  # 256 entries from 1000
-    assert prepare.voi_window(_voi(VOILUTSequence=[lut], RescaleIntercept=-1024, RescaleSlope=1)) == (2024.0, 2279.0)
+    lut.LUTDescriptor = [256, 1000, 16]  # 256 entries from 1000 HU, a ramp: its central slope is its span
+    lut.add_new(0x00283006, "US", list(range(0, 65536, 256)))
+    got = prepare.voi_window(_voi(VOILUTSequence=[lut], RescaleIntercept=-1024, RescaleSlope=1, BitsStored=12))
+    assert got == pytest.approx((2024.0, 2280.0), abs=2)
     frame_voi, pixel_value = Dataset(), Dataset()
     frame_voi.WindowCenter, frame_voi.WindowWidth = 40, 80
     pixel_value.RescaleIntercept, pixel_value.RescaleSlope = -1024, 1
