@@ -68,6 +68,7 @@ _WRITTEN_BY_DEID = {
     "LongitudinalTemporalInformationModified", "BurnedInAnnotation", "PatientID", "PatientName",
     "CodeValue", "CodingSchemeDesignator", "CodeMeaning", "SpecificCharacterSet",
 }
+_PATIENT_KEYS = frozenset({"PatientName", "PatientID"})  # at the top level: deid's pseudonym, never the input's
 _DEID_METHOD_CODES = 0x00120064  # De-identification Method Code Sequence: deid's own Code Meanings
 _HEADER_MIN_TERM = 4
 _PIXEL_MIN_TERM = 8
@@ -122,9 +123,37 @@ def _searchable(data: bytes | mmap.mmap, ds: Dataset, path: str) -> tuple[bytes,
     implicit, little = ds.original_encoding
     cut = base + getattr(ds.get_item(tag, keep_deferred=True), "value_tell", -1) - (8 if implicit else 12)
     encoded = struct.pack("<HH" if little else ">HH", tag >> 16, tag & 0xFFFF)
+    tail = _after_pixels(ds, tag)
     if cut < 0 or data[cut : cut + 4] != encoded:  # not where pydicom read it: encode the header again
-        return _header_bytes(path), data
-    return data[:cut], data
+        return _header_bytes(path) + tail, data
+    return data[:cut] + tail, data
+
+
+def _name_parts(value: Any) -> set[str]:
+    """A person name's parts of two letters or more, upper-cased (``NG^AMY`` -> {NG, AMY})."""
+    return {p for p in re.split(r"[\^=\s,]+", str(value).upper()) if len(p) >= 2}
+
+
+def _after_pixels(ds: Dataset, pixel_tag: int) -> bytes:
+    """The elements after the top-level pixel data (a Digital Signatures Sequence, data set padding),
+    encoded again as the file encodes them: searched as the header is (b"" when there are none)."""
+    later = [t for t in ds._dict if t > pixel_tag]
+    if not later:
+        return b""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    tail = Dataset()
+    for t in later:
+        tail._dict[t] = ds._dict[t]
+    buf = DicomBytesIO()
+    implicit, little = ds.original_encoding
+    buf.is_implicit_VR, buf.is_little_endian = bool(implicit), little is not False
+    try:
+        write_dataset(buf, tail)
+    except Exception:  # an element pydicom cannot write again: its value as text, still searched
+        return b"".join(str(ds._dict[t].value).encode("utf-8", "replace") for t in later)
+    return buf.getvalue()
 
 
 def _deferred_pixels(ds: Dataset) -> list[int]:
@@ -458,6 +487,9 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if ref.vr == "SQ":
+            if elem.value and _decision(profile, ref, 0)[0] == "X":  # a sequence the profile removes, put back
+                findings.append(Finding(line, "removed-attribute-present", f"{path} {ref.keyword}".strip()))
+                return False
             return True
         if year_mode and ref.vr in ("DA", "DT"):
             if elem.is_raw:
@@ -468,6 +500,16 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
         if (patterns and ref.vr in _CLEANED_IN_SCOPE and _DEID_METHOD_CODES not in ref.parents
                 and _decision(profile, ref, 0)[0] == "T" and _pattern_kept(container, elem)):  # a Code Meaning too
             findings.append(Finding(line, "identifier-in-kept-text", f"{path} {ref.keyword}".strip()))
+        if ref.keyword in _PATIENT_KEYS and not ref.depth and rule_for(profile, ref).action != "K":
+            # deid writes the patient's pseudonym there: the input's own value back is kept, however short
+            if elem.is_raw:
+                elem = convert_inert(container, elem)
+            original = _original(src, path)
+            if original is not _MISSING and str(original).strip() and (
+                    str(elem.value).strip() == str(original).strip()
+                    or (ref.keyword == "PatientName" and _name_parts(elem.value) & _name_parts(original))):
+                findings.append(Finding(line, "original-value-kept", f"{path} {ref.keyword}".strip()))
+            return False
         if ref.keyword in _WRITTEN_BY_DEID or (ref.tag in PIXEL_DATA_TAGS and not ref.depth):  # an image in an item: judged
             return False
         if max_age is not None and ref.vr == "AS":  # whatever the action (K too): the cap applies to every age

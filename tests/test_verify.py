@@ -624,3 +624,44 @@ def test_verify_judges_by_the_profile_files_the_run_used(tmp_path: Path) -> None
     record.unlink()  # a run from before deid kept its profile
     proc = deid("verify", str(out), "--against", str(inp), "--key-file", str(key), "--workers", "0", "--no-rescan")
     assert proc.returncode == 2 and "give its file with --profile FILE" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("tamper", ["patient-id-back", "surname-as-name", "removed-sequence-back", "uid-after-pixels",
+                                    "name-after-pixels"])
+def test_what_verify_missed_is_found(tmp_path: Path, tamper: str) -> None:
+    """A probe put back what verify did not look at: the input's short Patient ID in Patient ID (terms
+    under 4 characters are not searched, and deid's own elements were skipped), the surname alone as
+    Patient's Name, a sequence the profile removes (Other Patient IDs) whole, and the study UID or the
+    surname in a Digital Signatures Sequence after the pixel data (the header searched ended there)."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientID, ds.PatientName = "Q77", "NGATA^AMY"
+    other = pydicom.Dataset()
+    other.PatientID = "X99"
+    ds.OtherPatientIDsSequence = [other]
+    inp, out, key, target = _one_file_run(tmp_path, ds)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    written = pydicom.dcmread(target)
+    signature = pydicom.Dataset()
+    if tamper == "patient-id-back":
+        written.PatientID = "Q77"
+    elif tamper == "surname-as-name":
+        written.PatientName = "NGATA"
+    elif tamper == "removed-sequence-back":
+        written.OtherPatientIDsSequence = ds.OtherPatientIDsSequence
+    elif tamper == "uid-after-pixels":
+        signature.ReferencedSOPInstanceUID = ds.StudyInstanceUID
+    else:
+        signature.Manufacturer = "NGATA"
+    if len(signature):
+        written.DigitalSignaturesSequence = [signature]
+    written.save_as(target)
+    code, report = _verify(out, inp, key, "--no-rescan")
+    kinds = {f["kind"] for f in report["findings"]}
+    expected = {"patient-id-back": "original-value-kept", "surname-as-name": "original-value-kept",
+                "removed-sequence-back": "removed-attribute-present", "uid-after-pixels": "original-uid-kept",
+                "name-after-pixels": "identifying-value-in-header"}[tamper]
+    assert code == 1 and expected in kinds, report["findings"]
+    assert "Q77" not in json.dumps(report) and "NGATA" not in json.dumps(report)
