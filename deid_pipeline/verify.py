@@ -21,8 +21,12 @@ For every written output, against its input (found through the private journal):
    birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
-4. accounting: every input has exactly one record, each output's sha256 matches its record, no
-   output lacks a record, and the manifest's hash chain holds.
+4. accounting: every input has exactly one record, each written output's input still has its record's
+   sha256 (``input-changed``: that output is not judged against it), each output's sha256 matches its
+   record, no output lacks a record, no link is in OUTPUT (``link-in-output``: never followed), every line
+   of the manifest and the journal reads (``manifest-line-unreadable``, ``journal-line-unreadable``), the
+   manifest's hash chain holds, and ``run.json``'s records, counts by status and by reason and profile
+   are the manifest's (``run-summary-mismatch``).
 Findings name tags, record lines and categories, never values.
 """
 
@@ -259,12 +263,17 @@ def _well_known_uids(value: Any) -> bool:
     return bool(values) and all(is_well_known_uid(str(v)) for v in values)
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a JSON-lines file, one at a time."""
-    with path.open(encoding="utf-8") as fh:
+def _json_lines(path: Path, needs: str) -> Iterator[dict[str, Any] | None]:
+    """The records of a JSON-lines file, one at a time (blank lines skipped); None for a line that is
+    no JSON object or lacks the field ``needs`` (a torn last line, an edit), which the caller reports."""
+    with path.open("rb") as fh:
         for line in fh:
             if line.strip():
-                yield json.loads(line)
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    rec = None
+                yield rec if isinstance(rec, dict) and needs in rec else None
 
 
 _PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\]\.)?")
@@ -356,14 +365,26 @@ def _as_word(term: str, elem: Any) -> bool:
 
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
-               rel_output: str | None = None, expected_sha256: str | None = None) -> list[Finding]:
+               rel_output: str | None = None, expected_sha256: str | None = None,
+               input_sha256: str | None = None) -> list[Finding]:
     """All checks of one written output against its input. Pure apart from reading both files.
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
-    ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's."""
+    ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's.
+    ``input_sha256``: its record's input hash; an input that no longer has it (changed since the run, or
+    another input's name in the journal) is ``input-changed``, and the output is not judged against it."""
     try:
         fh = open(output_path, "rb")
     except FileNotFoundError:
         return [Finding(line, "output-missing", "written record without its file")]
+    if input_sha256 is not None:
+        with open(input_path, "rb") as src_fh:  # read again by pydicom below: from the page cache
+            if hashlib.file_digest(src_fh, "sha256").hexdigest() != input_sha256:
+                with fh:
+                    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                return [Finding(line, "input-changed", "the input the journal names is not the one its record hashed: "
+                                "the output was not judged against it")] + (
+                    [Finding(line, "output-sha256-mismatch", "output differs from its record")]
+                    if expected_sha256 is not None and digest != expected_sha256 else [])
     with fh:
         if os.fstat(fh.fileno()).st_size < _BIG_OUTPUT:
             out_bytes: bytes | mmap.mmap = fh.read()
@@ -763,7 +784,7 @@ def _rescan(src: Dataset | str, out: Dataset | str, line: int, pixel: dict[str, 
     return found
 
 
-_Pair = tuple[str, str, int, dict[str, Any], str, str]  # input, output, record line, pixel record, output path, sha256
+_Pair = tuple[str, str, int, dict[str, Any], str, str, str]  # input, output, record line, pixel record, output path, sha256, input sha256
 
 
 def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str,
@@ -779,9 +800,9 @@ def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: 
         task_log_level(quiet)
     profile = unpack(packed_profile)
     out: list[Finding] = []
-    for inp, outp, line, pixel, rel, sha in items:
+    for inp, outp, line, pixel, rel, sha, in_sha in items:
         try:
-            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha)
+            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha, in_sha)
         except Exception as exc:
             out.append(Finding(line, "check-failed", type(exc).__name__))
     return out
@@ -811,6 +832,45 @@ def _profile_to_judge_by(spec: str | None, used: dict[str, Any], private_dir: Pa
                            "give its file with --profile FILE") from None
 
 
+_STATUSES = ("written", "skipped", "quarantined", "failed")
+
+
+def _summary_mismatches(run_info: dict[str, Any], manifest: Path) -> tuple[list[Finding], int]:
+    """``run-summary-mismatch``: what a finished run's ``run.json`` states that its manifest also holds
+    (the record count, the counts by status and by reason code, the profile), recounted from the
+    manifest; the chain's HMAC covers only the head and its count. Details name the field and counts.
+    Also the manifest's lines (records, read or not)."""
+    status: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    profiles_differ = False
+    n = 0
+    for rec in _json_lines(manifest, "status"):
+        n += 1
+        if rec is None:  # reported with the records
+            continue
+        status[str(rec["status"])] += 1
+        reason = rec.get("reason")
+        if isinstance(reason, dict) and reason.get("code"):
+            reasons[str(reason["code"])] += 1
+        profiles_differ |= rec.get("profile") != run_info.get("profile")
+    found: list[Finding] = []
+    if run_info.get("state") != "finished":
+        return found, n
+    if run_info.get("records") != n:
+        found.append(Finding(0, "run-summary-mismatch", f"run.json states {run_info.get('records')} records, the manifest holds {n}"))
+    stated = run_info.get("counts") if isinstance(run_info.get("counts"), dict) else {}
+    for s in _STATUSES if "counts" in run_info else ():  # named: a status edited into a record is no word of deid's
+        if stated.get(s, 0) != status.get(s, 0):
+            found.append(Finding(0, "run-summary-mismatch", f"run.json counts {stated.get(s, 0)} {s} records, the manifest {status.get(s, 0)}"))
+    if set(stated) - set(_STATUSES) or set(status) - set(_STATUSES):
+        found.append(Finding(0, "run-summary-mismatch", "a status that deid does not write, in run.json's counts or a record"))
+    if "reasons" in run_info and run_info["reasons"] != dict(reasons):
+        found.append(Finding(0, "run-summary-mismatch", "run.json's counts by reason differ from the manifest's"))
+    if profiles_differ:
+        found.append(Finding(0, "run-summary-mismatch", "run.json's profile differs from its records'"))
+    return found, n
+
+
 def verify_run(
     output_dir: Path,
     input_dir: Path,
@@ -834,10 +894,16 @@ def verify_run(
                     profile.name, profile.sha256[:12], used["name"], str(used.get("sha256"))[:12])
     manifest, journal = output_dir / MANIFEST_NAME, private_dir / JOURNAL_NAME
     # streamed, twice: a run of millions of records is never held whole
-    per_input = Counter(j["input"] for j in _json_lines(journal))
-    with manifest.open("rb") as fh:
-        records = sum(1 for line in fh if line.strip())  # counted, not parsed: the second pass parses them
-    entries = sum(per_input.values())
+    per_input: Counter[str] = Counter()
+    entries = 0
+    for i, j in enumerate(_json_lines(journal, "input"), start=1):
+        entries += 1
+        if j is None or not isinstance(j["input"], str):
+            findings.append(Finding(i, "journal-line-unreadable", "a journal line that is no record"))
+        else:
+            per_input[j["input"]] += 1
+    summary, records = _summary_mismatches(run_info, manifest)
+    findings += summary
     if records != entries:
         findings.append(Finding(0, "journal-mismatch", f"{records} manifest records, {entries} journal lines"))
     for cand in walk_inputs(input_dir):
@@ -848,15 +914,21 @@ def verify_run(
         findings.append(Finding(0, "records-without-input", f"{len(per_input)} journal entries name no current input"))
     del per_input
     recorded: set[str] = set()
+    unreadable: list[Finding] = []
 
     def pairs() -> Iterator[_Pair]:
         """The written outputs, each once, with their inputs; the output itself is read on the worker."""
-        for i, (rec, j) in enumerate(zip(_json_lines(manifest), _json_lines(journal)), start=1):
-            if rec["status"] != "written" or rec.get("output_path") in recorded:
+        for i, (rec, j) in enumerate(zip(_json_lines(manifest, "status"), _json_lines(journal, "input")), start=1):
+            if rec is None or rec["status"] == "written" and not isinstance(rec.get("output_path"), str):
+                unreadable.append(Finding(i, "manifest-line-unreadable", "a manifest line that is no record"))
+                continue
+            if rec["status"] != "written" or rec["output_path"] in recorded:
                 continue
             recorded.add(rec["output_path"])
+            if j is None or not isinstance(j["input"], str):  # reported above: no input to judge it against
+                continue
             yield (str(input_dir / j["input"]), str(output_dir / rec["output_path"]), i, rec.get("pixel") or {},
-                   rec["output_path"], rec["output_sha256"])
+                   rec["output_path"], rec.get("output_sha256"), rec.get("input_sha256"))
 
     from .batch import chunks, pack
 
@@ -882,10 +954,17 @@ def verify_run(
                 nxt = next(batches, None)
                 if nxt is not None:
                     done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, pure=False))
-    for p in output_dir.rglob("*"):  # once every record is read
-        rel = p.relative_to(output_dir).as_posix()
-        if p.is_file() and rel not in recorded and rel not in _OWN_FILES:
-            findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
+    findings += unreadable
+    for top, dirs, files in os.walk(output_dir):  # once every record is read; links never followed
+        for name in dirs + files:
+            p = Path(top, name)
+            rel = p.relative_to(output_dir).as_posix()
+            if rel in recorded or rel in _OWN_FILES:
+                continue
+            if p.is_symlink():
+                findings.append(Finding(0, "link-in-output", "a link in OUTPUT that no record names (not followed)"))
+            elif name in files:
+                findings.append(Finding(0, "output-without-record", "a file in OUTPUT that no record names"))
     findings.sort(key=lambda f: (f.line, f.kind, f.detail))
     checked = len(recorded) - sum(f.kind == "output-missing" for f in findings)
     report = {

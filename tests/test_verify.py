@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -544,6 +545,9 @@ def test_clean_text_holding_a_standard_uid_is_no_finding(tmp_path: Path) -> None
     source.ImageComments = written.ImageComments
     source.save_as(inp / "ct.dcm")  # the input said so too: the output kept it as it came
     written.save_as(target)
+    record = json.loads((out / "manifest.jsonl").read_text())  # and its record hashed it (the chain breaks: no matter here)
+    record["input_sha256"] = hashlib.sha256((inp / "ct.dcm").read_bytes()).hexdigest()
+    (out / "manifest.jsonl").write_text(json.dumps(record) + "\n")
     code, report = _verify(out, inp, key, "--no-rescan")
     assert ("original-value-kept", "(0020,4000) ImageComments action C") in {(f["kind"], f["detail"]) for f in report["findings"]}
 
@@ -665,3 +669,95 @@ def test_what_verify_missed_is_found(tmp_path: Path, tamper: str) -> None:
                 "name-after-pixels": "identifying-value-in-header"}[tamper]
     assert code == 1 and expected in kinds, report["findings"]
     assert "Q77" not in json.dumps(report) and "NGATA" not in json.dumps(report)
+
+
+def _copy_inputs(inp: Path, dest: Path) -> Path:
+    shutil.copytree(inp, dest)
+    return dest
+
+
+def test_an_input_changed_after_the_run_is_found(clean_run, tmp_path: Path) -> None:
+    """An output is judged only against the input its record hashed: an input changed since (here its
+    patient's name, so that the output's leak would pass) is ``input-changed``, naming the record's line."""
+    inp, out, key = clean_run
+    bad, target = _copy_with_first_output(out, tmp_path)
+    inp2 = _copy_inputs(inp, tmp_path / "in")
+    journal = [json.loads(x) for x in (bad.parent / "bad.private" / "journal.jsonl").read_text().splitlines()]
+    line, entry = next((i, j) for i, (r, j) in enumerate(zip(read_manifest(bad), journal), start=1) if r["status"] == "written")
+    ds = pydicom.dcmread(target)
+    ds.PatientName = "ZQCHANGED^NAME"  # the output leaks a name the changed input now holds
+    ds.save_as(target)
+    src = pydicom.dcmread(inp2 / entry["input"])
+    src.PatientName = "ZQCHANGED^NAME"
+    src.save_as(inp2 / entry["input"])
+    code, report = _verify(bad, inp2, key, "--no-rescan")
+    assert code == 1
+    changed = [f for f in report["findings"] if f["kind"] == "input-changed"]
+    assert [f["line"] for f in changed] == [line], report["findings"]
+    assert entry["input"] not in json.dumps(report) and "ZQCHANGED" not in json.dumps(report)
+
+
+def test_input_names_swapped_in_the_journal_are_found(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    path = tmp_path / "bad.private" / "journal.jsonl"
+    journal = [json.loads(x) for x in path.read_text().splitlines()]
+    journal[0]["input"], journal[1]["input"] = journal[1]["input"], journal[0]["input"]
+    path.write_text("".join(json.dumps(j) + "\n" for j in journal))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert sorted(f["line"] for f in report["findings"] if f["kind"] == "input-changed") == [1, 2], report["findings"]
+
+
+def test_a_truncated_manifest_line_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    text = (bad / "manifest.jsonl").read_text()
+    (bad / "manifest.jsonl").write_text(text[: len(text) - 40])  # the last record torn
+    (bad / "verify.json").unlink(missing_ok=True)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert [f["line"] for f in report["findings"] if f["kind"] == "manifest-line-unreadable"] == [len(FILES)]
+
+
+def test_a_truncated_journal_line_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    path = tmp_path / "bad.private" / "journal.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 20])
+    (bad / "verify.json").unlink(missing_ok=True)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert [f["line"] for f in report["findings"] if f["kind"] == "journal-line-unreadable"] == [len(FILES)]
+
+
+def test_a_linked_folder_in_output_is_found_and_not_followed(clean_run, tmp_path: Path) -> None:
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    (bad / "inputs_link").symlink_to(inp, target_is_directory=True)
+    (bad / "file_link").symlink_to(inp / FILES[0])
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert report["counts"] == {"link-in-output": 2}, report["findings"]
+
+
+@pytest.mark.parametrize("edit", ["records", "written", "quarantined", "reason", "profile"])
+def test_an_edited_run_summary_is_found(clean_run, tmp_path: Path, edit: str) -> None:
+    """What ``run.json`` states that the manifest also holds (records, counts by status and by reason,
+    the profile) is checked against it; the chain covers only the head and its record count."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    run = json.loads((bad / "run.json").read_text())
+    if edit == "records":
+        run["records"] += 1
+    elif edit == "reason":
+        run["reasons"]["made-up"] = 1
+    elif edit == "profile":
+        run["profile"]["name"] = "other"
+    else:
+        run["counts"][edit] += 1
+    (bad / "run.json").write_text(json.dumps(run))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
