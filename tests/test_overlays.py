@@ -79,6 +79,7 @@ def test_a_header_only_run_removes_the_overlay_planes_it_cannot_scan(tmp_path: P
     assert pixel["overlays_removed"] == 2 and "overlay_boxes" not in pixel
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_verify_checks_the_cleared_overlay(tmp_path: Path) -> None:
     """A clean run verifies without findings (the bits C keeps are no longer 'original values'); the
     input's bits put back are found: the cleared boxes hold bits again."""

@@ -63,6 +63,7 @@ def test_every_variant_kind_is_made() -> None:
             "text-dark-blue", "rotate-90", "rotate-270"} <= names
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_sample_variants_every_phi_box_filled(tmp_path: Path) -> None:
     cases = eval_variants.make_cases(_sample_sources(), DEFAULT.__contains__)
     assert len(cases) >= 50

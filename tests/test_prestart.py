@@ -147,6 +147,7 @@ def test_other_workers_get_their_own_environment() -> None:
         assert worker["env"]["MALLOC_MMAP_THRESHOLD_"] is None and worker["env"]["DEID_TEST_LATE"] == "late"
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 @pytest.mark.parametrize("pixels", ["profile", "none"])
 def test_forked_and_spawned_runs_write_the_same_files(tmp_path: Path, pixels: str) -> None:
     """``deid run`` with its workers forked (the default) and spawned (``DEID_FORKSERVER=0``): the same

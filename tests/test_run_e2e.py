@@ -333,6 +333,7 @@ def test_run_json_sums_up(run2) -> None:
     assert info["chain"]["head_sha256"] == prev
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_same_key_same_bytes_with_one_worker(tree, run2) -> None:
     inp, _, key = tree
     out2, _ = run2
@@ -512,6 +513,7 @@ def test_steady_rate_is_the_pace_between_the_10th_and_90th_percentile() -> None:
     assert _steady_rate(array("d", [3.0] * 30), every=16) is None
 
 
+@pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
 def test_quiet_reaches_the_workers(tmp_path: Path) -> None:
     """``--quiet`` means errors only, the workers' logs included (they reach the driver's stderr): on a
     host without CUDA each scanning worker warned that detection runs on the CPU, but not under --quiet.

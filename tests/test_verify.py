@@ -709,27 +709,18 @@ def test_input_names_swapped_in_the_journal_are_found(clean_run, tmp_path: Path)
     assert sorted(f["line"] for f in report["findings"] if f["kind"] == "input-changed") == [1, 2], report["findings"]
 
 
-def test_a_truncated_manifest_line_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
+@pytest.mark.parametrize("torn, cut", [("manifest", 40), ("journal", 20)])
+def test_a_truncated_line_is_a_finding_not_a_crash(clean_run, tmp_path: Path, torn: str, cut: int) -> None:
+    """The last record of the manifest or the journal torn: a finding naming its line, verify.json written."""
     inp, out, key = clean_run
     bad = _copy_run(out, tmp_path / "bad")
-    text = (bad / "manifest.jsonl").read_text()
-    (bad / "manifest.jsonl").write_text(text[: len(text) - 40])  # the last record torn
-    (bad / "verify.json").unlink(missing_ok=True)
-    code, report = _verify(bad, inp, key, "--no-rescan")
-    assert code == 1
-    assert [f["line"] for f in report["findings"] if f["kind"] == "manifest-line-unreadable"] == [len(FILES)]
-
-
-def test_a_truncated_journal_line_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
-    inp, out, key = clean_run
-    bad = _copy_run(out, tmp_path / "bad")
-    path = tmp_path / "bad.private" / "journal.jsonl"
+    path = bad / "manifest.jsonl" if torn == "manifest" else tmp_path / "bad.private" / "journal.jsonl"
     text = path.read_text()
-    path.write_text(text[: len(text) - 20])
+    path.write_text(text[: len(text) - cut])
     (bad / "verify.json").unlink(missing_ok=True)
     code, report = _verify(bad, inp, key, "--no-rescan")
     assert code == 1
-    assert [f["line"] for f in report["findings"] if f["kind"] == "journal-line-unreadable"] == [len(FILES)]
+    assert [f["line"] for f in report["findings"] if f["kind"] == f"{torn}-line-unreadable"] == [len(FILES)]
 
 
 def test_a_linked_folder_in_output_is_found_and_not_followed(clean_run, tmp_path: Path) -> None:
