@@ -166,7 +166,9 @@ def _normal_vr(vr: str | None) -> str:
 _VR_CHARS = {
     "DS": re.compile(rb"[0-9+\-.eE \\]*[\0 ]*\Z").match,
     "IS": re.compile(rb"[0-9+\- \\]*[\0 ]*\Z").match,
-    "CS": re.compile(rb"[A-Z0-9 _\\]*[\0 ]*\Z").match,
+    # a code's repertoire is upper case, digits, space and "_"; lower case, "-" and "." are common
+    # deviations (a Body Part Examined "Chest") and kept: a name's "^", "," or "'" is not
+    "CS": re.compile(rb"[A-Za-z0-9 _\-.\\]*[\0 ]*\Z").match,
 }
 PHOTOMETRIC_INTERPRETATIONS = frozenset({  # PS3.3 C.7.6.3.1.2, retired ones included
     "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",

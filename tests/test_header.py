@@ -766,6 +766,7 @@ def test_text_kept_where_a_number_or_a_code_belongs_is_not_written(tmp_path: Pat
 @pytest.mark.parametrize("tag, vr, value", [
     (0x00180050, "DS", "1.25e+00"), (0x00200032, "DS", "-125.5\\-130\\7.25 "), (0x00200011, "IS", "+12"),
     (0x00080008, "CS", "ORIGINAL\\PRIMARY\\AXIAL"), (0x00080005, "CS", "ISO IR 100"), (0x00280009, "AT", [0x00181063]),
+    (0x00180015, "CS", "Chest-Abdomen"),  # lower case and "-": a common deviation, no name's characters
 ])
 def test_numbers_and_codes_of_their_vr_are_kept(tmp_path: Path, tag: int, vr: str, value: Any) -> None:
     from pydicom.dataelem import DataElement
