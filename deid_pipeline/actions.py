@@ -83,8 +83,8 @@ PSEUDONYM_KEYWORDS = frozenset({"PatientName", "PatientID"})
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
 BINARY_WIDTH = {"OB": 2, "OW": 2, "UN": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
-NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
 BINARY_NUMBER_WIDTH = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "AT": 4}
+NUMBER_VRS = frozenset(BINARY_NUMBER_WIDTH)
 
 
 @dataclass

@@ -68,7 +68,7 @@ from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder, ge
 from pydicom.uid import UID
 
 from deid_pipeline.errors import FileError
-from deid_pipeline.types import PIXEL_DATA_TAGS, Heartbeat
+from deid_pipeline.types import PHOTOMETRIC_SAMPLES, PIXEL_DATA_TAGS, Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -508,17 +508,11 @@ def check_codestream_size(ds: Dataset, tsuid: UID) -> None:
         raise FileError("pixel-decode-failed", f"the compressed frame is {size[0]} x {size[1]} pixels where the header says {cols} x {rows}")
 
 
-#: Samples per Pixel each Photometric Interpretation has (PS3.3 C.7.6.3.1.2); others are left to the decoder.
-_SAMPLES_OF = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1, "RGB": 3, "HSV": 3, "YBR_FULL": 3,
-               "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3, "YBR_PARTIAL_420": 3, "YBR_ICT": 3, "YBR_RCT": 3,
-               "ARGB": 4, "CMYK": 4}
-
-
 def check_samples(ds: Dataset) -> None:
     """``invalid-image-attributes`` when Samples per Pixel is not the Photometric Interpretation's (RGB
     data labelled MONOCHROME2 failed in the detector, a crash where a reason belongs)."""
     pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    need = _SAMPLES_OF.get(pi)
+    need = PHOTOMETRIC_SAMPLES.get(pi)
     try:
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
     except (TypeError, ValueError):

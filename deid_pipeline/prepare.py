@@ -345,11 +345,12 @@ def voi_window(ds: Dataset) -> tuple[float, float] | None:
         if "ModalityLUTSequence" in ds or "VOILUTSequence" in ds:  # a viewer shows the VOI LUT before a window
             return _lut_window(ds)
         span, slope, intercept = None, None, None
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
         for g in [ds] + [ds[k].value[0] for k in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
                          if k in ds and ds[k].VR == "SQ" and len(ds[k].value)]:
             voi = _first_item(g, "FrameVOILUTSequence") or g
             if span is None:
-                span = _span(voi, signed=int(ds.get("PixelRepresentation", 0) or 0) == 1)
+                span = _span(voi, signed)
             pv = _first_item(g, "PixelValueTransformationSequence") or g
             slope = slope if slope is not None else _number(pv.get("RescaleSlope"))
             intercept = intercept if intercept is not None else _number(pv.get("RescaleIntercept"))

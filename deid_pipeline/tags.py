@@ -46,7 +46,7 @@ from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
 from .pseudonym import Pseudonymizer, patient_identity
-from .types import PIXEL_DATA_TAGS, HeaderResult
+from .types import PHOTOMETRIC_SAMPLES, PIXEL_DATA_TAGS, HeaderResult
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,6 @@ _VR_CHARS = {
     # deviations (a Body Part Examined "Chest") and kept: a name's "^", "," or "'" is not
     "CS": re.compile(rb"[A-Za-z0-9 _\-.\\]*[\0 ]*\Z").match,
 }
-PHOTOMETRIC_INTERPRETATIONS = frozenset({  # PS3.3 C.7.6.3.1.2, retired ones included
-    "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "HSV", "ARGB", "CMYK", "YBR_FULL", "YBR_FULL_422",
-    "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT", "XYB"})
 _READ_WHEN_KEPT = frozenset(_VR_CHARS) | frozenset(actions.BINARY_NUMBER_WIDTH)
 _VM_RANGE = re.compile(r"(\d+)(?:-(\d+)?(n)?)?\Z")
 
@@ -906,7 +903,7 @@ class Deidentifier:
             if ref.tag == 0x00080005:
                 why = None if all(_known_charset(v) for v in text.split("\\")) else "a character set no codec knows"
             elif ref.tag == 0x00280004 and not ref.depth:
-                why = None if text.strip(" \0") in PHOTOMETRIC_INTERPRETATIONS else "a Photometric Interpretation no reader knows"
+                why = None if text.strip(" \0") in PHOTOMETRIC_SAMPLES else "a Photometric Interpretation no reader knows"
             elif self._may_hold_term(bytes(raw)) and remove_terms(text, self.ctx.phi_terms) != text:
                 why = "one of the file's identifying values"
         if why is None:

@@ -9,6 +9,11 @@ from typing import Any
 #: Float Pixel Data, Double Float Pixel Data and Pixel Data, in tag order (where a read that stops
 #: before the pixels stops).
 PIXEL_DATA_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+#: The Photometric Interpretations (PS3.3 C.7.6.3.1.2, retired ones included) and the Samples per Pixel
+#: each has: the pixel stage checks a header against it, the header stage keeps no other value.
+PHOTOMETRIC_SAMPLES = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1, "RGB": 3, "HSV": 3, "YBR_FULL": 3,
+                       "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3, "YBR_PARTIAL_420": 3, "YBR_ICT": 3, "YBR_RCT": 3,
+                       "XYB": 3, "ARGB": 4, "CMYK": 4}
 
 
 @dataclass(frozen=True)

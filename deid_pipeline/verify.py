@@ -133,11 +133,6 @@ def _searchable(data: bytes | mmap.mmap, ds: Dataset, path: str) -> tuple[bytes,
     return data[:cut] + tail, data
 
 
-def _name_parts(value: Any) -> set[str]:
-    """A person name's parts of two letters or more, upper-cased (``NG^AMY`` -> {NG, AMY})."""
-    return {p for p in re.split(r"[\^=\s,]+", str(value).upper()) if len(p) >= 2}
-
-
 def _after_pixels(ds: Dataset, pixel_tag: int) -> bytes:
     """The elements after the top-level pixel data (a Digital Signatures Sequence, data set padding),
     encoded again as the file encodes them: searched as the header is (b"" when there are none)."""
@@ -489,8 +484,11 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
     where it found none."""
     from .actions import cap_age
-    from .tags import (_CLEANED_IN_SCOPE, _READ_WHEN_KEPT, _decision, _replaces_uids, _value_bytes, collect_phi_terms,
-                       convert_inert, date_variants, invalid_for_vr, rule_for, walk)
+    from .tags import (_CLEANED_IN_SCOPE, _READ_WHEN_KEPT, _decision, _name_terms, _replaces_uids, _value_bytes,
+                       collect_phi_terms, convert_inert, date_variants, invalid_for_vr, rule_for, walk)
+
+    def _name_parts(value: Any) -> set[str]:  # a name's parts and whole forms as its terms are collected
+        return {t.upper() for t in _name_terms(str(value))}
 
     findings: list[Finding] = []
     max_age = getattr(profile.settings, "max_age_years", None)
