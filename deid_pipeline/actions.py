@@ -107,6 +107,8 @@ class ActionContext:
     phi_terms: frozenset[str] = frozenset()
     dates: DateStats = field(default_factory=DateStats)
     replaces_uids: bool = True  # False under retain-uids: a UID in cleaned text stays as it came
+    #: the file's own instance, series, study and frame of reference UIDs as read (where UIDs are replaced)
+    own_uids: frozenset[str] = frozenset()
 
 
 ActionFn = Callable[[DataElement, Any, ActionContext], Any]
@@ -119,6 +121,16 @@ def is_well_known_uid(value: str) -> bool:
     """SOP classes, transfer syntaxes, coding schemes...: the DICOM root or pydicom's UID registry."""
     value = value.strip()
     return value in UID_dictionary or value.startswith(DICOM_UID_ROOT)
+
+
+def own_uids_replaced(elem: DataElement, ctx: ActionContext) -> Any:
+    """A class UID element's value with each of the file's own UIDs in it (:attr:`ActionContext.own_uids`:
+    a Study Instance UID written where a SOP class belongs) replaced as that UID is everywhere else,
+    its other values (a class, standard or private) kept; None when it holds none of them."""
+    values = [str(v).strip().rstrip("\x00") for v in _values(elem)]
+    if not ctx.own_uids.intersection(values):
+        return None
+    return _pack([ctx.pseudo.uid(v) if v in ctx.own_uids else v for v in values])
 
 
 def replace_uid(value: str, ctx: ActionContext) -> str:

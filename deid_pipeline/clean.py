@@ -2,7 +2,8 @@
 
 Three passes, each conservative on its own:
 1. the file's own ``phi_terms`` (names, IDs, dates in common formats, institution), matched whole-word
-   and case-insensitively, longest first;
+   and case-insensitively, longest first; a number's digits also split by spaces, dashes or dots, a
+   name's parts also with letters after them (:func:`_mark_terms`);
 2. presidio-analyzer *pattern* recognizers (phone, e-mail, dates, SSN, URL, IP). The engine runs with a
    no-op NLP engine (no spaCy model, no network) and is built once per process, when the first value
    that one of them could match comes (:func:`may_match_a_pattern`): importing presidio takes seconds;
@@ -240,27 +241,101 @@ def lowered_terms(terms: frozenset[str]) -> tuple[str, ...]:
     return tuple({t.strip().lower() for t in terms if len(t.strip()) >= MIN_TERM_LENGTH})
 
 
-def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray) -> None:
+#: A number of the file's own (an ID, a compact date) is found with its digits split by these too
+#: ("9988 7766", "9988-7766", "99 88 77 66" for ``99887766``): up to three of them between two digits
+SPLIT_DIGIT_SEPARATORS = " \t-./_"
+_SPLIT_GAP = "[" + re.escape(SPLIT_DIGIT_SEPARATORS) + "]{0,3}"
+_SQUEEZE = str.maketrans("", "", SPLIT_DIGIT_SEPARATORS)
+#: ... when it has this many digits at least (as an ID's digits, ``tags._ID_PARTS``: shorter is any number)
+MIN_SPLIT_DIGITS = 5
+#: A person's name part is found with letters after it: ``s`` / ``es`` (a plural or a possessive
+#: without its apostrophe, "Canarys") after a part of 3 letters or more, any letters ("Canarysons",
+#: "CanaryZqxgiven") after one of 6 or more. Shorter parts would take common words ("Ha" in "has",
+#: "Lumb" in "lumbar", "Head" in "header"; measured in benchmarks/README.md).
+MIN_INFLECTED_NAME = 3
+MIN_PREFIX_NAME = 6
+_INFLECTIONS = "(?:e?s|['\u2019]s)"  # a possessive's apostrophe goes with the name
+
+
+@functools.lru_cache(maxsize=256)
+def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
+    """The terms that are numbers of :data:`MIN_SPLIT_DIGITS` digits or more (IDs, compact dates)."""
+    return tuple(t for t in {t.strip() for t in terms} if len(t) >= MIN_SPLIT_DIGITS and t.isascii() and t.isdigit())
+
+
+@functools.lru_cache(maxsize=256)
+def _split_pattern(found: frozenset[str]) -> re.Pattern[str]:
+    body = "|".join(_SPLIT_GAP.join(t) for t in sorted(found, key=len, reverse=True))
+    return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])")
+
+
+def split_digits_in(text: str, numbers: tuple[str, ...]) -> Iterator[re.Match[str]]:
+    """Where ``numbers`` (:func:`split_digit_terms`) stand in ``text`` as whole words, their digits
+    together or split by :data:`SPLIT_DIGIT_SEPARATORS`."""
+    squeezed = text.translate(_SQUEEZE)
+    found = frozenset(t for t in numbers if t in squeezed)
+    return _split_pattern(found).finditer(text) if found else iter(())
+
+
+@functools.lru_cache(maxsize=256)
+def name_stems(terms: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The parts of the persons' names among ``terms`` (lower case, letters only) that are found with
+    letters after them: (parts of :data:`MIN_PREFIX_NAME` letters or more, any letters after; parts of
+    :data:`MIN_INFLECTED_NAME` or more, ``s`` / ``es`` / ``'s`` after). A name is a term holding a PN's
+    component separator ``^`` (``tags._name_terms`` writes a one-part name so too)."""
+    parts = {p for t in terms if "^" in t for p in re.split(r"[\^\s,]+", t.lower()) if p.isalpha()}
+    return (tuple(sorted(p for p in parts if len(p) >= MIN_PREFIX_NAME)),
+            tuple(sorted(p for p in parts if len(p) >= MIN_INFLECTED_NAME)))
+
+
+@functools.lru_cache(maxsize=256)
+def _stems_pattern(prefixes: frozenset[str], inflected: frozenset[str]) -> re.Pattern[str]:
+    body = "|".join([f"(?:{'|'.join(map(re.escape, sorted(prefixes, key=len, reverse=True)))})[^\\W\\d_]+"] if prefixes else []
+                    + [f"(?:{'|'.join(map(re.escape, sorted(inflected, key=len, reverse=True)))}){_INFLECTIONS}"] if inflected else [])
+    return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])", re.IGNORECASE)
+
+
+def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray, inflected: bool = True) -> None:
     """Mark in ``drop`` the file's own identifying values in ``value`` (whole words, any case); the
-    pattern is built of the few terms the value holds, not of the file's every date rendering."""
+    pattern is built of the few terms the value holds, not of the file's every date rendering. Its
+    numbers are found with their digits split too (:func:`split_digits_in`) and, with ``inflected``,
+    its names' parts with letters after them (:func:`name_stems`)."""
     low = value.lower()
     found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
     pattern = _terms_pattern(found) if found else None  # most values hold none: no pattern to build
     if pattern is not None:
         for m in pattern.finditer(value):
             drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    numbers = split_digit_terms(phi_terms)
+    if numbers and _HAS_DIGIT(value):
+        for m in split_digits_in(value, numbers):
+            drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
+    if not inflected:
+        return
+    prefixes, short = name_stems(phi_terms)
+    if prefixes or short:
+        longer = frozenset(p for p in prefixes if p in low)
+        shorter = frozenset(p for p in short if p in low)
+        if longer or shorter:
+            for m in _stems_pattern(longer, shorter).finditer(value):
+                drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
 
 
-def remove_terms(value: str, phi_terms: frozenset[str], uid: Callable[[str], str] | None = None) -> str:
-    """``value`` without the file's own identifying values (whole words, any case); the rest as it was.
-    ``uid``: a UID written in the text is given by it whole, as in :func:`clean_text`."""
+_HAS_DIGIT = re.compile(r"\d").search
+
+
+def remove_terms(value: str, phi_terms: frozenset[str], uid: Callable[[str], str] | None = None,
+                 inflected: bool = True) -> str:
+    """``value`` without the file's own identifying values (whole words, any case; :func:`_mark_terms`,
+    names with letters after them where ``inflected``); the rest as it was. ``uid``: a UID written in
+    the text is given by it whole, as in :func:`clean_text`."""
     if not value:
         return value
     protected: list[tuple[int, int]] = []
     if uid is not None:
         value, protected = _with_uids(value, uid)
     drop = bytearray(len(value))
-    _mark_terms(value, phi_terms, drop)
+    _mark_terms(value, phi_terms, drop, inflected)
     for start, end in protected:
         drop[start:end] = bytes(end - start)
     return _splice(value, drop) if any(drop) else value

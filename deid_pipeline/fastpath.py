@@ -74,13 +74,16 @@ _EXTENDED_OFFSET_TABLE = 0x7FE00001
 #: Elements ``_mark`` writes: the fast path requires that none survives from the input.
 _MARK_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
 #: Top-level elements the load stage reads (truncation check, DICOMDIR and visual-feature checks,
-#: pixel plan and frame count, patient identity, linkage row, triage rule) besides groups 0028/7FE0.
+#: pixel plan and frame count, patient identity, linkage row, triage rule, the file's own UIDs that a
+#: class UID is compared with) besides groups 0028/7FE0.
 _STUB_TAGS = frozenset({
     _CHARSET, 0x00080008, 0x00080016, 0x00080060, 0x00100010, 0x00100020, 0x00100021, 0x0020000D,
+    _SOP_INSTANCE_UID, 0x0020000E, 0x00200052,  # the file's own UIDs (tags.own_uids)
 })
 _STUB_GROUPS = frozenset({0x0028, 0x7FE0})
-#: Final values the finish stage reads from the stub (output name, the de-identified mark, file meta).
-_FINAL_TAGS = (0x00080016, _SOP_INSTANCE_UID, 0x0020000D, 0x0020000E, 0x00120062)
+#: Final values the finish stage reads from the stub (output name, the de-identified mark, file meta;
+#: the Frame of Reference UID, read for tags.own_uids, so that no original value stays in the stub).
+_FINAL_TAGS = (0x00080016, _SOP_INSTANCE_UID, 0x0020000D, 0x0020000E, 0x00200052, 0x00120062)
 _STRING_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
 
 

@@ -41,7 +41,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import may_hold_uid, may_match_a_pattern, remove_terms
+from .clean import MIN_INFLECTED_NAME, may_hold_uid, may_match_a_pattern, name_stems, remove_terms
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -648,6 +648,13 @@ def _term_text(terms: frozenset[str]) -> tuple[bytes, bool] | None:
     return joined, _INITIALS_ONLY(joined) is not None
 
 
+@functools.lru_cache(maxsize=256)
+def _stem_bytes(terms: frozenset[str]) -> tuple[bytes, ...]:
+    """The name parts :func:`clean.name_stems` finds with letters after them, as ASCII bytes (a value
+    whose runs start with none of them holds none of those forms)."""
+    return tuple(p.encode() for p in name_stems(terms)[1] if p.isascii())
+
+
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
@@ -753,11 +760,20 @@ def _ordinal_suffix(day: int) -> str:
 
 
 def _name_terms(value: str) -> set[str]:
+    """A PN value's terms: each group as written and with spaces for ``^``, its parts, its components
+    run together ("ZQXSURNAMEZQXGIVEN", the given name first too). A one-part name is also written
+    with a ``^`` after it, which marks it a name (:func:`clean.name_stems`)."""
     out = set()
     for group in value.split("="):
-        if group.strip("^ "):
-            out.add(group.strip("^ "))
+        whole = group.strip("^ ")
+        if whole:
+            out.add(whole)
             out.add(" ".join(p for p in group.split("^") if p).strip())
+        components = [c.strip() for c in group.split("^") if c.strip()]
+        if len(components) >= 2:
+            out |= {"".join(components), components[1] + components[0]}
+        elif components and len(whole) >= MIN_INFLECTED_NAME:
+            out.add(whole + "^")
         for part in group.replace("^", " ").replace(",", " ").split():
             if len(part.strip(".")) >= 2:
                 out.add(part.strip("."))
@@ -904,7 +920,8 @@ class Deidentifier:
                 why = None if all(_known_charset(v) for v in text.split("\\")) else "a character set no codec knows"
             elif ref.tag == 0x00280004 and not ref.depth:
                 why = None if text.strip(" \0") in PHOTOMETRIC_SAMPLES else "a Photometric Interpretation no reader knows"
-            elif self._may_hold_term(bytes(raw)) and remove_terms(text, self.ctx.phi_terms) != text:
+            elif (self._may_hold_term(bytes(raw), inflected=False)
+                  and remove_terms(text, self.ctx.phi_terms, inflected=False) != text):  # a code: whole names only
                 why = "one of the file's identifying values"
         if why is None:
             return False
@@ -912,14 +929,19 @@ class Deidentifier:
             raise FileError("invalid-header-value", f"{ref.keyword or tag_str(ref.tag)} holds {why}")
         return True
 
-    def _may_hold_term(self, raw: bytes) -> bool:
+    def _may_hold_term(self, raw: bytes, inflected: bool = True) -> bool:
         """Whether an ASCII value may hold one of the file's terms (True where that cannot be told):
-        one of its runs of letters and digits is part of a term."""
+        one of its runs of letters and digits is part of a term or, with ``inflected``, starts with a
+        name's part that is found with letters after it (:func:`clean.name_stems`)."""
         found = _term_text(self.ctx.phi_terms)
         if found is None or not raw.isascii():
             return True
         text, initials = found
-        return any(run in text for run in _ALNUM_RUNS(raw.lower()) if initials or len(run) > 1)
+        runs = _ALNUM_RUNS(raw.lower())
+        if any(run in text for run in runs if initials or len(run) > 1):
+            return True
+        stems = _stem_bytes(self.ctx.phi_terms) if inflected else ()
+        return bool(stems) and any(run.startswith(stems) for run in runs)
 
     def terms_absent(self, raw: bytes) -> bool:
         """Whether an ASCII value, as read, holds none of the file's identifying values nor a UID the
@@ -942,9 +964,16 @@ class Deidentifier:
                               and self.kept_value_fails(ref, raw)):
             self.counts["X"] += 1
             return actions.REMOVE
+        if applied == "K" and raw is not None and ref.keyword in _CLASS_UID_KEYWORDS and self._holds_own_uid(raw):
+            return None  # a Study Instance UID where a class belongs: read, replaced (apply)
         if applied == "K" or (applied == "T" and raw is not None and self.terms_absent(raw)):
             return actions.KEEP
         return None
+
+    def _holds_own_uid(self, raw: bytes) -> bool:
+        """Whether a UI value's bytes hold one of the file's own UIDs (:func:`own_uids`)."""
+        own = self.ctx.own_uids
+        return bool(own) and any(v.strip(" \0") in own for v in bytes(raw).decode("ascii", "replace").split("\\"))
 
     def apply(self, code: str, elem: DataElement, ref: ElementRef, scope: int) -> Any:
         """Apply ``code`` to ``elem`` (its value changed in place) and count it. Returns REMOVE, KEEP for a
@@ -954,6 +983,10 @@ class Deidentifier:
         if (applied == "K" and ref.vr in _READ_WHEN_KEPT and elem.value not in (None, "", b"")
                 and self.kept_value_fails(ref, _value_bytes(elem))):
             applied, outcome = "X", actions.REMOVE
+        elif applied == "K" and ref.vr == "UI" and ref.keyword in _CLASS_UID_KEYWORDS and self.ctx.own_uids:
+            replaced = actions.own_uids_replaced(elem, self.ctx)
+            if replaced is not None:  # the file's own UID where a class belongs: replaced as that UID is
+                applied, outcome = "U", replaced
         self.counts[applied] += 1
         if outcome is actions.REMOVE:
             return actions.REMOVE
@@ -1091,16 +1124,40 @@ def _fix_file_meta(ds: Dataset) -> None:
     meta.ImplementationVersionName = "DEID"
 
 
+#: The file's own UIDs a class UID is compared with (:func:`own_uids`): SOP Instance, Study Instance,
+#: Series Instance and Frame of Reference UID at the top level
+OWN_UID_TAGS = (0x00080018, 0x0020000D, 0x0020000E, 0x00200052)
+#: Class UIDs kept (protected) because they name standard or private classes, not instances
+_CLASS_UID_KEYWORDS = frozenset({"SOPClassUID", "ReferencedSOPClassUID"})
+
+
+def own_uids(ds: Dataset) -> frozenset[str]:
+    """The values of :data:`OWN_UID_TAGS` in ``ds`` (its top level), read from the bytes of an element not
+    converted yet (nothing converted, nothing changed); standard UIDs left out."""
+    out: set[str] = set()
+    for tag in OWN_UID_TAGS:
+        elem = ds._dict.get(tag)  # type: ignore[call-overload]
+        if elem is None:
+            continue
+        value = elem.value
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else "\\".join(_str_values(elem))
+        out.update(v for v in (u.strip(" \0") for u in text.split("\\")) if v and not actions.is_well_known_uid(v))
+    return frozenset(out)
+
+
 def action_context(ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_terms: frozenset[str]) -> actions.ActionContext:
-    """What the actions need for one file: settings, its patient's pseudonym and date shift, its PHI terms."""
+    """What the actions need for one file: settings, its patient's pseudonym and date shift, its PHI
+    terms, its own UIDs (where the profile replaces UIDs)."""
     identity = patient_identity(ds)
+    replaces = _replaces_uids(profile)
     return actions.ActionContext(
         settings=profile.settings,
         pseudo=pseudo,
         date_offset_days=pseudo.date_offset_days(identity),
         patient_pseudonym=pseudo.patient_id(identity),
         phi_terms=phi_terms,
-        replaces_uids=_replaces_uids(profile),
+        replaces_uids=replaces,
+        own_uids=own_uids(ds) if replaces else frozenset(),
     )
 
 

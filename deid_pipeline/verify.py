@@ -18,7 +18,8 @@ For every written output, against its input (found through the private journal):
 2. bytes: none of the input's identifying values, in the formats they take, appears in the output
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
-   birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it);
+   birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it;
+   in the header, a number of 6 digits or more also with its digits split: ``9988 7766``);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each written output's input still has its record's
@@ -591,7 +592,29 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
+    findings += [Finding(line, "identifying-value-in-header", f"a {n}-digit identifying number with its digits split")
+                 for n in _split_numbers(header, terms)]
     return findings
+
+
+#: Numbers searched for split (:func:`_split_numbers`) from this many digits: a header holds many
+#: numbers side by side (spacings, positions), which a shorter one's digits would match by chance
+_SPLIT_MIN_DIGITS = 6
+
+
+def _split_numbers(header: bytes | mmap.mmap, terms: set[str]) -> list[int]:
+    """The lengths of the input's numbers (IDs, compact dates: :func:`clean.split_digit_terms`) found
+    in ``header`` with their digits split by spaces, dashes, dots or underscores ("9988 7766"), as the
+    run takes them out of the text it cleans or keeps (found together, the byte search has them)."""
+    from .clean import SPLIT_DIGIT_SEPARATORS, split_digit_terms, split_digits_in
+
+    numbers = tuple(t for t in split_digit_terms(frozenset(terms)) if len(t) >= _SPLIT_MIN_DIGITS)
+    if not numbers:
+        return []
+    text = bytes(header).decode("latin-1")
+    found = {re.sub(r"\D", "", m.group()) for m in split_digits_in(text, numbers)
+             if any(c in SPLIT_DIGIT_SEPARATORS for c in m.group())}
+    return sorted(len(n) for n in found)
 
 
 def _uid_in(uid: bytes, data: bytes | mmap.mmap) -> bool:

@@ -820,3 +820,122 @@ def test_verify_reports_a_number_or_code_that_is_no_value_of_its_vr(tmp_path: Pa
     kept = [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")
             if f.kind == "invalid-value-kept"]
     assert bool(kept) is found and not [d for d in kept if value.decode().strip() in d], kept
+
+
+# --------------------------------------------------------------------------- identities in other forms
+
+
+def _with_text(ds: Dataset, text: str) -> Dataset:
+    """``ds`` with ``text`` in a Study Description (cleaned, C, under clean-descriptors; removed under
+    safe-harbor) and in a Code Meaning (kept without the file's terms, T)."""
+    ds.StudyDescription = text
+    return _with_code_meaning(ds, text)
+
+
+def _texts(out: Dataset) -> list[str]:
+    return [str(out.get("StudyDescription", "")), str(out.AnatomicRegionSequence[0].CodeMeaning)]
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("written", ["9988 7766", "9988-7766", "99 88 77 66", "9988.7766"])
+def test_an_id_with_its_digits_split_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                   written: str) -> None:
+    """The patient's ID written with its digits split by spaces, dashes or dots is taken out of the
+    text cleaned (C) and kept (T) as the ID is; another number stays."""
+    ds = _read("CT_small.dcm")
+    ds.PatientID = "99887766"
+    out, data = _run_one(tmp_path, _with_text(ds, f"knee {written} series 20 of 884"), profile, pixels)
+    texts = _texts(out)
+    assert not any("99887766" in "".join(c for c in t if c.isdigit()) for t in texts)
+    assert all(t.endswith("series 20 of 884") for t in texts if t)
+    assert b"7766" not in data
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("written", ["ZQXCANARYs", "ZQXCANARYSONS", "zqxcanaryes", "ZQXCANARY's", "ZQXCANARYs'",
+                                     "ZQXGIVENs"])
+def test_a_name_with_letters_after_it_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                    written: str) -> None:
+    """A part of the patient's name with a plural, a possessive or more letters after it
+    ("ZQXCANARYs", "ZQXCANARYSONS") is taken out of the text cleaned and kept; the rest stays."""
+    ds = _read("CT_small.dcm")
+    ds.PatientName = "ZQXCANARY^ZQXGIVEN"
+    out, data = _run_one(tmp_path, _with_text(ds, f"left knee {written} follow-up"), profile, pixels)
+    assert b"ZQXCANARY" not in data.upper() and b"ZQXGIVEN" not in data.upper()
+    assert all(t.startswith("left knee") and t.endswith("follow-up") for t in _texts(out) if t)
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("name, written", [("ZQXSURNAME^ZQXGIVEN", "ZQXSURNAMEZQXGIVEN"),
+                                           ("ZQXSURNAME^ZQXGIVEN", "zqxgivenzqxsurname"),
+                                           ("Qzu^Vyx", "QzuVyx")])
+def test_a_name_without_its_separator_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                    name: str, written: str) -> None:
+    """The patient's name with its parts run together (either order, short parts too) is taken out of
+    the text cleaned and kept."""
+    ds = _read("CT_small.dcm")
+    ds.PatientName = name
+    out, data = _run_one(tmp_path, _with_text(ds, f"left knee {written} follow-up"), profile, pixels)
+    assert written.upper().encode() not in data.upper()
+    assert all(t == "left knee follow-up" for t in _texts(out) if t)
+
+
+def test_a_name_s_part_takes_only_its_own_forms_out() -> None:
+    """Letters after a name's part are taken with it only as ``s`` / ``es`` / ``'s`` after a part of 3
+    to 5 letters, as any letters after one of 6 or more: "Leeds" stays for a "Lee", "header" and
+    "lumbar" for a "Head" and a "Lumb", "has" for a "Ha"; a number's digits split stay unless they
+    are one of the file's numbers of 5 digits or more."""
+    terms = tags.usable_terms(set(tags._name_terms("Lee^Head")) | set(tags._name_terms("Lumb^Ha")) | {"12345", "1234"})
+    assert clean_text("Leeds header lumbar has. Lees heads Lumbs", terms, use_presidio=False) == "Leeds header lumbar has."
+    assert clean_text("dose 12 34 5 and 12 34 mm", terms, use_presidio=False) == "dose and 12 34 mm"
+    one = tags.usable_terms(set(tags._name_terms("Zqxcanary")))  # a name of one part is a name too
+    assert clean_text("Zqxcanarys knee", one, use_presidio=False) == "knee"
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor", "basic+retain-uids"])
+def test_the_file_s_own_uid_in_a_class_uid_is_replaced(tmp_path: Path, profile: str, pixels: str) -> None:
+    """A Referenced SOP Class UID is kept because it names a class; one holding the file's own Study
+    Instance UID (or series, instance, frame of reference) is replaced as that UID is everywhere else
+    (the same keyed UID), where the profile replaces UIDs; a standard or a private class stays."""
+    ds = _read("CT_small.dcm")
+    study = ds.StudyInstanceUID
+    refs = []
+    for cls in (study, "1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1"):
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = cls, "1.2.826.0.1.3680043.10.999.7"
+        refs.append(item)
+    ds.ReferencedImageSequence = Sequence(refs)
+    out, data = _run_one(tmp_path, ds, profile, pixels)
+    classes = [str(item.ReferencedSOPClassUID) for item in out.ReferencedImageSequence]
+    if profile.endswith("retain-uids"):
+        assert classes[0] == study == out.StudyInstanceUID
+    else:
+        assert study.encode() not in data and classes[0] == out.StudyInstanceUID
+    assert classes[1:] == ["1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1"]
+
+
+@pytest.mark.parametrize("meaning, found", [("knee 9988 7766", True), ("knee 99-88-77-66", True), ("knee 9988", False),
+                                            ("knee 99887 series 766", False)])
+def test_verify_reports_an_id_with_its_digits_split_in_an_output(tmp_path: Path, meaning: str, found: bool) -> None:
+    """An output whose header holds the input's ID with its digits split (written by a tool that looked
+    for the ID as it was) is ``identifying-value-in-header``; part of it, or its digits far apart, are not."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    src_ds.PatientID = "99887766"
+    src_ds.save_as(src, enforce_file_format=True)
+    out_ds = _with_code_meaning(_read("CT_small.dcm"), meaning)
+    for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(out_ds, kw, "")
+    out = tmp_path / "out.dcm"
+    out_ds.save_as(out, enforce_file_format=True)
+    details = [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu")
+               if f.kind == "identifying-value-in-header"]
+    assert any("digits split" in d for d in details) is found, details
+    assert not any("9988" in d or "7766" in d for d in details)
