@@ -174,21 +174,23 @@ def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: 
         near = cv2.dilate(hat, cv2.getStructuringElement(cv2.MORPH_RECT, (k // 4 * 2 + 1,) * 2))
         ink = graphics & ~rules & (hat >= cv2.subtract(near, hat))  # 2 * hat >= near, in uint8 (near >= hat)
         glyphs = _components(ink, sy, sx, short, p)
-        field = ~graphics
+        field, ink8 = _as_u8(~graphics), _as_u8(ink)
         for x0, y0, x1, y1 in _lines(glyphs, p):
             h = y1 - y0
             r = max(3, int(round(p.ring * h)))
             X0, Y0 = max(0, x0 - r), max(0, y0 - r)
             X1, Y1 = min(gray.shape[1], x1 + r), min(gray.shape[0], y1 + r)
             ring = field[Y0:Y1, X0:X1].copy()
-            ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = False
-            if np.count_nonzero(ring) < 8:
+            ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = 0
+            if cv2.countNonZero(ring) < 8:
                 continue
-            bg = gray[Y0:Y1, X0:X1][ring].astype(np.float32)
-            contrast = abs(float(gray[y0:y1, x0:x1][ink[y0:y1, x0:x1]].mean()) - float(bg.mean()))
+            # the field's mean and spread and the ink's mean, each in one OpenCV call (in double precision:
+            # the float32 numpy forms these replace differ by ~1e-5 grey levels, at a quarter of the time)
+            bg_mean, bg_std = cv2.meanStdDev(gray[Y0:Y1, X0:X1], mask=ring)
+            contrast = abs(cv2.mean(gray[y0:y1, x0:x1], mask=ink8[y0:y1, x0:x1])[0] - float(bg_mean[0, 0]))
             if contrast < p.min_contrast:
                 continue
-            std = float(bg.std())
+            std = float(bg_std[0, 0])
             if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0):
                 continue
             found.append(Region(x0, y0, x1 - x0, y1 - y0, round(min(1.0, contrast / 255.0), 3), "glyph"))
