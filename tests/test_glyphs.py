@@ -56,6 +56,62 @@ def test_dark_text_on_a_light_report_and_rules_do_not_join_it() -> None:
     assert all(r.w < 200 for r in found)  # no box runs along a rule
 
 
+@pytest.mark.parametrize("ink, field", [((0, 0, 140), (0, 0, 0)), ((150, 0, 0), (0, 0, 0)), ((0, 90, 0), (0, 0, 0)),
+                                        ((160, 0, 0), (65, 45, 40)), ((0, 0, 255), (255, 255, 255)),
+                                        ((90, 0, 120), (235, 235, 235))])
+def test_coloured_text_is_read_in_the_channel_that_carries_it(ink: tuple[int, int, int], field: tuple[int, int, int]) -> None:
+    """Dark blue, dark red or green text on black or on a dark bar is 30-53 in the channels' mean, under
+    the contrast a glyph needs: each ink is read in its brightest channel (bright ink) or its darkest
+    (dark ink on a light field). A line and a lone letter of an RGB view are found."""
+    mask = np.zeros((480, 640), np.uint8)
+    line = _letter(mask, "ZQX PATIENT 4242", (40, 60), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.6)
+    letter = _letter(mask, "F", (600, 440), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.5)
+    img = np.empty((480, 640, 3), np.uint8)
+    img[:] = field
+    img[mask == 255] = ink
+    found = find_glyph_text(img, 1.0, 1.0, 480)
+    assert _hits(found, line) and _hits(found, letter)
+
+
+@pytest.mark.skipif(not is_available("deid-textseg"), reason="text detector weights or torch missing")
+def test_a_dark_blue_letter_on_black_is_redacted_end_to_end() -> None:
+    """An RGB frame (anatomy between black bars) with a line and a lone sex letter in dark blue (0, 0, 140):
+    the networks find the line, and only the glyph finder's brightest-channel plane finds the letter."""
+    from tests.test_detect import _anatomy
+
+    rows, cols = 600, 800
+    grey = np.clip(_anatomy(rows, cols, 0, 200, seed=3), 0, 255).astype(np.uint8)
+    img = np.repeat(grey[..., None], 3, axis=2)
+    img[:80] = 0
+    mask = np.zeros((rows, cols), np.uint8)
+    line = _letter(mask, "ZQXSURNAME^ZQXGIVEN", (20, 30), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.6)
+    letter = _letter(mask, "F", (770, 30), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.6)
+    img[mask == 255] = (0, 0, 140)
+    regions = scan_frames(_ds(img, "RGB"), img, get_detector("deid-textseg", "cpu"))[0]
+    assert _covered(line, regions, 0.9) and _covered(letter, regions, 0.9)
+
+
+def test_grey_views_are_read_in_their_grey_alone() -> None:
+    """A grey view (2-D, or RGB with equal channels, or a lossy grey frame's small chroma) is read in its
+    grey only, both inks: the boxes of the channels' mean, no colour plane."""
+    from deid_pipeline.detect.glyphs import COLOUR_MIN, ink_planes
+
+    rng = np.random.default_rng(5)
+    grey = np.clip(rng.normal(20, 3, (240, 320)), 0, 255).astype(np.uint8)
+    _letter(grey, "ZQX 77", (30, 50), 220, cv2.FONT_HERSHEY_PLAIN, 1.2)
+    _letter(grey, "R", (280, 200), 210, cv2.FONT_HERSHEY_SIMPLEX, 0.5)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    tinted = rgb.copy()
+    tinted[..., 2] = np.clip(tinted[..., 2].astype(int) + rng.integers(0, COLOUR_MIN, grey.shape), 0, 255)
+    for image in (grey, rgb):
+        assert [(op, plane.tobytes()) for op, plane in ink_planes(image)] == [
+            (cv2.MORPH_TOPHAT, grey.tobytes()), (cv2.MORPH_BLACKHAT, grey.tobytes())]
+    assert len(ink_planes(tinted)) == 2
+    tinted[100, 100] = (0, 0, 200)
+    assert len(ink_planes(tinted)) == 3
+    assert find_glyph_text(rgb, 1.0, 1.0, 240) == find_glyph_text(grey, 1.0, 1.0, 240) != []
+
+
 def test_graphics_and_texture_are_not_glyphs() -> None:
     rng = np.random.default_rng(3)
     img = np.zeros((300, 400), np.uint8)
