@@ -21,6 +21,7 @@ import functools
 import logging
 import re
 import struct
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -777,6 +778,31 @@ def _name_terms(value: str) -> set[str]:
         for part in group.replace("^", " ").replace(",", " ").split():
             if len(part.strip(".")) >= 2:
                 out.add(part.strip("."))
+    if not value.isascii():  # "MÜLLER^JÖRG" is also written "Mueller", "Muller", "Joerg", "Jorg"
+        out |= {form for term in out for form in _ascii_forms(term)}
+    return out
+
+
+#: Letters a name is also written without (after their accents are dropped): one ASCII letter or two
+_ONE_LETTER = str.maketrans({"ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D",
+                             "ı": "i", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss", "þ": "th", "Þ": "TH"})
+#: ... and the two letters German, Scandinavian and Dutch spelling give some of them
+_TWO_LETTERS = str.maketrans({"ä": "ae", "Ä": "AE", "ö": "oe", "Ö": "OE", "ü": "ue", "Ü": "UE", "ø": "oe",
+                              "Ø": "OE", "å": "aa", "Å": "AA", "ĳ": "ij", "Ĳ": "IJ"})
+
+
+def _ascii_forms(term: str) -> set[str]:
+    """The ASCII spellings of a term with accented or special letters: accents dropped ("Muller"), and
+    umlauts and the like written out ("Mueller", "Jorgensen"/"Joergensen"); none for an ASCII term or
+    where letters would remain that have no ASCII form (Cyrillic, Greek, CJK: their own bytes are searched)."""
+    if term.isascii():
+        return set()
+    out = set()
+    for spelt in (term, term.translate(_TWO_LETTERS)):
+        plain = "".join(c for c in unicodedata.normalize("NFKD", spelt) if not unicodedata.combining(c))
+        plain = plain.translate(_ONE_LETTER)
+        if plain.isascii() and plain != term:
+            out.add(plain)
     return out
 
 

@@ -939,3 +939,48 @@ def test_verify_reports_an_id_with_its_digits_split_in_an_output(tmp_path: Path,
                if f.kind == "identifying-value-in-header"]
     assert any("digits split" in d for d in details) is found, details
     assert not any("9988" in d or "7766" in d for d in details)
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("name, written", [("ZQXMÜLLER^ZQXJÖRG", "Zqxmueller Zqxjoerg"),
+                                           ("ZQXMÜLLER^ZQXJÖRG", "ZQXMULLER, ZQXJORG"),
+                                           ("ZQXØRSTED^ZQXSØREN", "Zqxorsted Zqxsoeren"),
+                                           ("ZQXDVOŘÁK^ZQXZOË", "zqxdvorak zqxzoe")])
+def test_a_name_written_without_its_accents_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                          name: str, written: str) -> None:
+    """A patient's name with accented letters (Latin-1) written in ASCII in the text, its accents dropped
+    or its umlauts spelt out ("Mueller" for MÜLLER), is taken out of the text cleaned (C) and kept (T)."""
+    ds = _read("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 100" if name.encode("latin-1", "ignore").decode("latin-1") == name else "ISO_IR 192"
+    ds.PatientName = name
+    out, data = _run_one(tmp_path, _with_text(ds, f"left knee {written} follow-up"), profile, pixels)
+    for part in written.replace(",", " ").split():
+        assert part.upper().encode() not in data.upper()
+    assert all(t.startswith("left knee") and t.endswith("follow-up") for t in _texts(out) if t)
+
+
+@pytest.mark.parametrize("meaning, found", [("knee Zqxmueller follow-up", True), ("knee ZQXMULLER", True),
+                                            ("knee muller follow-up", False)])
+def test_verify_reports_a_name_written_without_its_accents(tmp_path: Path, meaning: str, found: bool) -> None:
+    """An output whose header holds the input's accented surname in ASCII (a tool that searched for the
+    name as it was written) is ``identifying-value-in-header``; another word is not."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    src_ds.SpecificCharacterSet = "ISO_IR 100"
+    src_ds.PatientName = "ZQXMÜLLER^ZQXJÖRG"
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> int:  # the findings of identifying values (CT_small's own count too)
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        return sum(f.kind.startswith("identifying-value-in")
+                   for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
+
+    assert (identifying(meaning) > identifying("knee follow-up")) is found
