@@ -545,7 +545,7 @@ def scan_chunked(ds: Dataset, detector: Any, mode: str, step: int, wanted: Seque
         if first:
             order = sorted(first.values())
             found = scan.scan_frames(ds, chunk[order], detector, mode=mode, phi_terms=phi_terms, timings=times,
-                                     heartbeat=heartbeat)
+                                     heartbeat=heartbeat, frame_numbers=[start + i for i in order])
             seen.update({digests[i]: rs for i, rs in zip(order, found)})
         regions[start : start + len(chunk)] = [seen[d] for d in digests]
         del chunk

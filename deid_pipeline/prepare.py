@@ -8,9 +8,12 @@ detection device:
 * ``full``: min-max of the frame (inverted for MONOCHROME1, so displayed-white text is bright);
 * ``window``: a robust 0.5-95 % window of the values below the maximum, when the full range squeezes
   them (16-bit CT with text at 32767 and other text at the window top); the file's own display window
-  (``voi_window``) in its place when that is narrower still, and as a view of its own when it is narrow
+  (``voi_windows``) in its place when that is narrower still, and as a view of its own when it is narrow
   against the frame's range (``VOI_NARROW``): text a reader sees white in a head CT's 40/80 window, at
-  80-120 HU over the brain, is a few grey levels above the brain in ``full`` and in the robust window;
+  80-120 HU over the brain, is a few grey levels above the brain in ``full`` and in the robust window.
+  Each frame is shown through its own windows (an Enhanced CT or MR's Per-Frame Functional Groups may give
+  each its own: ``prepare_views``'s ``frame_numbers``), and each further preset of a multi-valued Window
+  Center and Width that passes the same test makes a ``window`` view too (``_window_spans``);
 * ``upper``: the range up to the highest value below the extreme, when values above the window
   exist besides the extreme (a second text value, such as 3071 in a CT whose other text is at 32767);
 * ``extreme``: pixels at the top of the range (the bottom for MONOCHROME1) in white over the dimmed
@@ -35,6 +38,7 @@ border. ``View.to_stored`` maps view pixels back to stored pixels.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +74,15 @@ VOI_MIN_SHARE = 0.02
 #: detection as the frame's others (text-free CT with 40/400: 1.4 -> 2.3 views a frame had every narrow
 #: window made one)
 VOI_NARROW = 0.1
+#: ... and each of the file's other presets (a multi-valued Window Center and Width) that is narrow too,
+#: and not inside one shown (``_window_spans``), makes one more, this many windows a frame at most. Every
+#: preset is read (the header costs nothing); each view made costs a detection: a 512x512 CT slice with
+#: two narrow presets went 2 -> 3 views, 70 -> 119 ms a frame with deid-textseg on the CPU, where a body
+#: CT's 40/400 and 600/2800 (both wide) and a 20-frame Enhanced CT with one window for every frame keep
+#: their views (and their time, within noise). Of 210 local files (shared data, samples, pydicom's),
+#: three carry more than one preset, two distinct at most: three a frame is one more than any seen and bounds
+#: an odd file with many (each ~50 ms a frame more)
+MAX_VOI_VIEWS = 3
 PATCH_CHROMA = 48  # a colour-flow pixel's channels differ by this much at least (0..255) ...
 PATCH_PX = 8  # ... over a square this many stored pixels wide (text strokes are thinner; a share of the
 # frame's short side missed the fine flow of large frames: benchmarks/README.md, seventeenth session)
@@ -270,23 +283,37 @@ def _number(value: object) -> float | None:
         return None
 
 
+def _values(value: object) -> list[object]:
+    """Each value of a multi-valued element's value; a single value alone; none for None."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+
+
 def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
     return ds[keyword].value[0] if keyword in ds and ds[keyword].VR == "SQ" and len(ds[keyword].value) else None
 
 
-def _span(voi: Dataset, signed: bool) -> tuple[float, float] | None:
-    """The values a VOI module's first window (linear, PS3.3 C.11.2.1.2.1) or its VOI LUT spans."""
-    c, w = _number(voi.get("WindowCenter")), _number(voi.get("WindowWidth"))
-    if c is not None and w is not None and w > 1:
-        return c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+def _spans(voi: Dataset, signed: bool) -> list[tuple[float, float]]:
+    """The values a VOI module's windows (linear, PS3.3 C.11.2.1.2.1: every Window Center and Width pair,
+    in the file's order) span, else its first VOI LUT's input range; windows of width <= 1 and values
+    that do not parse are left out."""
+    centres, widths = voi.get("WindowCenter"), voi.get("WindowWidth")
+    spans = []
+    for c, w in zip(_values(centres), _values(widths)):
+        c, w = _number(c), _number(w)
+        if c is not None and w is not None and w > 1:
+            spans.append((c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2))
+    if spans:
+        return spans
     lut = _first_item(voi, "VOILUTSequence")
     desc = None if lut is None else lut.get("LUTDescriptor")
     if desc is None or len(desc) != 3:
-        return None
+        return []
     n, first = int(desc[0]) or 65536, int(desc[1])
     if signed and first > 32767:
         first -= 65536  # the descriptor's first value is signed for signed pixels
-    return float(first), float(first + n - 1)
+    return [(float(first), float(first + n - 1))]
 
 
 def _wide_voi_lut(ds: Dataset) -> Dataset:
@@ -335,39 +362,76 @@ def _lut_window(ds: Dataset) -> tuple[float, float] | None:
     return (middle - half, middle + half) if half > 0 else None
 
 
-def voi_window(ds: Dataset) -> tuple[float, float] | None:
-    """The stored values the file's first display window spans, or None: Window Center and Width (PS3.3
-    C.11.2.1.2.1, linear) or a VOI LUT's input range, back through a linear Modality rescale; from the
-    top level, else the shared or the first frame's functional groups (Frame VOI LUT, Pixel Value
-    Transformation); under a Modality LUT Sequence or a top-level VOI LUT Sequence, :func:`_lut_window`.
-    None for a window of width <= 1 or values that do not parse."""
+def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
+    """The stored values each of a frame's display windows spans (``frame``: its index in the file, from
+    0), in the file's order: Window Center and Width (PS3.3 C.11.2.1.2.1, linear; every preset of a
+    multi-valued pair) or a VOI LUT's input range, back through a linear Modality rescale; from the top
+    level, else the shared or the frame's own functional groups (Frame VOI LUT, Pixel Value
+    Transformation: an Enhanced CT or MR may give each frame its own); under a Modality LUT Sequence or
+    a top-level VOI LUT Sequence, :func:`_lut_window`. Windows of width <= 1 and values that do not
+    parse are left out."""
     try:
         if "ModalityLUTSequence" in ds or "VOILUTSequence" in ds:  # a viewer shows the VOI LUT before a window
-            return _lut_window(ds)
-        span, slope, intercept = None, None, None
+            lut = _lut_window(ds)
+            return [] if lut is None else [lut]
+        spans: list[tuple[float, float]] = []
+        slope, intercept = None, None
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-        for g in [ds] + [ds[k].value[0] for k in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
-                         if k in ds and ds[k].VR == "SQ" and len(ds[k].value)]:
+        groups = [ds]
+        for k, index in (("SharedFunctionalGroupsSequence", 0), ("PerFrameFunctionalGroupsSequence", frame)):
+            if k in ds and ds[k].VR == "SQ" and 0 <= index < len(ds[k].value):
+                groups.append(ds[k].value[index])
+        for g in groups:
             voi = _first_item(g, "FrameVOILUTSequence") or g
-            if span is None:
-                span = _span(voi, signed)
+            spans = spans or _spans(voi, signed)
             pv = _first_item(g, "PixelValueTransformationSequence") or g
             slope = slope if slope is not None else _number(pv.get("RescaleSlope"))
             intercept = intercept if intercept is not None else _number(pv.get("RescaleIntercept"))
     except Exception:  # a value or a table that does not parse (pydicom's errors vary): no window, the other views
-        return None
+        return []
     slope = 1.0 if slope is None else slope
-    if span is None or not slope or not np.isfinite(span).all():
-        return None
-    a, b = ((v - (intercept or 0.0)) / slope for v in span)
-    return (min(a, b), max(a, b))
+    if not slope:
+        return []
+    out = []
+    for span in spans:
+        if np.isfinite(span).all():
+            a, b = ((v - (intercept or 0.0)) / slope for v in span)
+            out.append((min(a, b), max(a, b)))
+    return out
+
+
+def voi_window(ds: Dataset) -> tuple[float, float] | None:
+    """The stored values the first frame's first display window spans (:func:`voi_windows`), or None."""
+    spans = voi_windows(ds)
+    return spans[0] if spans else None
+
+
+def _window_spans(presets: list[tuple[float, float]], f: "torch.Tensor",
+                  narrower_than: float) -> list[tuple[float, float]]:
+    """The display windows (stored values, ``presets`` in the file's order) of frame ``f`` that make views:
+    those narrower than ``narrower_than`` holding ``VOI_MIN_SHARE`` of the frame, ``MAX_VOI_VIEWS`` at
+    most, less one that lies inside a window already taken and is at least ``VOI_NARROW`` as wide as it:
+    the same preset twice, or a narrower one whose text the wider view shows with at least the contrast
+    a window's text has in ``full`` when the window is not narrow (the rule the first window passes)."""
+    taken: list[tuple[float, float]] = []
+    for lo, hi in presets:
+        if hi - lo >= narrower_than or any(a <= lo and hi <= b and hi - lo >= VOI_NARROW * (b - a) for a, b in taken):
+            continue
+        if float(((f >= lo) & (f <= hi)).float().mean()) >= VOI_MIN_SHARE:
+            taken.append((lo, hi))
+            if len(taken) == MAX_VOI_VIEWS:
+                break
+    return taken
 
 
 def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long: int = MIN_LONG,
-                  max_long: int = MAX_LONG, extra_views: bool = True, fine: bool = False) -> list[View]:
+                  max_long: int = MAX_LONG, extra_views: bool = True, fine: bool = False,
+                  frame_numbers: Sequence[int] | None = None) -> list[View]:
     """All views of all ``frames`` (native stored values, shape (n, rows, cols[, samples])); ``fine``:
     each view but ``achromatic`` also as a ``fine`` view, downscaled ``MAX_DOWNSCALE`` at most, when
-    that is larger."""
+    that is larger. ``frame_numbers``: each frame's index in the file (from 0), whose display windows
+    (:func:`voi_windows`) it is shown through; by default the frames are the file's first ones in order
+    (``View.frame`` stays the index into ``frames``)."""
     import torch
 
     frames = np.asarray(frames)
@@ -402,9 +466,11 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
         return views
 
     invert = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
-    voi = voi_window(ds) if extra_views else None
-    if voi is not None and invert:
-        voi = (-voi[1], -voi[0])
+    numbers = list(range(n)) if frame_numbers is None else [int(k) for k in frame_numbers]
+    if len(numbers) != n:
+        raise ValueError(f"{len(numbers)} frame numbers for {n} frames")
+    presets: dict[int, list[tuple[float, float]]] = {}  # per frame number, in stored values as displayed
+    per_frame = "PerFrameFunctionalGroupsSequence" in ds  # else every frame has the first frame's windows
     floats = np.issubdtype(frames.dtype, np.floating)  # Float Pixel Data: NaN and infinities possible
     for i in range(n):
         f = torch.as_tensor(frames[i].astype(np.float32), device=device)
@@ -429,12 +495,18 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
                 sub = rest[:: max(1, rest.numel() // 65_536)]
                 w_lo, w_hi = _quantiles(sub, (0.005, 0.95))
                 robust = w_hi > w_lo and (w_hi - w_lo) < 0.5 * (hi - lo)
-                if voi is not None and voi[1] - voi[0] < (0.5 * (w_hi - w_lo) if robust else VOI_NARROW * (hi - lo)) \
-                        and float(((f >= voi[0]) & (f <= voi[1])).float().mean()) >= VOI_MIN_SHARE:
-                    w_lo, w_hi = voi  # the file's window, narrower, holding part of the image
+                key = numbers[i] if per_frame else 0
+                if key not in presets:
+                    presets[key] = [(-b, -a) if invert else (a, b) for a, b in voi_windows(ds, key)]
+                windows = _window_spans(presets[key], f, 0.5 * (w_hi - w_lo) if robust else VOI_NARROW * (hi - lo))
+                if windows:
+                    w_lo, w_hi = windows[0]  # the file's window, narrower, holding part of the image
                 if w_hi > w_lo and (w_hi - w_lo) < 0.5 * (hi - lo):
                     kinds.append("window")
                     imgs.append(_scaled(f, w_lo, w_hi))
+                    # the file's other presets that make views: text a reader sees only in the second
+                    kinds.extend("window" for _ in windows[1:])
+                    imgs.extend(_scaled(f, a, b) for a, b in windows[1:])
                     # text at a high value that is not the extreme (3071 in a CT whose other text is at
                     # 32767): dim in ``full``, clipped to the tissue's white in ``window``; the range
                     # up to the highest value below the extreme shows it

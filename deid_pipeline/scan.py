@@ -251,7 +251,8 @@ def _no_beat() -> None:
 def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all-text",
                batch_size: int = 8, filters: FilterParams | None = None, passes: int = 1,
                timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None) -> list[list[list[Region]]]:
-    """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms])``.
+    """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms[, frame_numbers]])``
+(``frame_numbers``: each frame's index in its file, when ``frames`` are not the file's first ones in order).
 
     ``timings``, when given, gains the seconds of each step (:data:`SCAN_STAGES`) summed over the batch;
     ``heartbeat`` is called as the scan goes on.
@@ -368,8 +369,10 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
             plans.append((ds, frames, [], [], 0))
             continue
         reps, slot = _distinct(frames)
+        numbers = item[3] if len(item) > 3 and item[3] is not None else range(frames.shape[0])
         views = prepare_views(ds, frames[reps], device=str(getattr(detector, "device", "cpu")),
-                              fine=bool(getattr(detector, "reads_fine_views", False)))
+                              fine=bool(getattr(detector, "reads_fine_views", False)),
+                              frame_numbers=[numbers[r] for r in reps])  # each frame through its own windows
         for v in views:
             owners.append((n_item, v.frame))
         all_views.extend(views)
@@ -634,7 +637,10 @@ def _detect_chunked(detector: Any, views: list[View], batch_size: int, beat: Hea
 
 def scan_frames(ds: Dataset, frames: np.ndarray, detector: Any, mode: str = "all-text",
                 phi_terms: frozenset[str] = frozenset(), batch_size: int = 8, passes: int = 1,
-                timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None) -> list[list[Region]]:
-    """Regions to redact per frame, in stored-frame coordinates (see the module docstring)."""
-    return scan_batch([(ds, frames, phi_terms)], detector, mode=mode, batch_size=batch_size, passes=passes,
-                      timings=timings, heartbeat=heartbeat)[0]
+                timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None,
+                frame_numbers: Sequence[int] | None = None) -> list[list[Region]]:
+    """Regions to redact per frame, in stored-frame coordinates (see the module docstring);
+    ``frame_numbers``: each frame's index in the file, when ``frames`` are a part of its frames (an
+    Enhanced image's frames each have their own display windows)."""
+    return scan_batch([(ds, frames, phi_terms, frame_numbers)], detector, mode=mode, batch_size=batch_size,
+                      passes=passes, timings=timings, heartbeat=heartbeat)[0]

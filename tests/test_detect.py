@@ -204,6 +204,131 @@ def test_ct_text_seen_only_through_the_file_s_lookup_table(det, table: str) -> N
     assert all(_covered(box, regions) for box in boxes)
 
 
+def _head_ct_with_presets(text_hu: float, centres: tuple[int, ...],
+                          widths: tuple[int, ...]) -> tuple[Dataset, np.ndarray, list[tuple[int, int, int, int]]]:
+    img, boxes = _head_ct(text_hu)
+    ds = _ds(img, bits=12)
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = list(centres), list(widths)
+    ds.WindowCenterWidthExplanation = [f"PRESET{k}" for k in range(len(centres))]
+    return ds, img, boxes
+
+
+def test_ct_text_seen_only_through_the_file_s_second_window(det) -> None:
+    """A head CT whose first preset is a bone window (600/2800, wide: no view) and whose second is the
+    brain's 40/80: text at 80 HU over the brain, white to a reader who picks the second preset, a few
+    grey levels in ``full``. Every preset is read, not the first alone."""
+    from deid_pipeline.prepare import prepare_views
+
+    ds, img, boxes = _head_ct_with_presets(80, (600, 40), (2800, 80))
+    assert [v.kind for v in prepare_views(ds, img)] == ["full", "window"]
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
+def test_ct_text_of_a_preset_inside_a_shown_one_is_found_without_its_view(det) -> None:
+    """A head CT with a little metal (its range 4,096 values: a 40/400 window narrow in it) and presets
+    40/400 and 40/80: the second lies inside the first at a fifth of its width and makes no view; its
+    text at 60 HU over the brain, 25 HU, is ~16 grey levels in the 40/400 view, and found there."""
+    from deid_pipeline.prepare import prepare_views
+
+    ds, img, boxes = _head_ct_with_presets(60, (40, 40), (400, 80))
+    img[480:490, 20:40] = 4095
+    ds.PixelData = img.tobytes()
+    assert [v.kind for v in prepare_views(ds, img)].count("window") == 1
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
+@pytest.mark.parametrize("centres, widths, kinds", [
+    ((40, 600), (400, 2800), ["full"]),  # a body CT's two presets, both wide against the frame: no view
+    ((600, 40), (2800, 400), ["full"]),
+    ((40, 40, 40), (80, 80, 80), ["full", "window"]),  # the same preset three times: one view
+    ((40, 45), (80, 70), ["full", "window"]),  # the second inside the first and most of its width
+    ((40, 40), (80, 400), ["full", "window"]),  # the second wide
+    ((40, 60), (80, 150), ["full", "window", "window"]),  # two head windows: the wider shows what the other clips
+    ((20, 40, 60, 80), (40, 40, 40, 40), ["full", "window", "window", "window"]),  # MAX_VOI_VIEWS
+])
+def test_window_presets_that_make_views(centres: tuple[int, ...], widths: tuple[int, ...], kinds: list[str]) -> None:
+    """Presets that are wide, the same or inside one already shown at a tenth of its width or more make
+    no view; each other narrow one makes one, ``MAX_VOI_VIEWS`` at most."""
+    from deid_pipeline import prepare
+
+    ds, img, _ = _head_ct_with_presets(80, centres, widths)
+    views = prepare.prepare_views(ds, img)
+    assert [v.kind for v in views] == kinds
+    assert len([v for v in views if v.kind == "window"]) <= prepare.MAX_VOI_VIEWS
+    if kinds.count("window") == 1:  # the first narrow preset's view, as when it is the file's only one
+        ds.WindowCenter, ds.WindowWidth = centres[0], widths[0]
+        assert np.array_equal(views[1].image, prepare.prepare_views(ds, img)[1].image)
+
+
+def _enhanced_ct(frames: list[np.ndarray], windows: list[tuple[int, int]]) -> Dataset:
+    """An Enhanced CT of ``frames`` (stored HU + 1024) whose Per-Frame Functional Groups give frame k the
+    window ``windows[k]`` (Frame VOI LUT); the rescale in the shared groups."""
+    from pydicom.uid import EnhancedCTImageStorage
+
+    ds = _ds(np.stack(frames), bits=12)
+    ds.SOPClassUID = EnhancedCTImageStorage
+    pv, shared = Dataset(), Dataset()
+    pv.RescaleIntercept, pv.RescaleSlope, pv.RescaleType = -1024, 1, "HU"
+    shared.PixelValueTransformationSequence = [pv]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    groups = []
+    for centre, width in windows:
+        voi, group = Dataset(), Dataset()
+        voi.WindowCenter, voi.WindowWidth = centre, width
+        group.FrameVOILUTSequence = [voi]
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = groups
+    return ds
+
+
+def test_enhanced_ct_text_seen_only_through_a_later_frame_s_window(det) -> None:
+    """An Enhanced CT of four frames, two text-free (a brain window of 40/400: wide, no view) then two the
+    same with text at 80 HU over the brain (40/80): the scan de-duplicates them to frames 0 and 2, and
+    frame 2 is shown through its own window (not frame 0's, nor frame 1's: the second distinct frame is
+    the file's third), whether the frames are scanned together or in chunks."""
+    from deid_pipeline.prepare import prepare_views
+
+    blank, _ = _head_ct(35, seed=1)  # "text" at the brain's own value: none to see
+    text, boxes = _head_ct(80)
+    ds = _enhanced_ct([blank, blank, text, text], [(40, 400), (40, 400), (40, 80), (40, 80)])
+    from deid_pipeline.pixels import decode_frames
+
+    frames = decode_frames(ds)
+    assert frames.shape == (4, 512, 512)
+    assert [(v.frame, v.kind) for v in prepare_views(ds, frames[[0, 2]], frame_numbers=[0, 2])] == \
+        [(0, "full"), (1, "full"), (1, "window")]
+    found = scan_frames(ds, frames, det)
+    assert all(_covered(box, found[k]) for k in (2, 3) for box in boxes)
+    from deid_pipeline.pipeline import scan_chunked
+
+    chunked, distinct = scan_chunked(ds, det, "all-text", 1)  # a big file's frames, one at a time
+    assert distinct == 2 and all(_covered(box, chunked[k]) for k in (2, 3) for box in boxes)
+
+
+@pytest.mark.parametrize("window, windows_a_frame", [((40, 80), 1), ((40, 400), 0)])
+def test_enhanced_ct_with_one_window_for_every_frame_costs_no_more(window: tuple[int, int], windows_a_frame: int) -> None:
+    """Twenty distinct frames whose per-frame windows are all the same: the views a shared window makes
+    (as many as before per-frame windows were read: one window view a frame when narrow, none when wide)."""
+    from deid_pipeline.prepare import prepare_views
+
+    frames = [_head_ct(35, seed=s)[0] for s in range(20)]
+    ds = _enhanced_ct(frames, [window] * 20)
+    stack = np.stack(frames)
+    views = prepare_views(ds, stack)
+    assert {v.frame for v in views} == set(range(20))
+    assert len([v for v in views if v.kind == "window"]) == 20 * windows_a_frame
+    voi = Dataset()
+    voi.WindowCenter, voi.WindowWidth = window
+    ds.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence = [voi]
+    del ds.PerFrameFunctionalGroupsSequence
+    shared = prepare_views(ds, stack)
+    assert [(v.frame, v.kind) for v in views] == [(v.frame, v.kind) for v in shared]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(views, shared))
+
+
 def test_monochrome1_text_at_min(det) -> None:
     img = _anatomy(320, 256, 200, 4000).astype(np.uint16)
     box = _put(img, "ID 00123456", (8, 300), 0, 0.5)

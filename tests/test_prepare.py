@@ -364,3 +364,36 @@ def test_a_window_far_from_the_stored_values_is_not_used() -> None:
     with_window = [v.image for v in prepare.prepare_views(ds, frame[None])]
     del ds.WindowCenter, ds.WindowWidth
     assert all(np.array_equal(a, b) for a, b in zip(with_window, [v.image for v in prepare.prepare_views(ds, frame[None])]))
+
+
+def test_every_preset_of_every_frame() -> None:
+    """``voi_windows``: each Window Center and Width pair in the file's order (back through the rescale),
+    and an Enhanced image's frame through its own Frame VOI LUT (the rescale shared); ``voi_window`` is
+    the first frame's first."""
+    two = _voi(WindowCenter=[40, 600], WindowWidth=[400, 2800], RescaleIntercept=-1024, RescaleSlope=1)
+    assert prepare.voi_windows(two) == [(864.0, 1263.0), (224.0, 3023.0)]
+    assert prepare.voi_window(two) == (864.0, 1263.0)
+    bad = _voi(WindowCenter=["40", ""], WindowWidth=["80", "400"])  # a pair without a number is left out
+    assert prepare.voi_windows(bad) == [(0.0, 79.0)]
+    pixel_value, shared = Dataset(), Dataset()
+    pixel_value.RescaleIntercept, pixel_value.RescaleSlope = -1024, 1
+    shared.PixelValueTransformationSequence = [pixel_value]
+    groups = []
+    for centre, width in ((40, 400), (40, 80), ([40, 300], [80, 1500])):
+        voi, group = Dataset(), Dataset()
+        voi.WindowCenter, voi.WindowWidth = centre, width
+        group.FrameVOILUTSequence = [voi]
+        groups.append(group)
+    enhanced = _voi(SharedFunctionalGroupsSequence=[shared], PerFrameFunctionalGroupsSequence=groups)
+    assert prepare.voi_windows(enhanced, 0) == [(864.0, 1263.0)] and prepare.voi_window(enhanced) == (864.0, 1263.0)
+    assert prepare.voi_windows(enhanced, 1) == [(1024.0, 1103.0)]
+    assert prepare.voi_windows(enhanced, 2) == [(1024.0, 1103.0), (574.0, 2073.0)]
+    assert prepare.voi_windows(enhanced, 3) == []  # no such frame: no window
+
+
+def test_frame_numbers_must_match_the_frames() -> None:
+    frame = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    ds = _voi(Rows=64, Columns=64, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=16,
+              BitsStored=12, PixelRepresentation=0)
+    with pytest.raises(ValueError, match="frame numbers"):
+        prepare.prepare_views(ds, frame[None], frame_numbers=[0, 1])
