@@ -252,7 +252,8 @@ def scan_batch(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
                batch_size: int = 8, filters: FilterParams | None = None, passes: int = 1,
                timings: dict[str, float] | None = None, heartbeat: Heartbeat | None = None) -> list[list[list[Region]]]:
     """``scan_frames`` for several files at once: ``items`` are ``(ds, frames[, phi_terms[, frame_numbers]])``
-(``frame_numbers``: each frame's index in its file, when ``frames`` are not the file's first ones in order).
+    (``frame_numbers``: each frame's index in its file, when ``frames`` are not the file's first ones in
+    order).
 
     ``timings``, when given, gains the seconds of each step (:data:`SCAN_STAGES`) summed over the batch;
     ``heartbeat`` is called as the scan goes on.
