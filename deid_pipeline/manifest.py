@@ -387,8 +387,13 @@ def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
     if not run_path.exists():
         problems.append(ChainProblem(0, "run.json missing"))
         return problems
-    chain = json.loads(run_path.read_text(encoding="utf-8")).get("chain")
-    if not chain:
+    try:
+        run_info = json.loads(run_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # torn or edited: no head to check the chain against
+        problems.append(ChainProblem(0, "run.json does not read as JSON: the chain head cannot be checked"))
+        return problems
+    chain = run_info.get("chain") if isinstance(run_info, dict) else None
+    if not isinstance(chain, dict) or not chain:
         problems.append(ChainProblem(0, "run.json holds no chain head (run unfinished?)"))
         return problems
     if chain.get("records") != count:

@@ -19,7 +19,11 @@ For every written output, against its input (found through the private journal):
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
    birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it;
-   in the header, a number of 6 digits or more also with its digits split: ``9988 7766``);
+   in the header, a number of 6 digits or more also with its digits split: ``9988 7766``), each value
+   also encoded in the character sets the output and the input declare (ISO-8859-5, GB18030, ISO 2022);
+   in the header also a person's name with its short parts in separate words or elements, a telephone
+   number by its digits, an address line by its words (:func:`_reformatted`); and in the files deid
+   writes into OUTPUT beside the outputs (``report.html``, ``run.json``: :func:`_in_own_files`);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each written output's input still has its record's
@@ -27,7 +31,8 @@ For every written output, against its input (found through the private journal):
    record, no output lacks a record, no link is in OUTPUT (``link-in-output``: never followed), every line
    of the manifest and the journal reads (``manifest-line-unreadable``, ``journal-line-unreadable``), the
    manifest's hash chain holds, and ``run.json``'s records, counts by status and by reason and profile
-   are the manifest's (``run-summary-mismatch``).
+   are the manifest's, and what it states of the images scanned their records' (``run-summary-mismatch``);
+   a ``run.json`` that does not read is ``run-summary-unreadable``.
 Findings name tags, record lines and categories, never values.
 """
 
@@ -164,17 +169,58 @@ def _deferred_pixels(ds: Dataset) -> list[int]:
             and elem.value is None and elem.length]
 
 
-def _encodings(term: str) -> set[tuple[bytes, int]]:
-    """``term`` as bytes, as typed and in upper and lower case, in UTF-8, Latin-1 and UTF-16-LE, each
-    with the width of an ASCII character in that encoding."""
+#: An ISO 2022 escape sequence (ESC, intermediate bytes, a final byte): where a term encoded in a
+#: character set with code extensions begins or ends, which the same text inside a longer value lacks
+_ESCAPE_AT_START = re.compile(rb"^\x1b[\x20-\x2f]+[\x40-\x7e]")
+_ESCAPE_AT_END = re.compile(rb"\x1b[\x20-\x2f]+[\x40-\x7e]$")
+#: The encodings every term is searched in (:func:`_encodings`); others come from the files' Specific Character Sets
+_BASE_ENCODINGS = (("utf-8", 1), ("latin-1", 1), ("utf-16-le", 2))
+_BASE_CODECS = frozenset({"utf-8", "iso8859-1", "utf-16-le", "ascii"})
+
+
+def _encodings(term: str, codecs: tuple[str, ...] = ()) -> set[tuple[bytes, int]]:
+    """``term`` as bytes, as typed and in upper and lower case, in UTF-8, Latin-1 and UTF-16-LE, and in
+    each of ``codecs`` (the Python codecs of the files' Specific Character Sets: ISO-8859-5, GB18030,
+    ISO 2022 JIS...; :func:`_file_codecs`), each with the width of an ASCII character in that encoding.
+    A term encoded with ISO 2022 escape sequences is searched without the escape it starts or ends
+    with: inside a longer value written in that set, the escape stands before the value's first
+    character, not the term's."""
     out = set()
     for variant in {term, term.upper(), term.lower()}:
-        for enc, width in (("utf-8", 1), ("latin-1", 1), ("utf-16-le", 2)):
+        for enc, width in _BASE_ENCODINGS + tuple((c, 1) for c in codecs):
             try:
-                out.add((variant.encode(enc), width))
-            except UnicodeEncodeError:
-                pass
+                data = variant.encode(enc)
+            except (UnicodeEncodeError, LookupError):
+                continue
+            if b"\x1b" in data:
+                data = _ESCAPE_AT_END.sub(b"", _ESCAPE_AT_START.sub(b"", data))
+            if data:
+                out.add((data, width))
     return out
+
+
+def _file_codecs(*datasets: Dataset) -> tuple[str, ...]:
+    """The Python codecs of the Specific Character Sets that ``datasets`` declare at their top level,
+    beyond those every term is searched in (UTF-8, Latin-1): an output that keeps a Cyrillic name in
+    ISO-8859-5 (``ISO_IR 144``), or in the input's character set while declaring none."""
+    from pydicom.charset import convert_encodings
+    import codecs as _codecs
+
+    found: dict[str, None] = {}
+    for ds in datasets:
+        try:
+            declared = ds.get("SpecificCharacterSet")
+            names = convert_encodings(declared) if declared else []
+        except Exception:  # an unknown or malformed value: pydicom's default, searched already
+            continue
+        for name in names:
+            try:
+                canonical = _codecs.lookup(name).name
+            except LookupError:
+                continue
+            if canonical not in _BASE_CODECS:
+                found.setdefault(name)
+    return tuple(found)
 
 
 _DIGITS = {w: frozenset(bytes([d]) + b"\x00" * (w - 1) for d in b"0123456789") for w in (1, 2)}
@@ -204,20 +250,20 @@ def _digit_free_match(data: bytes | mmap.mmap, needle: bytes, width: int) -> boo
 
 
 @functools.lru_cache(maxsize=4096)  # a patient's terms recur in each of their files
-def _needles(term: str) -> tuple[bool, tuple[tuple[bytes, int], ...], frozenset[bytes]]:
-    """What :func:`_found` looks for: whether ``term`` has letters, its :func:`_encodings`, and those
-    lower-cased (two for an ASCII term)."""
-    encodings = tuple(_encodings(term))
+def _needles(term: str, codecs: tuple[str, ...] = ()) -> tuple[bool, tuple[tuple[bytes, int], ...], frozenset[bytes]]:
+    """What :func:`_found` looks for: whether ``term`` has letters, its :func:`_encodings` (``codecs``
+    too), and those lower-cased (two for an ASCII term)."""
+    encodings = tuple(_encodings(term, codecs))
     return any(c.isalpha() for c in term), encodings, frozenset(enc.lower() for enc, _ in encodings)
 
 
-def _found(term: str, data: bytes | mmap.mmap, folded: bytes | None = None) -> bool:
+def _found(term: str, data: bytes | mmap.mmap, folded: bytes | None = None, codecs: tuple[str, ...] = ()) -> bool:
     """Whether ``term`` (:func:`_encodings`) appears in ``data``; with ``folded`` (``data.lower()``),
     without regard to ASCII case. A term without letters (a date, a number) counts only where no digit
     touches it, so that a date variant such as ``1.2.84`` is not found inside a standard UID
     (``1.2.840.10008...``) nor ``2.25.33`` at the root of a generated one, while ``DOB 1.2.84`` and
-    ``ID1234567`` are."""
-    letters, encodings, lowered = _needles(term)
+    ``ID1234567`` are. ``codecs``: more encodings (:func:`_file_codecs`)."""
+    letters, encodings, lowered = _needles(term, codecs)
     if letters:  # find, not ``in``: an mmap's ``in`` looks for one byte
         if folded is None:
             return any(data.find(enc) >= 0 for enc, _ in encodings)
@@ -225,14 +271,14 @@ def _found(term: str, data: bytes | mmap.mmap, folded: bytes | None = None) -> b
     return any(_digit_free_match(data, enc, width) for enc, width in encodings)
 
 
-def _any_found(terms: list[str], data: bytes | mmap.mmap) -> bool:
+def _any_found(terms: list[str], data: bytes | mmap.mmap, codecs: tuple[str, ...] = ()) -> bool:
     """Whether any encoding of any of ``terms`` (:func:`_encodings`) occurs in ``data``, in one pass: a
     prefilter for :func:`_found` over a whole output. A term without letters counts here wherever it
     occurs (``_found`` then applies its digit rule), so False means ``_found`` is False for each term.
     One pass of a literal alternation instead of one search per encoding: 7.9 s against 115 s for 170
     encodings over a 1 GB output (2,000 frames, ``benchmarks/README.md``, twenty-first session). A map
     of a file is searched in windows (overlapping by the longest needle), its pages let go behind."""
-    needles = sorted({enc for term in terms for enc, _ in _needles(term)[1]}, key=len, reverse=True)
+    needles = sorted({enc for term in terms for enc, _ in _needles(term, codecs)[1]}, key=len, reverse=True)
     if not needles:
         return False
     pattern = re.compile(b"|".join(re.escape(n) for n in needles))
@@ -304,12 +350,14 @@ def _original(ds: Dataset, path: str) -> Any:
 _MARK_TAGS = (0x00120062, 0x00120063, 0x00120064)  # Patient Identity Removed, De-identification Method (Code Sequence)
 
 
-def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict[str, str | None]:
+def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any, codecs: tuple[str, ...] = ()) -> dict[str, str | None]:
     """Where in ``out`` each identifying value found in its header sits, for the findings' details (one
     walk for all of them): the keywords (tags for unnamed elements) of the elements whose values hold it,
     each marked when the profile keeps it (K) with the input's own value there; never the value. None
     for a value held only by deid's own statement of its method (:data:`_MARK_TAGS`: a name "Patient"
-    in "Retain Patient Characteristics Option"), which is no finding."""
+    in "Retain Patient Characteristics Option"), which is no finding. ``codecs``: the files' character
+    sets (:func:`_file_codecs`); a value pydicom decoded in its default set (the output declares none) is
+    also searched as the bytes it came from."""
     from .tags import _decision, _str_values, tag_str, walk
 
     if not terms:
@@ -319,7 +367,9 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
 
     def holding(elem: Any) -> list[str]:  # the header search's own test, on each string value of the element
         values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
-        return [term for term in terms if any(_found(term, data, data.lower()) for data in values)]
+        if codecs:
+            values += [v.encode("latin-1") for v in _str_values(elem) if not v.isascii() and _latin1(v)]
+        return [term for term in terms if any(_found(term, data, data.lower(), codecs) for data in values)]
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if elem.VR == "SQ":
@@ -346,6 +396,15 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any) -> dict
             for term, h in held.items()}
 
 
+def _latin1(value: str) -> bool:
+    """Whether ``value`` has a Latin-1 encoding (as pydicom's default character set decodes bytes)."""
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _as_word(term: str, elem: Any) -> bool:
     """Whether ``term`` stands as a whole word in one of ``elem``'s string values (T would take it out),
     or a date as the search finds one (a DT's date); False when the search found it only inside longer
@@ -362,8 +421,9 @@ def _as_word(term: str, elem: Any) -> bool:
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
                rel_output: str | None = None, expected_sha256: str | None = None,
-               input_sha256: str | None = None) -> list[Finding]:
-    """All checks of one written output against its input. Pure apart from reading both files.
+               input_sha256: str | None = None, own_files: tuple[str, ...] = ()) -> list[Finding]:
+    """All checks of one written output against its input. Pure apart from reading both files (and
+    ``own_files``: deid's files in OUTPUT, ``report.html`` and ``run.json``, searched for the input's values).
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
     ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's.
     ``input_sha256``: its record's input hash; an input that no longer has it (changed since the run, or
@@ -398,7 +458,7 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     try:
         findings = _outside_bits(out, out_bytes, line) + _codestream_metadata(out, output_path, line)
         findings += _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
-                                  frozenset(pixel.get("overlay_boxes") or ()))
+                                  frozenset(pixel.get("overlay_boxes") or ()), own_files)
         if rescan and pixel.get("overlay_boxes"):
             findings += _rescan_overlays(src, out, line, pixel["overlay_boxes"], device)
     finally:
@@ -479,11 +539,13 @@ def _holds_sound(out: Dataset, output_path: str) -> bool:
 
 
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
-                  output_path: str, rel_output: str | None, scanned_overlays: frozenset[str] = frozenset()) -> list[Finding]:
+                  output_path: str, rel_output: str | None, scanned_overlays: frozenset[str] = frozenset(),
+                  own_files: tuple[str, ...] = ()) -> list[Finding]:
     """Checks 1 and 2 of the module docstring for one output (``out``: ``out_bytes`` parsed) against
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
-    where it found none."""
+    where it found none. ``own_files``: the files deid wrote into OUTPUT beside the outputs, searched
+    for the input's values (:func:`_in_own_files`)."""
     from .actions import cap_age
     from .tags import (_CLEANED_IN_SCOPE, _READ_WHEN_KEPT, _decision, _name_terms, _replaces_uids, _value_bytes,
                        collect_phi_terms, convert_inert, date_variants, invalid_for_vr, rule_for, walk)
@@ -577,23 +639,212 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     for date in january_first:  # year mode: a date on 1 January survives year reduction unchanged, legitimately
         terms -= date_variants(date)
     header_folded = header.lower()
+    codecs = _file_codecs(src, out)
     rel_path = (output_path if rel_output is None else rel_output).lower()
     searched = [term for term in sorted(terms) if len(term) >= _HEADER_MIN_TERM]
-    holders = _holders([term for term in searched if _found(term, header, header_folded)], out, src, profile)
+    holders = _holders([term for term in searched if _found(term, header, header_folded, codecs)], out, src, profile, codecs)
     # a big output (pixel data included) is searched term by term only when one pass finds any of them
     in_bytes = len(out_bytes) < _PREFILTER_ABOVE or _any_found(
-        [t for t in searched if t not in holders and len(t) >= _PIXEL_MIN_TERM], out_bytes)
+        [t for t in searched if t not in holders and len(t) >= _PIXEL_MIN_TERM], out_bytes, codecs)
     for term in searched:
         if term in holders:
             if holders[term] is not None:
                 findings.append(Finding(line, "identifying-value-in-header",
                                         f"a {len(term)}-character identifying value {holders[term]}"))
-        elif len(term) >= _PIXEL_MIN_TERM and in_bytes and _found(term, out_bytes):
+        elif len(term) >= _PIXEL_MIN_TERM and in_bytes and _found(term, out_bytes, codecs=codecs):
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
     findings += [Finding(line, "identifying-value-in-header", f"a {n}-digit identifying number with its digits split")
                  for n in _split_numbers(header, terms)]
+    findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h})
+    findings += _in_own_files(searched, own_files, line)
+    return findings
+
+
+#: Street words and their abbreviations (USPS Publication 28, the common ones): an address line is
+#: compared with both written one way
+_STREET_WORDS = {
+    "STREET": "ST", "AVENUE": "AVE", "AV": "AVE", "ROAD": "RD", "DRIVE": "DR", "BOULEVARD": "BLVD", "LANE": "LN",
+    "COURT": "CT", "PLACE": "PL", "SQUARE": "SQ", "TERRACE": "TER", "CIRCLE": "CIR", "HIGHWAY": "HWY",
+    "PARKWAY": "PKWY", "APARTMENT": "APT", "SUITE": "STE", "NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W",
+    "NUMBER": "NO", "FLOOR": "FL", "BUILDING": "BLDG", "MOUNT": "MT", "SAINT": "ST",
+}
+_LONG_FORMS: dict[str, tuple[str, ...]] = {}
+for _long, _short in _STREET_WORDS.items():
+    _LONG_FORMS[_short] = _LONG_FORMS.get(_short, (_short,)) + (_long,)
+_ADDRESS_LINES = re.compile(r"[\^,;\r\n]+")
+_WORD = re.compile(r"[^\W_]+")
+#: A telephone number as written: digits with the punctuation people put between them
+_PHONE = re.compile(r"\+?[0-9](?:[\s().\-/]{0,3}[0-9])+")
+#: Digits of a telephone number compared (fewer: any number)
+_MIN_PHONE_DIGITS = 7
+#: The separators a telephone number's digits may have between them in an output (and their count)
+_PHONE_GAP = r"[\s().\-/_+]{0,3}"
+
+
+def _address_words(text: str) -> list[str]:
+    """The words of ``text`` in upper case, street words abbreviated (``12 Main Street``: 12 MAIN ST)."""
+    return [_STREET_WORDS.get(w, w) for w in _WORD.findall(text.upper())]
+
+
+def _personal_values(src: Dataset) -> tuple[list[str], list[str], list[str]]:
+    """The input's persons' names (PN values), telephone numbers and addresses (public elements at any
+    depth), as :func:`_reformatted` compares them; in memory only."""
+    from .tags import _str_values, convert_inert, walk
+
+    names: list[str] = []
+    phones: list[str] = []
+    addresses: list[str] = []
+
+    def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
+        if ref.vr == "SQ":
+            return True
+        keyword = ref.keyword or ""
+        wanted = (names if ref.vr == "PN" else phones if "Telephone" in keyword or "Telecom" in keyword
+                  else addresses if keyword.endswith("Address") and ref.vr != "UR" else None)
+        if wanted is not None and ref.private_creator is None:
+            wanted += _str_values(convert_inert(container, elem) if elem.is_raw else elem)
+        return False
+
+    walk(src, visit, prefix=None, lazy=True)
+    return names, phones, addresses
+
+
+def _output_text(out: Dataset) -> str:
+    """The output's text values as pydicom decodes them, one a line, without deid's own statement of
+    its method (:data:`_MARK_TAGS`)."""
+    from .tags import _str_values, convert_inert, walk
+
+    values: list[str] = []
+
+    def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
+        if ref.vr == "SQ":
+            return ref.tag not in _MARK_TAGS
+        if ref.vr in _TEXT_VRS and not (ref.depth == 0 and ref.tag in _MARK_TAGS):
+            values.extend(_str_values(convert_inert(container, elem) if elem.is_raw else elem))
+        return False
+
+    walk(out, visit, prefix=None, lazy=True)
+    return "\n".join(values)
+
+
+_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+
+
+def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_folded: bytes, line: int,
+                 codecs: tuple[str, ...], found: set[str]) -> list[Finding]:
+    """``identifying-value-in-header`` for the input's values written otherwise in the output's header,
+    which the byte search (the values as written, :func:`_found`) does not see; ``found``: the terms
+    it found there (each value is reported once).
+
+    * a person's name split across elements or words: each of its parts (2 characters or more) as a
+      whole word of the output's text, where one part is shorter than :data:`_HEADER_MIN_TERM` (longer
+      parts are found alone);
+    * a telephone number (:data:`_MIN_PHONE_DIGITS` digits or more) with its digits in another format
+      (``(555) 123 4567``, ``555.123.4567``, ``+1 555 123 4567`` for ``555-123-4567``), no digit next to it;
+    * an address line (between ``^``, commas or line breaks; two words or more) as consecutive words of
+      one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``).
+    The output's text is decoded only where the header's bytes hold every part or word."""
+    from .tags import _name_terms
+
+    names, phones, addresses = _personal_values(src)
+    findings: list[Finding] = []
+    text: str | None = None
+
+    def output_text() -> str:
+        nonlocal text
+        if text is None:
+            text = _output_text(out)
+        return text
+
+    seen: set[tuple[str, ...]] = set()
+    for name in names:
+        parts = tuple(sorted({p for p in _WORD.findall(name.upper()) if len(p) >= 2}))
+        whole = {t for t in _name_terms(name) if t.upper() not in parts}  # its forms of two parts or more
+        if len(parts) < 2 or parts in seen or min(map(len, parts)) >= _HEADER_MIN_TERM or found & whole:
+            continue
+        seen.add(parts)
+        if all(_found(p, header, header_folded, codecs) for p in parts) and all(
+                re.search(rf"(?<![^\W_]){re.escape(p)}(?![^\W_])", output_text(), re.IGNORECASE) for p in parts):
+            findings.append(Finding(line, "identifying-value-in-header",
+                                    f"a person's name's {len(parts)} parts ({', '.join(str(len(p)) for p in parts)} "
+                                    "characters) each as a word of the output's text"))
+    numbers = {re.sub(r"\D", "", m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)}
+    numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS}
+    if numbers:
+        head = bytes(header).decode("latin-1")
+        squeezed = re.sub(r"\D", "", head)
+        for digits in sorted(numbers):
+            if digits in squeezed and re.search(rf"(?<![0-9]){_PHONE_GAP.join(digits)}(?![0-9])", head):
+                findings.append(Finding(line, "identifying-value-in-header",
+                                        f"a {len(digits)}-digit telephone number in another format"))
+    lines = {tuple(_address_words(part)) for v in addresses if v.strip() not in found
+             for part in _ADDRESS_LINES.split(v)}
+    for words in sorted(w for w in lines if len(w) >= 2):
+        if not all(any(f.lower().encode() in header_folded for f in _LONG_FORMS.get(w, (w,))) for w in words):
+            continue
+        wanted = " ".join(words)
+        if any(f" {wanted} " in f" {' '.join(_address_words(value))} " for value in output_text().split("\n")):
+            findings.append(Finding(line, "identifying-value-in-header",
+                                    f"a {len(wanted)}-character address line in another format"))
+    return findings
+
+
+#: What ``run.json`` states in deid's own words (names of its settings, of the profile, of the
+#: detector and devices, times, hashes): no input value; the rest (its notes, anything else) is searched
+_RUN_OWN_FIELDS = frozenset({"schema_version", "tool_version", "profile", "key_id", "started", "finished", "state",
+                             "pixels", "pixel_mode", "device_requested", "detector", "device", "cluster", "chain",
+                             "reasons", "failed_retried", "counts"})
+
+
+@functools.lru_cache(maxsize=8)
+def _own_text(path: str, mtime_ns: int, size: int) -> tuple[bytes, bytes]:
+    """The text of a file deid wrote into OUTPUT as a reader sees it (UTF-8, lower case), and deid's own
+    words in it (terms found there are not searched: a patient named "Patient" and a profile
+    "retain-patient-characteristics"). A report: its HTML entities decoded, its images (``data:``
+    URIs, base64 PNGs) left out; deid's words: the page :func:`report.render_html` makes of no records,
+    with the run's profile. ``run.json``: its values but :data:`_RUN_OWN_FIELDS`' (its notes); deid's
+    words: its field names. Read once per process while the file stays the same."""
+    import html
+
+    raw = Path(path).read_bytes().decode("utf-8", "replace")
+    if path.endswith(".json"):
+        try:
+            doc = json.loads(raw)
+        except ValueError:  # an unreadable run.json (reported by verify_run): searched as it is
+            return raw.lower().encode("utf-8"), b""
+        if not isinstance(doc, dict):
+            return raw.lower().encode("utf-8"), b""
+        text = json.dumps({k: v for k, v in doc.items() if k not in _RUN_OWN_FIELDS}, ensure_ascii=False)
+        return text.lower().encode("utf-8"), " ".join(doc).lower().encode("utf-8")
+    from .report import render_html
+
+    try:
+        run = json.loads((Path(path).parent / RUN_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run = {}
+    profile = run.get("profile") if isinstance(run, dict) else None
+    own = render_html({"profile": profile} if isinstance(profile, dict) else {}, [], [], False)
+    text = html.unescape(re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]*", "", raw))
+    return text.lower().encode("utf-8"), html.unescape(own).lower().encode("utf-8")
+
+
+def _in_own_files(terms: list[str], own_files: tuple[str, ...], line: int) -> list[Finding]:
+    """``identifying-value-in-bytes`` for each of the input's ``terms`` found in a file deid wrote into
+    OUTPUT beside the outputs (``report.html``, ``run.json``; :func:`_own_text`), naming the file."""
+    findings: list[Finding] = []
+    for path in own_files:
+        try:
+            st = os.stat(path)
+            text, own = _own_text(path, st.st_mtime_ns, st.st_size)
+        except OSError:
+            continue
+        if len(text) >= _PREFILTER_ABOVE and not _any_found(terms, text):  # as an output's bytes are searched
+            continue
+        name = os.path.basename(path)
+        findings += [Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value in {name}")
+                     for term in terms if _found(term, text, text) and not _found(term, own, own)]
     return findings
 
 
@@ -809,10 +1060,10 @@ _Pair = tuple[str, str, int, dict[str, Any], str, str, str]  # input, output, re
 
 
 def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str,
-                 quiet: bool | None = None) -> list[Finding]:
+                 quiet: bool | None = None, own_files: tuple[str, ...] = ()) -> list[Finding]:
     """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it. ``quiet`` (a Dask
     task's): :func:`batch.task_log_level`, as a run's tasks; None (in the driver's process): deid's log
-    levels are left as the command set them."""
+    levels are left as the command set them. ``own_files``: :func:`check_pair`'s."""
     from .batch import task_log_level, unpack, withhold_task_details
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
@@ -823,7 +1074,7 @@ def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: 
     out: list[Finding] = []
     for inp, outp, line, pixel, rel, sha, in_sha in items:
         try:
-            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha, in_sha)
+            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha, in_sha, own_files)
         except Exception as exc:
             out.append(Finding(line, "check-failed", type(exc).__name__))
     return out
@@ -847,9 +1098,9 @@ def _profile_to_judge_by(spec: str | None, used: dict[str, Any], private_dir: Pa
     if doc is not None:
         return load_recorded(doc)
     try:
-        return load_profile(used["name"])
+        return load_profile(str(used.get("name")))
     except ProfileError:
-        raise ProfileError(f"the run's profile {used['name']!r} is not a built-in one and the run recorded none: "
+        raise ProfileError(f"the run's profile {used.get('name')!r} is not a built-in one and the run recorded none: "
                            "give its file with --profile FILE") from None
 
 
@@ -860,10 +1111,14 @@ def _summary_mismatches(run_info: dict[str, Any], manifest: Path) -> tuple[list[
     """``run-summary-mismatch``: what a finished run's ``run.json`` states that its manifest also holds
     (the record count, the counts by status and by reason code, the profile), recounted from the
     manifest; the chain's HMAC covers only the head and its count. Details name the field and counts.
-    Also the manifest's lines (records, read or not)."""
+    Also what it states of this session's images (:func:`_pixel_mismatches`). Returns the findings and
+    the manifest's lines (records, read or not)."""
     status: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    pixels: list[dict[str, Any]] = []
     profiles_differ = False
+    before = run_info.get("records_before_resume")
+    before = before if isinstance(before, int) else 0
     n = 0
     for rec in _json_lines(manifest, "status"):
         n += 1
@@ -874,9 +1129,12 @@ def _summary_mismatches(run_info: dict[str, Any], manifest: Path) -> tuple[list[
         if isinstance(reason, dict) and reason.get("code"):
             reasons[str(reason["code"])] += 1
         profiles_differ |= rec.get("profile") != run_info.get("profile")
+        if n > before and isinstance(rec.get("pixel"), dict):  # the records of the session run.json describes
+            pixels.append(rec["pixel"])
     found: list[Finding] = []
     if run_info.get("state") != "finished":
         return found, n
+    found += _pixel_mismatches(run_info, pixels)
     if run_info.get("records") != n:
         found.append(Finding(0, "run-summary-mismatch", f"run.json states {run_info.get('records')} records, the manifest holds {n}"))
     stated = run_info.get("counts") if isinstance(run_info.get("counts"), dict) else {}
@@ -890,6 +1148,31 @@ def _summary_mismatches(run_info: dict[str, Any], manifest: Path) -> tuple[list[
     if profiles_differ:
         found.append(Finding(0, "run-summary-mismatch", "run.json's profile differs from its records'"))
     return found, n
+
+
+def _pixel_mismatches(run_info: dict[str, Any], pixels: list[dict[str, Any]]) -> list[Finding]:
+    """``run-summary-mismatch``: what ``run.json`` states of the images of its session (which images
+    are scanned, ``pixels``; the mode, ``pixel_mode``; the devices) that the session's records
+    (``pixels``: their ``pixel`` objects, the records after ``records_before_resume``) contradict: a record
+    scanned where run.json states none are, not scanned for a rule run.json does not state
+    (``pixels-none`` where it states ``all``), scanned in another mode, on another device. verify trusts
+    run.json's ``pixels`` to load the detector on its workers."""
+    rule, mode = run_info.get("pixels"), run_info.get("pixel_mode")
+    scanned = [p for p in pixels if p.get("scanned")]
+    why = Counter(str(p.get("reason")) for p in pixels if not p.get("scanned"))
+    found: list[str] = []
+    if scanned and ("pixels" in run_info and rule == "none" or "pixel_mode" in run_info and mode == "none"):
+        found.append(f"run.json states no image scanned, {len(scanned)} records were")
+    for reason, stated, expected in (("pixels-none", rule, "none"), ("pixel-mode-none", mode, "none"),
+                                     ("triage-skip", rule, "triage")):
+        if why.get(reason) and stated != expected:
+            found.append(f"{why[reason]} records not scanned for a rule ({reason}) that run.json does not state")
+    if "pixel_mode" in run_info and any(p.get("mode") != mode for p in scanned):
+        found.append("records scanned in another pixel mode than run.json states")
+    devices = sorted({str(p["device"]) for p in pixels if p.get("device")}) or ["none"]
+    if "device" in run_info and run_info["device"] != devices:
+        found.append("run.json's devices differ from its session's records'")
+    return [Finding(0, "run-summary-mismatch", detail) for detail in found]
 
 
 def verify_run(
@@ -907,12 +1190,22 @@ def verify_run(
     """Run every check; returns the report (also written to ``OUTPUT/verify.json``). ``quiet``: the
     workers log errors only (``--quiet``)."""
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
-    run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
-    used = run_info["profile"]
+    try:
+        run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # torn, edited, missing: the records are still checked
+        run_info = None
+        findings.append(Finding(0, "run-summary-unreadable", f"run.json does not read as JSON ({type(exc).__name__})"))
+    if run_info is not None and not isinstance(run_info, dict):
+        findings.append(Finding(0, "run-summary-unreadable", "run.json holds no JSON object"))
+    run_info = run_info if isinstance(run_info, dict) else {}
+    used = run_info.get("profile") if isinstance(run_info.get("profile"), dict) else {}
     profile = _profile_to_judge_by(profile_spec, used, private_dir)
     if profile.sha256 != used.get("sha256"):  # findings are judged by this profile's rules, not the run's
         log.warning("verifying against profile %s (sha256 %s...); the run used %s (sha256 %s...)",
-                    profile.name, profile.sha256[:12], used["name"], str(used.get("sha256"))[:12])
+                    profile.name, profile.sha256[:12], used.get("name"), str(used.get("sha256"))[:12])
+    # deid's own files beside the outputs, searched for each input's values (verify.json: this command's)
+    own_files = tuple(str(output_dir / name) for name in sorted(_OWN_FILES - {"verify.json", MANIFEST_NAME})
+                      if (output_dir / name).is_file() and not (output_dir / name).is_symlink())
     manifest, journal = output_dir / MANIFEST_NAME, private_dir / JOURNAL_NAME
     # streamed, twice: a run of millions of records is never held whole
     per_input: Counter[str] = Counter()
@@ -957,7 +1250,7 @@ def verify_run(
     batches = chunks(pairs(), 16)
     if workers == 0:
         for batch in batches:
-            findings += _check_batch(batch, packed, rescan, device)
+            findings += _check_batch(batch, packed, rescan, device, None, own_files)
     else:
         from distributed import as_completed
 
@@ -967,14 +1260,14 @@ def verify_run(
         with dask_client(workers, scheduler, device, detector=verify_rescans(run_info, rescan)) as client:
             # a few batches per worker in flight, not all of them: the scheduler holds each one until it is done
             window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
-            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, quiet, pure=False)
+            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, quiet, own_files, pure=False)
                                  for b in islice(batches, window)])
             for fut in done:
                 findings += fut.result()
                 fut.release()
                 nxt = next(batches, None)
                 if nxt is not None:
-                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, pure=False))
+                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, own_files, pure=False))
     findings += unreadable
     for top, dirs, files in os.walk(output_dir):  # once every record is read; links never followed
         for name in dirs + files:

@@ -752,3 +752,204 @@ def test_an_edited_run_summary_is_found(clean_run, tmp_path: Path, edit: str) ->
     code, report = _verify(bad, inp, key, "--no-rescan")
     assert code == 1
     assert report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
+
+
+# --------------------------------------------------------------------------- what the probe found verify passing
+
+
+def _deid_one(tmp_path: Path, ds: pydicom.Dataset, profile: str = "safe-harbor") -> tuple[Path, Path]:
+    """``ds`` as an input de-identified in this process, header only: (the input, its output)."""
+    from deid_pipeline.config import RunContext
+    from deid_pipeline.discover import Candidate
+    from deid_pipeline.pipeline import process_batch
+    from deid_pipeline.profile import load_profile
+
+    (tmp_path / "in").mkdir(exist_ok=True)
+    ds.save_as(tmp_path / "in" / "f.dcm", enforce_file_format=True)
+    ctx = RunContext(profile=load_profile(profile), key=KEY, output_dir=tmp_path / "out", pixels="none", device="cpu")
+    [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
+    assert res.status == "written", res.reason
+    return tmp_path / "in" / "f.dcm", tmp_path / "out" / res.output_path
+
+
+def _kinds(src: Path, out: Path, profile: str = "safe-harbor") -> list[tuple[str, str]]:
+    """``verify.check_pair``'s findings for one output: (kind, detail)."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    return [(f.kind, f.detail) for f in verify.check_pair(str(src), str(out), 1, {}, load_profile(profile), False, "cpu")]
+
+
+def _with_meaning(out: Path, meaning: str | bytes, charset: str | None = "keep", **kept: str) -> Path:
+    """The output ``out`` rewritten with ``meaning`` as the Code Meaning of an Anatomic Region Sequence
+    item (text safe-harbor keeps, T), ``kept`` in elements it keeps (K) and, unless ``keep``, ``charset``
+    as its Specific Character Set (None: none declared)."""
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(out)
+    if charset is None:
+        ds.pop("SpecificCharacterSet", None)
+    elif charset != "keep":
+        ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "99C1", "99LOCAL", meaning
+    ds.AnatomicRegionSequence = [item]
+    for keyword, value in kept.items():
+        setattr(ds, keyword, value)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+CYRILLIC = "ЖЩЫКАНАР^ЖЩЫИВАН"  # a synthetic canary, in Cyrillic
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 144", "ISO 2022 IR 6\\ISO 2022 IR 87", "GB18030", "ISO_IR 192", None])
+def test_a_name_in_another_character_set_is_found(tmp_path: Path, charset: str | None) -> None:
+    """An input whose Cyrillic patient's name (ISO_IR 144) an output keeps in a text element, encoded in
+    the character set the output declares (ISO-8859-5, ISO 2022 with escape sequences, GB18030, UTF-8),
+    or in the input's one where the output declares none: ``identifying-value-in-header``. The search
+    encoded each value in UTF-8, Latin-1 and UTF-16 only. The same output with other Cyrillic text: none."""
+    from pydicom.charset import convert_encodings, encode_string
+    from pydicom.data import get_charset_files
+
+    ds = pydicom.dcmread(get_charset_files("chrRuss.dcm")[0])
+    ds.PatientName = CYRILLIC
+    src, out = _deid_one(tmp_path, ds)
+    assert _kinds(src, out) == []
+    surname = CYRILLIC.split("^")[0]
+    if charset is None:  # no character set declared: the bytes as the input writes them
+        meaning: str | bytes = b"knee " + encode_string(surname, convert_encodings("ISO_IR 144")) + b" "
+    else:
+        meaning = f"knee {surname}"
+    found = _kinds(src, _with_meaning(out, meaning, charset))
+    assert [k for k, _ in found] == ["identifying-value-in-header"], found
+    assert surname not in json.dumps(found)
+    innocent = "knee ПРАВОЕ КОЛЕНО"
+    assert _kinds(src, _with_meaning(out, innocent.encode("iso8859_5") if charset is None else innocent, charset)) == []
+
+
+@pytest.mark.parametrize("name, found_before", [("QX^ZYW", False), ("ZQXLONG^QX", True), ("ZQXLONG^ZQXGIVEN", True)])
+def test_a_name_split_across_two_elements_is_found(tmp_path: Path, name: str, found_before: bool) -> None:
+    """The surname in one kept element, the given name in another: a part of 4 characters or more was
+    found alone; a name whose parts are all shorter (``QX^ZYW``) passed. Each part standing as a word in
+    the output's text is ``identifying-value-in-header``; one part alone, or parts inside longer words, not."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientName = name
+    src, out = _deid_one(tmp_path, ds)
+    assert _kinds(src, out) == []
+    surname, given = name.split("^")
+    found = _kinds(src, _with_meaning(out, f"knee {surname} follow-up", Manufacturer=f"{given} Imaging"))
+    assert found and {k for k, _ in found} == {"identifying-value-in-header"}, found
+    assert not any(surname in d or given in d for _, d in found)
+    alone = _kinds(src, _with_meaning(out, f"knee {surname} follow-up", Manufacturer="Zqx Imaging"))
+    assert len(alone) == (len(surname) >= 4), alone  # a short part alone: any word
+    if not found_before:  # short parts inside longer words: other words
+        assert _kinds(src, _with_meaning(out, f"knee {surname}R follow-up", Manufacturer=f"{given}S Imaging")) == []
+
+
+@pytest.mark.parametrize("keyword, value, written", [
+    ("PatientTelephoneNumbers", "555-123-4567", "(555) 123 4567"),
+    ("PatientTelephoneNumbers", "555-123-4567", "555.123.4567"),
+    ("PatientTelephoneNumbers", "555-123-4567", "5551234567"),
+    ("PatientTelephoneNumbers", "555-123-4567", "+1 555 123 4567"),
+    ("PatientTelephoneNumbers", "(555) 123-4567", "tel 555 1234567"),
+    ("PatientAddress", "12 Main Street", "12 MAIN ST"),
+    ("PatientAddress", "12 Main Street^Springfield", "seen at 12 main st., Springfield"),
+    ("PatientAddress", "4 North Oak Avenue", "4 N. OAK AVE"),
+])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor"])
+def test_a_phone_number_or_address_in_another_format_is_found(tmp_path: Path, keyword: str, value: str, written: str,
+                                                              profile: str) -> None:
+    """The input's telephone number or address written in another format in a kept element: passed
+    (the search looked for the value as written; safe-harbor's patterns found some numbers as any
+    number, ``identifier-in-kept-text``, basic none). A number is compared by its digits (7 or more), an
+    address line by its words with street words abbreviated; another number or street: no finding."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    setattr(ds, keyword, value)
+    src, out = _deid_one(tmp_path, ds, profile)
+    assert _kinds(src, out, profile) == []
+    found = _kinds(src, _with_meaning(out, f"knee {written} follow-up"), profile)
+    assert [k for k, _ in found if k != "identifier-in-kept-text"] == ["identifying-value-in-header"], found
+    assert not any(written in d or value in d for _, d in found)
+    other = "555 123 4568 or 555-1234" if keyword == "PatientTelephoneNumbers" else "12 Main Station, 21 Main St"
+    assert [k for k, _ in _kinds(src, _with_meaning(out, f"knee {other} follow-up"), profile)
+            if k != "identifier-in-kept-text"] == []
+
+
+def _with_report(out: Path, dest: Path) -> Path:
+    bad = _copy_run(out, dest)
+    proc = deid("report", str(bad), "--quiet")
+    assert proc.returncode == 0 and (bad / "report.html").exists(), proc.stderr[-2000:]
+    return bad
+
+
+@pytest.mark.parametrize("where", ["report.html", "run.json"])
+def test_an_identifying_value_in_deid_s_own_files_is_found(clean_run, tmp_path: Path, where: str) -> None:
+    """``report.html`` (which ``deid report`` writes into OUTPUT) and ``run.json`` were verify's own
+    files, never searched: an input's name written into either is ``identifying-value-in-bytes``, naming
+    the file; the report as deid writes it is no finding."""
+    inp, out, key = clean_run
+    bad = _with_report(out, tmp_path / "bad")
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    name = str(pydicom.dcmread(inp / FILES[1]).PatientName)
+    written = name.replace("^", ", ").title()
+    path = bad / where
+    if where == "report.html":
+        path.write_text(path.read_text().replace("</body>", f"<p>{written} &amp; family</p></body>"))
+    else:
+        run = json.loads(path.read_text())
+        run["notes"].append(f"checked with {written}")
+        path.write_text(json.dumps(run))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-bytes"]
+    assert code == 1 and details and all(where in d for d in details), report["findings"]
+    assert set(report["counts"]) == {"identifying-value-in-bytes"}, report["findings"]
+    assert name.split("^")[0] not in json.dumps(report)
+
+
+def test_an_unreadable_run_summary_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
+    """A truncated ``run.json`` crashed verify (an internal error, no verify.json): now ``run-summary-unreadable``
+    (and ``chain-broken``: no head to check the chain against, as for a missing run.json), every output
+    still checked (against the profile the run recorded in its private folder)."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    text = (bad / "run.json").read_text()
+    (bad / "run.json").write_text(text[: len(text) // 2])
+    (bad / "verify.json").unlink(missing_ok=True)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1 and report["counts"] == {"chain-broken": 1, "run-summary-unreadable": 1}, report["findings"]
+    assert report["checked_outputs"] == len(FILES)
+
+
+@pytest.mark.parametrize("edit", ["pixels-none", "pixel-mode"])
+def test_run_summary_pixel_settings_are_checked_against_the_records(clean_run, tmp_path: Path, edit: str) -> None:
+    """``run.json`` stating no image scanned (``pixels: none``) where records were scanned, or another
+    pixel mode than the records': ``run-summary-mismatch``."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    run = json.loads((bad / "run.json").read_text())
+    assert any((r.get("pixel") or {}).get("scanned") for r in read_manifest(bad))
+    run["pixels" if edit == "pixels-none" else "pixel_mode"] = "none" if edit == "pixels-none" else "phi-text"
+    (bad / "run.json").write_text(json.dumps(run))
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
+
+
+def test_a_header_only_run_stated_as_scanning_every_image_is_found(tmp_path: Path) -> None:
+    """A ``--pixels none`` run whose ``run.json`` states ``pixels: all`` (its records: not scanned,
+    ``pixels-none``): ``run-summary-mismatch``; as written, no finding."""
+    from pydicom.data import get_testdata_file
+
+    inp, out, key, _ = _one_file_run(tmp_path, pydicom.dcmread(get_testdata_file("CT_small.dcm")))
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    run = json.loads((out / "run.json").read_text())
+    run["pixels"] = "all"
+    (out / "run.json").write_text(json.dumps(run))
+    code, report = _verify(out, inp, key, "--no-rescan")
+    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
