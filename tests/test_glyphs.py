@@ -59,7 +59,8 @@ def test_dark_text_on_a_light_report_and_rules_do_not_join_it() -> None:
 @pytest.mark.parametrize("ink, field", [((0, 0, 140), (0, 0, 0)), ((150, 0, 0), (0, 0, 0)), ((0, 90, 0), (0, 0, 0)),
                                         ((160, 0, 0), (65, 45, 40)), ((0, 0, 255), (255, 255, 255)),
                                         ((90, 0, 120), (235, 235, 235))])
-def test_coloured_text_is_read_in_the_channel_that_carries_it(ink: tuple[int, int, int], field: tuple[int, int, int]) -> None:
+def test_coloured_text_is_read_in_the_channel_that_carries_it(ink: tuple[int, int, int],
+                                                             field: tuple[int, int, int]) -> None:
     """Dark blue, dark red or green text on black or on a dark bar is 30-53 in the channels' mean, under
     the contrast a glyph needs: each ink is read in its brightest channel (bright ink) or its darkest
     (dark ink on a light field). A line and a lone letter of an RGB view are found."""
@@ -104,12 +105,35 @@ def test_grey_views_are_read_in_their_grey_alone() -> None:
     tinted = rgb.copy()
     tinted[..., 2] = np.clip(tinted[..., 2].astype(int) + rng.integers(0, COLOUR_MIN, grey.shape), 0, 255)
     for image in (grey, rgb):
-        assert [(op, plane.tobytes()) for op, plane in ink_planes(image)] == [
-            (cv2.MORPH_TOPHAT, grey.tobytes()), (cv2.MORPH_BLACKHAT, grey.tobytes())]
+        assert [(op, plane.tobytes(), where) for op, plane, where in ink_planes(image)] == [
+            (cv2.MORPH_TOPHAT, grey.tobytes(), None), (cv2.MORPH_BLACKHAT, grey.tobytes(), None)]
     assert len(ink_planes(tinted)) == 2
-    tinted[100, 100] = (0, 0, 200)
-    assert len(ink_planes(tinted)) == 3
+    tinted[100, 100] = (0, 0, 200)  # one dim coloured pixel: a third plane, on that pixel only
+    planes = ink_planes(tinted)
+    assert len(planes) == 3 and np.flatnonzero(planes[2][2]).tolist() == [100 * 320 + 100]
     assert find_glyph_text(rgb, 1.0, 1.0, 240) == find_glyph_text(grey, 1.0, 1.0, 240) != []
+
+
+def test_colour_flow_is_not_read_in_its_brightest_channel() -> None:
+    """A patch of colour flow (speckled red and blue) stays out of the brightest-channel plane, while a dim
+    coloured label beside it is in it; bright coloured text (yellow) is read in the mean alone."""
+    from deid_pipeline.detect.glyphs import ink_planes
+
+    rng = np.random.default_rng(9)
+    img = np.zeros((300, 400, 3), np.uint8)
+    flow = rng.random((120, 120)) < 0.6
+    img[100:220, 100:220][flow] = (200, 30, 30)
+    img[100:220, 100:220][~flow] = (30, 30, 200)
+    mask = np.zeros((300, 400), np.uint8)
+    _letter(mask, "ZQX 42", (250, 40), 255, cv2.FONT_HERSHEY_SIMPLEX, 0.6)
+    img[mask == 255] = (0, 0, 140)
+    planes = ink_planes(img)
+    assert len(planes) == 3
+    where = planes[2][2]
+    assert not where[100:220, 100:220].any() and where[mask == 255].mean() > 0.9
+    yellow = np.zeros_like(img)
+    yellow[mask == 255] = (255, 255, 0)
+    assert len(ink_planes(yellow)) == 2
 
 
 def test_graphics_and_texture_are_not_glyphs() -> None:

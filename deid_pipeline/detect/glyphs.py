@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..prepare import PATCH_CHROMA, PATCH_PX
 from ..types import Region, join_boxes
 
 __all__ = ["GlyphParams", "find_glyph_text", "grey_u8", "ink_planes"]
@@ -114,6 +115,22 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
     return [tuple(b) for b in boxes[thin].tolist()]
 
 
+def _mostly_in(boxes: list[tuple[int, int, int, int]], ink: np.ndarray, where: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The (x, y, w, h) ``boxes`` at least half of whose ink lies in ``where`` (box sums of integral
+    images: a Doppler frame's view holds ~1,000 speckle boxes)."""
+    if not boxes:
+        return boxes
+    b = np.asarray(boxes, np.int64)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+
+    def sums(mask: np.ndarray) -> np.ndarray:
+        s = cv2.integral(_as_u8(mask))
+        return s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]
+
+    keep = 2 * sums(ink & where) >= sums(ink)
+    return [box for box, k in zip(boxes, keep.tolist()) if k]
+
+
 def _joinable(g: list[int], o: list[int], join_gap: float) -> bool:
     """Boxes of similar height that overlap vertically and sit close side by side (comparisons only)."""
     gx0, gy0, gx1, gy1 = g[0], g[1], g[2], g[3]
@@ -142,22 +159,39 @@ def _lines(boxes: list[tuple[int, int, int, int]], p: GlyphParams) -> list[list[
 #: (coloured text, graphics or flow) is also read in its brightest channel (:func:`ink_planes`); grey
 #: frames stored as RGB, lossy ones included, stay under it.
 COLOUR_MIN = 16
+#: ... where its channels' mean is under this (twice the glyph contrast): brighter coloured ink (yellow,
+#: cyan, light green) stands out of a dark field in the mean already, and a frame with no other colour
+#: pays for no third plane
+COLOUR_DIM = 120
 
 
-def ink_planes(image: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """The (morphological operation, uint8 plane) pairs ink is read in: bright ink (top-hat) and dark ink
-    (black-hat) in the channels' mean (:func:`grey_u8`); in an 8-bit colour view with colour in it, bright
-    ink in each pixel's brightest channel too. Coloured text stands out in the channel that carries it:
-    dark blue (0, 0, 140) on black is 46 in the mean, under the contrast a glyph needs, and 140 in its
-    brightest channel. The mean stays read: next to a colour bar, bright in every hue, a yellow label is
-    flatter in the mean."""
+def ink_planes(image: np.ndarray, patch: int = PATCH_PX) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    """The (morphological operation, uint8 plane, where ink may be) triples ink is read in: bright ink
+    (top-hat) and dark ink (black-hat) in the channels' mean (:func:`grey_u8`), anywhere; in an 8-bit
+    colour view with coloured pixels, bright ink in each pixel's brightest channel too, on those pixels
+    only. Coloured text stands out in the channel that carries it: dark blue (0, 0, 140) on black is 46
+    in the mean, under the contrast a glyph needs, and 140 in its brightest channel. The mean stays read:
+    next to a colour bar, bright in every hue, a yellow label is flatter in the mean. Coloured pixels are
+    those whose brightest channel stands ``COLOUR_MIN`` above a mean under ``COLOUR_DIM``, outside colour
+    flow (coloured pixels filling half a square of three ``patch`` view pixels a side, and such a square
+    round it); a glyph of that plane counts where half its ink is on them: grey speckle, the same in both
+    planes, is read once (on a 1024x768 Doppler frame, read again in the brightest channel, it cost the
+    glyph finder 10 -> 290 ms)."""
     gray = grey_u8(image)
-    planes = [(cv2.MORPH_TOPHAT, gray), (cv2.MORPH_BLACKHAT, gray)]
+    planes: list[tuple[int, np.ndarray, np.ndarray | None]] = [(cv2.MORPH_TOPHAT, gray, None),
+                                                               (cv2.MORPH_BLACKHAT, gray, None)]
     if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
         r, g, b = cv2.split(image)
         brightest = cv2.max(cv2.max(r, g), b)
-        if cv2.minMaxLoc(cv2.subtract(brightest, gray))[1] >= COLOUR_MIN:
-            planes.append((cv2.MORPH_TOPHAT, brightest))
+        coloured = cv2.subtract(brightest, gray) >= COLOUR_MIN
+        dim = coloured & (gray < COLOUR_DIM)
+        if dim.any():  # colour flow: coloured pixels filling half a square of three patches, and round it
+            share = cv2.blur(coloured.view(np.uint8) * np.uint8(255), (3 * patch, 3 * patch))
+            flow = share >= 128
+            if flow.any():
+                dim &= ~cv2.dilate(flow.view(np.uint8), np.ones((3 * patch, 3 * patch), np.uint8)).view(bool)
+            if dim.any():
+                planes.append((cv2.MORPH_TOPHAT, brightest, dim))
     return planes
 
 
@@ -183,50 +217,82 @@ def find_glyph_text(image: np.ndarray, sy: float = 1.0, sx: float = 1.0, short: 
     edge, so that a light field meeting the border is not taken for ink, nor text at the frame's edge lost.
     """
     p = params or GlyphParams()
-    planes = ink_planes(image)
+    planes = ink_planes(image, max(3, int(round(PATCH_PX / max(sy, sx, 1e-6)))))
     short = short or int(min(image.shape[:2]) * min(sy, sx))
     k = int(round(2.5 * p.max_rel_height * short / max(sy, 1e-6))) | 1
     k = max(7, min(k, 63))
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     found: list[Region] = []
-    rule_h = cv2.getStructuringElement(cv2.MORPH_RECT, (3 * k, 1))
-    rule_v = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3 * k))
     filled: dict[int, np.ndarray] = {}
-    for op, plane in planes:
+    for op, plane, where in planes:
         if id(plane) not in filled:
             filled[id(plane)] = _edge_filled(plane, inner)
         gray = filled[id(plane)]
-        hat = cv2.morphologyEx(gray, op, kernel)
-        marked = (hat >= p.min_contrast).view(np.uint8)
-        if not marked.any():
-            continue
-        # table rules and frame edges touching a line of text would join it into one long component
-        rules = _line_rules(marked, rule_h, rule_v)
-        graphics = marked.view(bool) | rules  # left out of the field round a box: flat is what remains
-        # ink is also at least half its local peak: the blurred rim of an upscaled glyph would fill its holes
-        near = cv2.dilate(hat, cv2.getStructuringElement(cv2.MORPH_RECT, (k // 4 * 2 + 1,) * 2))
-        ink = graphics & ~rules & (hat >= cv2.subtract(near, hat))  # 2 * hat >= near, in uint8 (near >= hat)
-        glyphs = _components(ink, sy, sx, short, p)
-        field, ink8 = _as_u8(~graphics), _as_u8(ink)
-        for x0, y0, x1, y1 in _lines(glyphs, p):
-            h = y1 - y0
-            r = max(3, int(round(p.ring * h)))
-            X0, Y0 = max(0, x0 - r), max(0, y0 - r)
-            X1, Y1 = min(gray.shape[1], x1 + r), min(gray.shape[0], y1 + r)
-            ring = field[Y0:Y1, X0:X1].copy()
-            ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = 0
-            if cv2.countNonZero(ring) < 8:
-                continue
-            # the field's mean and spread and the ink's mean, each in one OpenCV call (in double precision:
-            # the float32 numpy forms these replace differ by ~1e-5 grey levels, at a quarter of the time)
-            bg_mean, bg_std = cv2.meanStdDev(gray[Y0:Y1, X0:X1], mask=ring)
-            contrast = abs(cv2.mean(gray[y0:y1, x0:x1], mask=ink8[y0:y1, x0:x1])[0] - float(bg_mean[0, 0]))
-            if contrast < p.min_contrast:
-                continue
-            std = float(bg_std[0, 0])
-            if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0):
-                continue
-            if all((b.x, b.y, b.x + b.w, b.y + b.h) != (x0, y0, x1, y1) for b in found):  # the brightest
-                found.append(Region(x0, y0, x1 - x0, y1 - y0, round(min(1.0, contrast / 255.0), 3), "glyph"))  # channel
-                # finds again what the mean found
+        for x, y, crop, in_crop in _regions_to_read(gray, where, 3 * k // 2 + 1):
+            for r in _plane_lines(crop, op, in_crop, k, sy, sx, short, p):
+                box = Region(r.x + x, r.y + y, r.w, r.h, r.score, r.source)
+                if all((b.x, b.y, b.w, b.h) != (box.x, box.y, box.w, box.h) for b in found):  # the brightest
+                    found.append(box)  # channel finds again what the mean found
     return found
+
+
+def _regions_to_read(gray: np.ndarray, where: np.ndarray | None, margin: int, cell: int = 8
+                     ) -> list[tuple[int, int, np.ndarray, np.ndarray | None]]:
+    """(x, y, crop, where in it) of ``gray`` to read: all of it where ink may be anywhere; else the boxes
+    round the clusters of ``where`` grown by ``margin`` (inside that, the top-hat and the field round a
+    glyph are those of the whole plane), found on a grid of ``cell``-pixel cells; all of it when those
+    cover half the plane."""
+    if where is None:
+        return [(0, 0, gray, None)]
+    rows, cols = gray.shape
+    cells = cv2.resize(where.view(np.uint8) * np.uint8(255), (-(-cols // cell), -(-rows // cell)),
+                       interpolation=cv2.INTER_AREA)  # a cell's share of ``where``, > 0 for one pixel of 64
+    reach = 2 * (-(-margin // cell)) + 1
+    near = cv2.dilate((cells > 0).view(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (reach, reach)))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    boxes = [(x * cell, y * cell, min(cols, (x + w) * cell), min(rows, (y + h) * cell))
+             for x, y, w, h in stats[1:, :4].tolist()]
+    if 2 * sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) >= gray.size:
+        return [(0, 0, gray, where)]
+    return [(x0, y0, gray[y0:y1, x0:x1], where[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]
+
+
+def _plane_lines(gray: np.ndarray, op: int, where: np.ndarray | None, k: int, sy: float, sx: float, short: int,
+                 p: GlyphParams) -> list[Region]:
+    """The glyph lines on a flat field of one plane (``op``: top-hat for bright ink, black-hat for dark)
+    with a ``k``-pixel kernel; with ``where``, of the glyphs with half their ink on it."""
+    hat = cv2.morphologyEx(gray, op, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    marked = (hat >= p.min_contrast).view(np.uint8)
+    if not marked.any():
+        return []
+    # table rules and frame edges touching a line of text would join it into one long component
+    rules = _line_rules(marked, cv2.getStructuringElement(cv2.MORPH_RECT, (3 * k, 1)),
+                        cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3 * k)))
+    graphics = marked.view(bool) | rules  # left out of the field round a box: flat is what remains
+    # ink is also at least half its local peak: the blurred rim of an upscaled glyph would fill its holes
+    near = cv2.dilate(hat, cv2.getStructuringElement(cv2.MORPH_RECT, (k // 4 * 2 + 1,) * 2))
+    ink = graphics & ~rules & (hat >= cv2.subtract(near, hat))  # 2 * hat >= near, in uint8 (near >= hat)
+    glyphs = _components(ink, sy, sx, short, p)
+    if where is not None:
+        glyphs = _mostly_in(glyphs, ink, where)
+    field, ink8 = _as_u8(~graphics), _as_u8(ink)
+    out: list[Region] = []
+    for x0, y0, x1, y1 in _lines(glyphs, p):
+        h = y1 - y0
+        r = max(3, int(round(p.ring * h)))
+        X0, Y0 = max(0, x0 - r), max(0, y0 - r)
+        X1, Y1 = min(gray.shape[1], x1 + r), min(gray.shape[0], y1 + r)
+        ring = field[Y0:Y1, X0:X1].copy()
+        ring[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0] = 0
+        if cv2.countNonZero(ring) < 8:
+            continue
+        # the field's mean and spread and the ink's mean, each in one OpenCV call (in double precision:
+        # the float32 numpy forms these replace differ by ~1e-5 grey levels, at a quarter of the time)
+        bg_mean, bg_std = cv2.meanStdDev(gray[Y0:Y1, X0:X1], mask=ring)
+        contrast = abs(cv2.mean(gray[y0:y1, x0:x1], mask=ink8[y0:y1, x0:x1])[0] - float(bg_mean[0, 0]))
+        if contrast < p.min_contrast:
+            continue
+        std = float(bg_std[0, 0])
+        if std > p.max_ring_std or contrast < p.min_ratio * max(std, 1.0):
+            continue
+        out.append(Region(x0, y0, x1 - x0, y1 - y0, round(min(1.0, contrast / 255.0), 3), "glyph"))
+    return out
