@@ -115,7 +115,9 @@ def test_it_stays_inside_the_frame() -> None:
 def test_dark_blue_text_on_the_real_ultrasound_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real palette ultrasound with its text recoloured dark blue (``eval_variants``'s
     ``text-dark-blue``): the networks box the institution from its third character; completed, every
-    PHI box is covered; without completion the institution is not."""
+    PHI box is covered; without completion the institution is covered only by the glyph finder's
+    brightest-channel plane, and with neither it is not."""
+    from deid_pipeline.detect import glyphs
     from deid_pipeline import scan
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -129,5 +131,8 @@ def test_dark_blue_text_on_the_real_ultrasound_bar(monkeypatch: pytest.MonkeyPat
     regions = scan.scan_frames(vds, _decode(vds), det)[0]
     assert all(_covered(b, regions) for b in phi.values())
     monkeypatch.setattr(scan, "extend_along_line", lambda *args, **kwargs: [])
+    regions = scan.scan_frames(vds, _decode(vds), det)[0]
+    assert _covered(phi["institution"], regions)
+    monkeypatch.setattr(glyphs, "COLOUR_DIM", 0)  # no pixel dim enough: no brightest-channel plane
     regions = scan.scan_frames(vds, _decode(vds), det)[0]
     assert not _covered(phi["institution"], regions)
