@@ -102,6 +102,7 @@ def test_bench_peers_smoke(tmp_path: Path) -> None:
         assert scored["nontext_changed_share"] < 0.01
 
 
+@pytest.mark.slow  # ~6 s: the other bench smokes stay in the default suite
 def test_bench_pixels_smoke(tmp_path: Path) -> None:
     """A tiny CT corpus through a real ``deid run --workers 0``; the stage sums, counts and report."""
     import bench_pixels

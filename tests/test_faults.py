@@ -117,6 +117,7 @@ def test_file_that_kills_every_worker_ends_failed(setup, tmp_path: Path) -> None
     assert len(written) == len(ref_written) - 1 and written < ref_written
 
 
+@pytest.mark.slow  # ~10 s: two runs and a resume
 def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path: Path) -> None:
     """A run left with failed records (a file that killed every worker): the same command resumed keeps
     them; with ``--retry-failed`` they are processed again, their records replaced: the outputs and
@@ -149,7 +150,8 @@ def test_failed_inputs_are_redone_by_a_resume_that_retries_them(setup, tmp_path:
     assert report["counts"] == ref_report["counts"] and set(report["counts"]) <= {"identifying-value-in-header"}
 
 
-@pytest.mark.parametrize("batch_size", [2, 7])  # 7: the whole tree in one batch, its limit still per file
+@pytest.mark.parametrize("batch_size", [pytest.param(2, marks=pytest.mark.slow), 7])  # 7: the whole tree in one
+# batch, its limit still per file (2, ~9 s, in the slow suite)
 def test_hung_file_times_out_and_the_run_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture, batch_size: int) -> None:
     """The hung file ends ``failed`` ``timeout``, the rest written; each hung worker is killed by its

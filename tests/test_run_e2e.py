@@ -381,6 +381,7 @@ def test_world_readable_key_refused(tree, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "chmod 600" in proc.stderr
 
 
+@pytest.mark.slow  # ~12 s: a run killed mid-way and resumed
 def test_kill_9_then_resume(tree, run2) -> None:
     inp, _, key = tree
     out2, _ = run2
