@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..prepare import PATCH_CHROMA, PATCH_PX
+from ..prepare import PATCH_PX
 from ..types import Region, join_boxes
 
 __all__ = ["GlyphParams", "find_glyph_text", "grey_u8", "ink_planes"]
@@ -115,7 +115,8 @@ def _components(ink: np.ndarray, sy: float, sx: float, short: int, p: GlyphParam
     return [tuple(b) for b in boxes[thin].tolist()]
 
 
-def _mostly_in(boxes: list[tuple[int, int, int, int]], ink: np.ndarray, where: np.ndarray) -> list[tuple[int, int, int, int]]:
+def _mostly_in(boxes: list[tuple[int, int, int, int]], ink: np.ndarray,
+               where: np.ndarray) -> list[tuple[int, int, int, int]]:
     """The (x, y, w, h) ``boxes`` at least half of whose ink lies in ``where`` (box sums of integral
     images: a Doppler frame's view holds ~1,000 speckle boxes)."""
     if not boxes:
