@@ -371,7 +371,7 @@ def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
     a top-level VOI LUT Sequence, :func:`_lut_window`. Windows of width <= 1 and values that do not
     parse are left out."""
     try:
-        if "ModalityLUTSequence" in ds or "VOILUTSequence" in ds:  # a viewer shows the VOI LUT before a window
+        if _lut_display(ds):  # a viewer shows the VOI LUT before a window
             lut = _lut_window(ds)
             return [] if lut is None else [lut]
         spans: list[tuple[float, float]] = []
@@ -398,6 +398,11 @@ def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
             a, b = ((v - (intercept or 0.0)) / slope for v in span)
             out.append((min(a, b), max(a, b)))
     return out
+
+
+def _lut_display(ds: Dataset) -> bool:
+    """Whether the file is displayed through a top-level lookup table (the same for every frame)."""
+    return "ModalityLUTSequence" in ds or "VOILUTSequence" in ds
 
 
 def voi_window(ds: Dataset) -> tuple[float, float] | None:
@@ -470,7 +475,8 @@ def prepare_views(ds: Dataset, frames: np.ndarray, device: str = "cpu", min_long
     if len(numbers) != n:
         raise ValueError(f"{len(numbers)} frame numbers for {n} frames")
     presets: dict[int, list[tuple[float, float]]] = {}  # per frame number, in stored values as displayed
-    per_frame = "PerFrameFunctionalGroupsSequence" in ds  # else every frame has the first frame's windows
+    # frames have windows of their own in Per-Frame Functional Groups, not through a top-level table
+    per_frame = "PerFrameFunctionalGroupsSequence" in ds and not _lut_display(ds)
     floats = np.issubdtype(frames.dtype, np.floating)  # Float Pixel Data: NaN and infinities possible
     for i in range(n):
         f = torch.as_tensor(frames[i].astype(np.float32), device=device)
