@@ -999,7 +999,7 @@ class Deidentifier:
     def _holds_own_uid(self, raw: bytes) -> bool:
         """Whether a UI value's bytes hold one of the file's own UIDs (:func:`own_uids`)."""
         own = self.ctx.own_uids
-        return bool(own) and any(v.strip(" \0") in own for v in bytes(raw).decode("ascii", "replace").split("\\"))
+        return bool(own) and any(v in own for v in _uid_values(bytes(raw).decode("ascii", "replace")))
 
     def apply(self, code: str, elem: DataElement, ref: ElementRef, scope: int) -> Any:
         """Apply ``code`` to ``elem`` (its value changed in place) and count it. Returns REMOVE, KEEP for a
@@ -1167,8 +1167,13 @@ def own_uids(ds: Dataset) -> frozenset[str]:
             continue
         value = elem.value
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else "\\".join(_str_values(elem))
-        out.update(v for v in (u.strip(" \0") for u in text.split("\\")) if v and not actions.is_well_known_uid(v))
+        out.update(v for v in _uid_values(text) if v and not actions.is_well_known_uid(v))
     return frozenset(out)
+
+
+def _uid_values(text: str) -> list[str]:
+    """The UIDs of a UI value as text (``\\``-separated, each stripped of its padding)."""
+    return [u.strip(" \0") for u in text.split("\\")]
 
 
 def action_context(ds: Dataset, profile: Profile, pseudo: Pseudonymizer, phi_terms: frozenset[str]) -> actions.ActionContext:

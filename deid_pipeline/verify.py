@@ -63,7 +63,7 @@ from pydicom.multival import MultiValue
 from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from .actions import DUMMY_TEXT, is_well_known_uid
+from .actions import DUMMY_TEXT, TEXT_VRS, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
@@ -729,7 +729,7 @@ def _output_text(out: Dataset) -> str:
     return "\n".join(values)
 
 
-_TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_TEXT_VRS = TEXT_VRS - {"UR"}  # the text VRs but a URI
 
 
 def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_folded: bytes, line: int,
@@ -939,7 +939,6 @@ def _pattern_kept(container: Dataset, elem: Any) -> bool:
 def _clean_keeps(elem: Any, phi_terms: frozenset[str], replaces_uids: bool) -> bool:
     """Whether C keeps a text value as it is: the run's clean (:func:`actions.act_clean`) finds nothing
     identifying in any of its values (a description without names, IDs or dates)."""
-    from .actions import TEXT_VRS
     from .clean import clean_text
 
     if elem.VR not in TEXT_VRS or elem.VR == "PN":  # a name under C is emptied
