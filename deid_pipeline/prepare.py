@@ -68,12 +68,14 @@ EXTREME_MAX_SHARE = 0.15
 #: lies in it (a window far from the stored values, as a CT window on data stored without its rescale, shows nothing)
 VOI_MIN_SHARE = 0.02
 #: ... and, in a frame that needs no robust window (no extreme value squeezes the rest), makes a
-#: ``window`` view of its own only when it is this narrow against the frame's range (a head CT's 40/80 or
-#: 80/160 in 4,096 values: text at its top is ~4 grey levels over the brain in ``full``; a 40/400 soft
-#: tissue window's top, 200 HU over the tissue, is ~13 and was found there): a view costs as much
-#: detection as the frame's others (text-free CT with 40/400: 1.4 -> 2.3 views a frame had every narrow
-#: window made one)
-VOI_NARROW = 0.1
+#: ``window`` view of its own only when it is this narrow against the frame's range. Text white in the
+#: window over tissue at its centre is ``0.5 * 255 * share`` grey levels over it in ``full``: the networks
+#: found 0-6 of 9 such lines at shares of 0.11-0.13 (14-17 levels) and all from 0.14 (an MR-like frame
+#: with bright fat, textured tissue; a head CT's 40/80 in 4,096 values: ~4 levels); 0.16 gives it 20. A
+#: view costs as much detection as the frame's others, and wider windows are common (a body CT's 40/400
+#: in a slice without a robust window; text-free CT: 1.4 -> 2.3 views a frame at 0.3), so text light
+#: grey in a window a sixth to a quarter of the range is left to ``full``
+VOI_NARROW = 0.16
 #: ... and each of the file's other presets (a multi-valued Window Center and Width) that is narrow too,
 #: and not inside one shown (``_window_spans``), makes one more, this many windows a frame at most. Every
 #: preset is read (the header costs nothing); each view made costs a detection: a 512x512 CT slice with

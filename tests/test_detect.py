@@ -181,6 +181,43 @@ def test_ct_text_seen_only_through_the_file_s_window(det, text_hu: float, window
     assert all(_covered(box, regions) for box in boxes)
 
 
+def _mr_with_window(share: float, text_at: float, centre: float) -> tuple[Dataset, np.ndarray, list[tuple[int, int, int, int]]]:
+    """A 512x512 12-bit MR-like frame: a ring of fat at 4,000 (no robust window: a fifth of the body is
+    at the top of the range) round soft tissue textured round ``centre``; its window ``centre`` / ``share``
+    of 4,000 wide, and three lines of text at ``centre + text_at`` window widths (0.5: the window's top,
+    white to a reader), and their boxes."""
+    width = share * 4000.0
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :512]
+    v = np.zeros((512, 512))
+    v[((yy - 256) / 230) ** 2 + ((xx - 256) / 200) ** 2 < 1] = 4000.0
+    inner = ((yy - 256) / 200) ** 2 + ((xx - 256) / 170) ** 2 < 1
+    v[inner] = centre + 0.2 * width * np.sin(xx[inner] / 23.0) * np.cos(yy[inner] / 31.0)
+    v += rng.normal(0, 0.02 * width, v.shape) * (v > 0)
+    boxes = [_put(v, text, org, centre + text_at * width)
+             for text, org in (("DOE^JOHN 884213", (150, 200)), ("DOB 19371112", (150, 260)), ("ACC 55512", (170, 320)))]
+    img = np.clip(np.round(v), 0, 4095).astype(np.uint16)
+    ds = _ds(img, bits=12)
+    ds.Modality = "MR"
+    ds.WindowCenter, ds.WindowWidth = centre, width
+    return ds, img, boxes
+
+
+@pytest.mark.parametrize("share, text_at, centre", [(0.12, 0.5, 800.0), (0.13, 0.5, 800.0), (0.12, 0.5, 1200.0),
+                                                    (0.14, 0.4, 1200.0), (0.15, 0.3, 1200.0)])
+def test_text_seen_through_a_window_an_eighth_to_a_sixth_of_the_range(det, share: float, text_at: float,
+                                                                        centre: float) -> None:
+    """Text white (or light grey) in a window 12-15 % as wide as the frame's range, over textured tissue
+    in an MR-like frame with bright fat: 11-17 grey levels over the tissue in the min-max view, where 0-2
+    lines of 3 were found; the file's window makes a view (``VOI_NARROW``)."""
+    from deid_pipeline.prepare import prepare_views
+
+    ds, img, boxes = _mr_with_window(share, text_at, centre)
+    assert [v.kind for v in prepare_views(ds, img)] == ["full", "window"]
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
 @pytest.mark.parametrize("table", ["modality", "voi"])
 def test_ct_text_seen_only_through_the_file_s_lookup_table(det, table: str) -> None:
     """The same head CT and text (100 HU over the brain) shown through a table: a Modality LUT Sequence
@@ -250,7 +287,7 @@ def test_ct_text_of_a_preset_inside_a_shown_one_is_found_without_its_view(det) -
     ((20, 40, 60, 80), (40, 40, 40, 40), ["full", "window", "window", "window"]),  # MAX_VOI_VIEWS
 ])
 def test_window_presets_that_make_views(centres: tuple[int, ...], widths: tuple[int, ...], kinds: list[str]) -> None:
-    """Presets that are wide, the same or inside one already shown at a tenth of its width or more make
+    """Presets that are wide, the same or inside one already shown at ``VOI_NARROW`` of its width or more make
     no view; each other narrow one makes one, ``MAX_VOI_VIEWS`` at most."""
     from deid_pipeline import prepare
 
