@@ -42,7 +42,8 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import MIN_INFLECTED_NAME, may_hold_uid, may_match_a_pattern, name_stems, remove_terms
+from .clean import (MIN_INFLECTED_NAME, SPLIT_DIGIT_SEPARATORS, may_hold_uid, may_match_a_pattern, name_stems, remove_terms,
+                    split_digit_terms)
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -656,6 +657,16 @@ def _stem_bytes(terms: frozenset[str]) -> tuple[bytes, ...]:
     return tuple(p.encode() for p in name_stems(terms)[1] if p.isascii())
 
 
+_SPLIT_SEPARATOR_BYTES = SPLIT_DIGIT_SEPARATORS.encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _number_bytes(terms: frozenset[str]) -> tuple[bytes, ...]:
+    """The file's numbers :func:`clean.split_digits_in` finds with their digits split, as ASCII bytes (a
+    value whose bytes, without those separators, hold none of them holds none of those forms)."""
+    return tuple(t.encode() for t in split_digit_terms(terms))
+
+
 @functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _decision(profile: Profile, ref: ElementRef, scope: int) -> tuple[str, str]:
     """(code, applied code) for one element: the rule, UIDs inside an X/Z/U* sequence replaced, unlisted
@@ -957,8 +968,10 @@ class Deidentifier:
 
     def _may_hold_term(self, raw: bytes, inflected: bool = True) -> bool:
         """Whether an ASCII value may hold one of the file's terms (True where that cannot be told):
-        one of its runs of letters and digits is part of a term or, with ``inflected``, starts with a
-        name's part that is found with letters after it (:func:`clean.name_stems`)."""
+        one of its runs of letters and digits is part of a term, its digits (split by
+        :data:`clean.SPLIT_DIGIT_SEPARATORS` or not) hold one of the file's numbers, or, with
+        ``inflected``, one of its runs starts with a name's part that is found with letters after it
+        (:func:`clean.name_stems`)."""
         found = _term_text(self.ctx.phi_terms)
         if found is None or not raw.isascii():
             return True
@@ -966,6 +979,9 @@ class Deidentifier:
         runs = _ALNUM_RUNS(raw.lower())
         if any(run in text for run in runs if initials or len(run) > 1):
             return True
+        numbers = _number_bytes(self.ctx.phi_terms)
+        if numbers and any(n in raw.translate(None, _SPLIT_SEPARATOR_BYTES) for n in numbers):
+            return True  # a number written a digit at a time ("9 9 8 8 7 7 6 6"): runs of one character
         stems = _stem_bytes(self.ctx.phi_terms) if inflected else ()
         return bool(stems) and any(run.startswith(stems) for run in runs)
 

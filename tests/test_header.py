@@ -854,6 +854,22 @@ def test_an_id_with_its_digits_split_leaves_cleaned_and_kept_text(tmp_path: Path
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
 @pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("written", ["9 9 8 8 7 7 6 6", "9-9-8-8-7-7-6-6", "9 98 8 7 7 6 6"])
+def test_an_id_written_digit_by_digit_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                    written: str) -> None:
+    """The patient's ID written one digit at a time (runs of one character, which the check of a kept
+    value's bytes passed over) is taken out of the text cleaned and kept; single digits that spell no
+    number of the file's stay."""
+    ds = _read("CT_small.dcm")
+    ds.PatientID = "99887766"
+    out, data = _run_one(tmp_path, _with_text(ds, f"knee {written} views 1 2 3"), profile, pixels)
+    texts = _texts(out)
+    assert not any("99887766" in "".join(c for c in t if c.isdigit()) for t in texts)
+    assert all(t == "knee views 1 2 3" for t in texts if t), texts
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
 @pytest.mark.parametrize("written", ["ZQXCANARYs", "ZQXCANARYSONS", "zqxcanaryes", "ZQXCANARY's", "ZQXCANARYs'",
                                      "ZQXGIVENs"])
 def test_a_name_with_letters_after_it_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
@@ -919,7 +935,8 @@ def test_the_file_s_own_uid_in_a_class_uid_is_replaced(tmp_path: Path, profile: 
 
 
 @pytest.mark.parametrize("meaning, found", [("knee 9988 7766", True), ("knee 99-88-77-66", True), ("knee 9988", False),
-                                            ("knee 99887 series 766", False)])
+                                            ("knee 99887 series 766", False), ("knee 9 9 8 8 7 7 6 6", True),
+                                            ("knee 9 9 8 8 views 1 2 3", False)])
 def test_verify_reports_an_id_with_its_digits_split_in_an_output(tmp_path: Path, meaning: str, found: bool) -> None:
     """An output whose header holds the input's ID with its digits split (written by a tool that looked
     for the ID as it was) is ``identifying-value-in-header``; part of it, or its digits far apart, are not."""
