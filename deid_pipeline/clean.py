@@ -2,8 +2,9 @@
 
 Three passes, each conservative on its own:
 1. the file's own ``phi_terms`` (names, IDs, dates in common formats, institution), matched whole-word
-   and case-insensitively, longest first; a number's digits also split by spaces, dashes or dots, a
-   name's parts also with letters after them (:func:`_mark_terms`);
+   and case-insensitively, longest first; a number's digits also split or regrouped by spaces, dashes
+   or dots (a telephone number's and a date's too), a name's parts also with letters after them
+   (:func:`_mark_terms`);
 2. presidio-analyzer *pattern* recognizers (phone, e-mail, dates, SSN, URL, IP). The engine runs with a
    no-op NLP engine (no spaCy model, no network) and is built once per process, when the first value
    that one of them could match comes (:func:`may_match_a_pattern`): importing presidio takes seconds;
@@ -248,6 +249,12 @@ _SPLIT_GAP = "[" + re.escape(SPLIT_DIGIT_SEPARATORS) + "]{0,3}"
 _SQUEEZE = str.maketrans("", "", SPLIT_DIGIT_SEPARATORS)
 #: ... when it has this many digits at least (as an ID's digits, ``tags._ID_PARTS``: shorter is any number)
 MIN_SPLIT_DIGITS = 5
+#: A value of the file's written with punctuation between its digits (a telephone number ``555-123-4567``,
+#: an SSN, a date ``03/12/1965``) is found by its digits too, grouped otherwise ("555 1234567", "0312 1965"),
+#: when it has this many digits at least (as verify compares telephone numbers): a date's short forms
+#: ("1/2/2019") have fewer, which a decimal ("122.019") would match
+MIN_REGROUPED_DIGITS = 7
+_PUNCTUATED_NUMBER = re.compile(r"\+?\(?\d[\d\s\-./()]*\d\)?")
 #: A person's name part is found with letters after it: ``s`` / ``es`` (a plural or a possessive
 #: without its apostrophe, "Canarys") after a part of 3 letters or more, any letters ("Canarysons",
 #: "CanaryZqxgiven") after one of 6 or more. Shorter parts would take common words ("Ha" in "has",
@@ -259,8 +266,21 @@ _INFLECTIONS = "(?:e?s|['\u2019]s)"  # a possessive's apostrophe goes with the n
 
 @functools.lru_cache(maxsize=256)
 def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
-    """The terms that are numbers of :data:`MIN_SPLIT_DIGITS` digits or more (IDs, compact dates)."""
-    return tuple(t for t in {t.strip() for t in terms} if len(t) >= MIN_SPLIT_DIGITS and t.isascii() and t.isdigit())
+    """The numbers among ``terms`` found with their digits split: the terms that are numbers of
+    :data:`MIN_SPLIT_DIGITS` digits or more (IDs, compact dates), and the digits of those that are
+    numbers with punctuation (telephone numbers, SSNs, dates) of :data:`MIN_REGROUPED_DIGITS` or more."""
+    out = set()
+    for t in {t.strip() for t in terms}:
+        if not t.isascii():
+            continue
+        if t.isdigit():
+            if len(t) >= MIN_SPLIT_DIGITS:
+                out.add(t)
+        elif _PUNCTUATED_NUMBER.fullmatch(t):
+            digits = "".join(c for c in t if c.isdigit())
+            if len(digits) >= MIN_REGROUPED_DIGITS:
+                out.add(digits)
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=256)

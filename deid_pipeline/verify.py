@@ -19,7 +19,7 @@ For every written output, against its input (found through the private journal):
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
    birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it;
-   in the header, a number of 6 digits or more also with its digits split: ``9988 7766``), each value
+   in the header, a number of 6 digits or more also with its digits split or regrouped: ``9988 7766``), each value
    also encoded in the character sets the output and the input declare (ISO-8859-5, GB18030, ISO 2022);
    in the header also a person's name with its short parts in separate words or elements, a telephone
    number by its digits, an address line by its words (:func:`_reformatted`); and in the files deid
@@ -655,9 +655,10 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
             findings.append(Finding(line, "identifying-value-in-bytes", f"a {len(term)}-character identifying value"))
         if _path_has(term, rel_path):
             findings.append(Finding(line, "identifying-value-in-path", f"a {len(term)}-character identifying value"))
-    findings += [Finding(line, "identifying-value-in-header", f"a {n}-digit identifying number with its digits split")
-                 for n in _split_numbers(header, terms)]
-    findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h})
+    split = _split_numbers(header, terms)
+    findings += [Finding(line, "identifying-value-in-header", f"a {len(n)}-digit identifying number with its digits split")
+                 for n in sorted(split, key=len)]
+    findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h}, split)
     findings += _in_own_files(searched, own_files, line)
     return findings
 
@@ -733,10 +734,10 @@ _TEXT_VRS = TEXT_VRS - {"UR"}  # the text VRs but a URI
 
 
 def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_folded: bytes, line: int,
-                 codecs: tuple[str, ...], found: set[str]) -> list[Finding]:
+                 codecs: tuple[str, ...], found: set[str], split: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
     """``identifying-value-in-header`` for the input's values written otherwise in the output's header,
     which the byte search (the values as written, :func:`_found`) does not see; ``found``: the terms
-    it found there (each value is reported once).
+    it found there, ``split``: the numbers :func:`_split_numbers` found (each value is reported once).
 
     * a person's name split across elements or words: each of its parts (2 characters or more) as a
       whole word of the output's text, where one part is shorter than :data:`_HEADER_MIN_TERM` (longer
@@ -771,7 +772,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
                                     f"a person's name's {len(parts)} parts ({', '.join(str(len(p)) for p in parts)} "
                                     "characters) each as a word of the output's text"))
     numbers = {re.sub(r"\D", "", m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)}
-    numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS}
+    numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS and n not in split}
     if numbers:
         head = bytes(header).decode("latin-1")
         squeezed = re.sub(r"\D", "", head)
@@ -853,19 +854,20 @@ def _in_own_files(terms: list[str], own_files: tuple[str, ...], line: int) -> li
 _SPLIT_MIN_DIGITS = 6
 
 
-def _split_numbers(header: bytes | mmap.mmap, terms: set[str]) -> list[int]:
-    """The lengths of the input's numbers (IDs, compact dates: :func:`clean.split_digit_terms`) found
-    in ``header`` with their digits split by spaces, dashes, dots or underscores ("9988 7766"), as the
-    run takes them out of the text it cleans or keeps (found together, the byte search has them)."""
+def _split_numbers(header: bytes | mmap.mmap, terms: set[str]) -> set[str]:
+    """The input's numbers (IDs, compact dates, the digits of telephone numbers, SSNs and dates:
+    :func:`clean.split_digit_terms`) found in ``header`` with their digits split or regrouped by spaces,
+    dashes, dots or underscores ("9988 7766", "12 345 6789" for 123-45-6789), as the run takes them out
+    of the text it cleans or keeps; not where written together or as one of ``terms`` is (the byte
+    search has those)."""
     from .clean import SPLIT_DIGIT_SEPARATORS, split_digit_terms, split_digits_in
 
     numbers = tuple(t for t in split_digit_terms(frozenset(terms)) if len(t) >= _SPLIT_MIN_DIGITS)
     if not numbers:
-        return []
+        return set()
     text = bytes(header).decode("latin-1")
-    found = {re.sub(r"\D", "", m.group()) for m in split_digits_in(text, numbers)
-             if any(c in SPLIT_DIGIT_SEPARATORS for c in m.group())}
-    return sorted(len(n) for n in found)
+    return {re.sub(r"\D", "", m.group()) for m in split_digits_in(text, numbers)
+            if any(c in SPLIT_DIGIT_SEPARATORS for c in m.group()) and m.group() not in terms}
 
 
 def _uid_in(uid: bytes, data: bytes | mmap.mmap) -> bool:

@@ -870,6 +870,30 @@ def test_an_id_written_digit_by_digit_leaves_cleaned_and_kept_text(tmp_path: Pat
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
 @pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("keyword, value, written", [
+    ("PatientTelephoneNumbers", "555-123-4567", "555 1234567"),
+    ("PatientTelephoneNumbers", "555-123-4567", "5551 234 567"),
+    ("PatientTelephoneNumbers", "(555) 123-4567", "555.1234.567"),
+    ("OtherPatientIDs", "123-45-6789", "12 345 6789"),
+    ("PatientBirthDate", "19650312", "0312 1965"),  # 03/12/1965
+    ("PatientBirthDate", "19650312", "12 031965"),  # 12/03/1965
+])
+def test_a_number_regrouped_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str, keyword: str,
+                                                         value: str, written: str) -> None:
+    """A telephone number, an ID or a date of the file's written with its digits grouped otherwise than
+    in the header ("555 1234567" for 555-123-4567) is taken out of the text cleaned and kept, when its
+    digits are the value's; other numbers stay."""
+    ds = _read("CT_small.dcm")
+    setattr(ds, keyword, value)
+    out, _ = _run_one(tmp_path, _with_text(ds, f"call {written} re knee, 2 views 120 kV"), profile, pixels)
+    digits = "".join(c for c in value if c.isdigit())
+    texts = _texts(out)
+    assert not any(digits in "".join(c for c in t if c.isdigit()) for t in texts), texts
+    assert all(t == "call re knee, 2 views 120 kV" for t in texts if t), texts
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
 @pytest.mark.parametrize("written", ["ZQXCANARYs", "ZQXCANARYSONS", "zqxcanaryes", "ZQXCANARY's", "ZQXCANARYs'",
                                      "ZQXGIVENs"])
 def test_a_name_with_letters_after_it_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
@@ -956,6 +980,40 @@ def test_verify_reports_an_id_with_its_digits_split_in_an_output(tmp_path: Path,
                if f.kind == "identifying-value-in-header"]
     assert any("digits split" in d for d in details) is found, details
     assert not any("9988" in d or "7766" in d for d in details)
+
+
+@pytest.mark.parametrize("keyword, value, meaning, found", [
+    ("OtherPatientIDs", "123-45-6789", "knee 12 345 6789", True),
+    ("PatientBirthDate", "19650312", "knee 0312 1965", True),
+    ("PatientTelephoneNumbers", "555-123-4567", "knee 5551 234 567", True),
+    ("PatientTelephoneNumbers", "555-123-4567", "knee 555-123-4567", True),
+    ("PatientBirthDate", "19650312", "knee 0312 1966", False),
+    ("OtherPatientIDs", "123-45-6789", "knee 12 345 6788", False),
+])
+def test_verify_reports_a_number_regrouped_in_an_output(tmp_path: Path, keyword: str, value: str, meaning: str,
+                                                        found: bool) -> None:
+    """An output whose header holds an input's SSN, date or telephone number with its digits grouped
+    otherwise is ``identifying-value-in-header``, once; other digits are not."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    setattr(src_ds, keyword, value)
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> list[str]:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
+                if f.kind == "identifying-value-in-header"]
+
+    base, details = identifying("knee follow-up"), identifying(meaning)
+    assert len(details) == len(base) + found, details
+    assert not any(value in d or meaning in d for d in details)
 
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
