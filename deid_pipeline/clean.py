@@ -258,10 +258,17 @@ _PUNCTUATED_NUMBER = re.compile(r"\+?\(?\d[\d\s\-./()]*\d\)?")
 #: A person's name part is found with letters after it: ``s`` / ``es`` (a plural or a possessive
 #: without its apostrophe, "Canarys") after a part of 3 letters or more, any letters ("Canarysons",
 #: "CanaryZqxgiven") after one of 6 or more. Shorter parts would take common words ("Ha" in "has",
-#: "Lumb" in "lumbar", "Head" in "header"; measured in benchmarks/README.md).
+#: "Lumb" in "lumbar", "Head" in "header"; measured in benchmarks/README.md). Such a part is also
+#: found joined by a hyphen to a word before or after it ("Smith-Jones": a double surname) and with
+#: a number after it ("Canary2", "Canary_2").
 MIN_INFLECTED_NAME = 3
 MIN_PREFIX_NAME = 6
 _INFLECTIONS = "(?:e?s|['\u2019]s)"  # a possessive's apostrophe goes with the name
+_HYPHENED = r"[^\W\d_]+-"
+_AFTER_NAME = r"(?:-[^\W\d_]+)?(?:[-_]?\d+)?"
+#: Punctuation inside a name's part ("O'Brien", "Smith-Jones"): the part is a name's part with it, and
+#: so is each piece between it
+NAME_PUNCTUATION = re.compile(r"[-'\u2019]")
 
 
 @functools.lru_cache(maxsize=256)
@@ -299,20 +306,34 @@ def split_digits_in(text: str, numbers: tuple[str, ...]) -> Iterator[re.Match[st
 
 @functools.lru_cache(maxsize=256)
 def name_stems(terms: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The parts of the persons' names among ``terms`` (lower case, letters only) that are found with
-    letters after them: (parts of :data:`MIN_PREFIX_NAME` letters or more, any letters after; parts of
-    :data:`MIN_INFLECTED_NAME` or more, ``s`` / ``es`` / ``'s`` after). A name is a term holding a PN's
-    component separator ``^`` (``tags._name_terms`` writes a one-part name so too)."""
-    parts = {p for t in terms if "^" in t for p in re.split(r"[\^\s,]+", t.lower()) if p.isalpha()}
-    return (tuple(sorted(p for p in parts if len(p) >= MIN_PREFIX_NAME)),
-            tuple(sorted(p for p in parts if len(p) >= MIN_INFLECTED_NAME)))
+    """The parts of the persons' names among ``terms`` (lower case, letters only, or letters with
+    :data:`NAME_PUNCTUATION` inside: then each piece too) that are found with letters after them: (parts
+    of :data:`MIN_PREFIX_NAME` letters or more, any letters after; parts of :data:`MIN_INFLECTED_NAME`
+    or more, ``s`` / ``es`` / ``'s`` after). A name is a term holding a PN's component separator ``^``
+    (``tags._name_terms`` writes a one-part name so too)."""
+    parts = set()
+    for t in terms:
+        if "^" in t:
+            for p in re.split(r"[\^\s,]+", t.lower()):
+                pieces = NAME_PUNCTUATION.split(p)
+                if all(q.isalpha() for q in pieces):
+                    parts.update([p, *pieces] if len(pieces) > 1 else pieces)
+
+    def letters(p: str) -> int:
+        return len(NAME_PUNCTUATION.sub("", p))
+
+    return (tuple(sorted(p for p in parts if letters(p) >= MIN_PREFIX_NAME)),
+            tuple(sorted(p for p in parts if letters(p) >= MIN_INFLECTED_NAME)))
 
 
 @functools.lru_cache(maxsize=256)
 def _stems_pattern(prefixes: frozenset[str], inflected: frozenset[str]) -> re.Pattern[str]:
-    body = "|".join([f"(?:{'|'.join(map(re.escape, sorted(prefixes, key=len, reverse=True)))})[^\\W\\d_]+"] if prefixes else []
-                    + [f"(?:{'|'.join(map(re.escape, sorted(inflected, key=len, reverse=True)))}){_INFLECTIONS}"] if inflected else [])
-    return re.compile(rf"(?<![^\W_])(?:{body})(?![^\W_])", re.IGNORECASE)
+    def either(parts: frozenset[str]) -> str:
+        return "|".join(map(re.escape, sorted(parts, key=len, reverse=True)))
+
+    body = "|".join(([f"(?:{either(prefixes)})[^\\W\\d_]*{_INFLECTIONS}?"] if prefixes else [])
+                    + ([f"(?:{either(inflected)}){_INFLECTIONS}?"] if inflected else []))
+    return re.compile(rf"(?<![^\W_])(?:{_HYPHENED})?(?:{body}){_AFTER_NAME}(?![^\W_])", re.IGNORECASE)
 
 
 def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray, inflected: bool = True) -> None:

@@ -42,8 +42,8 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import (MIN_INFLECTED_NAME, SPLIT_DIGIT_SEPARATORS, may_hold_uid, may_match_a_pattern, name_stems, remove_terms,
-                    split_digit_terms)
+from .clean import (MIN_INFLECTED_NAME, NAME_PUNCTUATION, SPLIT_DIGIT_SEPARATORS, may_hold_uid, may_match_a_pattern, name_stems,
+                    remove_terms, split_digit_terms)
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -654,7 +654,7 @@ def _term_text(terms: frozenset[str]) -> tuple[bytes, bool] | None:
 def _stem_bytes(terms: frozenset[str]) -> tuple[bytes, ...]:
     """The name parts :func:`clean.name_stems` finds with letters after them, as ASCII bytes (a value
     whose runs start with none of them holds none of those forms)."""
-    return tuple(p.encode() for p in name_stems(terms)[1] if p.isascii())
+    return tuple(p.encode() for p in name_stems(terms)[1] if p.isascii() and p.isalpha())  # "o'brien": its pieces
 
 
 _SPLIT_SEPARATOR_BYTES = SPLIT_DIGIT_SEPARATORS.encode()
@@ -773,8 +773,9 @@ def _ordinal_suffix(day: int) -> str:
 
 def _name_terms(value: str) -> set[str]:
     """A PN value's terms: each group as written and with spaces for ``^``, its parts, its components
-    run together ("ZQXSURNAMEZQXGIVEN", the given name first too). A one-part name is also written
-    with a ``^`` after it, which marks it a name (:func:`clean.name_stems`)."""
+    run together ("ZQXSURNAMEZQXGIVEN", the given name first too), a part with an apostrophe or a hyphen
+    also without it and each of its pieces. A one-part name is also written with a ``^`` after it,
+    which marks it a name (:func:`clean.name_stems`)."""
     out = set()
     for group in value.split("="):
         whole = group.strip("^ ")
@@ -789,6 +790,9 @@ def _name_terms(value: str) -> set[str]:
         for part in group.replace("^", " ").replace(",", " ").split():
             if len(part.strip(".")) >= 2:
                 out.add(part.strip("."))
+            pieces = [p for p in NAME_PUNCTUATION.split(part.strip(".")) if p]
+            if len(pieces) > 1:  # "O'BRIEN" is also written "OBRIEN"; "SMITH-JONES" as "SMITH", "JONES"
+                out |= {p for p in pieces if len(p) >= 2} | {"".join(pieces), " ".join(pieces)}
     if not value.isascii():  # "MÜLLER^JÖRG" is also written "Mueller", "Muller", "Joerg", "Jorg"
         out |= {form for term in out for form in _ascii_forms(term)}
     return out

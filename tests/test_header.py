@@ -923,6 +923,27 @@ def test_a_name_without_its_separator_leaves_cleaned_and_kept_text(tmp_path: Pat
     assert all(t == "left knee follow-up" for t in _texts(out) if t)
 
 
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("name, written", [("O'ZQXBRIEN^ZQXGIVEN", "O'Zqxbriens"), ("O'ZQXBRIEN^ZQXGIVEN", "O'Zqxbrien's"),
+                                           ("O'ZQXBRIEN^ZQXGIVEN", "OZqxbrien"), ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "Zqxsmith"),
+                                           ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "zqxjones"),
+                                           ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "ZqxsmithZqxjones"),
+                                           ("ZQXSMITH^ZQXGIVEN", "Zqxsmith-Zqxjones"), ("ZQXSMITH^ZQXGIVEN", "Zqxjones-Zqxsmith"),
+                                           ("ZQXCANARY^ZQXGIVEN", "ZQXCANARY2"), ("ZQXCANARY^ZQXGIVEN", "ZQXCANARY_2"),
+                                           ("ZQXCANARY^ZQXGIVEN", "Zqxcanarys-2")])
+def test_a_name_with_an_apostrophe_hyphen_or_digit_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                                name: str, written: str) -> None:
+    """A name with an apostrophe or a hyphen ("O'Briens", "O'Brien's", "OBrien"; a double surname's
+    halves, or a surname joined to another by a hyphen) or a digit after it ("ZQXCANARY2") is taken out of
+    the text cleaned and kept, whole; the clinical words round it stay."""
+    ds = _read("CT_small.dcm")
+    ds.PatientName = name
+    out, data = _run_one(tmp_path, _with_text(ds, f"left knee {written} T2-weighted follow-up"), profile, pixels)
+    assert b"ZQX" not in data.upper()
+    assert all(t == "left knee T2-weighted follow-up" for t in _texts(out) if t), _texts(out)
+
+
 def test_a_name_s_part_takes_only_its_own_forms_out() -> None:
     """Letters after a name's part are taken with it only as ``s`` / ``es`` / ``'s`` after a part of 3
     to 5 letters, as any letters after one of 6 or more: "Leeds" stays for a "Lee", "header" and
@@ -933,6 +954,15 @@ def test_a_name_s_part_takes_only_its_own_forms_out() -> None:
     assert clean_text("dose 12 34 5 and 12 34 mm", terms, use_presidio=False) == "dose and 12 34 mm"
     one = tags.usable_terms(set(tags._name_terms("Zqxcanary")))  # a name of one part is a name too
     assert clean_text("Zqxcanarys knee", one, use_presidio=False) == "knee"
+
+
+def test_a_name_with_punctuation_or_a_digit_takes_only_its_own_forms_out() -> None:
+    """A name part with an apostrophe or a hyphen takes its own forms out and no other word: "Brienz",
+    "Smithsonian", "Leeds", "T2-weighted", "b1000" stay for an "O'Brien", a "Smith-Jones", a "Lee"; a
+    word hyphened to a name part goes with it ("Head-first" for a "Head")."""
+    terms = tags.usable_terms(set(tags._name_terms("O'Brien^Lee")) | set(tags._name_terms("Smith-Jones^Head")))
+    text = "Brienz Smithsonian Leeds T2-weighted b1000 DWI2, Obrien Brien's Jones2 Lee_3 Head-first O'Briens."
+    assert clean_text(text, terms, use_presidio=False) == "Brienz Smithsonian Leeds T2-weighted b1000 DWI2."
 
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
@@ -1056,6 +1086,35 @@ def test_verify_reports_a_name_written_without_its_accents(tmp_path: Path, meani
         out = tmp_path / "out.dcm"
         out_ds.save_as(out, enforce_file_format=True)
         return sum(f.kind.startswith("identifying-value-in")
+                   for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
+
+    assert (identifying(meaning) > identifying("knee follow-up")) is found
+
+
+@pytest.mark.parametrize("name, meaning, found", [("O'ZQXBRIEN^ZQXGIVEN", "knee OZqxbrien follow-up", True),
+                                                  ("O'ZQXBRIEN^ZQXGIVEN", "knee O'Zqxbriens follow-up", True),
+                                                  ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "knee Zqxjones follow-up", True),
+                                                  ("ZQXCANARY^ZQXGIVEN", "knee ZQXCANARY2 follow-up", True),
+                                                  ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "knee Zqxjon follow-up", False)])
+def test_verify_reports_a_name_with_an_apostrophe_hyphen_or_digit(tmp_path: Path, name: str, meaning: str,
+                                                                   found: bool) -> None:
+    """An output whose header holds the input's name without its apostrophe, one half of a double
+    surname, or a name part with a digit after it is ``identifying-value-in-header``; another word is not."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    src_ds.PatientName = name
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> int:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        return sum(f.kind == "identifying-value-in-header"
                    for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
 
     assert (identifying(meaning) > identifying("knee follow-up")) is found
