@@ -22,8 +22,9 @@ For every written output, against its input (found through the private journal):
    in the header, a number of 6 digits or more also with its digits split or regrouped: ``9988 7766``), each value
    also encoded in the character sets the output and the input declare (ISO-8859-5, GB18030, ISO 2022);
    in the header also a person's name with its short parts in separate words or elements, a telephone
-   number by its digits, an address line by its words (:func:`_reformatted`); and in the files deid
-   writes into OUTPUT beside the outputs (``report.html``, ``run.json``: :func:`_in_own_files`);
+   number by its digits (with or without a country code, either way), an address line by its words
+   (:func:`_reformatted`); and in the files deid writes into OUTPUT beside the outputs (``report.html``,
+   ``run.json``: :func:`_in_own_files`);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each written output's input still has its record's
@@ -682,6 +683,33 @@ _PHONE = re.compile(r"\+?[0-9](?:[\s().\-/]{0,3}[0-9])+")
 _MIN_PHONE_DIGITS = 7
 #: The separators a telephone number's digits may have between them in an output (and their count)
 _PHONE_GAP = r"[\s().\-/_+]{0,3}"
+#: What may stand before a number's own digits (:func:`_phone_core`) in an output: a country code
+#: after ``+`` or ``00``, then a national trunk ``0`` (``+44 (0)20``, Italy's ``+39 06``); or a trunk
+#: ``0`` or North America's ``1`` alone
+_PHONE_PREFIX = rf"(?:(?:\+|00){_PHONE_GAP}[0-9]{{1,3}}{_PHONE_GAP}(?:0{_PHONE_GAP})?|[01]{_PHONE_GAP})?"
+
+
+@functools.lru_cache(maxsize=1)
+def _country_codes() -> frozenset[str]:
+    """The ITU-T E.164 country calling codes, from libphonenumber's metadata (``phonenumbers``)."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
+
+
+def _phone_core(number: str) -> str:
+    """The digits of a telephone number as written (a :data:`_PHONE` match) that stay whatever way it
+    is written: without its country code (after ``+`` or ``00``: E.164 codes are prefix-free, so the
+    first of 1-3 digits that is one), a national trunk ``0``, or North America's ``1`` before ten
+    digits. A code no country has stays part of the number."""
+    digits = re.sub(r"\D", "", number)
+    if number.startswith("+") or digits.startswith("00"):
+        rest = digits if number.startswith("+") else digits[2:]
+        code = next((rest[:n] for n in (1, 2, 3) if rest[:n] in _country_codes()), "")
+        return rest[len(code):]
+    if len(digits) == 11 and digits.startswith("1"):
+        return digits[1:]
+    return digits[1:] if digits.startswith("0") else digits
 
 
 def _address_words(text: str) -> list[str]:
@@ -743,7 +771,9 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
       whole word of the output's text, where one part is shorter than :data:`_HEADER_MIN_TERM` (longer
       parts are found alone);
     * a telephone number (:data:`_MIN_PHONE_DIGITS` digits or more) with its digits in another format
-      (``(555) 123 4567``, ``555.123.4567``, ``+1 555 123 4567`` for ``555-123-4567``), no digit next to it;
+      (``(555) 123 4567``, ``555.123.4567``, ``+1 555 123 4567`` for ``555-123-4567``), with or without
+      a country code or trunk prefix either way (``555-123-4567`` for ``+1 555 123 4567``, ``+44 20 ...``
+      for ``020 ...``: :func:`_phone_core`, :data:`_PHONE_PREFIX`), no other digit next to it;
     * an address line (between ``^``, commas or line breaks; two words or more) as consecutive words of
       one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``).
     The output's text is decoded only where the header's bytes hold every part or word."""
@@ -771,13 +801,14 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
             findings.append(Finding(line, "identifying-value-in-header",
                                     f"a person's name's {len(parts)} parts ({', '.join(str(len(p)) for p in parts)} "
                                     "characters) each as a word of the output's text"))
-    numbers = {re.sub(r"\D", "", m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)}
-    numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS and n not in split}
+    numbers = {_phone_core(m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)
+               if re.sub(r"\D", "", m.group()) not in split}  # one finding a value: split ones are reported
+    numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS}
     if numbers:
         head = bytes(header).decode("latin-1")
         squeezed = re.sub(r"\D", "", head)
         for digits in sorted(numbers):
-            if digits in squeezed and re.search(rf"(?<![0-9]){_PHONE_GAP.join(digits)}(?![0-9])", head):
+            if digits in squeezed and re.search(rf"(?<![0-9]){_PHONE_PREFIX}{_PHONE_GAP.join(digits)}(?![0-9])", head):
                 findings.append(Finding(line, "identifying-value-in-header",
                                         f"a {len(digits)}-digit telephone number in another format"))
     lines = {tuple(_address_words(part)) for v in addresses if v.strip() not in found

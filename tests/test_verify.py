@@ -880,6 +880,45 @@ def test_a_phone_number_or_address_in_another_format_is_found(tmp_path: Path, ke
             if k != "identifier-in-kept-text"] == []
 
 
+@pytest.mark.parametrize("value, written", [
+    ("+1 555 123 4567", "555-123-4567"),
+    ("+1 555 123 4567", "(555) 1234567"),
+    ("+1 (555) 123-4567", "5551234567"),
+    ("+15551234567", "555.123.4567"),
+    ("001 555 123 4567", "555 123 4567"),
+    ("1-555-123-4567", "(555) 123-4567"),
+    ("555-123-4567", "+15551234567"),
+    ("555-123-4567", "0015551234567"),
+    ("555-123-4567", "1-555-123-4567"),
+    ("555-123-4567", "001 555 123 4567"),
+    ("+44 20 7946 0958", "020 7946 0958"),
+    ("+442079460958", "(020) 7946-0958"),
+    ("020 7946 0958", "+44 20 7946 0958"),
+    ("020 7946 0958", "0044 20 7946 0958"),
+])
+@pytest.mark.parametrize("profile", ["basic", "safe-harbor"])
+def test_a_phone_number_with_or_without_its_country_code_is_found(tmp_path: Path, value: str, written: str,
+                                                                  profile: str) -> None:
+    """The input's telephone number written in a kept element with its country code (``+1``, ``001``,
+    ``1-``, ``+44``) where the input had none, or without the input's (a national trunk ``0`` in its
+    place): ``identifying-value-in-header``. Compared by all its digits, an input with a country code
+    passed written without it, and one without passed written with one when no separator followed
+    the code (``+15551234567``). The same written with another last digit, or after another digit
+    (``9`` + the number): no finding."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PatientTelephoneNumbers = value
+    src, out = _deid_one(tmp_path, ds, profile)
+    assert _kinds(src, out, profile) == []
+    found = _kinds(src, _with_meaning(out, f"call {written} re knee"), profile)
+    assert [k for k, _ in found if k != "identifier-in-kept-text"] == ["identifying-value-in-header"], found
+    assert not any(written in d or value in d for _, d in found)
+    for other in (written[:-1] + str((int(written[-1]) + 1) % 10), "9" + "".join(c for c in written if c.isdigit())):
+        assert [k for k, _ in _kinds(src, _with_meaning(out, f"call {other} re knee"), profile)
+                if k != "identifier-in-kept-text"] == [], other
+
+
 def _with_report(out: Path, dest: Path) -> Path:
     bad = _copy_run(out, dest)
     proc = deid("report", str(bad), "--quiet")
