@@ -366,15 +366,19 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any, codecs:
     held: dict[str, set[str]] = {term: set() for term in terms}
     own: set[str] = set()
 
-    def holding(elem: Any) -> list[str]:  # the header search's own test, on each string value of the element
+    def holding(elem: Any) -> list[str]:  # the header search's own test, on each value of the element
         values = [v.encode("utf-8", "surrogateescape") for v in _str_values(elem)]
         if codecs:
             values += [v.encode("latin-1") for v in _str_values(elem) if not v.isascii() and _latin1(v)]
+        if isinstance(elem.value, (bytes, bytearray)):  # OB, UN, a private blob: its bytes as they are
+            values.append(bytes(elem.value))
         return [term for term in terms if any(_found(term, data, data.lower(), codecs) for data in values)]
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if elem.VR == "SQ":
             return True
+        if ref.depth == 0 and ref.tag in PIXEL_DATA_TAGS:  # the image: not in the header searched
+            return False
         found = holding(elem)
         if found and (ref.tag in _MARK_TAGS if ref.depth == 0 else ref.parents[0] in _MARK_TAGS):
             own.update(found)
@@ -383,9 +387,11 @@ def _holders(terms: list[str], out: Dataset, src: Dataset, profile: Any, codecs:
             original = _original(src, path)
             kept = (_decision(profile, ref, 0)[0] in ("K", "T") and original is not _MISSING
                     and str(original) == str(elem.value))
+            words = _element_text(elem)
             for term in found:
                 notes = (["kept by the profile, as in the input"] if kept else []) + (
-                    [] if _as_word(term, elem) else ["only inside longer words"])
+                    [] if _as_word(term, words) or not _str_values(elem) and not any(
+                        term.lower() in w.lower() for w in words) else ["only inside longer words"])
                 held[term].add(" ".join([name] + [f"({note})" for note in notes]))
         return False
 
@@ -406,15 +412,13 @@ def _latin1(value: str) -> bool:
     return True
 
 
-def _as_word(term: str, elem: Any) -> bool:
-    """Whether ``term`` stands as a whole word in one of ``elem``'s string values (T would take it out),
-    or a date as the search finds one (a DT's date); False when the search found it only inside longer
-    words ("Text" in "Context")."""
+def _as_word(term: str, values: list[str]) -> bool:
+    """Whether ``term`` stands as a whole word in one of an element's ``values`` (:func:`_element_text`;
+    T would take it out), or a date as the search finds one (a DT's date); False when the search found
+    it only inside longer words ("Text" in "Context")."""
     from .clean import MIN_TERM_LENGTH, remove_terms
-    from .tags import _str_values
 
     terms = frozenset({term})
-    values = _str_values(elem)
     if term.isdigit() and term.isascii():
         return any(_digit_free_match(v.encode("ascii", "replace"), term.encode(), 1) for v in values)
     return len(term.strip()) < MIN_TERM_LENGTH or any(remove_terms(v, terms) != v for v in values)
@@ -740,18 +744,59 @@ def _personal_values(src: Dataset) -> tuple[list[str], list[str], list[str]]:
     return names, phones, addresses
 
 
+#: Printable ASCII in a value of bytes, 4 characters or more, in bytes or in UTF-16-LE (as ``strings`` reads)
+_BYTE_TEXT = re.compile(rb"[\t\x20-\x7e]{4,}|(?:[\t\x20-\x7e]\x00){4,}")
+
+
+def _byte_text(value: bytes) -> list[str]:
+    """The text a value of bytes (OB, UN, a private blob) holds: its runs of printable ASCII
+    (:data:`_BYTE_TEXT`), one a string."""
+    return [m.decode("utf-16-le" if m[1:2] == b"\x00" else "ascii") for m in _BYTE_TEXT.findall(value)]
+
+
+def _element_text(elem: Any) -> list[str]:
+    """What a reader sees as text in an element: its string values, or the runs of text its bytes hold
+    (:func:`_byte_text`)."""
+    from .tags import _str_values
+
+    value = elem.value
+    return _byte_text(bytes(value)) if isinstance(value, (bytes, bytearray)) else _str_values(elem)
+
+
+@functools.lru_cache(maxsize=1)
+def _lut_data_tags() -> frozenset[int]:
+    """The standard's LUT and palette data elements (LUT Data, Red Palette Color Lookup Table Data...),
+    from pydicom's dictionary."""
+    from pydicom.datadict import DicomDictionary
+
+    return frozenset(tag for tag, entry in DicomDictionary.items() if entry[4].endswith(("LookupTableData", "LUTData")))
+
+
+def _samples(tag: int) -> bool:
+    """Whether ``tag`` holds samples (pixels, a LUT's or a palette's entries, an overlay's bits, a
+    waveform's): no text but by chance (a palette's 87 KB: 867 runs of "text"), searched as bytes only
+    (the rescan reads the images)."""
+    return (tag in PIXEL_DATA_TAGS or tag in _lut_data_tags() or (tag & 0xFF01FFFF) == 0x60003000
+            or tag == 0x54001010)
+
+
 def _output_text(out: Dataset) -> str:
-    """The output's text values as pydicom decodes them, one a line, without deid's own statement of
-    its method (:data:`_MARK_TAGS`)."""
-    from .tags import _str_values, convert_inert, walk
+    """The output's text, one value a line: its text values as pydicom decodes them, and the text
+    that its values of bytes (OB, OW, UN: a private blob; not samples, :func:`_samples`) hold
+    (:func:`_byte_text`), without deid's own statement of its method (:data:`_MARK_TAGS`)."""
+    from .tags import _BYTES_VRS, _str_values, convert_inert, walk
 
     values: list[str] = []
 
     def visit(container: Dataset, elem: Any, ref: Any, path: str) -> bool:
         if ref.vr == "SQ":
             return ref.tag not in _MARK_TAGS
-        if ref.vr in _TEXT_VRS and not (ref.depth == 0 and ref.tag in _MARK_TAGS):
+        if ref.depth == 0 and ref.tag in _MARK_TAGS:
+            return False
+        if ref.vr in _TEXT_VRS:
             values.extend(_str_values(convert_inert(container, elem) if elem.is_raw else elem))
+        elif ref.vr in _BYTES_VRS and isinstance(elem.value, (bytes, bytearray)) and not _samples(ref.tag):
+            values.extend(_byte_text(bytes(elem.value)))
         return False
 
     walk(out, visit, prefix=None, lazy=True)
@@ -814,7 +859,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
     lines = {tuple(_address_words(part)) for v in addresses if v.strip() not in found
              for part in _ADDRESS_LINES.split(v)}
     for words in sorted(w for w in lines if len(w) >= 2):
-        if not all(any(f.lower().encode() in header_folded for f in _LONG_FORMS.get(w, (w,))) for w in words):
+        if not all(any(_found(f, header, header_folded) for f in _LONG_FORMS.get(w, (w,))) for w in words):
             continue
         wanted = " ".join(words)
         if any(f" {wanted} " in f" {' '.join(_address_words(value))} " for value in output_text().split("\n")):

@@ -919,6 +919,64 @@ def test_a_phone_number_with_or_without_its_country_code_is_found(tmp_path: Path
                 if k != "identifier-in-kept-text"] == [], other
 
 
+def _with_bytes(out: Path, where: str, text: str, dest: Path) -> Path:
+    """The output ``out`` with ``text`` (between binary bytes) in a non-text element, written to ``dest``:
+    the ICC Profile (OB, which safe-harbor keeps), the HPGL Document (OB, in UTF-16-LE), a private
+    element without creator in an implicit VR file (read back as UN), or a LO in an item of an item."""
+    from pydicom.dataset import Dataset
+
+    ds = pydicom.dcmread(out)
+    blob = bytes(range(256)) * 4
+    if where == "ICCProfile":
+        ds.add_new(0x00282000, "OB", blob[:300] + text.encode() + b"\x00" + blob[300:])
+    elif where == "HPGLDocument":
+        ds.add_new(0x00686300, "OB", b"\x00" + text.encode("utf-16-le") + b"\x00\x00" + blob)
+    elif where == "(0009,1010)":
+        ds.add_new(0x00091010, "LO", text)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    else:
+        inner, item = Dataset(), Dataset()
+        inner.CodeValue, inner.CodingSchemeDesignator, inner.CodeMeaning = "99C2", "99LOCAL", text
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "99C1", "99LOCAL", "knee"
+        item.AnatomicRegionModifierSequence = [inner]
+        ds.AnatomicRegionSequence = [item]
+    ds.save_as(dest, enforce_file_format=True)
+    if where == "(0009,1010)":
+        assert pydicom.dcmread(dest)[0x00091010].VR == "UN"
+    return dest
+
+
+@pytest.mark.parametrize("where", ["ICCProfile", "HPGLDocument", "(0009,1010)", "CodeMeaning"])
+@pytest.mark.parametrize("keyword, value, written", [
+    ("PatientName", "QX^ZYW", "seen ZYW, QX today"),
+    ("PatientAddress", "12 Main Street", "seen at 12 MAIN ST today"),
+    ("PatientName", "ZQXLONG^ZQXGIVEN", "seen ZQXLONG^ZQXGIVEN today"),
+])
+def test_a_name_or_address_in_a_non_text_element_is_found(tmp_path: Path, where: str, keyword: str, value: str,
+                                                          written: str) -> None:
+    """The input's name or address kept in an element that is no text (OB, UN) of the output:
+    ``identifying-value-in-header`` naming that element. A name with short parts or an address line in
+    another format there passed (the comparison read text elements only; a LO two sequences down it
+    read), and a value as written there was said to lie "between elements". One part alone, another
+    street, binary bytes: no finding."""
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    setattr(ds, keyword, value)
+    src, out = _deid_one(tmp_path, ds)
+    assert _kinds(src, out) == []
+    found = _kinds(src, _with_bytes(out, where, written, tmp_path / "planted.dcm"))
+    held = [d for k, d in found if k == "identifying-value-in-header"]
+    assert held and {k for k, _ in found} <= {"identifying-value-in-header", "removed-attribute-present",
+                                              "private-element-kept"}, found
+    assert not any(value in d or written in d or part in d for _, d in found for part in value.split("^"))
+    if written.split()[1] == value:  # found as written: the element holding it is named
+        assert all(f"in {where}" in d for d in held), held
+    other = "seen ZYW today, 12 Main Station" if keyword == "PatientName" else "seen at 21 MAIN ST today"
+    assert [k for k, _ in _kinds(src, _with_bytes(out, where, other, tmp_path / "other.dcm"))
+            if k == "identifying-value-in-header"] == []
+
+
 def _with_report(out: Path, dest: Path) -> Path:
     bad = _copy_run(out, dest)
     proc = deid("report", str(bad), "--quiet")
