@@ -24,7 +24,8 @@ For every written output, against its input (found through the private journal):
    in the header also a person's name with its short parts in separate words or elements, a telephone
    number by its digits (with or without a country code, either way), an address line by its words
    (:func:`_reformatted`); and in the files deid writes into OUTPUT beside the outputs (``report.html``,
-   ``run.json``: :func:`_in_own_files`);
+   ``run.json``: :func:`_in_own_files`), and in every record of ``manifest.jsonl``, for every input's
+   values (those without an output too), by words, streamed (:func:`_in_manifest`);
 3. pixels: where ``all-text`` applied, the detector run again on the redacted frames finds no text
    outside the redacted boxes;
 4. accounting: every input has exactly one record, each written output's input still has its record's
@@ -426,9 +427,11 @@ def _as_word(term: str, values: list[str]) -> bool:
 
 def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, Any], profile: Any, rescan: bool, device: str,
                rel_output: str | None = None, expected_sha256: str | None = None,
-               input_sha256: str | None = None, own_files: tuple[str, ...] = ()) -> list[Finding]:
+               input_sha256: str | None = None, own_files: tuple[str, ...] = (),
+               keys: TermKeys | None = None) -> list[Finding]:
     """All checks of one written output against its input. Pure apart from reading both files (and
     ``own_files``: deid's files in OUTPUT, ``report.html`` and ``run.json``, searched for the input's values).
+    ``keys``: gathers the keys of the input's identifying values, for the search of the manifest.
     ``rel_output``: the path deid gave it (under OUTPUT), searched for identifying values; default
     ``output_path``, whose folders above OUTPUT the user chose. ``expected_sha256``: its record's.
     ``input_sha256``: its record's input hash; an input that no longer has it (changed since the run, or
@@ -463,7 +466,7 @@ def check_pair(input_path: str, output_path: str, line: int, pixel: dict[str, An
     try:
         findings = _outside_bits(out, out_bytes, line) + _codestream_metadata(out, output_path, line)
         findings += _check_values(src, out, out_bytes, line, profile, output_path, rel_output,
-                                  frozenset(pixel.get("overlay_boxes") or ()), own_files)
+                                  frozenset(pixel.get("overlay_boxes") or ()), own_files, keys)
         if rescan and pixel.get("overlay_boxes"):
             findings += _rescan_overlays(src, out, line, pixel["overlay_boxes"], device)
     finally:
@@ -545,7 +548,7 @@ def _holds_sound(out: Dataset, output_path: str) -> bool:
 
 def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line: int, profile: Any,
                   output_path: str, rel_output: str | None, scanned_overlays: frozenset[str] = frozenset(),
-                  own_files: tuple[str, ...] = ()) -> list[Finding]:
+                  own_files: tuple[str, ...] = (), keys: TermKeys | None = None) -> list[Finding]:
     """Checks 1 and 2 of the module docstring for one output (``out``: ``out_bytes`` parsed) against
     its input ``src``; top-level pixel data still in a file (:func:`_deferred_pixels`) is taken out.
     ``scanned_overlays``: the overlay groups (``"6000"``) the run scanned for text, whose bits C keeps
@@ -665,6 +668,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                  for n in sorted(split, key=len)]
     findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h}, split)
     findings += _in_own_files(searched, own_files, line)
+    if keys is not None:
+        keys.add(searched)
     return findings
 
 
@@ -925,6 +930,146 @@ def _in_own_files(terms: list[str], own_files: tuple[str, ...], line: int) -> li
     return findings
 
 
+def _words_key(words: list[str], salt: bytes) -> int:
+    """The key of a value by its words (case folded, in order): 64 bits of a keyed BLAKE2b."""
+    digest = hashlib.blake2b("\x1f".join(words).encode("utf-8", "surrogateescape"), digest_size=8, key=salt).digest()
+    return int.from_bytes(digest, "little")
+
+
+class TermKeys:
+    """The keys (:func:`_words_key`, under this command's ``salt``) of inputs' identifying values,
+    gathered where the inputs are read (a Dask worker): the driver searches the manifest for them
+    (:func:`_in_manifest`) without ever holding a value."""
+
+    def __init__(self, salt: bytes) -> None:
+        self.salt = salt
+        self.keys: set[int] = set()
+        self.most_words = 0
+
+    def add(self, terms: list[str] | frozenset[str]) -> None:
+        """The keys of ``terms`` (each by its words: ``DOE^JOHN`` is found as ``Doe, John``)."""
+        for term in terms:
+            words = _WORD.findall(term.casefold())
+            if words:
+                self.keys.add(_words_key(words, self.salt))
+                self.most_words = max(self.most_words, len(words))
+
+    def add_input(self, path: str, profile: Any) -> None:
+        """The keys of an input's identifying values (those the header search looks for), read from its
+        header: an input that has no output (skipped, quarantined, failed) may still be named in its
+        record. An input pydicom cannot read adds none."""
+        from .tags import collect_phi_terms
+
+        try:
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            terms = collect_phi_terms(ds, profile)
+        except Exception:
+            return
+        self.add([t for t in terms if len(t) >= _HEADER_MIN_TERM and t.upper() != DUMMY_TEXT])
+
+    def array(self) -> np.ndarray:
+        """The keys, sorted, as 8 bytes each."""
+        return np.unique(np.fromiter(self.keys, dtype=np.uint64, count=len(self.keys)))
+
+
+class _KeySet:
+    """The keys the batches return, kept in sorted arrays of 8 bytes a key (merged as they come)."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+        self._pending = 0
+        self.most_words = 0
+
+    def add(self, keys: np.ndarray, most_words: int) -> None:
+        self._parts.append(keys)
+        self._pending += len(keys)
+        self.most_words = max(self.most_words, most_words)
+        if self._pending > 1 << 20:  # merged: a patient's values recur in each of their files
+            self._parts, self._pending = [self.keys()], 0
+
+    def keys(self) -> np.ndarray:
+        return np.unique(np.concatenate(self._parts)) if self._parts else np.zeros(0, dtype=np.uint64)
+
+
+#: What a manifest record states in deid's own words (its statuses, reason codes, hashes, sizes, the
+#: profile, actions, timings, the image's scan): never an input's value. The rest (the output's path,
+#: a reason's message, any field deid does not write) is searched (:func:`_record_text`)
+_RECORD_OWN_FIELDS = frozenset({"schema_version", "input_sha256", "input_size", "status", "output_sha256", "profile",
+                                "tool_version", "pixel", "actions", "timings_ms", "prev_record_sha256"})
+#: Candidate keys checked at once against the inputs' (:func:`_in_manifest`): memory bounded whatever the manifest's size
+_KEY_BLOCK = 1 << 16
+
+
+def _record_text(line: bytes) -> list[tuple[str, bool]]:
+    """The text of one manifest line that may hold an input's value, each with whether it is deid's
+    prose (a reason's message): of a record, the values of its fields but :data:`_RECORD_OWN_FIELDS`
+    and its reason's code; of a line that is no record (torn, edited), the whole line."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        return [(line.decode("utf-8", "replace"), False)]
+    texts: list[tuple[str, bool]] = []
+
+    def add(value: Any, prose: bool = False) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                add(v, prose)
+        elif isinstance(value, list):
+            for v in value:
+                add(v, prose)
+        elif value is not None and not isinstance(value, bool):
+            texts.append((str(value), prose))
+
+    for field, value in rec.items():
+        if field == "reason" and isinstance(value, dict):
+            add(value.get("message"), True)
+            add({k: v for k, v in value.items() if k not in ("code", "message")})
+        elif field not in _RECORD_OWN_FIELDS:
+            add(value)
+    return texts
+
+
+def _in_manifest(manifest: Path, keys: np.ndarray, most_words: int, salt: bytes) -> list[Finding]:
+    """``identifying-value-in-bytes`` for each record of ``manifest.jsonl`` (its line) holding an
+    input's identifying value (``keys``: :class:`TermKeys`, of every input) as consecutive words of its
+    text (:func:`_record_text`): each run of 1 to ``most_words`` words is keyed and looked up. Read a
+    line at a time, the keys looked up :data:`_KEY_BLOCK` at a time: memory flat however long the
+    manifest. Words, not bytes: a hash or a pseudonym (one word) never holds a name by chance. In a
+    reason's message (deid's prose) one word of letters alone is not looked up: a name part "NAME"
+    (a pydicom file's) would be found in "cannot name the output"."""
+    if not len(keys) or not manifest.is_file():
+        return []
+    found: dict[tuple[int, int], int] = {}
+    cand: list[int] = []
+    where: list[tuple[int, int]] = []
+
+    def look_up() -> None:
+        hits = np.isin(np.fromiter(cand, dtype=np.uint64, count=len(cand)), keys)
+        for i in np.flatnonzero(hits):
+            found.setdefault(where[i], 0)
+        cand.clear()
+        where.clear()
+
+    with manifest.open("rb") as fh:
+        for number, line in enumerate((ln for ln in fh if ln.strip()), start=1):
+            for text, prose in _record_text(line):
+                words = _WORD.findall(text.casefold())
+                for n in range(1, most_words + 1):
+                    for start in range(len(words) - n + 1):
+                        if n == 1 and prose and words[start].isalpha():
+                            continue
+                        cand.append(_words_key(words[start : start + n], salt))
+                        where.append((number, n))
+            if len(cand) >= _KEY_BLOCK:
+                look_up()
+    if cand:
+        look_up()
+    return [Finding(number, "identifying-value-in-bytes",
+                    f"an identifying value of {n} word{'s' * (n > 1)} in {MANIFEST_NAME}") for number, n in sorted(found)]
+
+
 #: Numbers searched for split (:func:`_split_numbers`) from this many digits: a header holds many
 #: numbers side by side (spacings, positions), which a shorter one's digits would match by chance
 _SPLIT_MIN_DIGITS = 6
@@ -1137,10 +1282,13 @@ _Pair = tuple[str, str, int, dict[str, Any], str, str, str]  # input, output, re
 
 
 def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: bool, device: str,
-                 quiet: bool | None = None, own_files: tuple[str, ...] = ()) -> list[Finding]:
-    """:func:`check_pair` for each item; the profile as :func:`batch.pack` packed it. ``quiet`` (a Dask
-    task's): :func:`batch.task_log_level`, as a run's tasks; None (in the driver's process): deid's log
-    levels are left as the command set them. ``own_files``: :func:`check_pair`'s."""
+                 quiet: bool | None = None, own_files: tuple[str, ...] = (),
+                 salt: bytes = b"") -> tuple[list[Finding], np.ndarray, int]:
+    """:func:`check_pair` for each item (an item without output, a record not written: its input's
+    identifying values only); the profile as :func:`batch.pack` packed it. ``quiet`` (a Dask task's):
+    :func:`batch.task_log_level`, as a run's tasks; None (in the driver's process): deid's log levels
+    are left as the command set them. ``own_files``: :func:`check_pair`'s. Returns the findings and
+    the keys (``salt``: :class:`TermKeys`) of the inputs' identifying values, and their most words."""
     from .batch import task_log_level, unpack, withhold_task_details
 
     withhold_warning_messages()  # on a Dask worker too: pydicom's warnings quote the input values they reject
@@ -1149,12 +1297,16 @@ def _check_batch(items: list[_Pair], packed_profile: tuple[str, bytes], rescan: 
         task_log_level(quiet)
     profile = unpack(packed_profile)
     out: list[Finding] = []
+    keys = TermKeys(salt)
     for inp, outp, line, pixel, rel, sha, in_sha in items:
+        if not outp:
+            keys.add_input(inp, profile)
+            continue
         try:
-            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha, in_sha, own_files)
+            out += check_pair(inp, outp, line, pixel, profile, rescan, device, rel, sha, in_sha, own_files, keys)
         except Exception as exc:
             out.append(Finding(line, "check-failed", type(exc).__name__))
-    return out
+    return out, keys.array(), keys.most_words
 
 
 def _profile_to_judge_by(spec: str | None, used: dict[str, Any], private_dir: Path) -> Any:
@@ -1280,7 +1432,8 @@ def verify_run(
     if profile.sha256 != used.get("sha256"):  # findings are judged by this profile's rules, not the run's
         log.warning("verifying against profile %s (sha256 %s...); the run used %s (sha256 %s...)",
                     profile.name, profile.sha256[:12], used.get("name"), str(used.get("sha256"))[:12])
-    # deid's own files beside the outputs, searched for each input's values (verify.json: this command's)
+    # deid's own files beside the outputs, searched for each input's values (verify.json: this command's;
+    # the manifest, which may be gigabytes: for all inputs' values at once, after them, by _in_manifest)
     own_files = tuple(str(output_dir / name) for name in sorted(_OWN_FILES - {"verify.json", MANIFEST_NAME})
                       if (output_dir / name).is_file() and not (output_dir / name).is_symlink())
     manifest, journal = output_dir / MANIFEST_NAME, private_dir / JOURNAL_NAME
@@ -1313,7 +1466,11 @@ def verify_run(
             if rec is None or rec["status"] == "written" and not isinstance(rec.get("output_path"), str):
                 unreadable.append(Finding(i, "manifest-line-unreadable", "a manifest line that is no record"))
                 continue
-            if rec["status"] != "written" or rec["output_path"] in recorded:
+            if rec["status"] != "written":  # its input's values are searched for in the manifest
+                if j is not None and isinstance(j["input"], str):
+                    yield str(input_dir / j["input"]), "", i, {}, "", None, None
+                continue
+            if rec["output_path"] in recorded:
                 continue
             recorded.add(rec["output_path"])
             if j is None or not isinstance(j["input"], str):  # reported above: no input to judge it against
@@ -1325,9 +1482,16 @@ def verify_run(
 
     packed = pack(profile)
     batches = chunks(pairs(), 16)
+    salt = os.urandom(16)  # this command's: the keys of the inputs' values mean nothing after it
+    gathered = _KeySet()
+
+    def collect(result: tuple[list[Finding], np.ndarray, int]) -> None:
+        findings.extend(result[0])
+        gathered.add(result[1], result[2])
+
     if workers == 0:
         for batch in batches:
-            findings += _check_batch(batch, packed, rescan, device, None, own_files)
+            collect(_check_batch(batch, packed, rescan, device, None, own_files, salt))
     else:
         from distributed import as_completed
 
@@ -1337,15 +1501,16 @@ def verify_run(
         with dask_client(workers, scheduler, device, detector=verify_rescans(run_info, rescan)) as client:
             # a few batches per worker in flight, not all of them: the scheduler holds each one until it is done
             window = 4 * max(1, len(client.scheduler_info().get("workers", {})))
-            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, quiet, own_files, pure=False)
+            done = as_completed([client.submit(_check_batch, b, packed, rescan, device, quiet, own_files, salt, pure=False)
                                  for b in islice(batches, window)])
             for fut in done:
-                findings += fut.result()
+                collect(fut.result())
                 fut.release()
                 nxt = next(batches, None)
                 if nxt is not None:
-                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, own_files, pure=False))
+                    done.add(client.submit(_check_batch, nxt, packed, rescan, device, quiet, own_files, salt, pure=False))
     findings += unreadable
+    findings += _in_manifest(manifest, gathered.keys(), gathered.most_words, salt)
     for top, dirs, files in os.walk(output_dir):  # once every record is read; links never followed
         for name in dirs + files:
             p = Path(top, name)

@@ -1009,6 +1009,36 @@ def test_an_identifying_value_in_deid_s_own_files_is_found(clean_run, tmp_path: 
     assert name.split("^")[0] not in json.dumps(report)
 
 
+@pytest.mark.parametrize("where", ["reason", "field", "torn"])
+def test_an_identifying_value_in_the_manifest_is_found(clean_run, tmp_path: Path, where: str) -> None:
+    """``manifest.jsonl`` was never searched for the inputs' values: an input's name written into a
+    record (a reason's message, a field deid does not write, a line that no longer reads as JSON),
+    another input's record included, is ``identifying-value-in-bytes`` naming the manifest and the
+    line, never the value. The manifest as deid writes it: no such finding."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 0, report["findings"]
+    name = str(pydicom.dcmread(inp / FILES[1]).PatientName)  # NGUYEN^WEI, planted in the first record
+    written = ", ".join(reversed(name.split("^"))).title()
+    manifest = bad / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    rec = json.loads(lines[0])
+    if where == "reason":  # deid's prose: a name's words together (one word of letters alone is any word there)
+        rec["reason"] = {"code": "not-dicom", "message": f"could not read the file of {name.replace('^', ' ').title()}"}
+        lines[0] = json.dumps(rec)
+    elif where == "field":
+        rec["note"] = {"seen": [f"{written} follow-up"]}
+        lines[0] = json.dumps(rec)
+    else:
+        lines[0] = lines[0][:200] + f" {written} "
+    manifest.write_text("\n".join(lines) + "\n")
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    held = [f for f in report["findings"] if f["kind"] == "identifying-value-in-bytes"]
+    assert code == 1 and held and all(f["line"] == 1 and "manifest.jsonl" in f["detail"] for f in held), report["findings"]
+    assert name.split("^")[0].lower() not in json.dumps(report).lower()
+
+
 def test_an_unreadable_run_summary_is_a_finding_not_a_crash(clean_run, tmp_path: Path) -> None:
     """A truncated ``run.json`` crashed verify (an internal error, no verify.json): now ``run-summary-unreadable``
     (and ``chain-broken``: no head to check the chain against, as for a missing run.json), every output
