@@ -961,7 +961,7 @@ class TermKeys:
         from .tags import collect_phi_terms
 
         try:
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, defer_size=_DEFER_SIZE)
             terms = collect_phi_terms(ds, profile)
         except Exception:
             return
