@@ -243,8 +243,8 @@ def lowered_terms(terms: frozenset[str]) -> tuple[str, ...]:
 
 
 #: A number of the file's own (an ID, a compact date) is found with its digits split by these too
-#: ("9988 7766", "9988-7766", "99 88 77 66" for ``99887766``): up to three of them between two digits
-SPLIT_DIGIT_SEPARATORS = " \t-./_"
+#: ("9988 7766", "9988-7766", "99 88 77 66" for ``99887766``; "(555) 1234567"): up to three of them between two digits
+SPLIT_DIGIT_SEPARATORS = " \t-./_()"
 _SPLIT_GAP = "[" + re.escape(SPLIT_DIGIT_SEPARATORS) + "]{0,3}"
 _SQUEEZE = str.maketrans("", "", SPLIT_DIGIT_SEPARATORS)
 #: ... when it has this many digits at least (as an ID's digits, ``tags._ID_PARTS``: shorter is any number)
@@ -271,11 +271,36 @@ _AFTER_NAME = r"(?:-[^\W\d_]+)?(?:[-_]?\d+)?"
 NAME_PUNCTUATION = re.compile(r"[-'\u2019]")
 
 
+@functools.lru_cache(maxsize=1)
+def _country_codes() -> frozenset[str]:
+    """The ITU-T E.164 country calling codes, from libphonenumber's metadata (``phonenumbers``)."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
+
+
+def phone_core(number: str) -> str:
+    """The digits of a telephone number as written (``verify._PHONE``, ``+1 555 123 4567``) that stay whatever way it
+    is written: without its country code (after ``+`` or ``00``: E.164 codes are prefix-free, so the
+    first of 1-3 digits that is one), a national trunk ``0``, or North America's ``1`` before ten
+    digits. A code no country has stays part of the number."""
+    digits = re.sub(r"\D", "", number)
+    if number.startswith("+") or digits.startswith("00"):
+        rest = digits if number.startswith("+") else digits[2:]
+        code = next((rest[:n] for n in (1, 2, 3) if rest[:n] in _country_codes()), "")
+        return rest[len(code):]
+    if len(digits) == 11 and digits.startswith("1"):
+        return digits[1:]
+    return digits[1:] if digits.startswith("0") else digits
+
+
 @functools.lru_cache(maxsize=256)
 def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
     """The numbers among ``terms`` found with their digits split: the terms that are numbers of
     :data:`MIN_SPLIT_DIGITS` digits or more (IDs, compact dates), and the digits of those that are
-    numbers with punctuation (telephone numbers, SSNs, dates) of :data:`MIN_REGROUPED_DIGITS` or more."""
+    numbers with punctuation (telephone numbers, SSNs, dates) of :data:`MIN_REGROUPED_DIGITS` or more; of
+    an international telephone number (``+`` or ``00``), also its national digits (:func:`phone_core`),
+    with a trunk ``0`` before them and without."""
     out = set()
     for t in {t.strip() for t in terms}:
         if not t.isascii():
@@ -287,6 +312,10 @@ def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
             digits = "".join(c for c in t if c.isdigit())
             if len(digits) >= MIN_REGROUPED_DIGITS:
                 out.add(digits)
+                if t.startswith("+") or digits.startswith("00"):  # written at home: no country code, a trunk 0
+                    core = phone_core(t)
+                    if len(core) >= MIN_REGROUPED_DIGITS:
+                        out.update((core, core if core.startswith("0") else "0" + core))
     return tuple(out)
 
 

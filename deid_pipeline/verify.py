@@ -692,33 +692,10 @@ _PHONE = re.compile(r"\+?[0-9](?:[\s().\-/]{0,3}[0-9])+")
 _MIN_PHONE_DIGITS = 7
 #: The separators a telephone number's digits may have between them in an output (and their count)
 _PHONE_GAP = r"[\s().\-/_+]{0,3}"
-#: What may stand before a number's own digits (:func:`_phone_core`) in an output: a country code
+#: What may stand before a number's own digits (:func:`clean.phone_core`) in an output: a country code
 #: after ``+`` or ``00``, then a national trunk ``0`` (``+44 (0)20``, Italy's ``+39 06``); or a trunk
 #: ``0`` or North America's ``1`` alone
 _PHONE_PREFIX = rf"(?:(?:\+|00){_PHONE_GAP}[0-9]{{1,3}}{_PHONE_GAP}(?:0{_PHONE_GAP})?|[01]{_PHONE_GAP})?"
-
-
-@functools.lru_cache(maxsize=1)
-def _country_codes() -> frozenset[str]:
-    """The ITU-T E.164 country calling codes, from libphonenumber's metadata (``phonenumbers``)."""
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
-    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
-
-
-def _phone_core(number: str) -> str:
-    """The digits of a telephone number as written (a :data:`_PHONE` match) that stay whatever way it
-    is written: without its country code (after ``+`` or ``00``: E.164 codes are prefix-free, so the
-    first of 1-3 digits that is one), a national trunk ``0``, or North America's ``1`` before ten
-    digits. A code no country has stays part of the number."""
-    digits = re.sub(r"\D", "", number)
-    if number.startswith("+") or digits.startswith("00"):
-        rest = digits if number.startswith("+") else digits[2:]
-        code = next((rest[:n] for n in (1, 2, 3) if rest[:n] in _country_codes()), "")
-        return rest[len(code):]
-    if len(digits) == 11 and digits.startswith("1"):
-        return digits[1:]
-    return digits[1:] if digits.startswith("0") else digits
 
 
 def _address_words(text: str) -> list[str]:
@@ -823,7 +800,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
     * a telephone number (:data:`_MIN_PHONE_DIGITS` digits or more) with its digits in another format
       (``(555) 123 4567``, ``555.123.4567``, ``+1 555 123 4567`` for ``555-123-4567``), with or without
       a country code or trunk prefix either way (``555-123-4567`` for ``+1 555 123 4567``, ``+44 20 ...``
-      for ``020 ...``: :func:`_phone_core`, :data:`_PHONE_PREFIX`), no other digit next to it;
+      for ``020 ...``: :func:`clean.phone_core`, :data:`_PHONE_PREFIX`), no other digit next to it;
     * an address line (between ``^``, commas or line breaks; two words or more) as consecutive words of
       one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``).
     The output's text is decoded only where the header's bytes hold every part or word."""
@@ -851,8 +828,10 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
             findings.append(Finding(line, "identifying-value-in-header",
                                     f"a person's name's {len(parts)} parts ({', '.join(str(len(p)) for p in parts)} "
                                     "characters) each as a word of the output's text"))
-    numbers = {_phone_core(m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)
-               if re.sub(r"\D", "", m.group()) not in split}  # one finding a value: split ones are reported
+    from .clean import phone_core, split_digit_terms
+
+    numbers = {phone_core(m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)
+               if not split.intersection(split_digit_terms(frozenset({m.group()})))}  # one finding a value
     numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS}
     if numbers:
         head = bytes(header).decode("latin-1")

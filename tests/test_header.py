@@ -877,19 +877,24 @@ def test_an_id_written_digit_by_digit_leaves_cleaned_and_kept_text(tmp_path: Pat
     ("OtherPatientIDs", "123-45-6789", "12 345 6789"),
     ("PatientBirthDate", "19650312", "0312 1965"),  # 03/12/1965
     ("PatientBirthDate", "19650312", "12 031965"),  # 12/03/1965
+    ("PatientTelephoneNumbers", "+1 555 123 4567", "555-123-4567"),  # without its country code
+    ("PatientTelephoneNumbers", "+1 555 123 4567", "(555) 1234567"),
+    ("PatientTelephoneNumbers", "+44 20 7946 0958", "020 7946 0958"),  # with the trunk 0 at home
+    ("PatientTelephoneNumbers", "0044 (0)20 7946 0958", "020-7946-0958"),
 ])
 def test_a_number_regrouped_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str, keyword: str,
                                                          value: str, written: str) -> None:
     """A telephone number, an ID or a date of the file's written with its digits grouped otherwise than
-    in the header ("555 1234567" for 555-123-4567) is taken out of the text cleaned and kept, when its
-    digits are the value's; other numbers stay."""
+    in the header ("555 1234567" for 555-123-4567), an international number without its country code
+    ("555-123-4567" for +1 555 123 4567, "020 7946 0958" for +44 20 7946 0958), is taken out of the text
+    cleaned and kept, when its digits are the value's; other numbers stay."""
     ds = _read("CT_small.dcm")
     setattr(ds, keyword, value)
     out, _ = _run_one(tmp_path, _with_text(ds, f"call {written} re knee, 2 views 120 kV"), profile, pixels)
     digits = "".join(c for c in value if c.isdigit())
     texts = _texts(out)
     assert not any(digits in "".join(c for c in t if c.isdigit()) for t in texts), texts
-    assert all(t == "call re knee, 2 views 120 kV" for t in texts if t), texts
+    assert all(" ".join(t.replace("(", " ").split()) == "call re knee, 2 views 120 kV" for t in texts if t), texts  # "(" may stay
 
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
