@@ -280,10 +280,10 @@ def _country_codes() -> frozenset[str]:
 
 
 def phone_core(number: str) -> str:
-    """The digits of a telephone number as written (``verify._PHONE``, ``+1 555 123 4567``) that stay whatever way it
-    is written: without its country code (after ``+`` or ``00``: E.164 codes are prefix-free, so the
-    first of 1-3 digits that is one), a national trunk ``0``, or North America's ``1`` before ten
-    digits. A code no country has stays part of the number."""
+    """The digits of a telephone number as written (``+1 555 123 4567``, ``verify._PHONE``) that stay
+    whatever way it is written: without its country code (after ``+`` or ``00``: E.164 codes are
+    prefix-free, so the first of 1-3 digits that is one), a national trunk ``0``, or North America's
+    ``1`` before ten digits. A code no country has stays part of the number."""
     digits = re.sub(r"\D", "", number)
     if number.startswith("+") or digits.startswith("00"):
         rest = digits if number.startswith("+") else digits[2:]

@@ -48,6 +48,7 @@ import logging
 import mmap
 import os
 import re
+import stat
 import struct
 import zlib
 from collections import Counter
@@ -936,12 +937,16 @@ class TermKeys:
     def add_input(self, path: str, profile: Any) -> None:
         """The keys of an input's identifying values (those the header search looks for), read from its
         header: an input that has no output (skipped, quarantined, failed) may still be named in its
-        record. An input pydicom cannot read adds none."""
+        record. An input pydicom cannot read adds none, nor one that is no regular file (opened without
+        blocking: the run skips a named pipe, whose read would wait for a writer for ever)."""
         from .tags import collect_phi_terms
 
         try:
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, defer_size=_DEFER_SIZE)
-            terms = collect_phi_terms(ds, profile)
+            with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    return
+                ds = pydicom.dcmread(fh, force=True, stop_before_pixels=True, defer_size=_DEFER_SIZE)
+                terms = collect_phi_terms(ds, profile)
         except Exception:
             return
         self.add([t for t in terms if len(t) >= _HEADER_MIN_TERM and t.upper() != DUMMY_TEXT])
