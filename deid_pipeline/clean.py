@@ -255,6 +255,9 @@ MIN_SPLIT_DIGITS = 5
 #: ("1/2/2019") have fewer, which a decimal ("122.019") would match
 MIN_REGROUPED_DIGITS = 7
 _PUNCTUATED_NUMBER = re.compile(r"\+?\(?\d[\d\s\-./()]*\d\)?")
+_NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
+#: :data:`_PUNCTUATED_NUMBER` (or a number alone) as a whole line of the terms joined by line breaks
+_NUMBER_LINES = re.compile(r"^(?:\+?\(?\d[\d\t\x0b\x0c\r\x1c-\x1f \-./()]*\d\)?|\d+)$", re.MULTILINE)
 #: A person's name part is found with letters after it: ``s`` / ``es`` (a plural or a possessive
 #: without its apostrophe, "Canarys") after a part of 3 letters or more, any letters ("Canarysons",
 #: "CanaryZqxgiven") after one of 6 or more. Shorter parts would take common words ("Ha" in "has",
@@ -301,21 +304,26 @@ def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
     numbers with punctuation (telephone numbers, SSNs, dates) of :data:`MIN_REGROUPED_DIGITS` or more; of
     an international telephone number (``+`` or ``00``), also its national digits (:func:`phone_core`),
     with a trunk ``0`` before them and without."""
+    stripped = {t.strip() for t in terms}
+    lines = "\n".join(stripped)  # one pass of a regex over all of them, a term a line: a file has ~100 dates
+    broken: list[str] = []
+    if not lines.isascii() or lines.count("\n") != len(stripped) - 1:  # a term not ASCII, or holding a line break
+        broken = [t for t in stripped if t.isascii() and "\n" in t]
+        lines = "\n".join(t for t in stripped if t.isascii() and "\n" not in t)
     out = set()
-    for t in {t.strip() for t in terms}:
-        if not t.isascii():
-            continue
+    for t in [m.group() for m in _NUMBER_LINES.finditer(lines)] + [t for t in broken if _PUNCTUATED_NUMBER.fullmatch(t)]:
         if t.isdigit():
             if len(t) >= MIN_SPLIT_DIGITS:
                 out.add(t)
-        elif _PUNCTUATED_NUMBER.fullmatch(t):
-            digits = "".join(c for c in t if c.isdigit())
-            if len(digits) >= MIN_REGROUPED_DIGITS:
-                out.add(digits)
-                if t.startswith("+") or digits.startswith("00"):  # written at home: no country code, a trunk 0
-                    core = phone_core(t)
-                    if len(core) >= MIN_REGROUPED_DIGITS:
-                        out.update((core, core if core.startswith("0") else "0" + core))
+            continue
+        digits = t.encode().translate(None, _NOT_DIGIT_BYTES).decode()
+        if len(digits) < MIN_REGROUPED_DIGITS:
+            continue
+        out.add(digits)
+        if t.startswith("+") or digits.startswith("00"):  # written at home: no country code, a trunk 0
+            core = phone_core(t)
+            if len(core) >= MIN_REGROUPED_DIGITS:
+                out.update((core, core if core.startswith("0") else "0" + core))
     return tuple(out)
 
 
