@@ -254,10 +254,12 @@ MIN_SPLIT_DIGITS = 5
 #: when it has this many digits at least (as verify compares telephone numbers): a date's short forms
 #: ("1/2/2019") have fewer, which a decimal ("122.019") would match
 MIN_REGROUPED_DIGITS = 7
-_PUNCTUATED_NUMBER = re.compile(r"\+?\(?\d[\d\s\-./()]*\d\)?")
-_NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
-#: :data:`_PUNCTUATED_NUMBER` (or a number alone) as a whole line of the terms joined by line breaks
-_NUMBER_LINES = re.compile(r"^(?:\+?\(?\d[\d\t\x0b\x0c\r\x1c-\x1f \-./()]*\d\)?|\d+)$", re.MULTILINE)
+#: such a number: digits with spaces (ASCII whitespace, a line break apart), dashes, dots, slashes or brackets
+_PUNCTUATED = r"\+?\(?\d[\d\t\x0b\x0c\r\x1c-\x1f \-./()]*\d\)?"
+_PUNCTUATED_NUMBER = re.compile(_PUNCTUATED.replace(r"\t", r"\t\n"))  # a term holding a line break
+#: ... or a number alone, as a whole line of the terms joined by line breaks
+_NUMBER_LINES = re.compile(rf"^(?:{_PUNCTUATED}|\d+)$", re.MULTILINE)
+NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 #: A person's name part is found with letters after it: ``s`` / ``es`` (a plural or a possessive
 #: without its apostrophe, "Canarys") after a part of 3 letters or more, any letters ("Canarysons",
 #: "CanaryZqxgiven") after one of 6 or more. Shorter parts would take common words ("Ha" in "has",
@@ -316,7 +318,7 @@ def split_digit_terms(terms: frozenset[str]) -> tuple[str, ...]:
             if len(t) >= MIN_SPLIT_DIGITS:
                 out.add(t)
             continue
-        digits = t.encode().translate(None, _NOT_DIGIT_BYTES).decode()
+        digits = t.encode().translate(None, NOT_DIGIT_BYTES).decode()
         if len(digits) < MIN_REGROUPED_DIGITS:
             continue
         out.add(digits)

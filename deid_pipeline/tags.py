@@ -42,8 +42,8 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
-from .clean import (MIN_INFLECTED_NAME, MIN_SPLIT_DIGITS, NAME_PUNCTUATION, SPLIT_DIGIT_SEPARATORS, may_hold_uid,
-                    may_match_a_pattern, name_stems, remove_terms, split_digit_terms)
+from .clean import (MIN_INFLECTED_NAME, MIN_SPLIT_DIGITS, NAME_PUNCTUATION, NOT_DIGIT_BYTES, SPLIT_DIGIT_SEPARATORS,
+                    may_hold_uid, may_match_a_pattern, name_stems, remove_terms, split_digit_terms)
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -658,7 +658,6 @@ def _stem_bytes(terms: frozenset[str]) -> tuple[bytes, ...]:
 
 
 _SPLIT_SEPARATOR_BYTES = SPLIT_DIGIT_SEPARATORS.encode()
-_NOT_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 
 
 @functools.lru_cache(maxsize=256)
@@ -984,7 +983,7 @@ class Deidentifier:
         runs = _ALNUM_RUNS(raw.lower())
         if any(run in text for run in runs if initials or len(run) > 1):
             return True
-        if len(raw.translate(None, _NOT_DIGITS)) >= MIN_SPLIT_DIGITS:  # digits enough for a number of the file's
+        if len(raw.translate(None, NOT_DIGIT_BYTES)) >= MIN_SPLIT_DIGITS:  # digits enough for a number of the file's
             numbers = _number_bytes(self.ctx.phi_terms)
             if numbers and any(n in raw.translate(None, _SPLIT_SEPARATOR_BYTES) for n in numbers):
                 return True  # a number written a digit at a time ("9 9 8 8 7 7 6 6"): runs of one character
