@@ -805,6 +805,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
     * an address line (between ``^``, commas or line breaks; two words or more) as consecutive words of
       one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``).
     The output's text is decoded only where the header's bytes hold every part or word."""
+    from .clean import phone_core, split_digit_terms
     from .tags import _name_terms
 
     names, phones, addresses = _personal_values(src)
@@ -829,8 +830,6 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
             findings.append(Finding(line, "identifying-value-in-header",
                                     f"a person's name's {len(parts)} parts ({', '.join(str(len(p)) for p in parts)} "
                                     "characters) each as a word of the output's text"))
-    from .clean import phone_core, split_digit_terms
-
     numbers = {phone_core(m.group()) for v in phones if v.strip() not in found for m in _PHONE.finditer(v)
                if not split.intersection(split_digit_terms(frozenset({m.group()})))}  # one finding a value
     numbers = {n for n in numbers if len(n) >= _MIN_PHONE_DIGITS}
@@ -1025,14 +1024,13 @@ def _in_manifest(manifest: Path, keys: np.ndarray, most_words: int, salt: bytes)
     (a pydicom file's) would be found in "cannot name the output"."""
     if not len(keys) or not manifest.is_file():
         return []
-    found: dict[tuple[int, int], int] = {}
+    found: set[tuple[int, int]] = set()  # (line, words)
     cand: list[int] = []
     where: list[tuple[int, int]] = []
 
     def look_up() -> None:
         hits = np.isin(np.fromiter(cand, dtype=np.uint64, count=len(cand)), keys)
-        for i in np.flatnonzero(hits):
-            found.setdefault(where[i], 0)
+        found.update(where[i] for i in np.flatnonzero(hits))
         cand.clear()
         where.clear()
 
