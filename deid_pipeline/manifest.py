@@ -2,7 +2,9 @@
 
 Only the driver writes these. ``OUTPUT/manifest.jsonl`` holds one record per input and no PHI; each
 record carries the sha256 of the record before it, so the file is a hash chain whose head
-``run.json`` authenticates with an HMAC under the run key. The private journal (outside OUTPUT,
+``run.json`` authenticates with an HMAC under the run key and an Ed25519 signature by a key derived
+from it: a recipient checks the signature with the site's public key (``deid audit public-key``)
+without holding the run key, which makes the pseudonyms. The private journal (outside OUTPUT,
 mode 0600) maps records to input paths; resume reads both and keeps their common prefix.
 """
 
@@ -19,6 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
 from typing import IO, Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 from .types import FileResult
 
@@ -38,9 +46,49 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def _chain_message(head: str, count: int) -> bytes:
+    return f"deid-manifest-chain:{head}:{count}".encode()
+
+
 def chain_hmac(key: bytes, head: str, count: int) -> str:
     """HMAC-SHA256 over the chain head and record count, under the run key."""
-    return hmac.new(key, f"deid-manifest-chain:{head}:{count}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, _chain_message(head, count), hashlib.sha256).hexdigest()
+
+
+def signing_key(key: bytes) -> Ed25519PrivateKey:
+    """The Ed25519 key that signs chain heads, derived from the run key with HKDF (its own ``info``: it
+    reveals nothing of the run key nor of the pseudonym keys derived beside it)."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"deid-audit-signing-v1").derive(key)
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def public_key_bytes(key: bytes) -> bytes:
+    """The raw 32-byte public key of :func:`signing_key`."""
+    return signing_key(key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_key_pem(key: bytes) -> str:
+    """:func:`signing_key`'s public key as PEM (SubjectPublicKeyInfo), the form a site publishes."""
+    return signing_key(key).public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def parse_public_key(data: bytes) -> bytes:
+    """A raw 32-byte Ed25519 public key from PEM or 64 hex digits (ValueError: neither)."""
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        pub = load_pem_public_key(text)
+        if not isinstance(pub, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        return pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raw = bytes.fromhex(text.decode("ascii", "replace"))
+    if len(raw) != 32:
+        raise ValueError("not 32 bytes")
+    return raw
+
+
+def key_fingerprint(public: bytes) -> str:
+    """A short fingerprint of a raw public key (sha256, 16 hex digits), for messages."""
+    return hashlib.sha256(public).hexdigest()[:16]
 
 
 def key_id(key: bytes) -> str:
@@ -338,10 +386,13 @@ class Ledger:
             (self.private_dir / INDEX_NAME).unlink(missing_ok=True)
 
     def chain(self) -> dict[str, Any]:
+        signer = signing_key(self.key)
         return {
             "records": self.records,
             "head_sha256": self.head,
             "hmac_sha256": chain_hmac(self.key, self.head, self.records),
+            "ed25519_public_key": public_key_bytes(self.key).hex(),
+            "ed25519_signature": signer.sign(_chain_message(self.head, self.records)).hex(),
         }
 
 
@@ -361,8 +412,10 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
             yield line[:-1] if line.endswith(b"\n") else line
 
 
-def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
-    """Check the manifest's hash chain and, with the key, the HMAC of its head in ``run.json``.
+def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None = None) -> list[ChainProblem]:
+    """Check the manifest's hash chain and, with the run key, the HMAC and signature of its head in
+    ``run.json``; with a trusted raw ``public_key`` (:func:`parse_public_key`), that the head is signed by it.
+    Without either, a chain rebuilt after an edit cannot be told from the run's.
 
     An edited record breaks the link of the line after it; a deleted, inserted or reordered record
     breaks the link where it happened; a truncated tail changes the head and the record count.
@@ -402,4 +455,31 @@ def verify_chain(output_dir: Path, key: bytes | None) -> list[ChainProblem]:
         problems.append(ChainProblem(count, "the last record does not match the chain head in run.json"))
     if key is not None and not hmac.compare_digest(chain.get("hmac_sha256", ""), chain_hmac(key, chain.get("head_sha256", ""), int(chain.get("records", -1)))):
         problems.append(ChainProblem(0, "the chain head's HMAC does not verify under this key: run.json was altered"))
+    if public_key is not None:
+        problems.extend(_signature_problems(chain, public_key, "the trusted"))
+    elif key is not None and "ed25519_signature" in chain:  # the HMAC authenticates a head an earlier deid left unsigned
+        problems.extend(_signature_problems(chain, public_key_bytes(key), "this key's"))
     return problems
+
+
+def _signature_problems(chain: dict[str, Any], trusted: bytes, whose: str) -> list[ChainProblem]:
+    """Whether ``run.json``'s chain head is signed by ``trusted`` (a raw Ed25519 public key)."""
+    signature, embedded = chain.get("ed25519_signature"), chain.get("ed25519_public_key")
+    if not isinstance(signature, str) or not signature:
+        return [ChainProblem(0, "run.json holds no signature of the chain head (a run of an earlier deid, or removed)")]
+    if embedded != trusted.hex():
+        return [ChainProblem(0, f"the chain head is signed by another key ({key_fingerprint(bytes.fromhex(embedded)) if _hex(embedded, 32) else 'unreadable'}), "
+                                f"not {whose} public key ({key_fingerprint(trusted)})")]
+    try:
+        head, count = chain.get("head_sha256"), chain.get("records")
+        Ed25519PublicKey.from_public_bytes(trusted).verify(bytes.fromhex(signature), _chain_message(str(head), int(count)))
+    except (InvalidSignature, ValueError, TypeError):
+        return [ChainProblem(0, f"the chain head's signature does not verify under {whose} public key: run.json was altered")]
+    return []
+
+
+def _hex(value: object, size: int) -> bool:
+    try:
+        return isinstance(value, str) and len(bytes.fromhex(value)) == size
+    except ValueError:
+        return False

@@ -13,7 +13,7 @@ from deid_pipeline import __version__
 from deid_pipeline.cli.main import cli
 
 
-@pytest.mark.parametrize("cmd", [[], ["run"], ["profiles"], ["profiles", "list"], ["profiles", "show"], ["inspect"], ["verify"], ["audit"], ["audit", "verify"]])
+@pytest.mark.parametrize("cmd", [[], ["run"], ["profiles"], ["profiles", "list"], ["profiles", "show"], ["inspect"], ["verify"], ["audit"], ["audit", "verify"], ["audit", "public-key"]])
 def test_help_on_every_command(cmd: list[str]) -> None:
     res = CliRunner().invoke(cli, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage" in res.output

@@ -13,9 +13,11 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.discover import walk_inputs
-from deid_pipeline.manifest import Ledger, verify_chain, atomic_write_json
+from deid_pipeline.manifest import Ledger, atomic_write_json, key_fingerprint, parse_public_key, public_key_pem, verify_chain
 from deid_pipeline.pipeline import sniff
 from deid_pipeline.types import FileResult
+
+from support import deid
 
 KEY = b"k" * 32
 PROFILE = {"name": "t", "version": "1", "sha256": "0" * 64}
@@ -305,3 +307,94 @@ def test_retry_failed_reads_the_manifest_once_and_copies_the_records_before_the_
         assert json.loads(line)["prev_record_sha256"] == head
         head = hashlib.sha256(line[:-1]).hexdigest()
     assert again.head == head
+
+
+def _rebuilt(out: Path, edit: bytes, to: bytes, signer: bytes | None) -> None:
+    """What someone who can write OUTPUT but holds no run key can do: edit a record, relink every line
+    after it, write the new head and count into run.json, and (``signer``) sign it with a key of their own."""
+    prev, lines = "0" * 64, []
+    for line in (out / "manifest.jsonl").read_bytes().replace(edit, to).splitlines():
+        rec = json.loads(line)
+        rec["prev_record_sha256"] = prev
+        data = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        prev = hashlib.sha256(data).hexdigest()
+        lines.append(data + b"\n")
+    (out / "manifest.jsonl").write_bytes(b"".join(lines))
+    run = json.loads((out / "run.json").read_text())
+    run["chain"].update(records=len(lines), head_sha256=prev)
+    if signer is not None:
+        forged = Ledger(out, out.parent / "priv", signer, dict(PROFILE), "0.1.0")
+        forged.head, forged.records = prev, len(lines)
+        run["chain"] = forged.chain()
+    (out / "run.json").write_text(json.dumps(run))
+
+
+@pytest.mark.parametrize("forger_signs", [False, True])
+def test_a_rebuilt_chain_is_found_by_the_public_key_alone(tmp_path: Path, forger_signs: bool) -> None:
+    """An edited record with the chain relinked after it passes the hash chain; the site's public key
+    (no run key, which makes the pseudonyms, in the recipient's hands) finds it, re-signed or not."""
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    for i in range(5):
+        ledger.add(_result(i))
+    _finish(ledger)
+    out = ledger.output_dir
+    public = parse_public_key(public_key_pem(KEY).encode())
+    assert public == bytes.fromhex(json.loads((out / "run.json").read_text())["chain"]["ed25519_public_key"])
+    assert verify_chain(out, None, public) == [] and verify_chain(out, KEY, public) == []
+    _rebuilt(out, b'"status":"written"', b'"status":"skipped"', b"f" * 32 if forger_signs else None)
+    assert verify_chain(out, None) == []  # the hash chain alone cannot tell
+    problems = [p.problem for p in verify_chain(out, None, public)]
+    assert len(problems) == 1 and ("another key" if forger_signs else "does not verify") in problems[0], problems
+    assert verify_chain(out, KEY)  # the run key finds it too (HMAC)
+    if forger_signs:  # both keys named by fingerprint
+        forger = parse_public_key(public_key_pem(b"f" * 32).encode())
+        assert key_fingerprint(forger) in problems[0] and key_fingerprint(public) in problems[0]
+
+
+def test_audit_cli_prints_the_public_key_and_checks_with_it(tmp_path: Path) -> None:
+    """`deid audit public-key` prints PEM only (never the key); `audit verify --public-key` exits 0 on the
+    run's chain, 1 on one signed by another key, 2 on a file that holds no public key."""
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    ledger.add(_result(1))
+    _finish(ledger)
+    key_file = tmp_path / "site.key"
+    key_file.write_bytes(KEY)
+    key_file.chmod(0o600)
+    proc = deid("audit", "public-key", "--key-file", str(key_file))
+    assert proc.returncode == 0 and proc.stdout == public_key_pem(KEY) and KEY.decode() not in proc.stdout + proc.stderr
+    pub = tmp_path / "site.pub"
+    pub.write_text(proc.stdout)
+    out = str(ledger.output_dir)
+    proc = deid("audit", "verify", out, "--public-key", str(pub))
+    assert proc.returncode == 0 and "signed by the trusted key" in proc.stdout, proc.stdout + proc.stderr
+    pub.write_text(public_key_pem(b"g" * 32))
+    proc = deid("audit", "verify", out, "--public-key", str(pub))
+    assert proc.returncode == 1 and "signed by another key" in proc.stdout
+    pub.write_text("not a key")
+    proc = deid("audit", "verify", out, "--public-key", str(pub))
+    assert proc.returncode == 2 and "public key" in proc.stderr
+
+
+def test_public_key_forms_and_an_unsigned_head(tmp_path: Path) -> None:
+    """PEM and 64 hex digits read alike; anything else is refused; a head without a signature (an earlier
+    deid's run.json) is a problem only where a public key is given."""
+    pem = public_key_pem(KEY)
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----") and "PRIVATE" not in pem
+    raw = parse_public_key(pem.encode())
+    assert parse_public_key(raw.hex().encode() + b"\n") == raw != parse_public_key(public_key_pem(b"x" * 32).encode())
+    for bad in (b"", b"00" * 31, b"zz" * 32, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"):
+        with pytest.raises(ValueError):
+            parse_public_key(bad)
+    ledger = _ledger(tmp_path)
+    ledger.open()
+    ledger.add(_result(1))
+    _finish(ledger)
+    out = ledger.output_dir
+    run = json.loads((out / "run.json").read_text())
+    for field in ("ed25519_signature", "ed25519_public_key"):
+        del run["chain"][field]
+    (out / "run.json").write_text(json.dumps(run))
+    assert verify_chain(out, KEY) == [] and verify_chain(out, None) == []
+    assert ["holds no signature" in p.problem for p in verify_chain(out, None, raw)] == [True]
