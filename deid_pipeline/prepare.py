@@ -37,6 +37,7 @@ border. ``View.to_stored`` maps view pixels back to stored pixels.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,10 @@ VOI_NARROW = 0.16
 #: three carry more than one preset, two distinct at most: three a frame is one more than any seen and bounds
 #: an odd file with many (each ~50 ms a frame more)
 MAX_VOI_VIEWS = 3
+#: the items of a VOI LUT Sequence read as windows (each one applied over 4,097 values, ~0.2 ms): a
+#: reader may pick any of them (several tables are alternative views, as pydicom's ``apply_voi_lut(index=)``); one-table files are
+#: the rule, and a file with more than this is odd
+MAX_VOI_LUTS = 16
 PATCH_CHROMA = 48  # a colour-flow pixel's channels differ by this much at least (0..255) ...
 PATCH_PX = 8  # ... over a square this many stored pixels wide (text strokes are thinner; a share of the
 # frame's short side missed the fine flow of large frames: benchmarks/README.md, seventeenth session)
@@ -318,32 +323,33 @@ def _spans(voi: Dataset, signed: bool) -> list[tuple[float, float]]:
     return [(float(first), float(first + n - 1))]
 
 
-def _wide_voi_lut(ds: Dataset) -> Dataset:
-    """``ds``, or where its first VOI LUT has 8-bit entries, a stand-in holding that LUT as 16-bit entries:
-    pydicom 3.0's ``apply_voi_lut`` indexes such a table with uint8, so an entry past 255 wraps round
-    (a 4,096-entry table gave 0 everywhere)."""
-    item = _first_item(ds, "VOILUTSequence")
-    desc = None if item is None else item.get("LUTDescriptor")
-    if desc is None or len(desc) != 3 or int(desc[2]) != 8:
+def _one_voi_lut(ds: Dataset, index: int) -> Dataset:
+    """``ds`` where ``index`` is 0 and its first VOI LUT has 16-bit entries, else a stand-in holding only
+    that table (8-bit entries as 16-bit: pydicom 3.0's ``apply_voi_lut`` indexes such a table with uint8,
+    so an entry past 255 wraps round; a 4,096-entry table gave 0 everywhere)."""
+    item = ds["VOILUTSequence"].value[index]
+    desc = item.get("LUTDescriptor")
+    eight = desc is not None and len(desc) == 3 and int(desc[2]) == 8
+    if index == 0 and not eight:
         return ds
-    wide, lut = Dataset(), Dataset()
-    lut.LUTDescriptor = [int(desc[0]), int(desc[1]), 16]
+    one, lut = Dataset(), Dataset()
+    lut.LUTDescriptor = [int(desc[0]), int(desc[1]), 16] if eight else desc
     lut["LUTData"] = item["LUTData"]
-    wide.VOILUTSequence = [lut]
+    one.VOILUTSequence = [lut]
     if hasattr(ds, "file_meta"):
-        wide.file_meta = ds.file_meta  # the byte order of an OW table
+        one.file_meta = ds.file_meta  # the byte order of an OW table
     implicit, little = ds.original_encoding
     if little is not None:
-        wide.set_original_encoding(implicit, little)
-    return wide
+        one.set_original_encoding(implicit, little)
+    return one
 
 
-def _lut_window(ds: Dataset) -> tuple[float, float] | None:
-    """A display through lookup tables (a Modality LUT Sequence, a VOI LUT Sequence) as the linear window
-    of its central slope: pydicom's ``apply_modality_lut`` and ``apply_voi_lut`` over the stored values
-    (4,097 of them, evenly spaced), the values where the display passes a quarter and three quarters of
-    its rise, widened twice round their middle (a linear window gives itself back; an S-curve over the
-    whole range gives its steep part)."""
+def _lut_window(ds: Dataset, index: int = 0) -> tuple[float, float] | None:
+    """A display through lookup tables (a Modality LUT Sequence, the ``index``-th item of a VOI LUT
+    Sequence) as the linear window of its central slope: pydicom's ``apply_modality_lut`` and
+    ``apply_voi_lut`` over the stored values (4,097 of them, evenly spaced), the values where the display
+    passes a quarter and three quarters of its rise, widened twice round their middle (a linear window
+    gives itself back; an S-curve over the whole range gives its steep part)."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     bits = int(ds.get("BitsStored", 16) or 16)
@@ -353,7 +359,8 @@ def _lut_window(ds: Dataset) -> tuple[float, float] | None:
     modality = np.asarray(apply_modality_lut(stored, ds))
     if "VOILUTSequence" in ds:  # a VOI LUT's input is a whole value (pydicom warns on floats)
         modality = np.round(modality).astype(np.int64)
-    shown = np.asarray(apply_voi_lut(modality, _wide_voi_lut(ds)), dtype=np.float64)
+    voi = _one_voi_lut(ds, index) if "VOILUTSequence" in ds else ds
+    shown = np.asarray(apply_voi_lut(modality, voi), dtype=np.float64)
     if not np.isfinite(shown).all() or shown.max() <= shown.min():
         return None
     rise = (shown - shown.min()) / (shown.max() - shown.min())
@@ -362,6 +369,14 @@ def _lut_window(ds: Dataset) -> tuple[float, float] | None:
     quarter, three = stored[np.argmax(rise >= 0.25)], stored[np.argmax(rise >= 0.75)]
     middle, half = (quarter + three) / 2, abs(float(three - quarter))
     return (middle - half, middle + half) if half > 0 else None
+
+
+def _lut_window_or_none(ds: Dataset, index: int) -> tuple[float, float] | None:
+    """:func:`_lut_window`, None where its table does not parse (the file's other tables still count)."""
+    try:
+        return _lut_window(ds, index)
+    except Exception:  # pydicom's errors for a malformed table vary
+        return None
 
 
 def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
@@ -373,9 +388,10 @@ def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
     a top-level VOI LUT Sequence, :func:`_lut_window`. Windows of width <= 1 and values that do not
     parse are left out."""
     try:
-        if _lut_display(ds):  # a viewer shows the VOI LUT before a window
-            lut = _lut_window(ds)
-            return [] if lut is None else [lut]
+        if _lut_display(ds):  # a viewer shows the VOI LUT before a window; a reader may pick any of its tables
+            items = len(ds["VOILUTSequence"].value or ()) if "VOILUTSequence" in ds and ds["VOILUTSequence"].VR == "SQ" else 1
+            return [lut for lut in map(functools.partial(_lut_window_or_none, ds), range(min(max(items, 1), MAX_VOI_LUTS)))
+                    if lut is not None]
         spans: list[tuple[float, float]] = []
         slope, intercept = None, None
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1

@@ -241,6 +241,28 @@ def test_ct_text_seen_only_through_the_file_s_lookup_table(det, table: str) -> N
     assert all(_covered(box, regions) for box in boxes)
 
 
+@pytest.mark.parametrize("first_bits", [8, 16])
+def test_ct_text_seen_only_through_the_file_s_second_lookup_table(det, first_bits: int) -> None:
+    """A VOI LUT Sequence of two tables, alternative views: the first linear over every stored value (no
+    view: the min-max view shows what it shows), the second an S-curve steep round the brain, in which
+    text at 100 HU is white. Every table is read as a window, not the first alone."""
+    from deid_pipeline.prepare import prepare_views, voi_windows
+
+    img, boxes = _head_ct(100)
+    ds = _ds(img, bits=12)
+    values = np.arange(4096, dtype=np.float64)
+    linear, steep = Dataset(), Dataset()
+    linear.LUTDescriptor = [4096, 0, first_bits]
+    linear.LUTData = np.round(values / 4095 * ((1 << first_bits) - 1)).astype(int).tolist()
+    steep.LUTDescriptor = [4096, 0, 8]
+    steep.LUTData = np.round(255 / (1 + np.exp(-(values - 1064) / 20))).astype(int).tolist()
+    ds.VOILUTSequence = [linear, steep]
+    assert len(voi_windows(ds)) == 2
+    assert [v.kind for v in prepare_views(ds, img)] == ["full", "window"]
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
 def _head_ct_with_presets(text_hu: float, centres: tuple[int, ...],
                           widths: tuple[int, ...]) -> tuple[Dataset, np.ndarray, list[tuple[int, int, int, int]]]:
     img, boxes = _head_ct(text_hu)
