@@ -385,13 +385,20 @@ def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
     multi-valued pair) or a VOI LUT's input range, back through a linear Modality rescale; from the top
     level, else the shared or the frame's own functional groups (Frame VOI LUT, Pixel Value
     Transformation: an Enhanced CT or MR may give each frame its own); under a Modality LUT Sequence or
-    a top-level VOI LUT Sequence, :func:`_lut_window`. Windows of width <= 1 and values that do not
-    parse are left out."""
-    try:
-        if _lut_display(ds):  # a viewer shows the VOI LUT before a window; a reader may pick any of its tables
+    a top-level VOI LUT Sequence, :func:`_lut_window` of each of its tables, then the file's Window
+    Center and Width beside them where the rescale is linear (a viewer shows a table first; a reader may
+    pick any of them). Windows of width <= 1 and values that do not parse are left out."""
+    luts: list[tuple[float, float]] = []
+    if _lut_display(ds):
+        try:
             items = len(ds["VOILUTSequence"].value or ()) if "VOILUTSequence" in ds and ds["VOILUTSequence"].VR == "SQ" else 1
-            return [lut for lut in map(functools.partial(_lut_window_or_none, ds), range(min(max(items, 1), MAX_VOI_LUTS)))
-                    if lut is not None]
+        except Exception:  # a sequence that does not parse
+            items = 1
+        luts = [lut for lut in map(functools.partial(_lut_window_or_none, ds), range(min(max(items, 1), MAX_VOI_LUTS)))
+                if lut is not None]
+        if "ModalityLUTSequence" in ds or "WindowWidth" not in ds:  # a window over a table's output: not linear in stored values
+            return luts
+    try:
         spans: list[tuple[float, float]] = []
         slope, intercept = None, None
         signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
@@ -406,11 +413,11 @@ def voi_windows(ds: Dataset, frame: int = 0) -> list[tuple[float, float]]:
             slope = slope if slope is not None else _number(pv.get("RescaleSlope"))
             intercept = intercept if intercept is not None else _number(pv.get("RescaleIntercept"))
     except Exception:  # a value or a table that does not parse (pydicom's errors vary): no window, the other views
-        return []
+        return luts
     slope = 1.0 if slope is None else slope
     if not slope:
-        return []
-    out = []
+        return luts
+    out = luts
     for span in spans:
         if np.isfinite(span).all():
             a, b = ((v - (intercept or 0.0)) / slope for v in span)

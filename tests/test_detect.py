@@ -263,6 +263,26 @@ def test_ct_text_seen_only_through_the_file_s_second_lookup_table(det, first_bit
     assert all(_covered(box, regions) for box in boxes)
 
 
+def test_ct_text_seen_only_through_the_window_beside_the_file_s_lookup_table(det) -> None:
+    """A VOI LUT Sequence (one table, linear over every stored value) and, beside it, the brain's 40/80
+    window (the rescale linear): a viewer shows the table first, a reader may pick the window, in which
+    text at 100 HU is white. The window is read too."""
+    from deid_pipeline.prepare import prepare_views, voi_windows
+
+    img, boxes = _head_ct(100)
+    ds = _ds(img, bits=12)
+    linear = Dataset()
+    linear.LUTDescriptor = [4096, 0, 16]
+    linear.LUTData = np.round(np.arange(4096) / 4095 * 65535).astype(int).tolist()
+    ds.VOILUTSequence = [linear]
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.WindowCenter, ds.WindowWidth = 40, 80
+    assert voi_windows(ds)[1] == pytest.approx((1023.5 + 40 - 39.5, 1023.5 + 40 + 39.5))
+    assert [v.kind for v in prepare_views(ds, img)] == ["full", "window"]
+    regions = scan_frames(ds, img, det)[0]
+    assert all(_covered(box, regions) for box in boxes)
+
+
 def _head_ct_with_presets(text_hu: float, centres: tuple[int, ...],
                           widths: tuple[int, ...]) -> tuple[Dataset, np.ndarray, list[tuple[int, int, int, int]]]:
     img, boxes = _head_ct(text_hu)
