@@ -3,8 +3,8 @@
 Three passes, each conservative on its own:
 1. the file's own ``phi_terms`` (names, IDs, dates in common formats, institution), matched whole-word
    and case-insensitively, longest first; a number's digits also split or regrouped by spaces, dashes
-   or dots (a telephone number's and a date's too), a name's parts also with letters after them
-   (:func:`_mark_terms`);
+   or dots (a telephone number's and a date's too), a date also in short forms ("1 2 2019"), a name's
+   parts also with letters after them (:func:`_mark_terms`);
 2. presidio-analyzer *pattern* recognizers (phone, e-mail, dates, SSN, URL, IP). The engine runs with a
    no-op NLP engine (no spaCy model, no network) and is built once per process, when the first value
    that one of them could match comes (:func:`may_match_a_pattern`): importing presidio takes seconds;
@@ -21,6 +21,8 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import date
+from itertools import chain
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -343,6 +345,58 @@ def split_digits_in(text: str, numbers: tuple[str, ...]) -> Iterator[re.Match[st
     return _split_pattern(found).finditer(text) if found else iter(())
 
 
+#: A date of the file's as :func:`tags.date_variants` writes every one (``2019-01-02``)
+_ISO_DATE_LINES = re.compile(r"^\d{4}-\d\d-\d\d$", re.MULTILINE)
+#: Between a short date's numbers (:func:`short_dates_in`): spaces, or a mark with spaces round it or not
+_DATE_SPACE = "[ \t]+"
+_DATE_MARKS = "-./_"
+_DATE_MARK = rf"[ \t]*[{re.escape(_DATE_MARKS)}][ \t]*"
+_DATE_GAP = rf"(?:{_DATE_MARK}|{_DATE_SPACE})"
+
+
+@functools.lru_cache(maxsize=256)
+def file_dates(terms: frozenset[str]) -> tuple[tuple[int, int, int], ...]:
+    """The dates among ``terms`` (year, month, day), found by their ISO form, which
+    :func:`tags.date_variants` writes for every date of the file."""
+    out = set()
+    for m in _ISO_DATE_LINES.finditer("\n".join(t for t in terms if len(t) == 10)):
+        with contextlib.suppress(ValueError):  # an ID written so, not a date
+            d = date.fromisoformat(m.group())
+            out.add((d.year, d.month, d.day))
+    return tuple(sorted(out))
+
+
+def _short_forms(y: int, m: int, d: int) -> list[str]:
+    """Regexes of a date's short forms (:func:`short_dates_in`)."""
+    def number(n: int) -> str:
+        return f"0?{n}" if n < 10 else str(n)
+
+    day, month, padded_day, padded_month = number(d), number(m), f"{d:02d}", f"{m:02d}"
+    year, yy = str(y), f"{y % 100:02d}"
+    forms = [_DATE_GAP.join(order) for order in ((day, month, year), (month, day, year), (year, month, day))]
+    forms += [_DATE_MARK.join(order) for order in ((day, month, yy), (month, day, yy), (yy, month, day))]
+    forms += [_DATE_SPACE.join(order) for order in ((padded_day, padded_month, yy), (padded_month, padded_day, yy),
+                                                     (yy, padded_month, padded_day))]
+    return forms
+
+
+@functools.lru_cache(maxsize=256)
+def _dates_pattern(dates: frozenset[tuple[int, int, int]]) -> re.Pattern[str]:
+    body = "|".join(form for day in sorted(dates) for form in _short_forms(*day))
+    return re.compile(rf"(?<![^\W_])(?<!\d[.,])(?:{body})(?![^\W_]|[.,]\d)")
+
+
+def short_dates_in(text: str, dates: tuple[tuple[int, int, int], ...]) -> Iterator[re.Match[str]]:
+    """Where ``dates`` (:func:`file_dates`) stand in ``text`` as whole words in short forms: day, month
+    and year in day-month-year, month-day-year or year-month-day order, day and month with a leading zero
+    or not, apart by a space or a mark (``-./_``, spaces round it or not): ``1 2 2019``, ``2019_1_2``,
+    ``1 / 2 / 2019``. With a 2-digit year only where both gaps are marks (``19.1.2``, ``2/1-19``) or day
+    and month are written with two digits (``01 02 19``): ``1 2 19 mm`` is a list of numbers as often
+    as a date. Not inside a dotted or decimal number (``2019.1.2.5``)."""
+    found = frozenset(date for date in dates if f"{date[0] % 100:02d}" in text)
+    return _dates_pattern(found).finditer(text) if found else iter(())
+
+
 @functools.lru_cache(maxsize=256)
 def name_stems(terms: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The parts of the persons' names among ``terms`` (lower case, letters only, or letters with
@@ -378,17 +432,18 @@ def _stems_pattern(prefixes: frozenset[str], inflected: frozenset[str]) -> re.Pa
 def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray, inflected: bool = True) -> None:
     """Mark in ``drop`` the file's own identifying values in ``value`` (whole words, any case); the
     pattern is built of the few terms the value holds, not of the file's every date rendering. Its
-    numbers are found with their digits split too (:func:`split_digits_in`) and, with ``inflected``,
-    its names' parts with letters after them (:func:`name_stems`)."""
+    numbers are found with their digits split too (:func:`split_digits_in`), its dates in short forms
+    (:func:`short_dates_in`) and, with ``inflected``, its names' parts with letters after them
+    (:func:`name_stems`)."""
     low = value.lower()
     found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
     pattern = _terms_pattern(found) if found else None  # most values hold none: no pattern to build
     if pattern is not None:
         for m in pattern.finditer(value):
             drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
-    numbers = split_digit_terms(phi_terms)
-    if numbers and _HAS_DIGIT(value):
-        for m in split_digits_in(value, numbers):
+    if _HAS_DIGIT(value):
+        numbers, dates = split_digit_terms(phi_terms), file_dates(phi_terms)
+        for m in chain(split_digits_in(value, numbers) if numbers else (), short_dates_in(value, dates) if dates else ()):
             drop[m.start() : m.end()] = b"\1" * (m.end() - m.start())
     if not inflected:
         return

@@ -19,7 +19,8 @@ For every written output, against its input (found through the private journal):
    file's bytes (header always, a deflated data set inflated; pixel bytes for long terms) or in the
    path deid gave it under OUTPUT (a date or number only where no digit touches it: ``1.2.84``, a
    birth date, is not found in ``1.2.840.10008...``; a compact date also where a DT's time follows it;
-   in the header, a number of 6 digits or more also with its digits split or regrouped: ``9988 7766``), each value
+   in the header, a number of 6 digits or more also with its digits split or regrouped: ``9988 7766``, and a
+   date in a short form: ``1 2 2019``, ``2019_1_2``), each value
    also encoded in the character sets the output and the input declare (ISO-8859-5, GB18030, ISO 2022);
    in the header also a person's name with its short parts in separate words or elements, a telephone
    number by its digits (with or without a country code, either way), an address line by its words
@@ -667,6 +668,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
     split = _split_numbers(header, terms)
     findings += [Finding(line, "identifying-value-in-header", f"a {len(n)}-digit identifying number with its digits split")
                  for n in sorted(split, key=len)]
+    findings += [Finding(line, "identifying-value-in-header", "an identifying date in a short form")
+                 for _ in _short_dates(header, terms, split)]
     findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h}, split)
     findings += _in_own_files(searched, own_files, line)
     if keys is not None:
@@ -1071,6 +1074,21 @@ def _split_numbers(header: bytes | mmap.mmap, terms: set[str]) -> set[str]:
     text = bytes(header).decode("latin-1")
     return {re.sub(r"\D", "", m.group()) for m in split_digits_in(text, numbers)
             if any(c in SPLIT_DIGIT_SEPARATORS for c in m.group()) and m.group() not in terms}
+
+
+def _short_dates(header: bytes | mmap.mmap, terms: set[str], split: set[str]) -> set[tuple[int, int, int]]:
+    """The input's dates (:func:`clean.file_dates`) found in ``header`` in a short form the run takes out
+    of the text it cleans or keeps (:func:`clean.short_dates_in`: ``1 2 2019``, ``2019_1_2``); not where
+    written as one of ``terms`` is (the byte search has those) nor where :func:`_split_numbers` found
+    its digits (``split``)."""
+    from .clean import file_dates, short_dates_in
+
+    dates = file_dates(frozenset(terms))
+    if not dates:
+        return set()
+    text = bytes(header).decode("latin-1")
+    return {date for date in dates if any(m.group() not in terms and re.sub(r"\D", "", m.group()) not in split
+                                          for m in short_dates_in(text, (date,)))}
 
 
 def _uid_in(uid: bytes, data: bytes | mmap.mmap) -> bool:

@@ -916,6 +916,49 @@ def test_a_number_regrouped_leaves_cleaned_and_kept_text(tmp_path: Path, profile
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
 @pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("keyword, value, written", [
+    ("PatientBirthDate", "20190102", "1 2 2019"),  # 2 January 2019: month day year
+    ("PatientBirthDate", "20190102", "2 1 2019"),  # day month year
+    ("PatientBirthDate", "20190102", "2019 1 2"),  # year month day
+    ("PatientBirthDate", "20190102", "1_2_2019"),
+    ("PatientBirthDate", "20190102", "1 / 2 / 2019"),
+    ("PatientBirthDate", "20190102", "1. 2. 2019"),
+    ("PatientBirthDate", "20190102", "1-2 2019"),
+    ("PatientBirthDate", "20190102", "2019.1.2"),
+    ("PatientBirthDate", "20190102", "01 02 19"),
+    ("PatientBirthDate", "20190102", "19.1.2"),
+    ("PatientBirthDate", "20190102", "1_2_19"),
+    ("PatientBirthDate", "20190102", "2/1-19"),
+    ("StudyDate", "19870923", "1987 9 23"),
+    ("StudyDate", "19870923", "23 09 87"),
+])
+def test_a_date_in_a_short_form_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str, keyword: str,
+                                                             value: str, written: str) -> None:
+    """A date of the file's written with its day and month unpadded or apart by spaces or other marks than
+    the header's formats ("1 2 2019", "2019_1_2", "1 / 2 / 2019"; a 2-digit year with marks between
+    or two-digit day and month: "19.1.2", "01 02 19"), fewer digits than a regrouped number needs, is
+    taken out of the text cleaned and kept; the numbers round it stay."""
+    ds = _read("CT_small.dcm")
+    setattr(ds, keyword, value)
+    out, _ = _run_one(tmp_path, _with_text(ds, f"knee {written} follow-up, 2 views 120 kV"), profile, pixels)
+    assert all(t == "knee follow-up, 2 views 120 kV" for t in _texts(out) if t), _texts(out)
+
+
+def test_a_date_s_short_forms_take_only_that_date_out() -> None:
+    """A date's short forms are the file's own date's only: another date's stay, and so do numbers that
+    are as often a list or a measurement ("1 2 19 mm": a 2-digit year apart by spaces from an unpadded
+    day and month) and a dotted number holding one ("2019.1.2.5")."""
+    terms = tags.usable_terms(set(tags.date_variants("20190102")))
+    for text in ("Series 1 3 2019 protocol", "1 2 19 mm", "slices 2 1 19", "v 2019.1.2.5", "0.1 2 2019",
+                 "2019 1 20 views", "11 2 2019", "21 2 2019"):
+        assert clean_text(text, terms, use_presidio=False) == text
+    assert clean_text("Series 1 2 2019 protocol", terms, use_presidio=False) == "Series protocol"
+    assert clean_text("seen 01 / 02 / 19, 2019-1-2", terms, use_presidio=False) == "seen"
+    assert clean_text("seen 2/1-19, 01/02 - 19", terms, use_presidio=False) == "seen"  # two marks
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
 @pytest.mark.parametrize("written", ["ZQXCANARYs", "ZQXCANARYSONS", "zqxcanaryes", "ZQXCANARY's", "ZQXCANARYs'",
                                      "ZQXGIVENs"])
 def test_a_name_with_letters_after_it_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
@@ -1046,6 +1089,41 @@ def test_verify_reports_a_number_regrouped_in_an_output(tmp_path: Path, keyword:
                                                         found: bool) -> None:
     """An output whose header holds an input's SSN, date or telephone number with its digits grouped
     otherwise is ``identifying-value-in-header``, once; other digits are not."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    setattr(src_ds, keyword, value)
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> list[str]:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
+                if f.kind == "identifying-value-in-header"]
+
+    base, details = identifying("knee follow-up"), identifying(meaning)
+    assert len(details) == len(base) + found, details
+    assert not any(value in d or meaning in d for d in details)
+
+
+@pytest.mark.parametrize("keyword, value, meaning, found", [
+    ("PatientBirthDate", "20190102", "knee 1 2 2019", True),
+    ("PatientBirthDate", "20190102", "knee 2019_1_2 follow-up", True),
+    ("PatientBirthDate", "20190102", "knee 1 / 2 / 2019", True),
+    ("StudyDate", "19870923", "knee 23 09 87", True),
+    ("PatientBirthDate", "20190102", "knee 01/02/2019", True),  # a format of the header's: the byte search
+    ("PatientBirthDate", "20190102", "knee 1 2 19 mm", False),
+    ("PatientBirthDate", "20190102", "knee 1 3 2019", False),
+])
+def test_verify_reports_a_date_in_a_short_form_in_an_output(tmp_path: Path, keyword: str, value: str, meaning: str,
+                                                            found: bool) -> None:
+    """An output whose header holds an input's date in a short form (its day and month unpadded, apart
+    by spaces or underscores) is ``identifying-value-in-header``, once; another date is not."""
     from deid_pipeline import verify
     from deid_pipeline.profile import load_profile
 
