@@ -270,12 +270,22 @@ NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 #: a number after it ("Canary2", "Canary_2").
 MIN_INFLECTED_NAME = 3
 MIN_PREFIX_NAME = 6
-_INFLECTIONS = "(?:e?s|['\u2019]s)"  # a possessive's apostrophe goes with the name
+_INFLECTIONS = "(?:e?s|'s)"  # a possessive's apostrophe goes with the name
 _HYPHENED = r"[^\W\d_]+-"
 _AFTER_NAME = r"(?:-[^\W\d_]+)?(?:[-_]?\d+)?"
 #: Punctuation inside a name's part ("O'Brien", "Smith-Jones"): the part is a name's part with it, and
 #: so is each piece between it
-NAME_PUNCTUATION = re.compile(r"[-'\u2019]")
+NAME_PUNCTUATION = re.compile(r"[-']")
+#: Typographic forms of that punctuation, read as the ASCII mark in terms and text alike (one character
+#: for one: a match's offsets stand): apostrophes and quotes used as ones (’ ‘ ` ´ ʼ ′ ＇) and hyphens,
+#: a figure or en dash, a minus (‐ ‑ ‒ – − ﹣ －). Not an em dash: it sets words apart ("Smith—knee").
+TYPOGRAPHIC = str.maketrans(dict.fromkeys("\u2019\u2018`\u00b4\u02bc\u2032\uff07", "'")
+                            | dict.fromkeys("\u2010\u2011\u2012\u2013\u2212\ufe63\uff0d", "-"))
+
+
+def plain_punctuation(text: str) -> str:
+    """``text`` with its :data:`TYPOGRAPHIC` punctuation in ASCII ("O’Brien" as "O'Brien")."""
+    return text if text.isascii() and "`" not in text else text.translate(TYPOGRAPHIC)
 
 
 @functools.lru_cache(maxsize=1)
@@ -434,7 +444,9 @@ def _mark_terms(value: str, phi_terms: frozenset[str], drop: bytearray, inflecte
     pattern is built of the few terms the value holds, not of the file's every date rendering. Its
     numbers are found with their digits split too (:func:`split_digits_in`), its dates in short forms
     (:func:`short_dates_in`) and, with ``inflected``, its names' parts with letters after them
-    (:func:`name_stems`)."""
+    (:func:`name_stems`). Typographic punctuation is read as ASCII (:func:`plain_punctuation`: "O’Brien"
+    is the term "O'Brien")."""
+    value = plain_punctuation(value)
     low = value.lower()
     found = frozenset(t for t in lowered_terms(phi_terms) if t in low)
     pattern = _terms_pattern(found) if found else None  # most values hold none: no pattern to build

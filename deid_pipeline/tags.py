@@ -43,7 +43,7 @@ from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from . import actions
 from .clean import (MIN_INFLECTED_NAME, MIN_SPLIT_DIGITS, NAME_PUNCTUATION, NOT_DIGIT_BYTES, SPLIT_DIGIT_SEPARATORS,
-                    may_hold_uid, may_match_a_pattern, name_stems, remove_terms, split_digit_terms)
+                    may_hold_uid, may_match_a_pattern, name_stems, plain_punctuation, remove_terms, split_digit_terms)
 from .errors import FileError
 from .profile import (GRAPHICS_CLEAN, KEEP_LIST, SAFE_PRIVATE, UNLISTED_KEEP, ElementRef, Profile, Rule, meaning_vr, public_dictionary_vr,
                       tag_str)
@@ -788,9 +788,10 @@ def _name_terms(value: str) -> set[str]:
     """A PN value's terms: each group as written and with spaces for ``^``, its parts, its components
     run together ("ZQXSURNAMEZQXGIVEN", the given name first too), a part with an apostrophe or a hyphen
     also without it and each of its pieces. A one-part name is also written with a ``^`` after it,
-    which marks it a name (:func:`clean.name_stems`)."""
+    which marks it a name (:func:`clean.name_stems`). A name with typographic punctuation ("O’BRIEN",
+    "SMITH–JONES") has those terms with ASCII punctuation too (:func:`clean.plain_punctuation`)."""
     out = set()
-    for group in value.split("="):
+    for group in {g for v in (value, plain_punctuation(value)) for g in v.split("=")}:
         whole = group.strip("^ ")
         if whole:
             out.add(whole)
@@ -859,8 +860,14 @@ def collect_phi_terms(ds: Dataset, profile: Profile) -> frozenset[str]:
 
 
 def usable_terms(terms: set[str]) -> frozenset[str]:
-    """The collected terms :mod:`clean` and the pixel stage use (two characters, one alphanumeric)."""
-    return frozenset(t for t in terms if len(t) >= 2 and _ALNUM.search(t))
+    """The collected terms :mod:`clean` and the pixel stage use (two characters, one alphanumeric); one
+    with typographic punctuation also with ASCII punctuation (:func:`clean.plain_punctuation`), as clean
+    reads the text."""
+    usable = frozenset(t for t in terms if len(t) >= 2 and _ALNUM.search(t))
+    joined = "".join(usable)  # one test of them all: most files' terms are ASCII
+    if joined.isascii() and "`" not in joined:
+        return usable
+    return usable | {plain_punctuation(t) for t in usable}
 
 
 #: One character ``str.isalnum`` accepts: ``\w`` is exactly those and the underscore (``re`` docs).

@@ -670,7 +670,8 @@ def _check_values(src: Dataset, out: Dataset, out_bytes: bytes | mmap.mmap, line
                  for n in sorted(split, key=len)]
     findings += [Finding(line, "identifying-value-in-header", "an identifying date in a short form")
                  for _ in _short_dates(header, terms, split)]
-    findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h}, split)
+    findings += _reformatted(src, out, header, header_folded, line, codecs, {t for t, h in holders.items() if h}, split,
+                             [t for t in searched if t not in holders])
     findings += _in_own_files(searched, own_files, line)
     if keys is not None:
         keys.add(searched)
@@ -793,10 +794,12 @@ _TEXT_VRS = TEXT_VRS - {"UR"}  # the text VRs but a URI
 
 
 def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_folded: bytes, line: int,
-                 codecs: tuple[str, ...], found: set[str], split: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
+                 codecs: tuple[str, ...], found: set[str], split: set[str] | frozenset[str] = frozenset(),
+                 unfound: list[str] | tuple[str, ...] = ()) -> list[Finding]:
     """``identifying-value-in-header`` for the input's values written otherwise in the output's header,
     which the byte search (the values as written, :func:`_found`) does not see; ``found``: the terms
-    it found there, ``split``: the numbers :func:`_split_numbers` found (each value is reported once).
+    it found there, ``split``: the numbers :func:`_split_numbers` found (each value is reported once),
+    ``unfound``: the terms it looked for and did not find.
 
     * a person's name split across elements or words: each of its parts (2 characters or more) as a
       whole word of the output's text, where one part is shorter than :data:`_HEADER_MIN_TERM` (longer
@@ -806,9 +809,12 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
       a country code or trunk prefix either way (``555-123-4567`` for ``+1 555 123 4567``, ``+44 20 ...``
       for ``020 ...``: :func:`clean.phone_core`, :data:`_PHONE_PREFIX`), no other digit next to it;
     * an address line (between ``^``, commas or line breaks; two words or more) as consecutive words of
-      one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``).
+      one text value, street words abbreviated alike (``12 MAIN ST`` for ``12 Main Street``);
+    * one of ``unfound`` with an apostrophe or a hyphen (``O'BRIEN``, ``SMITH-JONES``) as a whole word of
+      the output's text written with typographic punctuation (``O’Brien``: :func:`clean.plain_punctuation`),
+      where the header holds a byte that may be one (not ASCII, or a backtick).
     The output's text is decoded only where the header's bytes hold every part or word."""
-    from .clean import phone_core, split_digit_terms
+    from .clean import NAME_PUNCTUATION, phone_core, plain_punctuation, split_digit_terms
     from .tags import _name_terms
 
     names, phones, addresses = _personal_values(src)
@@ -852,7 +858,21 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
         if any(f" {wanted} " in f" {' '.join(_address_words(value))} " for value in output_text().split("\n")):
             findings.append(Finding(line, "identifying-value-in-header",
                                     f"a {len(wanted)}-character address line in another format"))
+    punctuated = [t.lower() for t in unfound if NAME_PUNCTUATION.search(t)
+                  and all(header_folded.find(run) >= 0 for run in _RUNS(t.lower().encode("utf-8", "replace")))]
+    if punctuated and _MAY_BE_TYPOGRAPHIC(header):
+        plain = plain_punctuation(output_text()).lower()
+        for term in punctuated:
+            if term in plain and re.search(rf"(?<![^\W_]){re.escape(term)}(?![^\W_])", plain):
+                findings.append(Finding(line, "identifying-value-in-header",
+                                        f"a {len(term)}-character identifying value with typographic punctuation"))
     return findings
+
+
+#: A run of a term's ASCII letters or digits (each is in the header's bytes where the term is)
+_RUNS = re.compile(rb"[a-z0-9]+").findall
+#: A byte of typographic punctuation in any encoding (:data:`clean.TYPOGRAPHIC`): not ASCII, or a backtick
+_MAY_BE_TYPOGRAPHIC = re.compile(rb"[`\x80-\xff]").search
 
 
 #: What ``run.json`` states in deid's own words (names of its settings, of the profile, of the

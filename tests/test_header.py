@@ -1031,6 +1031,42 @@ def test_a_name_with_punctuation_or_a_digit_takes_only_its_own_forms_out() -> No
 
 
 @pytest.mark.parametrize("pixels", ["none", "all"])
+@pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
+@pytest.mark.parametrize("name, written", [("O'ZQXBRIEN^ZQXGIVEN", "O\u2019Zqxbrien"), ("O'ZQXBRIEN^ZQXGIVEN", "O\u2018Zqxbrien"),
+                                           ("O'ZQXBRIEN^ZQXGIVEN", "O`Zqxbrien"), ("O'ZQXBRIEN^ZQXGIVEN", "O\u2019Zqxbrien\u2019s"),
+                                           ("O'ZQXBRIEN^ZQXGIVEN", "O\u02bcZqxbrien"), ("O'ZQXBRIEN^ZQXGIVEN", "O\u00b4Zqxbrien"),
+                                           ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "Zqxsmith\u2013Zqxjones"),
+                                           ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "Zqxsmith\u2011Zqxjones"),
+                                           ("ZQXSMITH-ZQXJONES^ZQXGIVEN", "Zqxsmith\u2212Zqxjones"),
+                                           ("O\u2019ZQXBRIEN^ZQXGIVEN", "O'Zqxbrien"),
+                                           ("ZQXSMITH\u2013ZQXJONES^ZQXGIVEN", "Zqxsmith-Zqxjones"),
+                                           ("ZQXSMITH\u2013ZQXJONES^ZQXGIVEN", "Zqxjones")])
+def test_a_name_with_typographic_punctuation_leaves_cleaned_and_kept_text(tmp_path: Path, profile: str, pixels: str,
+                                                                           name: str, written: str) -> None:
+    """A name with an apostrophe or a hyphen written with a typographic one ("O’Brien", "O`Brien",
+    "Smith–Jones" for O'BRIEN, SMITH-JONES), or stored with one and written in ASCII, is taken out of the
+    text cleaned and kept whole, its punctuation with it; the clinical words round it stay."""
+    ds = _read("CT_small.dcm")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = name
+    out, data = _run_one(tmp_path, _with_text(ds, f"left knee {written} T2-weighted follow-up"), profile, pixels)
+    assert b"ZQX" not in data.upper()
+    assert all(t == "left knee T2-weighted follow-up" for t in _texts(out) if t), [ascii(t) for t in _texts(out)]
+
+
+def test_a_name_with_typographic_punctuation_takes_only_its_own_forms_out() -> None:
+    """Typographic punctuation is read as ASCII for the file's own names only: "Brienz", "Smithsonian",
+    "T2‑weighted" stay for an "O'Brien", a "Smith-Jones", and so does the text round a name (an em dash
+    sets words apart: "Smith—knee" loses the name, not "knee")."""
+    terms = tags.usable_terms(set(tags._name_terms("O'Brien^Lee")) | set(tags._name_terms("Smith-Jones^Head")))
+    text = "Brienz Smithsonian Leeds T2\u2011weighted b1000, O\u2019Briens Smith\u2013Jones O`Brien Head\u2010first."
+    assert clean_text(text, terms, use_presidio=False) == "Brienz Smithsonian Leeds T2\u2011weighted b1000."
+    assert clean_text("Smith\u2014knee", terms, use_presidio=False).endswith("knee")
+    curly = tags.usable_terms(set(tags._name_terms("O\u2019Brien^Lee")))
+    assert clean_text("Brienz O'Brien's knee", curly, use_presidio=False) == "Brienz knee"
+
+
+@pytest.mark.parametrize("pixels", ["none", "all"])
 @pytest.mark.parametrize("profile", ["basic", "safe-harbor", "basic+retain-uids"])
 def test_the_file_s_own_uid_in_a_class_uid_is_replaced(tmp_path: Path, profile: str, pixels: str) -> None:
     """A Referenced SOP Class UID is kept because it names a class; one holding the file's own Study
@@ -1210,6 +1246,39 @@ def test_verify_reports_a_name_with_an_apostrophe_hyphen_or_digit(tmp_path: Path
 
     def identifying(text: str) -> int:
         out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        return sum(f.kind == "identifying-value-in-header"
+                   for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
+
+    assert (identifying(meaning) > identifying("knee follow-up")) is found
+
+
+@pytest.mark.parametrize("name, meaning, found", [("O'ZQX^ZQL", "knee O\u2019Zqx follow-up", True),
+                                                  ("O'ZQX^ZQL", "knee O`Zqx follow-up", True),
+                                                  ("ZQ-XY^ZQL", "knee Zq\u2013Xy follow-up", True),
+                                                  ("ZQXSMITH\u2013ZQXJONES^ZQXGIVEN", "knee Zqxjones follow-up", True),
+                                                  ("ZQXSMITH\u2013ZQXJONES^ZQXGIVEN", "knee Zqxsmith-Zqxjones", True),
+                                                  ("O\u2019ZQX^ZQL", "knee O'Zqx follow-up", True),
+                                                  ("O'ZQX^ZQL", "knee O\u2019Zqy follow-up", False)])
+def test_verify_reports_a_name_with_typographic_punctuation(tmp_path: Path, name: str, meaning: str, found: bool) -> None:
+    """An output whose header holds the input's name with its apostrophe or hyphen written with a
+    typographic one ("O’Zqx" for O'ZQX, whose parts are too short to be searched alone), or the ASCII
+    form or a half of a name stored with a typographic one, is ``identifying-value-in-header``."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    src_ds.SpecificCharacterSet = "ISO_IR 192"
+    src_ds.PatientName = name
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> int:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        out_ds.SpecificCharacterSet = "ISO_IR 192"
         for kw in ("PatientName", "PatientID", "PatientBirthDate"):
             setattr(out_ds, kw, "")
         out = tmp_path / "out.dcm"
