@@ -1100,15 +1100,17 @@ def _short_dates(header: bytes | mmap.mmap, terms: set[str], split: set[str]) ->
     """The input's dates (:func:`clean.file_dates`) found in ``header`` in a short form the run takes out
     of the text it cleans or keeps (:func:`clean.short_dates_in`: ``1 2 2019``, ``2019_1_2``); not where
     written as one of ``terms`` is (the byte search has those) nor where :func:`_split_numbers` found
-    its digits (``split``)."""
-    from .clean import file_dates, short_dates_in
+    its digits (``split``). A header that is not ASCII is also read as UTF-8 with its typographic
+    punctuation as ASCII (``2019–1–2`` with en dashes, which the run takes out: :func:`clean.plain_punctuation`)."""
+    from .clean import file_dates, plain_punctuation, short_dates_in
 
     dates = file_dates(frozenset(terms))
     if not dates:
         return set()
-    text = bytes(header).decode("latin-1")
+    raw = bytes(header)
+    texts = [raw.decode("latin-1")] + ([] if raw.isascii() else [plain_punctuation(raw.decode("utf-8", "replace"))])
     return {date for date in dates if any(m.group() not in terms and re.sub(r"\D", "", m.group()) not in split
-                                          for m in short_dates_in(text, (date,)))}
+                                          for text in texts for m in short_dates_in(text, (date,)))}
 
 
 def _uid_in(uid: bytes, data: bytes | mmap.mmap) -> bool:

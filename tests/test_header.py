@@ -1182,6 +1182,35 @@ def test_verify_reports_a_date_in_a_short_form_in_an_output(tmp_path: Path, keyw
     assert not any(value in d or meaning in d for d in details)
 
 
+@pytest.mark.parametrize("meaning, found", [("knee 2019\u20131\u20132", True), ("knee 1\u20112\u20112019", True),
+                                            ("knee 2019\u20141\u20142", False)])
+def test_verify_reports_a_short_date_with_typographic_dashes(tmp_path: Path, meaning: str, found: bool) -> None:
+    """A UTF-8 output whose header holds an input's date in a short form with en dashes or non-breaking
+    hyphens (which the run takes out as it does ``-``) is ``identifying-value-in-header``; an em dash is
+    a word gap, not a date's mark, for the run and for verify alike."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    src_ds.PatientBirthDate = "20190102"
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> list[str]:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        out_ds.SpecificCharacterSet = "ISO_IR 192"
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        assert meaning.encode() in out.read_bytes() or text != meaning
+        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
+                if f.kind == "identifying-value-in-header"]
+
+    base, details = identifying("knee follow-up"), identifying(meaning)
+    assert len(details) == len(base) + found, details
+
+
 @pytest.mark.parametrize("pixels", ["none", "all"])
 @pytest.mark.parametrize("profile", ["basic+clean-descriptors", "safe-harbor"])
 @pytest.mark.parametrize("name, written", [("ZQXMÜLLER^ZQXJÖRG", "Zqxmueller Zqxjoerg"),
