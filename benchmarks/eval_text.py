@@ -221,6 +221,20 @@ def result_header(detector: Any, mode: str, tag: str) -> dict[str, Any]:
     }
 
 
+def _fonts(patterns: str) -> tuple[str, ...]:
+    """The font files ``--fonts`` names, sorted (the same set of files gives the same cases); none: the
+    Hershey fonts. SystemExit when a pattern matches no file."""
+    import glob
+
+    found: list[str] = []
+    for pattern in (p for p in patterns.split(",") if p):
+        files = sorted(glob.glob(pattern))
+        if not files:
+            raise SystemExit(f"--fonts: no file matches {pattern}")
+        found += files
+    return tuple(sorted(set(found)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Score burned-in text redaction against ground truth.")
     ap.add_argument("--synthetic", type=int, default=0, help="number of synthetic cases (0: none)")
@@ -229,6 +243,9 @@ def main() -> None:
     ap.add_argument("--shape", default="", help="ROWSxCOLS for every synthetic case (default: each kind's own sizes)")
     ap.add_argument("--text-scale", type=float, default=1.0,
                     help="synthetic text heights times this (small text on big frames: 0.15 with --shape 3328x2560)")
+    ap.add_argument("--fonts", default="",
+                    help="TrueType files (glob patterns, comma-separated) the synthetic text is drawn in instead of "
+                         "the Hershey fonts, the cases otherwise the same (e.g. /usr/share/fonts/truetype/dejavu/*.ttf)")
     ap.add_argument("--real", type=Path, help="folder of *.dcm + *.groundtruth.json")
     ap.add_argument("--controls", type=Path, help="folder of no-text *.dcm")
     ap.add_argument("--device", default="auto")
@@ -244,7 +261,7 @@ def main() -> None:
         from deid_pipeline.synth import KINDS, iter_cases
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        over: dict[str, Any] = {"text_scale": args.text_scale}
+        over: dict[str, Any] = {"text_scale": args.text_scale, "text_fonts": _fonts(args.fonts)}
         if args.shape:
             over["shape"] = tuple(int(v) for v in args.shape.lower().split("x"))
         sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **over)]
@@ -256,7 +273,8 @@ def main() -> None:
     result: dict[str, Any] = {**result_header(detector, args.mode, tag),
                               "synthetic_seed": args.seed if args.synthetic else None,
                               "synthetic_kinds": args.kinds or "all", "synthetic_shape": args.shape or "each kind's",
-                              "synthetic_text_scale": args.text_scale, "sets": {}}
+                              "synthetic_text_scale": args.text_scale,
+                              "synthetic_fonts": [Path(f).name for f in _fonts(args.fonts)] or "Hershey", "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)

@@ -11,6 +11,7 @@ All names, IDs, dates and institutions are invented. Nothing here is derived fro
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
 import logging
@@ -341,7 +342,9 @@ def _nonphi_items(rng: np.random.Generator, kind: str, ident: _Identity, n: int)
 # --------------------------------------------------------------------------- text rendering
 
 
-def _render_glyphs(item: _Item, font: int, scale: float, thick: int, aa: bool) -> _Glyphs | None:
+def _render_glyphs(item: _Item, font: int | str, scale: float, thick: int, aa: bool) -> _Glyphs | None:
+    if isinstance(font, str):
+        return _render_truetype(item, font, scale, thick, aa)
     (tw, th), base = cv2.getTextSize(item.text, font, scale, thick)
     pad = thick * 2 + max(4, th // 2)
     canvas = np.zeros((th + base + 2 * pad, tw + 2 * pad), np.uint8)
@@ -360,9 +363,40 @@ def _render_glyphs(item: _Item, font: int, scale: float, thick: int, aa: bool) -
     return _Glyphs(item, alpha, int(baseline - y0))
 
 
+def _render_truetype(item: _Item, path: str, cap: float, thick: int, aa: bool) -> _Glyphs | None:
+    """:func:`_render_glyphs` in a TrueType font (Pillow): its size such that an ``H`` is ``cap`` pixels
+    high, ``thick`` 2 drawn one pixel bolder (a stroke), without anti-aliasing unless ``aa``."""
+    from PIL import Image, ImageDraw
+
+    font = _truetype(path, cap)
+    stroke = thick - 1
+    left, top, right, bottom = font.getbbox(item.text, stroke_width=stroke)
+    pad = 4 + stroke
+    img = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
+    draw = ImageDraw.Draw(img)
+    draw.fontmode = "L" if aa else "1"
+    draw.text((pad - left, pad - top), item.text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    canvas = np.asarray(img)
+    ys, xs = np.nonzero(canvas)
+    if ys.size == 0:
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    baseline = pad - top + font.getmetrics()[0]
+    return _Glyphs(item, canvas[y0:y1, x0:x1].astype(np.float64) / 255.0, int(baseline - y0))
+
+
+@functools.lru_cache(maxsize=256)
+def _truetype(path: str, cap: float) -> Any:
+    """A TrueType font at the size whose ``H`` is ``cap`` pixels high."""
+    from PIL import ImageFont
+
+    probe = ImageFont.truetype(path, 100).getbbox("H")
+    return ImageFont.truetype(path, max(4, round(cap * 100 / max(1, probe[3] - probe[1]))))
+
+
 @dataclass(frozen=True)
 class _Style:
-    font: int
+    font: int | str  # a Hershey font, or a TrueType font file (``render_case(text_fonts=...)``: scale is the cap height)
     scale: float
     thick: int
     aa: bool
@@ -370,6 +404,8 @@ class _Style:
 
 #: ``render_case(text_scale=...)``: every text size range times this (1: the generator's own sizes)
 _TEXT_SCALE: contextvars.ContextVar[float] = contextvars.ContextVar("_TEXT_SCALE", default=1.0)
+#: ``render_case(text_fonts=...)``: TrueType font files drawn with in place of the Hershey fonts
+_TEXT_FONTS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("_TEXT_FONTS", default=())
 
 
 def _style(rng: np.random.Generator, rows: int, cols: int, aa_ok: bool,
@@ -382,7 +418,11 @@ def _style(rng: np.random.Generator, rows: int, cols: int, aa_ok: bool,
     unit = cv2.getTextSize("H", font, 1.0, 1)[0][1]
     scale = cap / unit
     thick = 1 if scale < 0.9 or rng.random() < 0.6 else 2
-    return _Style(font, round(scale, 3), thick, bool(aa_ok and rng.random() < 0.5))
+    aa = bool(aa_ok and rng.random() < 0.5)
+    fonts = _TEXT_FONTS.get()
+    if fonts:  # the same draws as the Hershey set (same layout and values), another face: a paired set
+        return _Style(fonts[_FONTS.index(font & ~cv2.FONT_ITALIC) % len(fonts)], round(cap, 3), thick, aa)
+    return _Style(font, round(scale, 3), thick, aa)
 
 
 def _free(canvas: _Canvas, x: int, y: int, h: int, w: int, gap: int = 2) -> bool:
@@ -812,17 +852,21 @@ def _pick_shape(rng: np.random.Generator, shapes: Sequence[tuple[int, int]],
 
 def render_case(kind: str, seed: int, *, shape: tuple[int, int] | None = None,
                 frames: int | None = None, patient_name: str | None = None,
-                study_date: date | None = None, text_scale: float = 1.0) -> SynthCase:
+                study_date: date | None = None, text_scale: float = 1.0, text_fonts: Sequence[str] = ()) -> SynthCase:
     """Generate one case.
 
     ``shape`` (rows, cols), ``frames``, ``patient_name`` ("FAMILY^GIVEN") and ``study_date``
     override the seeded choices; ``text_scale`` multiplies the text height ranges (of the frame's short
-    side; 7 pixels at least); everything else still follows from ``(kind, seed)``.
+    side; 7 pixels at least); ``text_fonts`` (TrueType files, drawn with Pillow) replace the Hershey
+    fonts, each seeded Hershey face mapped to one of them, the rest of the case unchanged (fonts a
+    detector trained on the Hershey set never saw); everything else still follows from ``(kind, seed)``.
     """
     token = _TEXT_SCALE.set(text_scale)
+    fonts = _TEXT_FONTS.set(tuple(str(f) for f in text_fonts))
     try:
         return _render_case(kind, seed, shape=shape, frames=frames, patient_name=patient_name, study_date=study_date)
     finally:
+        _TEXT_FONTS.reset(fonts)
         _TEXT_SCALE.reset(token)
 
 
@@ -1018,7 +1062,8 @@ def _render_case(kind: str, seed: int, *, shape: tuple[int, int] | None, frames:
         "number_of_frames": n_frames,
         "burned_in_annotation_attribute": str(ds.get("BurnedInAnnotation", "(absent)")),
         "coordinate_system": COORDINATE_SYSTEM,
-        "ground_truth_origin": GROUND_TRUTH_ORIGIN,
+        "ground_truth_origin": GROUND_TRUTH_ORIGIN if not _TEXT_FONTS.get() else GROUND_TRUTH_ORIGIN.replace(
+            "cv2.putText (Hershey fonts)", "Pillow (TrueType fonts: " + ", ".join(sorted(Path(f).name for f in _TEXT_FONTS.get())) + ")"),
         "notes": notes + " All PHI is synthetic.",
         "annotations": [a.to_json() for a in annotations],
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+
 import hashlib
 import re
 import io
@@ -174,6 +176,31 @@ def test_sample_data_ground_truth_matches_files() -> None:
         ds = pydicom.dcmread(dcm)
         assert ds.file_meta.TransferSyntaxUID == truth["transfer_syntax"]["uid"]
         assert _stored(ds).shape[0] == truth["number_of_frames"]
+
+
+_DEJAVU = sorted(glob.glob("/usr/share/fonts/truetype/dejavu/DejaVuSans*.ttf"))
+
+
+@pytest.mark.skipif(not _DEJAVU, reason="no DejaVu TrueType fonts on this machine (Debian: fonts-dejavu-core)")
+def test_text_fonts_draw_the_same_texts_in_truetype_faces_and_none_is_the_default() -> None:
+    """``text_fonts``: the case's texts drawn in TrueType faces (fonts the Hershey-trained network never
+    saw: eval_text.py --fonts), each box still the stored pixels the text changed; no fonts renders the
+    very case the default does."""
+    ds, truth = synth.make_case("ct", 23, text_fonts=_DEJAVU)
+    hershey, hershey_truth = synth.make_case("ct", 23)
+    assert "TrueType" in truth["ground_truth_origin"] and "Hershey" in hershey_truth["ground_truth_origin"]
+    assert {a["text"] for a in truth["annotations"]} == {a["text"] for a in hershey_truth["annotations"]}
+    assert ds.PixelData != hershey.PixelData
+    changed = synth.render_case("ct", 23, text_fonts=_DEJAVU).clean[0] != ds.pixel_array  # frames first
+    inside = np.zeros_like(changed)
+    for a in truth["annotations"]:
+        box = changed[a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]]
+        assert box[0].any() and box[-1].any() and box[:, 0].any() and box[:, -1].any(), a  # tight on the text
+        inside[a["y"] : a["y"] + a["h"], a["x"] : a["x"] + a["w"]] = True
+    assert not (changed & ~inside).any()
+    default, _ = synth.make_case("us", 7)
+    same, _ = synth.make_case("us", 7, text_fonts=())
+    assert default.PixelData == same.PixelData
 
 
 def test_text_scale_draws_smaller_text_and_one_is_the_default() -> None:
