@@ -468,8 +468,9 @@ def _signature_problems(chain: dict[str, Any], trusted: bytes, whose: str) -> li
     if not isinstance(signature, str) or not signature:
         return [ChainProblem(0, "run.json holds no signature of the chain head (a run of an earlier deid, or removed)")]
     if embedded != trusted.hex():
-        return [ChainProblem(0, f"the chain head is signed by another key ({key_fingerprint(bytes.fromhex(embedded)) if _hex(embedded, 32) else 'unreadable'}), "
-                                f"not {whose} public key ({key_fingerprint(trusted)})")]
+        other = key_fingerprint(bytes.fromhex(embedded)) if _hex(embedded, 32) else "unreadable"
+        return [ChainProblem(0, f"the chain head is signed by another key ({other}), not {whose} public key "
+                                f"({key_fingerprint(trusted)})")]
     try:
         head, count = chain.get("head_sha256"), chain.get("records")
         Ed25519PublicKey.from_public_bytes(trusted).verify(bytes.fromhex(signature), _chain_message(str(head), int(count)))

@@ -87,8 +87,8 @@ VOI_NARROW = 0.16
 #: an odd file with many (each ~50 ms a frame more)
 MAX_VOI_VIEWS = 3
 #: the items of a VOI LUT Sequence read as windows (each one applied over 4,097 values, ~0.2 ms): a
-#: reader may pick any of them (several tables are alternative views, as pydicom's ``apply_voi_lut(index=)``); one-table files are
-#: the rule, and a file with more than this is odd
+#: reader may pick any of them (several tables are alternative views: pydicom's ``apply_voi_lut(index=)``);
+#: one-table files are the rule, and a file with more than this is odd
 MAX_VOI_LUTS = 16
 PATCH_CHROMA = 48  # a colour-flow pixel's channels differ by this much at least (0..255) ...
 PATCH_PX = 8  # ... over a square this many stored pixels wide (text strokes are thinner; a share of the
