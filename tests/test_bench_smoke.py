@@ -397,3 +397,21 @@ def test_bench_memory_smoke(tmp_path: Path) -> None:
     v = out["verify"]
     assert (v["exit"], v["checked_outputs"], v["findings"], v["rescan"]) == (0, 1, {}, True)
     assert all(r["peak_worker_rss_mib"] > 0 for r in out["runs"] + [v])
+
+
+@pytest.mark.skipif(not list(Path("/usr/share/fonts/truetype/dejavu").glob("DejaVuSans.ttf")),
+                    reason="no DejaVu TrueType fonts on this machine (Debian: fonts-dejavu-core)")
+def test_probe_text_styles_smoke(tmp_path: Path) -> None:
+    """The text-style probe on one face, size and outline: each style a class, scored as eval_text
+    scores, white text on CT air found, the result written beside an earlier one, never over it."""
+    import probe_text_styles
+
+    args = ["--detector", "deid-textseg", "--fonts", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "--sizes", "16",
+            "--outlines", "1", "--styles", "ct-air-white", "us-white", "--tag", "t", "--out", str(tmp_path)]
+    result = probe_text_styles.main(args)
+    classes = result["set"]["per_class"]
+    assert set(classes) == {"ct-air-white 16px outline 1", "us-white 16px outline 1"}
+    assert classes["ct-air-white 16px outline 1"]["text_recall"] == 1.0
+    assert all(c["text_boxes"] == len(probe_text_styles.LINES) for c in classes.values())
+    probe_text_styles.main(args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe_text_styles_t-2.json", "probe_text_styles_t.json"]
