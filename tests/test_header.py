@@ -1113,6 +1113,36 @@ def test_verify_reports_an_id_with_its_digits_split_in_an_output(tmp_path: Path,
     assert not any("9988" in d or "7766" in d for d in details)
 
 
+def _verify_details(tmp_path: Path, keyword: str, value: str, meaning: str, charset: str | None = None,
+                    profile: str = "basic") -> tuple[list[str], list[str]]:
+    """``deid verify``'s ``identifying-value-in-header`` details (judged by ``profile``) for an input
+    holding ``value`` in ``keyword``, against an output without the input's name, ID and birth date whose
+    Code Meaning is "knee follow-up" (the base) and then ``meaning``; both files in ``charset``."""
+    from deid_pipeline import verify
+    from deid_pipeline.profile import load_profile
+
+    src = tmp_path / "in.dcm"
+    src_ds = _read("CT_small.dcm")
+    if charset:
+        src_ds.SpecificCharacterSet = charset
+    setattr(src_ds, keyword, value)
+    src_ds.save_as(src, enforce_file_format=True)
+
+    def identifying(text: str) -> list[str]:
+        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
+        if charset:
+            out_ds.SpecificCharacterSet = charset
+        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
+            setattr(out_ds, kw, "")
+        out = tmp_path / "out.dcm"
+        out_ds.save_as(out, enforce_file_format=True)
+        assert text.encode("utf-8" if charset == "ISO_IR 192" else "ascii") in out.read_bytes()
+        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile(profile), False, "cpu")
+                if f.kind == "identifying-value-in-header"]
+
+    return identifying("knee follow-up"), identifying(meaning)
+
+
 @pytest.mark.parametrize("keyword, value, meaning, found", [
     ("OtherPatientIDs", "123-45-6789", "knee 12 345 6789", True),
     ("PatientBirthDate", "19650312", "knee 0312 1965", True),
@@ -1125,24 +1155,7 @@ def test_verify_reports_a_number_regrouped_in_an_output(tmp_path: Path, keyword:
                                                         found: bool) -> None:
     """An output whose header holds an input's SSN, date or telephone number with its digits grouped
     otherwise is ``identifying-value-in-header``, once; other digits are not."""
-    from deid_pipeline import verify
-    from deid_pipeline.profile import load_profile
-
-    src = tmp_path / "in.dcm"
-    src_ds = _read("CT_small.dcm")
-    setattr(src_ds, keyword, value)
-    src_ds.save_as(src, enforce_file_format=True)
-
-    def identifying(text: str) -> list[str]:
-        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
-        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
-            setattr(out_ds, kw, "")
-        out = tmp_path / "out.dcm"
-        out_ds.save_as(out, enforce_file_format=True)
-        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
-                if f.kind == "identifying-value-in-header"]
-
-    base, details = identifying("knee follow-up"), identifying(meaning)
+    base, details = _verify_details(tmp_path, keyword, value, meaning)
     assert len(details) == len(base) + found, details
     assert not any(value in d or meaning in d for d in details)
 
@@ -1160,24 +1173,7 @@ def test_verify_reports_a_date_in_a_short_form_in_an_output(tmp_path: Path, keyw
                                                             found: bool) -> None:
     """An output whose header holds an input's date in a short form (its day and month unpadded, apart
     by spaces or underscores) is ``identifying-value-in-header``, once; another date is not."""
-    from deid_pipeline import verify
-    from deid_pipeline.profile import load_profile
-
-    src = tmp_path / "in.dcm"
-    src_ds = _read("CT_small.dcm")
-    setattr(src_ds, keyword, value)
-    src_ds.save_as(src, enforce_file_format=True)
-
-    def identifying(text: str) -> list[str]:
-        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
-        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
-            setattr(out_ds, kw, "")
-        out = tmp_path / "out.dcm"
-        out_ds.save_as(out, enforce_file_format=True)
-        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
-                if f.kind == "identifying-value-in-header"]
-
-    base, details = identifying("knee follow-up"), identifying(meaning)
+    base, details = _verify_details(tmp_path, keyword, value, meaning)
     assert len(details) == len(base) + found, details
     assert not any(value in d or meaning in d for d in details)
 
@@ -1188,26 +1184,7 @@ def test_verify_reports_a_short_date_with_typographic_dashes(tmp_path: Path, mea
     """A UTF-8 output whose header holds an input's date in a short form with en dashes or non-breaking
     hyphens (which the run takes out as it does ``-``) is ``identifying-value-in-header``; an em dash is
     a word gap, not a date's mark, for the run and for verify alike."""
-    from deid_pipeline import verify
-    from deid_pipeline.profile import load_profile
-
-    src = tmp_path / "in.dcm"
-    src_ds = _read("CT_small.dcm")
-    src_ds.PatientBirthDate = "20190102"
-    src_ds.save_as(src, enforce_file_format=True)
-
-    def identifying(text: str) -> list[str]:
-        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
-        out_ds.SpecificCharacterSet = "ISO_IR 192"
-        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
-            setattr(out_ds, kw, "")
-        out = tmp_path / "out.dcm"
-        out_ds.save_as(out, enforce_file_format=True)
-        assert meaning.encode() in out.read_bytes() or text != meaning
-        return [f.detail for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("basic"), False, "cpu")
-                if f.kind == "identifying-value-in-header"]
-
-    base, details = identifying("knee follow-up"), identifying(meaning)
+    base, details = _verify_details(tmp_path, "PatientBirthDate", "20190102", meaning, "ISO_IR 192")
     assert len(details) == len(base) + found, details
 
 
@@ -1265,24 +1242,8 @@ def test_verify_reports_a_name_with_an_apostrophe_hyphen_or_digit(tmp_path: Path
                                                                    found: bool) -> None:
     """An output whose header holds the input's name without its apostrophe, one half of a double
     surname, or a name part with a digit after it is ``identifying-value-in-header``; another word is not."""
-    from deid_pipeline import verify
-    from deid_pipeline.profile import load_profile
-
-    src = tmp_path / "in.dcm"
-    src_ds = _read("CT_small.dcm")
-    src_ds.PatientName = name
-    src_ds.save_as(src, enforce_file_format=True)
-
-    def identifying(text: str) -> int:
-        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
-        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
-            setattr(out_ds, kw, "")
-        out = tmp_path / "out.dcm"
-        out_ds.save_as(out, enforce_file_format=True)
-        return sum(f.kind == "identifying-value-in-header"
-                   for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
-
-    assert (identifying(meaning) > identifying("knee follow-up")) is found
+    base, details = _verify_details(tmp_path, "PatientName", name, meaning, profile="safe-harbor")
+    assert (len(details) > len(base)) is found
 
 
 @pytest.mark.parametrize("name, meaning, found", [("O'ZQX^ZQL", "knee O\u2019Zqx follow-up", True),
@@ -1296,23 +1257,5 @@ def test_verify_reports_a_name_with_typographic_punctuation(tmp_path: Path, name
     """An output whose header holds the input's name with its apostrophe or hyphen written with a
     typographic one ("O’Zqx" for O'ZQX, whose parts are too short to be searched alone), or the ASCII
     form or a half of a name stored with a typographic one, is ``identifying-value-in-header``."""
-    from deid_pipeline import verify
-    from deid_pipeline.profile import load_profile
-
-    src = tmp_path / "in.dcm"
-    src_ds = _read("CT_small.dcm")
-    src_ds.SpecificCharacterSet = "ISO_IR 192"
-    src_ds.PatientName = name
-    src_ds.save_as(src, enforce_file_format=True)
-
-    def identifying(text: str) -> int:
-        out_ds = _with_code_meaning(_read("CT_small.dcm"), text)
-        out_ds.SpecificCharacterSet = "ISO_IR 192"
-        for kw in ("PatientName", "PatientID", "PatientBirthDate"):
-            setattr(out_ds, kw, "")
-        out = tmp_path / "out.dcm"
-        out_ds.save_as(out, enforce_file_format=True)
-        return sum(f.kind == "identifying-value-in-header"
-                   for f in verify.check_pair(str(src), str(out), 1, {}, load_profile("safe-harbor"), False, "cpu"))
-
-    assert (identifying(meaning) > identifying("knee follow-up")) is found
+    base, details = _verify_details(tmp_path, "PatientName", name, meaning, "ISO_IR 192", "safe-harbor")
+    assert (len(details) > len(base)) is found

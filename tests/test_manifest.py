@@ -39,13 +39,18 @@ def _finish(ledger: Ledger) -> None:
     atomic_write_json(ledger.output_dir / "run.json", {"chain": ledger.chain()})
 
 
-def test_chain_intact_and_every_tamper_found(tmp_path: Path) -> None:
-    ledger = _ledger(tmp_path)
+def _finished(tmp: Path, records: int) -> Path:
+    """OUTPUT of a finished run of ``records`` written files (manifest and ``run.json``)."""
+    ledger = _ledger(tmp)
     ledger.open()
-    for i in range(6):
+    for i in range(records):
         ledger.add(_result(i))
     _finish(ledger)
-    out = ledger.output_dir
+    return ledger.output_dir
+
+
+def test_chain_intact_and_every_tamper_found(tmp_path: Path) -> None:
+    out = _finished(tmp_path, 6)
     assert verify_chain(out, KEY) == []
     manifest = out / "manifest.jsonl"
     original = manifest.read_bytes()
@@ -333,12 +338,7 @@ def _rebuilt(out: Path, edit: bytes, to: bytes, signer: bytes | None) -> None:
 def test_a_rebuilt_chain_is_found_by_the_public_key_alone(tmp_path: Path, forger_signs: bool) -> None:
     """An edited record with the chain relinked after it passes the hash chain; the site's public key
     (no run key, which makes the pseudonyms, in the recipient's hands) finds it, re-signed or not."""
-    ledger = _ledger(tmp_path)
-    ledger.open()
-    for i in range(5):
-        ledger.add(_result(i))
-    _finish(ledger)
-    out = ledger.output_dir
+    out = _finished(tmp_path, 5)
     public = parse_public_key(public_key_pem(KEY).encode())
     assert public == bytes.fromhex(json.loads((out / "run.json").read_text())["chain"]["ed25519_public_key"])
     assert verify_chain(out, None, public) == [] and verify_chain(out, KEY, public) == []
@@ -355,10 +355,7 @@ def test_a_rebuilt_chain_is_found_by_the_public_key_alone(tmp_path: Path, forger
 def test_audit_cli_prints_the_public_key_and_checks_with_it(tmp_path: Path) -> None:
     """`deid audit public-key` prints PEM only (never the key); `audit verify --public-key` exits 0 on the
     run's chain, 1 on one signed by another key, 2 on a file that holds no public key."""
-    ledger = _ledger(tmp_path)
-    ledger.open()
-    ledger.add(_result(1))
-    _finish(ledger)
+    out = str(_finished(tmp_path, 1))
     key_file = tmp_path / "site.key"
     key_file.write_bytes(KEY)
     key_file.chmod(0o600)
@@ -366,7 +363,6 @@ def test_audit_cli_prints_the_public_key_and_checks_with_it(tmp_path: Path) -> N
     assert proc.returncode == 0 and proc.stdout == public_key_pem(KEY) and KEY.decode() not in proc.stdout + proc.stderr
     pub = tmp_path / "site.pub"
     pub.write_text(proc.stdout)
-    out = str(ledger.output_dir)
     proc = deid("audit", "verify", out, "--public-key", str(pub))
     assert proc.returncode == 0 and "signed by the trusted key" in proc.stdout, proc.stdout + proc.stderr
     pub.write_text(public_key_pem(b"g" * 32))
@@ -387,11 +383,7 @@ def test_public_key_forms_and_an_unsigned_head(tmp_path: Path) -> None:
     for bad in (b"", b"00" * 31, b"zz" * 32, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"):
         with pytest.raises(ValueError):
             parse_public_key(bad)
-    ledger = _ledger(tmp_path)
-    ledger.open()
-    ledger.add(_result(1))
-    _finish(ledger)
-    out = ledger.output_dir
+    out = _finished(tmp_path, 1)
     run = json.loads((out / "run.json").read_text())
     for field in ("ed25519_signature", "ed25519_public_key"):
         del run["chain"][field]
