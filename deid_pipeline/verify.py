@@ -815,7 +815,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
       where the header holds a byte that may be one (not ASCII, or a backtick).
     The output's text is decoded only where the header's bytes hold every part or word."""
     from .clean import NAME_PUNCTUATION, phone_core, plain_punctuation, split_digit_terms
-    from .tags import _name_terms
+    from .tags import _ALNUM_RUNS, _name_terms
 
     names, phones, addresses = _personal_values(src)
     findings: list[Finding] = []
@@ -859,7 +859,7 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
             findings.append(Finding(line, "identifying-value-in-header",
                                     f"a {len(wanted)}-character address line in another format"))
     punctuated = [t.lower() for t in unfound if NAME_PUNCTUATION.search(t)
-                  and all(header_folded.find(run) >= 0 for run in _RUNS(t.lower().encode("utf-8", "replace")))]
+                  and all(header_folded.find(run) >= 0 for run in _ALNUM_RUNS(t.lower().encode("utf-8", "replace")))]
     if punctuated and _MAY_BE_TYPOGRAPHIC(header):
         plain = plain_punctuation(output_text()).lower()
         for term in punctuated:
@@ -869,8 +869,6 @@ def _reformatted(src: Dataset, out: Dataset, header: bytes | mmap.mmap, header_f
     return findings
 
 
-#: A run of a term's ASCII letters or digits (each is in the header's bytes where the term is)
-_RUNS = re.compile(rb"[a-z0-9]+").findall
 #: A byte of typographic punctuation in any encoding (:data:`clean.TYPOGRAPHIC`): not ASCII, or a backtick
 _MAY_BE_TYPOGRAPHIC = re.compile(rb"[`\x80-\xff]").search
 
