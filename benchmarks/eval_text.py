@@ -221,8 +221,8 @@ def result_header(detector: Any, mode: str, tag: str) -> dict[str, Any]:
     }
 
 
-def _fonts(patterns: str) -> tuple[str, ...]:
-    """The font files ``--fonts`` names, sorted (the same set of files gives the same cases); none: the
+def font_files(patterns: str) -> tuple[str, ...]:
+    """The font files ``--fonts`` names (glob patterns, comma-separated), sorted (the same set of files gives the same cases); none: the
     Hershey fonts. SystemExit when a pattern matches no file."""
     import glob
 
@@ -255,13 +255,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
 
+    fonts = font_files(args.fonts)
     detector = ready_detector(args.detector, args.device)
     sets: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {}
     if args.synthetic:
         from deid_pipeline.synth import KINDS, iter_cases
 
         kinds = tuple(k for k in args.kinds.split(",") if k) or KINDS
-        over: dict[str, Any] = {"text_scale": args.text_scale, "text_fonts": _fonts(args.fonts)}
+        over: dict[str, Any] = {"text_scale": args.text_scale, "text_fonts": fonts}
         if args.shape:
             over["shape"] = tuple(int(v) for v in args.shape.lower().split("x"))
         sets["synthetic"] = [(t["source"]["kind"], ds, t) for ds, t in iter_cases(args.synthetic, args.seed, kinds, **over)]
@@ -274,7 +275,7 @@ def main() -> None:
                               "synthetic_seed": args.seed if args.synthetic else None,
                               "synthetic_kinds": args.kinds or "all", "synthetic_shape": args.shape or "each kind's",
                               "synthetic_text_scale": args.text_scale,
-                              "synthetic_fonts": [Path(f).name for f in _fonts(args.fonts)] or "Hershey", "sets": {}}
+                              "synthetic_fonts": [Path(f).name for f in fonts] or "Hershey", "sets": {}}
     for name, cases in sets.items():
         print(f"[{name}] {len(cases)} cases", flush=True)
         result["sets"][name] = run_set(cases, detector, args.mode)

@@ -11,7 +11,6 @@ Every frame is generated here from fixed seeds (no downloads); the text is inven
 from __future__ import annotations
 
 import argparse
-import glob
 import itertools
 import json
 import sys
@@ -116,9 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    fonts = sorted({f for p in args.fonts.split(",") if p for f in glob.glob(p)})
-    if not fonts:
-        raise SystemExit(f"--fonts: no file matches {args.fonts}")
+    fonts = list(eval_text.font_files(args.fonts))
     detector = eval_text.ready_detector(args.detector, args.device)
     result = {**eval_text.result_header(detector, "all-text", args.tag or "probe"), "fonts": [Path(f).name for f in fonts],
               "sizes": args.sizes, "outlines": args.outlines, "styles": {k: STYLES[k] for k in args.styles},
