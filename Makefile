@@ -7,6 +7,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# test processes for the default suite (pytest-xdist; 0: one process). Two halve no test's own work (many
+# run a 2-worker Dask cluster) but fill the second core while the other waits on its subprocesses:
+# 10:10 -> 6:53 on the 2-core machine (benchmarks/README.md, thirty-third session)
+TEST_WORKERS ?= 2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.deid-installed
 
@@ -27,7 +31,7 @@ demo: $(STAMP)
 	if [ $$rc -eq 3 ]; then echo "make demo: exit status 3 is expected: sample_data/junk holds a truncated file, which is quarantined (see out/sample/manifest.jsonl)"; exit 0; fi; exit $$rc
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
