@@ -658,3 +658,25 @@ def test_rgb_data_labelled_monochrome_is_quarantined_with_its_reason(tmp_path) -
                      device="cpu", detector="deid-textseg")
     [res] = process_batch(tmp_path / "in", [Candidate("f.dcm")], ctx)
     assert (res.status, res.reason_code) == ("quarantined", "invalid-image-attributes"), res.reason
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "liver_expb.dcm",
+                                  "SC_rgb_expb_16bit_2frame.dcm", "OBXXXX1A.dcm"])
+def test_image_attributes_read_in_place_equal_pydicom_s_and_stay_raw(name: str) -> None:
+    """The fast path's image attributes (Rows, Bits Allocated, ...) read from a raw element's two bytes,
+    little or big endian, explicit or implicit VR, are pydicom's values, and the element stays raw (the
+    writer copies it; pydicom's conversion is skipped)."""
+    from pydicom.dataelem import RawDataElement
+
+    raw = pydicom.dcmread(get_testdata_file(name))
+    ref = pydicom.dcmread(get_testdata_file(name))
+    read = 0
+    for tag in sorted(pixels._US_ONE):
+        if tag not in raw._dict:
+            continue
+        assert isinstance(raw._dict[tag], RawDataElement)
+        assert pixels._top(raw, tag) == ref[tag].value, (name, hex(tag))
+        assert isinstance(raw._dict[tag], RawDataElement), (name, hex(tag))  # not converted in place
+        read += 1
+    assert read >= 5
+    assert pixels.native_pixel_length(raw) == pixels.native_pixel_length(ref)
