@@ -38,10 +38,16 @@ Time outside the stages (Dask cluster start, detector loading, scheduling, the m
 the 16-pixel border and padding to 32), in batches of 1, 8 and 32: views/s of the network plus the DB
 post-process, median of ``--repeats``; on CUDA also the GPU name and ``torch.cuda.max_memory_allocated``.
 
+``--baseline DIR`` runs another checkout of deid (``git worktree add /tmp/base <rev>``) alternately with
+this one, repeat by repeat, on the same corpus: the machine's speed moves by a quarter within an hour, so
+a change is judged by the ratio of the two medians taken in one run (``vs_baseline``), each side's last
+outputs scored against the truth too.
+
 Results: ``benchmarks/results/pixels-<date>.json`` and ``.md`` (the markdown is printed as well).
 
     python benchmarks/bench_pixels.py --corpora ct us cine cr --workers 1 2 --repeats 3
     python benchmarks/bench_pixels.py --corpora ct --ct 8 --workers 1 --repeats 1
+    python benchmarks/bench_pixels.py --corpora ct --ct 320 --workers 2 --repeats 3 --baseline /tmp/base
     python benchmarks/bench_pixels.py --detector-only --batch-sizes 1 8 32
 """
 
@@ -226,21 +232,22 @@ def deid_command(inp: Path, out: Path, workers: int, key: Path, device: str,
     return cmd
 
 
-def _env() -> dict[str, str]:
-    """This checkout first on ``PYTHONPATH`` (the benchmark times the code beside it)."""
+def _env(code: Path = REPO) -> dict[str, str]:
+    """The checkout ``code`` first on ``PYTHONPATH`` (by default the code beside this benchmark)."""
     old = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO) + (os.pathsep + old if old else "")}
+    return {**os.environ, "PYTHONPATH": str(code) + (os.pathsep + old if old else "")}
 
 
 def run_deid(inp: Path, out: Path, workers: int, key: Path, device: str = "cpu", batch_size: int | None = None,
-             interval: float = 0.2, detector: str = "auto") -> dict[str, Any]:
-    """One ``deid run`` from scratch, sampled for RSS; its summary plus wall time and memory."""
+             interval: float = 0.2, detector: str = "auto", code: Path = REPO) -> dict[str, Any]:
+    """One ``deid run`` from scratch of the checkout ``code`` (first on the path, and the working folder:
+    ``python -m`` puts that first), sampled for RSS; its summary plus wall time and memory."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / f"{out.name}.private", ignore_errors=True)
     cmd = deid_command(inp, out, workers, key, device, batch_size, detector)
-    code, samples, wall = run_sampled(cmd, interval=interval, env=_env())
+    status, samples, wall = run_sampled(cmd, interval=interval, env=_env(code), cwd=code)
     res = summarize_output(out)
-    res["exit"] = code
+    res["exit"] = status
     res["wall_s"] = wall
     res["startup_s"] = wall - res["elapsed_s"]
     res["outside_stages_s"] = res["elapsed_s"] * max(1, workers) - res["stages_total_s"]
@@ -293,6 +300,15 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "device": first["run_json"].get("device"),
         "runs": runs,
     }
+
+
+def vs_baseline(cur: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
+    """This checkout's medians over the baseline's, from two :func:`aggregate` results of one run."""
+    def ratio(a: dict[str, float] | None, b: dict[str, float] | None) -> float | None:
+        return a["median"] / b["median"] if a and b and b["median"] else None
+
+    return {"images_per_s": ratio(cur["images_per_s"], base["images_per_s"]),
+            "steady_files_per_s": ratio(cur.get("steady_files_per_s"), base.get("steady_files_per_s"))}
 
 
 # --------------------------------------------------------------------------- detector alone
@@ -534,6 +550,28 @@ def to_markdown(results: dict[str, Any]) -> str:
                         cells.append("–")
                 lines.append(f"| {name} | {w} | " + " | ".join(cells)
                              + f" | {a['stages_total_s']:.2f} | {a['outside_stages_s']['median']:.1f} |")
+        base = results.get("baseline")
+        if base:
+            lines += [
+                "",
+                f"Against the baseline `{base['code']}`, run alternately with this checkout (ratio: this median "
+                "over the baseline's, > 1: this is faster):",
+                "",
+                "| corpus | workers | images/s | baseline images/s | ratio | steady files/s | baseline steady | ratio "
+                "| PHI filled | baseline PHI filled | text filled | baseline text filled |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, per_w in runs.items():
+                for w, a in per_w.items():
+                    b = base["runs"][name][w]
+                    r = results["vs_baseline"][name][w]
+                    fmt = lambda x: "–" if x is None else f"{x:.2f}x"  # noqa: E731
+                    steady = lambda x: "–" if x is None else _mm(x)  # noqa: E731
+                    lines.append(
+                        f"| {name} | {w} | {_mm(a['images_per_s'])} | {_mm(b['images_per_s'])} | {fmt(r['images_per_s'])} "
+                        f"| {steady(a.get('steady_files_per_s'))} | {steady(b.get('steady_files_per_s'))} "
+                        f"| {fmt(r['steady_files_per_s'])} | {_filled(a, 'phi')} | {_filled(b, 'phi')} "
+                        f"| {_filled(a, 'text')} | {_filled(b, 'text')} |")
         odd = [(n, w, a) for n, per_w in runs.items() for w, a in per_w.items()
                if a["written"] != a["files"] or a["images"] != a["files"]]
         if odd:
@@ -604,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="--detector-only: run under the environment a worker of deid's local cluster gets when "
                          "it scans pixels (batch.local_worker_environ: OMP_NUM_THREADS=1, deid's malloc thresholds, "
                          "...), OpenCV's threads sized as such a worker sizes them")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a checkout of another deid version (e.g. `git worktree add /tmp/base <rev>`), run "
+                         "alternately with this one on the same corpus; ratios in `vs_baseline`")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.detector_only and args.worker_env and not os.environ.get("_BENCH_PIXELS_WORKER_ENV"):
@@ -630,7 +671,7 @@ def main(argv: list[str] | None = None) -> None:
             results["machine"]["opencv_threads"] = limit_opencv_threads()
         results["detector_only"] = detector_only(device, args.batch_sizes, args.repeats, args.views, detector=args.detector)
     else:
-        work = args.work or Path(tempfile.mkdtemp(prefix="deid-bench-pixels-"))
+        work = (args.work or Path(tempfile.mkdtemp(prefix="deid-bench-pixels-"))).resolve()  # runs start elsewhere
         work.mkdir(parents=True, exist_ok=True)
         key = work / "bench.key"
         if not key.exists():
@@ -638,6 +679,11 @@ def main(argv: list[str] | None = None) -> None:
         key.chmod(0o600)
         results["corpora"] = {}
         results["runs"] = {}
+        codes = {"current": REPO} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+        suffix = {"current": "", "baseline": "-baseline"}
+        if args.baseline:
+            results["baseline"] = {"code": str(codes["baseline"]), "runs": {}}
+            results["vs_baseline"] = {}
         try:
             for name in args.corpora:
                 frames = args.cine_frames if name == "cine" else None
@@ -647,16 +693,23 @@ def main(argv: list[str] | None = None) -> None:
                       f"{results['corpora'][name]['total_frames']} frames", file=sys.stderr, flush=True)
                 results["runs"][name] = {}
                 for w in args.workers:
-                    runs = []
-                    for r in range(args.repeats):
-                        res = run_deid(inp, work / f"out-{name}-{w}", w, key, device, args.batch_size, args.interval, args.detector)
-                        print(f"[bench_pixels] {name} workers={w} run {r + 1}: {res['images_per_s']:.2f} images/s, "
-                              f"{res['frames_per_s']:.2f} frames/s, elapsed {res['elapsed_s']:.1f} s, wall {res['wall_s']:.1f} s",
-                              file=sys.stderr, flush=True)
-                        runs.append(res)
-                    results["runs"][name][str(w)] = aggregate(runs)
-                    # the last run's outputs (each run starts from an empty folder), scored outside the timing
-                    results["runs"][name][str(w)]["truth"] = score_truth(work / f"out-{name}-{w}", inp)
+                    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in codes}
+                    for r in range(args.repeats):  # with a baseline: alternated, a drifting machine hits both
+                        for side in (list(codes) if r % 2 == 0 else list(codes)[::-1]):
+                            res = run_deid(inp, work / f"out-{name}-{w}{suffix[side]}", w, key, device, args.batch_size,
+                                           args.interval, args.detector, codes[side])
+                            print(f"[bench_pixels] {name} workers={w} run {r + 1}{suffix[side]}: {res['images_per_s']:.2f} "
+                                  f"images/s, {res['frames_per_s']:.2f} frames/s, elapsed {res['elapsed_s']:.1f} s, "
+                                  f"wall {res['wall_s']:.1f} s", file=sys.stderr, flush=True)
+                            runs[side].append(res)
+                    for side, rs in runs.items():
+                        target = results["runs"] if side == "current" else results["baseline"]["runs"]
+                        target.setdefault(name, {})[str(w)] = aggregate(rs)
+                        # the last run's outputs (each run starts from an empty folder), scored outside the timing
+                        target[name][str(w)]["truth"] = score_truth(work / f"out-{name}-{w}{suffix[side]}", inp)
+                    if args.baseline:
+                        results["vs_baseline"].setdefault(name, {})[str(w)] = vs_baseline(
+                            results["runs"][name][str(w)], results["baseline"]["runs"][name][str(w)])
                 results["command_deid"] = " ".join(
                     ["python"] + deid_command(Path("IN"), Path("OUT"), 0, Path("K"), device, args.batch_size, args.detector)[1:]
                 ).replace("--workers 0", "--workers W")

@@ -161,11 +161,61 @@ def test_bench_pixels_smoke(tmp_path: Path) -> None:
     js2, _, text2 = bench_pixels.write_results({**results, "detector": "deid-textseg"}, tmp_path / "results")
     assert js2.name == "pixels-2000-01-01-deid-textseg.json" and "Text detector: `deid-textseg`" in text2
 
+    # a baseline beside it: its own columns and the ratio of the medians (here the run against itself)
+    with_base = {**results, "baseline": {"code": "/base", "runs": {"ct": {"0": agg}}},
+                 "vs_baseline": {"ct": {"0": bench_pixels.vs_baseline(agg, agg)}}}
+    text_b = bench_pixels.to_markdown(with_base)
+    assert "Against the baseline `/base`" in text_b and "Against the baseline" not in text
+    row_b = next(line for line in text_b.splitlines() if line.startswith("| ct | 0 |") and "1.00x" in line)
+    assert row_b.count("|") == 13 and row_b.endswith(f"| {scored['text_filled']}/{n_text} | {scored['text_filled']}/{n_text} |")
+
     # --detector-only: one prepared 512x512 view, batch 1, one timed call (CPU; the CUDA branch is guarded)
     det = bench_pixels.detector_only("cpu", [1], repeats=1, n_views=1, warmup=1)
     assert det["prepare"]["view_shape"] == [544, 544, 3] and det["batches"]["1"]["views_per_s"]["median"] > 0
     assert "max_memory_allocated_mib" not in det["batches"]["1"] and "gpu" not in det
     assert "Detector alone" in bench_pixels.to_markdown({**results, "runs": {}, "detector_only": det})
+
+
+def test_bench_pixels_ratio_to_a_baseline() -> None:
+    import bench_pixels
+
+    cur = {"images_per_s": {"median": 21.0}, "steady_files_per_s": {"median": 25.0}}
+    base = {"images_per_s": {"median": 20.0}, "steady_files_per_s": None}  # a run too short for a steady rate
+    assert bench_pixels.vs_baseline(cur, base) == {"images_per_s": 1.05, "steady_files_per_s": None}
+    assert bench_pixels.vs_baseline(base, cur) == {"images_per_s": 20.0 / 21.0, "steady_files_per_s": None}
+
+
+@pytest.mark.slow  # four deid runs with the detector (~20 s)
+def test_bench_pixels_runs_the_baseline_checkout_alternately(tmp_path: Path) -> None:
+    """``--baseline DIR`` runs DIR's deid (a copy here, marked so that its runs show), this checkout's on
+    the other side, each scored; from a working folder that is neither."""
+    import bench_pixels
+
+    base = tmp_path / "base"
+    for part in ("deid_pipeline", "configs", "models"):
+        shutil.copytree(REPO / part, base / part, ignore=shutil.ignore_patterns("__pycache__"))
+    marker = tmp_path / "baseline-ran"
+    main_py = base / "deid_pipeline" / "cli" / "__main__.py"
+    main_py.write_text(f"import pathlib; pathlib.Path({str(marker)!r}).touch()\n" + main_py.read_text())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        bench_pixels.main(["--corpora", "ct", "--ct", "1", "--workers", "0", "--repeats", "2", "--detector",
+                           "deid-textseg", "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"),
+                           "--baseline", str(base)])
+    finally:
+        os.chdir(cwd)
+    assert marker.exists()
+    [js] = (tmp_path / "r").glob("*.json")
+    res = json.loads(js.read_text())
+    cur, old = res["runs"]["ct"]["0"], res["baseline"]["runs"]["ct"]["0"]
+    assert res["baseline"]["code"] == str(base) and cur["repeats"] == old["repeats"] == 2
+    assert cur["truth"]["phi_filled"] == old["truth"]["phi_filled"] == cur["truth"]["phi_boxes"] > 0
+    assert res["vs_baseline"]["ct"]["0"]["images_per_s"] == cur["images_per_s"]["median"] / old["images_per_s"]["median"]
+    marker.unlink()
+    bench_pixels.main(["--corpora", "ct", "--ct", "1", "--workers", "0", "--repeats", "1", "--detector",
+                       "deid-textseg", "--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")])
+    assert not marker.exists()  # without a baseline, only this checkout runs
 
 
 @pytest.mark.slow  # the default suite keeps under 10 minutes (make test-slow runs it)
