@@ -14,7 +14,9 @@ filled blob. The thresholds are general properties of rendered glyphs, set on sy
 Misses: the network answers weakly on a lone letter and on text a few pixels high. Glyphs on a flat field
 (``detect.glyphs``) are added from every view; in a cine, also from a view with the moving pixels blacked
 out (still text over moving anatomy), and a box found in one frame is carried to the frames where its ink
-is unchanged (``propagate_static``). In a colour view the network can box a line only in part where its
+is unchanged (``propagate_static``). A cine's frames are also shown as one more frame, their temporal
+median (``temporal_median``: speckle that moves averages away, small text over it stands on a smooth
+field), whose boxes go to the frames where their ink holds (``carry_from_median``). In a colour view the network can box a line only in part where its
 text differs from the field in colour more than in grey (dark blue on a dark bar): a kept network box is
 grown over the further glyphs of its ink that continue its line (``detect.extend``).
 
@@ -367,17 +369,24 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     for n_item, item in enumerate(items):
         ds, frames = item[0], _as_stack(item[0], item[1])
         if mode == "none":
-            plans.append((ds, frames, [], [], 0))
+            plans.append((ds, frames, [], [], 0, None))
             continue
         reps, slot = _distinct(frames)
         numbers = item[3] if len(item) > 3 and item[3] is not None else range(frames.shape[0])
-        views = prepare_views(ds, frames[reps], device=str(getattr(detector, "device", "cpu")),
+        median = temporal_median(frames, reps)
+        # the distinct frames, and their temporal median as one more frame (in the first one's windows)
+        shown = np.empty((len(reps) + (median is not None),) + frames.shape[1:], frames.dtype)
+        np.take(frames, reps, axis=0, out=shown[: len(reps)])
+        if median is not None:
+            shown[-1] = median
+        views = prepare_views(ds, shown, device=str(getattr(detector, "device", "cpu")),
                               fine=bool(getattr(detector, "reads_fine_views", False)),
-                              frame_numbers=[numbers[r] for r in reps])  # each frame through its own windows
+                              frame_numbers=[numbers[r] for r in reps] + [numbers[reps[0]]] * (median is not None))
+        del shown
         for v in views:
             owners.append((n_item, v.frame))
         all_views.extend(views)
-        plans.append((ds, frames, reps, slot, len(reps)))
+        plans.append((ds, frames, reps, slot, len(reps), median))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size, beat)
     # glyphs on a flat field, in the upright views of the kinds whose ``ViewRule`` reads them (their seconds
@@ -401,7 +410,8 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         owners = owners + [owners[i] for i in again]
     t2 = time.perf_counter()
     stills = [static_mask(p[1], p[2]) if fp.flat_field is not None and p[4] >= STATIC_MIN_FRAMES else None for p in plans]
-    per_item: list[list[list[Region]]] = [[[] for _ in range(p[4])] for p in plans]
+    # a slot per distinct frame, and one for the temporal median's boxes (carried to the frames after)
+    per_item: list[list[list[Region]]] = [[[] for _ in range(p[4] + (p[5] is not None))] for p in plans]
     for i, (view, regions, (n_item, rep_slot)) in enumerate(zip(all_views, found, owners)):
         beat()
         ds, frames = plans[n_item][0], plans[n_item][1]
@@ -428,12 +438,16 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     results: list[list[list[Region]]] = []
     for n_item, item in enumerate(items):
         beat()
-        ds, frames, reps, slot, _ = plans[n_item]
+        ds, frames, reps, slot, _, median = plans[n_item]
         if mode == "none":
             results.append([[] for _ in range(frames.shape[0])])
             continue
         fixed = fixed_regions(ds)
-        distinct = [merge_regions(rs) for rs in propagate_static(frames, reps, per_item[n_item])]
+        found = per_item[n_item]
+        if median is not None:
+            for rs, carried in zip(found, carry_from_median(median, found.pop(), frames, reps)):
+                rs.extend(carried)
+        distinct = [merge_regions(rs) for rs in propagate_static(frames, reps, found)]
         if mode == "phi-text" and any(distinct):
             from .phi_text import select_phi
 
@@ -491,6 +505,56 @@ def static_mask(frames: np.ndarray, reps: Sequence[int], tol: float = 0.02) -> n
         return None
     still = span <= tol * rng
     return still if 1.0 - float(still.mean()) >= STATIC_MIN_MOVING else None
+
+
+#: distinct frames of a cine (evenly spaced) whose median makes its ``temporal_median`` frame
+MEDIAN_MAX_FRAMES = 9
+#: share of a median box's ink that must hold the median's values in a frame to be carried there
+MEDIAN_INK_MATCH = 0.5
+
+
+def temporal_median(frames: np.ndarray, reps: Sequence[int]) -> np.ndarray | None:
+    """The pixel-wise median of up to ``MEDIAN_MAX_FRAMES`` of a cine's distinct frames (``reps``), in
+    their dtype; None under ``STATIC_MIN_FRAMES``. Speckle and noise that change from frame to frame
+    average away, text that stands still keeps its values: small text over an ultrasound sector, lost
+    in each frame's speckle, stands on a smooth field there (:func:`carry_from_median`)."""
+    if len(reps) < STATIC_MIN_FRAMES:
+        return None
+    pick = [reps[int(i)] for i in np.linspace(0, len(reps) - 1, min(len(reps), MEDIAN_MAX_FRAMES)).round()]
+    median = np.median(frames[pick], axis=0)
+    if np.issubdtype(frames.dtype, np.integer):
+        median = np.round(median)
+    return median.astype(frames.dtype)
+
+
+def median_ink_kept(median: np.ndarray, r: Region, frames: np.ndarray, reps: Sequence[int]) -> np.ndarray | None:
+    """Per distinct frame, the share of box ``r``'s ink in the :func:`temporal_median` that holds the
+    median's values there (within ``_ink``'s tolerance); None for a box without ink."""
+    box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+    ref = _ink(median[box])
+    if ref is None:
+        return None
+    values, ink, tol = ref
+    order = np.asarray(reps)
+    step = max(1, _GATHER_VALUES // values.size)
+    kept = [(np.abs(values[ink] - _grey(frames[(slice(None),) + box][order[at : at + step]][:, ink])) <= tol).mean(axis=1)
+            for at in range(0, len(order), step)]
+    return np.concatenate(kept)
+
+
+def carry_from_median(median: np.ndarray, boxes: Sequence[Region], frames: np.ndarray,
+                      reps: Sequence[int]) -> list[list[Region]]:
+    """Per distinct frame, the boxes found in the cine's :func:`temporal_median` whose ink holds the
+    median's values there (``MEDIAN_INK_MATCH`` of it; ``source="static"``). Anti-aliased letters over
+    moving speckle keep their cores, not their rims: less than ``propagate_static``'s 90 % matches; a
+    shape the median made of moving edges matches few frames."""
+    out: list[list[Region]] = [[] for _ in reps]
+    for r in boxes:
+        kept = None if r.source == "fixed" else median_ink_kept(median, r, frames, reps)
+        if kept is not None:
+            for j in np.flatnonzero(kept >= MEDIAN_INK_MATCH).tolist():
+                out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
+    return out
 
 
 def _static_view(view: View, still: np.ndarray) -> np.ndarray:
