@@ -4,6 +4,8 @@ Scored as ``eval_text.py`` scores (a box is found when >= 95 % of it lies in the
 
     python benchmarks/probe_text_styles.py --detector auto --sizes 8 10 12 16 22 --outlines 0 1 2 \\
         --fonts "/usr/share/fonts/truetype/dejavu/DejaVuSans*.ttf" --tag session32
+    python benchmarks/probe_text_styles.py --detector auto --sizes 8 10 12 --outlines 0 --styles us-grey us-white \
+        --cine 12 --tag session33-cine   # small text over speckle that moves from frame to frame
 
 Every frame is generated here from fixed seeds (no downloads); the text is invented.
 """
@@ -74,7 +76,8 @@ def draw(bg: np.ndarray, font_path: str, px: int, value: float, outline: int, ou
 
 
 def dataset(img: np.ndarray, ct: bool) -> Any:
-    """A minimal secondary-capture dataset of one monochrome frame (12-bit CT, 8-bit ultrasound)."""
+    """A minimal secondary-capture dataset of monochrome frames (12-bit CT, 8-bit ultrasound): one frame
+    (rows, cols) or a cine (frames, rows, cols)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -83,7 +86,9 @@ def dataset(img: np.ndarray, ct: bool) -> Any:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, generate_uid(), "CT" if ct else "US"
-    ds.Rows, ds.Columns = arr.shape
+    ds.Rows, ds.Columns = arr.shape[-2:]
+    if arr.ndim == 3:
+        ds.NumberOfFrames = arr.shape[0]
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
     ds.BitsAllocated, ds.BitsStored = arr.itemsize * 8, 12 if ct else 8
     ds.HighBit = ds.BitsStored - 1
@@ -91,14 +96,18 @@ def dataset(img: np.ndarray, ct: bool) -> Any:
     return ds
 
 
-def cases(fonts: list[str], sizes: list[int], outlines: list[int], styles: list[str]) -> list[tuple[str, Any, dict[str, Any]]]:
-    """One case per font, size, outline and style; its class names the style, size and outline."""
+def cases(fonts: list[str], sizes: list[int], outlines: list[int], styles: list[str],
+          cine: int = 1) -> list[tuple[str, Any, dict[str, Any]]]:
+    """One case per font, size, outline and style; its class names the style, size and outline. ``cine``
+    > 1: ultrasound cases are cines of that many frames, fresh speckle in each under the same text."""
     out = []
     for font, px, outline, style in itertools.product(fonts, sizes, outlines, styles):
         kind, value, ring = STYLES[style]
         ct = kind.startswith("ct")
         x0, y0 = (60, 20) if kind == "ct-air" else (120, 240) if ct else (200, 150)
-        img, anns = draw(background(kind, px), font, px, value, outline, ring, x0, y0)
+        n = 1 if ct else cine
+        drawn = [draw(background(kind, px + 1000 * k), font, px, value, outline, ring, x0, y0) for k in range(n)]
+        img, anns = (drawn[0][0], drawn[0][1]) if n == 1 else (np.stack([d[0] for d in drawn]), drawn[0][1])
         truth = {"file": f"{Path(font).stem}-{px}px-o{outline}-{style}", "annotations": anns}
         out.append((f"{style} {px}px outline {outline}", dataset(img, ct), truth))
     return out
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sizes", type=int, nargs="+", default=[8, 10, 12, 16, 22])
     ap.add_argument("--outlines", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--styles", nargs="+", default=sorted(STYLES), choices=sorted(STYLES))
+    ap.add_argument("--cine", type=int, default=1, metavar="FRAMES",
+                    help="ultrasound cases as cines of this many frames, the speckle fresh in each (default 1: one frame)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
@@ -119,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     detector = eval_text.ready_detector(args.detector, args.device)
     result = {**eval_text.result_header(detector, "all-text", args.tag or "probe"), "fonts": [Path(f).name for f in fonts],
               "sizes": args.sizes, "outlines": args.outlines, "styles": {k: STYLES[k] for k in args.styles},
-              "set": eval_text.run_set(cases(fonts, args.sizes, args.outlines, args.styles), detector, "all-text")}
+              "cine_frames": args.cine,
+              "set": eval_text.run_set(cases(fonts, args.sizes, args.outlines, args.styles, args.cine), detector, "all-text")}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "probe_text_styles_" + (args.tag or "probe")
     path = args.out / f"{free_stem(args.out, stem, ('.json',))}.json"

@@ -465,3 +465,11 @@ def test_probe_text_styles_smoke(tmp_path: Path) -> None:
     assert all(c["text_boxes"] == len(probe_text_styles.LINES) for c in classes.values())
     probe_text_styles.main(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe_text_styles_t-2.json", "probe_text_styles_t.json"]
+    # --cine: ultrasound cases as cines with fresh speckle in each frame, CT cases single frames
+    [(_, ct, _), (_, us, truth)] = probe_text_styles.cases(["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"], [16], [1],
+                                                          ["ct-air-white", "us-white"], cine=3)
+    frames = us.pixel_array
+    assert "NumberOfFrames" not in ct and us.NumberOfFrames == 3 and frames.shape == (3, 480, 640)
+    assert not np.array_equal(frames[0], frames[1])
+    x, y, w, h = (truth["annotations"][0][k] for k in "xywh")
+    assert (frames[:, y : y + h, x : x + w] == 255).all(axis=0).any()  # the text's core is in every frame
