@@ -561,12 +561,16 @@ def to_markdown(results: dict[str, Any]) -> str:
                 "| PHI filled | baseline PHI filled | text filled | baseline text filled |",
                 "|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
+            def fmt(x: float | None) -> str:
+                return "–" if x is None else f"{x:.2f}x"
+
+            def steady(x: dict[str, float] | None) -> str:
+                return "–" if x is None else _mm(x)
+
             for name, per_w in runs.items():
                 for w, a in per_w.items():
                     b = base["runs"][name][w]
                     r = results["vs_baseline"][name][w]
-                    fmt = lambda x: "–" if x is None else f"{x:.2f}x"  # noqa: E731
-                    steady = lambda x: "–" if x is None else _mm(x)  # noqa: E731
                     lines.append(
                         f"| {name} | {w} | {_mm(a['images_per_s'])} | {_mm(b['images_per_s'])} | {fmt(r['images_per_s'])} "
                         f"| {steady(a.get('steady_files_per_s'))} | {steady(b.get('steady_files_per_s'))} "

@@ -527,21 +527,6 @@ def temporal_median(frames: np.ndarray, reps: Sequence[int]) -> np.ndarray | Non
     return median.astype(frames.dtype)
 
 
-def median_ink_kept(median: np.ndarray, r: Region, frames: np.ndarray, reps: Sequence[int]) -> np.ndarray | None:
-    """Per distinct frame, the share of box ``r``'s ink in the :func:`temporal_median` that holds the
-    median's values there (within ``_ink``'s tolerance); None for a box without ink."""
-    box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
-    ref = _ink(median[box])
-    if ref is None:
-        return None
-    values, ink, tol = ref
-    order = np.asarray(reps)
-    step = max(1, _GATHER_VALUES // values.size)
-    kept = [(np.abs(values[ink] - _grey(frames[(slice(None),) + box][order[at : at + step]][:, ink])) <= tol).mean(axis=1)
-            for at in range(0, len(order), step)]
-    return np.concatenate(kept)
-
-
 def carry_from_median(median: np.ndarray, boxes: Sequence[Region], frames: np.ndarray,
                       reps: Sequence[int]) -> list[list[Region]]:
     """Per distinct frame, the boxes found in the cine's :func:`temporal_median` whose ink holds the
@@ -549,8 +534,10 @@ def carry_from_median(median: np.ndarray, boxes: Sequence[Region], frames: np.nd
     moving speckle keep their cores, not their rims: less than ``propagate_static``'s 90 % matches; a
     shape the median made of moving edges matches few frames."""
     out: list[list[Region]] = [[] for _ in reps]
+    order = np.asarray(reps)
     for r in boxes:
-        kept = None if r.source == "fixed" else median_ink_kept(median, r, frames, reps)
+        box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+        kept = None if r.source == "fixed" else _ink_held(median[box], frames, box, order)
         if kept is not None:
             for j in np.flatnonzero(kept >= MEDIAN_INK_MATCH).tolist():
                 out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
@@ -598,20 +585,28 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
             if not len(todo):
                 continue
             box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
-            ref = _ink(frames[reps[k]][box])
-            if ref is None:
+            kept = _ink_held(frames[reps[k]][box], frames, box, order[todo])  # the box's ink in this frame, there
+            if kept is None:
                 continue
-            values, ink, tol = ref  # the box's ink in this frame
-            step = max(1, _GATHER_VALUES // values.size)  # frames per gather: a big box in a long cine stays small
-            for at in range(0, len(todo), step):
-                some = todo[at : at + step]
-                at_ink = frames[(slice(None),) + box][order[some]][:, ink]  # (T, ink pixels[, samples])
-                kept = (np.abs(values[ink] - _grey(at_ink)) <= tol).mean(axis=1)  # _grey: pixel by pixel either way
-                for j in some[kept >= STATIC_INK_MATCH].tolist():
-                    carried = Region(r.x, r.y, r.w, r.h, r.score, "static")
-                    out[j].append(carried)
-                    held_by.add(carried, j)
+            for j in todo[kept >= STATIC_INK_MATCH].tolist():
+                carried = Region(r.x, r.y, r.w, r.h, r.score, "static")
+                out[j].append(carried)
+                held_by.add(carried, j)
     return out
+
+
+def _ink_held(patch: np.ndarray, frames: np.ndarray, box: tuple[slice, slice], at: np.ndarray) -> np.ndarray | None:
+    """Per frame index of ``at``, the share of ``patch``'s ink (``_ink``) whose pixels in ``box`` of that
+    frame hold its values within ``_ink``'s tolerance; None for a patch without ink. Gathered
+    ``_GATHER_VALUES`` box pixels at a time: a big box in a long cine stays small."""
+    ref = _ink(patch)
+    if ref is None:
+        return None
+    values, ink, tol = ref
+    step = max(1, _GATHER_VALUES // values.size)
+    kept = [(np.abs(values[ink] - _grey(frames[(slice(None),) + box][at[i : i + step]][:, ink])) <= tol).mean(axis=1)
+            for i in range(0, len(at), step)]  # (T, ink pixels[, samples]) each; _grey: pixel by pixel either way
+    return np.concatenate(kept) if kept else np.zeros(0)
 
 
 class _BoxTable:
