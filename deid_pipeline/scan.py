@@ -45,7 +45,7 @@ from pydicom.dataset import Dataset
 from .detect.extend import LineParams, extend_along_line
 from .detect.glyphs import GlyphParams, find_glyph_text, grey_u8
 from .errors import ConfigError
-from .pixels import frame_digest
+from .pixels import decoded_photometric, frame_digest, palette_lut
 from .prepare import FINE, View, prepare_views
 from .resources import configs_dir
 from .types import Heartbeat, Region, join_boxes
@@ -369,11 +369,12 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     for n_item, item in enumerate(items):
         ds, frames = item[0], _as_stack(item[0], item[1])
         if mode == "none":
-            plans.append((ds, frames, [], [], 0, None))
+            plans.append((ds, frames, [], [], 0, None, None))
             continue
         reps, slot = _distinct(frames)
         numbers = item[3] if len(item) > 3 and item[3] is not None else range(frames.shape[0])
-        median = temporal_median(frames, reps)
+        bright = palette_brightness(ds) if len(reps) >= 2 else None  # palette indices compared as they show
+        median = temporal_median(frames, reps, bright)
         # the distinct frames, and their temporal median as one more frame (in the first one's windows)
         shown = np.empty((len(reps) + (median is not None),) + frames.shape[1:], frames.dtype)
         np.take(frames, reps, axis=0, out=shown[: len(reps)])
@@ -386,7 +387,7 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
         for v in views:
             owners.append((n_item, v.frame))
         all_views.extend(views)
-        plans.append((ds, frames, reps, slot, len(reps), median))
+        plans.append((ds, frames, reps, slot, len(reps), median, bright))
     t1 = time.perf_counter()
     found = _detect_chunked(detector, all_views, batch_size, beat)
     # glyphs on a flat field, in the upright views of the kinds whose ``ViewRule`` reads them (their seconds
@@ -438,16 +439,16 @@ def _scan_once(items: Sequence[tuple[Any, ...]], detector: Any, mode: str = "all
     results: list[list[list[Region]]] = []
     for n_item, item in enumerate(items):
         beat()
-        ds, frames, reps, slot, _, median = plans[n_item]
+        ds, frames, reps, slot, _, median, bright = plans[n_item]
         if mode == "none":
             results.append([[] for _ in range(frames.shape[0])])
             continue
         fixed = fixed_regions(ds)
         found = per_item[n_item]
         if median is not None:
-            for rs, carried in zip(found, carry_from_median(median, found.pop(), frames, reps)):
+            for rs, carried in zip(found, carry_from_median(median, found.pop(), frames, reps, bright)):
                 rs.extend(carried)
-        distinct = [merge_regions(rs) for rs in propagate_static(frames, reps, found)]
+        distinct = [merge_regions(rs) for rs in propagate_static(frames, reps, found, bright)]
         if mode == "phi-text" and any(distinct):
             from .phi_text import select_phi
 
@@ -513,31 +514,52 @@ MEDIAN_MAX_FRAMES = 9
 MEDIAN_INK_MATCH = 0.5
 
 
-def temporal_median(frames: np.ndarray, reps: Sequence[int]) -> np.ndarray | None:
+def temporal_median(frames: np.ndarray, reps: Sequence[int],
+                    brightness: tuple[int, np.ndarray] | None = None) -> np.ndarray | None:
     """The pixel-wise median of up to ``MEDIAN_MAX_FRAMES`` of a cine's distinct frames (``reps``), in
     their dtype; None under ``STATIC_MIN_FRAMES``. Speckle and noise that change from frame to frame
     average away, text that stands still keeps its values: small text over an ultrasound sector, lost
-    in each frame's speckle, stands on a smooth field there (:func:`carry_from_median`)."""
+    in each frame's speckle, stands on a smooth field there (:func:`carry_from_median`).
+
+    ``brightness`` (``(first index, brightness per index)``, :func:`palette_brightness`): the frames are
+    palette indices, whose order need not be that of their colours; each pixel then takes the index of
+    the frame whose colour is the median in brightness (an index of the palette, never a mean of two)."""
     if len(reps) < STATIC_MIN_FRAMES:
         return None
     pick = [reps[int(i)] for i in np.linspace(0, len(reps) - 1, min(len(reps), MEDIAN_MAX_FRAMES)).round()]
+    if brightness is not None:
+        stack = frames[pick]
+        first, level = brightness
+        key = level[np.clip(stack.astype(np.int64) - first, 0, len(level) - 1)]
+        middle = np.argsort(key, axis=0, kind="stable")[len(pick) // 2]
+        return np.take_along_axis(stack, middle[None], axis=0)[0]
     median = np.median(frames[pick], axis=0)
     if np.issubdtype(frames.dtype, np.integer):
         median = np.round(median)
     return median.astype(frames.dtype)
 
 
+def palette_brightness(ds: Dataset) -> tuple[int, np.ndarray] | None:
+    """For PALETTE COLOR frames: (first mapped index, each palette entry's brightness, its channels'
+    sum); None for any other photometric interpretation (its values are ordered as they show)."""
+    if decoded_photometric(ds) != "PALETTE COLOR":
+        return None
+    first, lut = palette_lut(ds)
+    return first, lut.astype(np.int32).sum(axis=1)
+
+
 def carry_from_median(median: np.ndarray, boxes: Sequence[Region], frames: np.ndarray,
-                      reps: Sequence[int]) -> list[list[Region]]:
+                      reps: Sequence[int], brightness: tuple[int, np.ndarray] | None = None) -> list[list[Region]]:
     """Per distinct frame, the boxes found in the cine's :func:`temporal_median` whose ink holds the
     median's values there (``MEDIAN_INK_MATCH`` of it; ``source="static"``). Anti-aliased letters over
     moving speckle keep their cores, not their rims: less than ``propagate_static``'s 90 % matches; a
-    shape the median made of moving edges matches few frames."""
+    shape the median made of moving edges matches few frames. ``brightness``: palette indices are
+    compared as the brightness of their colours (:func:`palette_brightness`)."""
     out: list[list[Region]] = [[] for _ in reps]
     order = np.asarray(reps)
     for r in boxes:
         box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
-        kept = None if r.source == "fixed" else _ink_held(median[box], frames, box, order)
+        kept = None if r.source == "fixed" else _ink_held(median[box], frames, box, order, brightness)
         if kept is not None:
             for j in np.flatnonzero(kept >= MEDIAN_INK_MATCH).tolist():
                 out[j].append(Region(r.x, r.y, r.w, r.h, r.score, "static"))
@@ -555,7 +577,8 @@ def _static_view(view: View, still: np.ndarray) -> np.ndarray:
     return out
 
 
-def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[Region]]) -> list[list[Region]]:
+def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[Region]],
+                     brightness: tuple[int, np.ndarray] | None = None) -> list[list[Region]]:
     """Burned-in text of a cine does not move while the anatomy under it does, and the network sometimes
     answers on one frame and not the next. A box found in one distinct frame is added to every other
     distinct frame where its ink pixels hold the same values (``source="static"``), unless a box there
@@ -585,7 +608,7 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
             if not len(todo):
                 continue
             box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
-            kept = _ink_held(frames[reps[k]][box], frames, box, order[todo])  # the box's ink in this frame, there
+            kept = _ink_held(frames[reps[k]][box], frames, box, order[todo], brightness)  # its ink in this frame, there
             if kept is None:
                 continue
             for j in todo[kept >= STATIC_INK_MATCH].tolist():
@@ -595,17 +618,27 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
     return out
 
 
-def _ink_held(patch: np.ndarray, frames: np.ndarray, box: tuple[slice, slice], at: np.ndarray) -> np.ndarray | None:
+def _shown(a: np.ndarray, brightness: tuple[int, np.ndarray] | None) -> np.ndarray:
+    """``a`` as it is, or palette indices as the brightness of their colours."""
+    if brightness is None:
+        return a
+    first, level = brightness
+    return level[np.clip(a.astype(np.int64) - first, 0, len(level) - 1)]
+
+
+def _ink_held(patch: np.ndarray, frames: np.ndarray, box: tuple[slice, slice], at: np.ndarray,
+              brightness: tuple[int, np.ndarray] | None = None) -> np.ndarray | None:
     """Per frame index of ``at``, the share of ``patch``'s ink (``_ink``) whose pixels in ``box`` of that
     frame hold its values within ``_ink``'s tolerance; None for a patch without ink. Gathered
-    ``_GATHER_VALUES`` box pixels at a time: a big box in a long cine stays small."""
-    ref = _ink(patch)
+    ``_GATHER_VALUES`` box pixels at a time: a big box in a long cine stays small. ``brightness``: the
+    values are palette indices, compared as the brightness of their colours (``_shown``)."""
+    ref = _ink(_shown(patch, brightness))
     if ref is None:
         return None
     values, ink, tol = ref
     step = max(1, _GATHER_VALUES // values.size)
-    kept = [(np.abs(values[ink] - _grey(frames[(slice(None),) + box][at[i : i + step]][:, ink])) <= tol).mean(axis=1)
-            for i in range(0, len(at), step)]  # (T, ink pixels[, samples]) each; _grey: pixel by pixel either way
+    kept = [(np.abs(values[ink] - _grey(_shown(frames[(slice(None),) + box][at[i : i + step]][:, ink], brightness))) <= tol
+             ).mean(axis=1) for i in range(0, len(at), step)]  # (T, ink pixels[, samples]); _grey: pixel by pixel
     return np.concatenate(kept) if kept else np.zeros(0)
 
 

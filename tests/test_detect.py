@@ -857,7 +857,7 @@ def test_a_line_across_moving_flow_is_covered_in_every_frame_of_a_cine(monkeypat
 
     monkeypatch.setattr(prepare, "colour_patch", lambda frame: False)
     # the frames' temporal median (its flow averaged) is another way to the line: off here, to see this view's part
-    monkeypatch.setattr(scan, "temporal_median", lambda frames, reps: None)
+    monkeypatch.setattr(scan, "temporal_median", lambda frames, reps, brightness=None: None)
     assert not any(_covered(line, regions) for regions in scan_frames(_ds(cine, "RGB"), cine, det))
 
 

@@ -294,6 +294,39 @@ def test_small_text_lost_in_each_frame_s_speckle_is_found_in_the_cine_s_median()
     assert picked is not None and np.array_equal(picked, frames[1])  # 9 frames, evenly spaced, at most
 
 
+def _palette_cine(frames: int, value: float) -> tuple[object, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """``_speckle_cine`` stored as PALETTE COLOR through a shuffled grey palette (index i shows grey
+    ``perm[i]``: index order is not brightness order): (dataset, indices, perm, the line's box)."""
+    grey, box = _speckle_cine(frames, value)
+    perm = np.random.default_rng(5).permutation(256).astype(np.uint8)
+    indices = np.argsort(perm).astype(np.uint8)[grey]  # grey g is stored as the index showing g
+    ds = _ds(indices, "PALETTE COLOR")
+    for colour in ("Red", "Green", "Blue"):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", (perm.astype(np.uint16) * 257).tobytes())
+    return ds, indices, perm, box
+
+
+def test_a_palette_cine_s_median_is_taken_in_brightness_not_in_index_order() -> None:
+    """The temporal median of a PALETTE COLOR cine: per pixel, the index whose colour is the median in
+    brightness (a median of indices, through a palette not ordered by brightness, is noise again); the
+    small text over the speckle is then found in every frame, as in the greyscale cine."""
+    from deid_pipeline import scan
+
+    ds, indices, perm, box = _palette_cine(9, 200)
+    brightness = scan.palette_brightness(ds)
+    assert brightness is not None and scan.palette_brightness(_ds(indices)) is None
+    median = scan.temporal_median(indices, list(range(9)), brightness)
+    assert median is not None and median.dtype == np.uint8
+    assert np.array_equal(perm[median], np.sort(perm[indices], axis=0)[4])  # the median grey, as an index
+    shown = perm[median].astype(float)
+    assert shown[:100].std() < 0.7 * perm[indices[0]][:100].astype(float).std()  # the speckle smoothed
+    if not is_available("deid-textseg"):
+        pytest.skip("deid-textseg weights not installed")
+    got = scan_frames(ds, indices, get_detector("deid-textseg", "cpu"))
+    assert len(got) == 9 and all(_covered(box, regions, 0.9) for regions in got)
+
+
 def test_grey_u8_is_the_truncated_channel_mean_for_every_pixel_value() -> None:
     """``grey_u8`` stands in for ``image.mean(axis=2).astype(np.uint8)``: equal for all 2**24 RGB triples."""
     from deid_pipeline.detect.glyphs import grey_u8
@@ -523,7 +556,9 @@ def test_static_carry_on_a_generated_cine_matches_the_reference(monkeypatch: pyt
     seen: list[tuple[np.ndarray, list[int], list[list[Region]]]] = []
     real = scan.propagate_static
 
-    def captured(frames: np.ndarray, reps: list[int], found: list[list[Region]]) -> list[list[Region]]:
+    def captured(frames: np.ndarray, reps: list[int], found: list[list[Region]], brightness: object = None
+                 ) -> list[list[Region]]:
+        assert brightness is None  # greyscale values are compared as stored
         seen.append((frames, list(reps), [list(rs) for rs in found]))
         return real(frames, reps, found)
 
