@@ -10,6 +10,12 @@ Data (all generated here, deterministic from ``--seed``):
 * TrueType text (the DejaVu and Liberation faces of the build machine, anti-aliased or not, 6 to 34 px)
   pasted over half of those views in random grey levels and colours, sometimes on a bar: fonts that
   the synth generator's Hershey faces do not cover.
+* Small TrueType text (7-14 px, sometimes with a dark outline) drawn inside the views' textured fields
+  (speckle, anatomy, noise) on 35 % of the views: labels a device writes over the image, not only in
+  its margins (``_paste_ttf_on_texture``; ``--no-texture`` leaves it out, as the data of the weights
+  before 2026-12-07 did).
+* ``--overlay-negatives N``: N no-text crops under colour-map hot spots (a PET/CT fusion, a perfusion
+  map): round blobs and rings a network trained on text over texture would box as lone letters.
 
 The synth seeds used here (``seed * 1_000_003 + i`` with ``--seed`` 424242) are far from the
 evaluation seeds (7 and 11) of ``benchmarks/eval_text.py``. No shared or real patient image is used.
@@ -19,6 +25,9 @@ Adam, cosine learning rate, loss = BCE over the pixels in the loss + soft Dice. 
 
     python scripts/train_textseg.py --cases 2400 --steps 4000 --out /tmp/textseg
     python scripts/train_textseg.py --install /tmp/textseg/deid_textseg.pt   # copy to models/, pin sha256
+
+The shipped weights are a fine-tune (``--init``) of the earlier ones; ``models/deid_textseg.train.json``
+holds the command, the earlier weights' hash and commit, and the settings of both runs.
 """
 
 from __future__ import annotations
@@ -125,6 +134,114 @@ def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fon
         _mark(mask, gray, x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
 
 
+#: text pasted over texture (``_paste_ttf_on_texture``): its sizes in view pixels, and the share of views
+#: that get it
+TEXTURE_SIZES = (7, 15)
+TEXTURE_SHARE = 0.35
+TEXTURE_MIN_STD = 18.0  # local spread (grey levels, 15-px squares) of a field that counts as texture
+
+
+def _paste_ttf_on_texture(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fonts: list[str]) -> None:
+    """Draw 1-3 small TrueType strings (``TEXTURE_SIZES`` px) where the view itself is textured (speckle,
+    anatomy, noise: a local spread of ``TEXTURE_MIN_STD`` or more) and mark their boxes. A device writes
+    small labels, depths and markers over the image as often as beside it; ``_paste_ttf`` places text
+    anywhere, mostly on the flat margins, and few of its strings are small."""
+    import cv2
+    from PIL import Image, ImageDraw, ImageFont
+
+    gray = grey_u8(view).astype(np.float32)
+    mean = cv2.blur(gray, (15, 15))
+    std = np.sqrt(np.maximum(cv2.blur(gray * gray, (15, 15)) - mean * mean, 0))
+    # a box wholly inside a textured field, its centre not on an edge or a rule (a thin band of spread)
+    spread = (std >= TEXTURE_MIN_STD).view(np.uint8)
+    ys_t, xs_t = np.nonzero(cv2.erode(spread, np.ones((31, 31), np.uint8)))
+    if not len(ys_t):
+        return
+    h, w = view.shape[:2]
+    for _ in range(int(rng.integers(1, 4))):
+        size = int(rng.integers(*TEXTURE_SIZES))
+        font = ImageFont.truetype(fonts[int(rng.integers(len(fonts)))], size)
+        text = _random_text(rng)[:12]
+        stroke = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+        l, t, r, b = font.getbbox(text, stroke_width=stroke)
+        tw, th = r - l, b - t
+        k = int(rng.integers(len(ys_t)))
+        x, y = int(xs_t[k]) - tw // 2, int(ys_t[k]) - th // 2
+        if tw < 2 or th < 2 or x < 2 or y < 2 or x + tw > w - 2 or y + th > h - 2:
+            continue
+        if (mask[max(0, y - 3): y + th + 3, max(0, x - 3): x + tw + 3] != 0).any() or not spread[y: y + th, x: x + tw].all():
+            continue
+        ink, ring = Image.new("L", (tw, th), 0), Image.new("L", (tw, th), 0)
+        draw_ink = ImageDraw.Draw(ink)
+        if rng.random() < 0.3:
+            draw_ink.fontmode = "1"
+        draw_ink.text((-l, -t), text, fill=255, font=font)
+        if stroke:
+            ImageDraw.Draw(ring).text((-l, -t), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+        a = np.asarray(ink, np.float32)[..., None] / 255.0
+        o = np.asarray(ring, np.float32)[..., None] / 255.0
+        if a.max() == 0:
+            continue
+        patch = view[y: y + th, x: x + tw].astype(np.float32)
+        level = float(mean[int(ys_t[k]), int(xs_t[k])])
+        if level > 150 and rng.random() < 0.5:
+            colour = np.full(3, rng.uniform(0, 50), np.float32)  # dark on a bright field
+        elif rng.random() < 0.6:
+            colour = np.full(3, rng.uniform(min(level + 60, 230), 255), np.float32)
+        else:
+            colour = rng.integers(80, 256, 3).astype(np.float32)
+        if stroke:
+            patch = patch * (1 - o) + float(rng.uniform(0, 50)) * o
+        view[y: y + th, x: x + tw] = np.clip(patch * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+        ys, xs = np.nonzero(np.maximum(a, o)[..., 0] > 0.25)
+        _mark(mask, grey_u8(view), x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+
+
+#: no-text kinds whose views get colour-map overlays (``overlay_negatives``)
+OVERLAY_KINDS = ("notext_ct", "notext_us", "notext_circles", "notext_lines", "notext_grid")
+
+
+def _colour_overlay(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``view`` under a colour map of blurred hot spots (a PET/CT or SPECT fusion, a perfusion or
+    elasticity map): round bright blobs and rings of colour that are not text."""
+    import cv2
+
+    h, w = view.shape[:2]
+    heat = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(3, 6))):  # blobs of one size per pass, peaks 0.3-1.2
+        sigma = float(rng.uniform(1.5, 8))
+        spots = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(5, 30))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            if rng.random() < 0.2:  # a ring (a hot rim, a bone in cross-section)
+                cv2.circle(spots, (x, y), int(rng.integers(3, 12)), float(rng.uniform(0.4, 1.2)), int(rng.integers(1, 4)))
+            else:
+                spots[y, x] = 2 * np.pi * sigma * sigma * float(rng.uniform(0.3, 1.2))
+        heat += cv2.GaussianBlur(spots, (0, 0), sigma if spots.max() > 1.5 else 1.0)
+    cmap = (cv2.COLORMAP_HOT, cv2.COLORMAP_JET, cv2.COLORMAP_INFERNO, cv2.COLORMAP_RAINBOW)[int(rng.integers(4))]
+    heat = np.clip(heat, 0, 1)
+    colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cmap)[..., ::-1].astype(np.float32)
+    alpha = (np.sqrt(heat) * rng.uniform(0.6, 1.0))[..., None]
+    return np.clip(view * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+
+
+def overlay_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` crops of no-text views under colour-map overlays (:func:`_colour_overlay`), targets all 0: hot
+    spots a network trained on text over texture boxes as lone letters."""
+    rng = np.random.default_rng(seed + 7)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    i = 0
+    while len(xs) < n:
+        kind = OVERLAY_KINDS[i % len(OVERLAY_KINDS)]
+        for img, mask in _views_of_case(kind, seed * 1_000_003 + 500_000 + i, rng):
+            for c, m in _crops(_colour_overlay(img, rng), mask, rng, 2):
+                xs.append(c)
+                ys.append(m)
+        i += 1
+    return np.stack(xs[:n]), np.stack(ys[:n])
+
+
 def _views_of_case(kind: str, seed: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     case = synth.render_case(kind, seed)
     ds = case.dataset
@@ -166,8 +283,9 @@ def _crops(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, k: int) 
     return out
 
 
-def make_dataset(n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, CROP, CROP, 3) uint8 views and (N, CROP, CROP) uint8 targets (0, 1, 255 = out of the loss)."""
+def make_dataset(n_cases: int, seed: int, texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(N, CROP, CROP, 3) uint8 views and (N, CROP, CROP) uint8 targets (0, 1, 255 = out of the loss);
+    ``texture``: small text over the views' textured parts too (``_paste_ttf_on_texture``)."""
     rng = np.random.default_rng(seed)
     fonts = _fonts()
     kinds = list(synth.TEXT_KINDS) * 3 + list(synth.NO_TEXT_KINDS)
@@ -178,6 +296,8 @@ def make_dataset(n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for img, mask in _views_of_case(kind, seed * 1_000_003 + i, rng):
             if rng.random() < 0.5:
                 _paste_ttf(img, mask, rng, fonts)
+            if texture and rng.random() < TEXTURE_SHARE:
+                _paste_ttf_on_texture(img, mask, rng, fonts)
             for c, m in _crops(img, mask, rng, 2):
                 xs.append(c)
                 ys.append(m)
@@ -186,13 +306,17 @@ def make_dataset(n_cases: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.stack(ys)
 
 
-def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed: int, log_every: int = 100) -> "object":
+def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed: int, log_every: int = 100,
+          init: Path | None = None) -> "object":
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
-    net = build_net().to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+    net = build_net()
+    if init is not None:  # fine-tune: start from these weights
+        net.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))  # type: ignore[attr-defined]
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)  # type: ignore[attr-defined]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     net.train()  # type: ignore[attr-defined]
@@ -248,7 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=424242)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=Path("textseg-train"))
+    ap.add_argument("--no-texture", action="store_true",
+                    help="leave out the small text over textured fields (the data of the weights before 2026-12-07)")
     ap.add_argument("--data", type=Path, help="reuse a dataset .npz written by an earlier run")
+    ap.add_argument("--overlay-negatives", type=int, default=0, metavar="N",
+                    help="add N no-text crops under colour-map overlays (hot spots that are not text)")
+    ap.add_argument("--init", type=Path, help="start from these weights (fine-tuning) instead of a fresh network")
     ap.add_argument("--install", type=Path, help="copy these weights to models/ and pin the sha256; nothing else")
     args = ap.parse_args(argv)
     if args.install:
@@ -265,15 +394,19 @@ def main(argv: list[str] | None = None) -> None:
         x, y = d["x"], d["y"]
     else:
         print(f"generating {args.cases} cases (seed {args.seed})", flush=True)
-        x, y = make_dataset(args.cases, args.seed)
+        x, y = make_dataset(args.cases, args.seed, texture=not args.no_texture)
         np.savez(args.out / "data.npz", x=x, y=y)
+    if args.overlay_negatives:
+        nx, ny = overlay_negatives(args.overlay_negatives, args.seed)
+        x, y = np.concatenate([x, nx]), np.concatenate([y, ny])
     t_data = time.time() - t0
     print(f"{len(x)} crops, positive share {float((y == 1).mean()):.3f}, {t_data:.0f} s", flush=True)
-    net = train(x, y, args.steps, args.batch, args.lr, args.seed)
+    net = train(x, y, args.steps, args.batch, args.lr, args.seed, init=args.init)
     path = args.out / WEIGHTS_FILE
     torch.save(net.state_dict(), path)  # type: ignore[attr-defined]
-    meta = {"cases": args.cases, "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-            "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
+    meta = {"cases": None if args.data else args.cases, "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "texture": not args.no_texture, "init_sha256": _sha256(args.init) if args.init else None,
+            "overlay_negatives": args.overlay_negatives, "data": str(args.data) if args.data else None, "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
             "data_s": round(t_data), "train_s": round(time.time() - t0 - t_data), "sha256": _sha256(path)}
     (args.out / "train.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta))

@@ -275,15 +275,16 @@ def _speckle_cine(frames: int, value: float) -> tuple[np.ndarray, tuple[int, int
 
 
 def test_small_text_lost_in_each_frame_s_speckle_is_found_in_the_cine_s_median() -> None:
-    """Grey 7-px text over ultrasound speckle: deid-textseg misses it in every frame scanned alone; in the
-    cine the speckle moves and the text does not, and the frames' temporal median shows it on a smooth
-    field: found there, and its box goes to every frame."""
+    """Grey (170) 7-px text over ultrasound speckle: deid-textseg misses it in every frame scanned alone
+    (at 200 the weights trained with text over texture find it in 1 frame of 8); in the cine the speckle
+    moves and the text does not, and the frames' temporal median shows it on a smooth field: found there,
+    and its box goes to every frame."""
     from deid_pipeline import scan
 
     if not is_available("deid-textseg"):
         pytest.skip("deid-textseg weights not installed")
     det = get_detector("deid-textseg", "cpu")
-    frames, box = _speckle_cine(8, 200)
+    frames, box = _speckle_cine(8, 170)
     assert not any(_covered(box, scan_frames(_ds(frames[k : k + 1]), frames[k : k + 1], det)[0], 0.9) for k in range(8))
     got = scan_frames(_ds(frames), frames, det)
     assert len(got) == 8 and all(_covered(box, regions, 0.9) for regions in got)

@@ -59,3 +59,39 @@ def test_truetype_text_is_marked_when_pillow_and_fonts_exist() -> None:
     assert (mask == 1).any() and (view != 40).any()
     ys, xs = np.nonzero(mask == 1)
     assert (view[ys, xs] != 40).any(axis=1).mean() > 0.05  # marked boxes hold drawn pixels
+
+
+def test_small_text_is_pasted_inside_a_textured_field_and_never_on_a_flat_one() -> None:
+    pytest.importorskip("PIL")
+    try:
+        fonts = T._fonts()
+    except SystemExit:
+        pytest.skip("no TrueType fonts on this machine")
+    rng = np.random.default_rng(3)
+    # left half flat grey, right half speckle (the only place text may go)
+    view = np.full((256, 256, 3), 60, np.uint8)
+    view[:, 128:] = np.clip(rng.gamma(1.5, 40, (256, 128, 1)), 0, 255).astype(np.uint8)
+    mask = np.zeros((256, 256), np.uint8)
+    for _ in range(8):
+        T._paste_ttf_on_texture(view, mask, rng, fonts)
+    ys, xs = np.nonzero(mask == 1)
+    assert len(ys), "text was marked over the speckle"
+    assert xs.min() >= 128 - 8, "no text on the flat half (the spread of a 15-px square reaches 7 px over)"
+    assert (view[:, :120] == 60).all()
+    import cv2
+
+    _, _, stats, _ = cv2.connectedComponentsWithStats((mask == 1).view(np.uint8))
+    assert stats[1:, cv2.CC_STAT_HEIGHT].max() < 2 * T.TEXTURE_SIZES[1]  # small text only
+    # a view with no texture anywhere gets nothing
+    still = np.full((256, 256, 3), 60, np.uint8)
+    none = np.zeros((256, 256), np.uint8)
+    T._paste_ttf_on_texture(still, none, rng, fonts)
+    assert not none.any() and (still == 60).all()
+
+
+def test_colour_overlay_negatives_are_coloured_and_hold_no_text() -> None:
+    x, y = T.overlay_negatives(4, 1)
+    assert x.shape == (4, T.CROP, T.CROP, 3) and y.shape == (4, T.CROP, T.CROP)
+    assert not (y == 1).any()  # no text anywhere: they teach "hot spots are not text"
+    chroma = x.max(axis=3).astype(int) - x.min(axis=3)
+    assert (chroma > 60).mean(axis=(1, 2)).max() > 0.002  # coloured spots drawn over the grey views
