@@ -18,6 +18,15 @@ sys.path.insert(0, str(REPO / "scripts"))
 import train_textseg as T  # noqa: E402
 
 
+def _fonts_or_skip() -> list[str]:
+    """The training script's TrueType faces; the test skips without Pillow or fonts."""
+    pytest.importorskip("PIL")
+    try:
+        return T._fonts()
+    except SystemExit:
+        pytest.skip("no TrueType fonts on this machine")
+
+
 def test_targets_cover_the_ground_truth_and_skip_what_does_not_show() -> None:
     rng = np.random.default_rng(0)
     views = T._views_of_case("ct", 5, rng)
@@ -46,11 +55,7 @@ def test_crops_and_two_training_steps() -> None:
 
 
 def test_truetype_text_is_marked_when_pillow_and_fonts_exist() -> None:
-    pytest.importorskip("PIL")
-    try:
-        fonts = T._fonts()
-    except SystemExit:
-        pytest.skip("no TrueType fonts on this machine")
+    fonts = _fonts_or_skip()
     rng = np.random.default_rng(2)
     view = np.zeros((256, 256, 3), np.uint8) + 40
     mask = np.zeros((256, 256), np.uint8)
@@ -62,11 +67,7 @@ def test_truetype_text_is_marked_when_pillow_and_fonts_exist() -> None:
 
 
 def test_small_text_is_pasted_inside_a_textured_field_and_never_on_a_flat_one() -> None:
-    pytest.importorskip("PIL")
-    try:
-        fonts = T._fonts()
-    except SystemExit:
-        pytest.skip("no TrueType fonts on this machine")
+    fonts = _fonts_or_skip()
     rng = np.random.default_rng(3)
     # left half flat grey, right half speckle (the only place text may go)
     view = np.full((256, 256, 3), 60, np.uint8)
