@@ -588,7 +588,8 @@ def propagate_static(frames: np.ndarray, reps: Sequence[int], found: list[list[R
     all frames at once: which frames hold a box containing it (``out`` as it stands: the box's own
     additions go to one frame each and cannot change another frame's answer), and, for the others only,
     how much of its ink keeps its values in each (one gather of its ink pixels across them). Frame by frame,
-    a cine of F distinct frames cost O(F^2) Python steps per box: 8 s of a 240-frame cine's 24 s scan."""
+    a cine of F distinct frames cost O(F^2) Python steps per box: 8 s of a 240-frame cine's 24 s scan.
+    ``brightness``: palette indices are compared as the brightness of their colours (:func:`palette_brightness`)."""
     if len(reps) < 2 or not any(found):
         return found
     out = [list(rs) for rs in found]
