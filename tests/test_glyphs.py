@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -277,16 +275,15 @@ def _speckle_cine(frames: int, value: float) -> tuple[np.ndarray, tuple[int, int
 
 
 def test_small_text_lost_in_each_frame_s_speckle_is_found_in_the_cine_s_median() -> None:
-    """Grey (170) 7-px text over ultrasound speckle: deid-textseg misses it in every frame scanned alone
-    (at 200 the weights trained with text over texture find it in 1 frame of 8); in the cine the speckle
-    moves and the text does not, and the frames' temporal median shows it on a smooth field: found there,
-    and its box goes to every frame."""
+    """Grey 7-px text over ultrasound speckle: deid-textseg misses it in every frame scanned alone; in the
+    cine the speckle moves and the text does not, and the frames' temporal median shows it on a smooth
+    field: found there, and its box goes to every frame."""
     from deid_pipeline import scan
 
     if not is_available("deid-textseg"):
         pytest.skip("deid-textseg weights not installed")
     det = get_detector("deid-textseg", "cpu")
-    frames, box = _speckle_cine(8, 170)
+    frames, box = _speckle_cine(8, 200)
     assert not any(_covered(box, scan_frames(_ds(frames[k : k + 1]), frames[k : k + 1], det)[0], 0.9) for k in range(8))
     got = scan_frames(_ds(frames), frames, det)
     assert len(got) == 8 and all(_covered(box, regions, 0.9) for regions in got)
@@ -588,30 +585,3 @@ def test_glyphs_at_the_frame_edge_on_a_light_field_are_found() -> None:
     found = shifted(find_glyph_text(view, inner=(border, border, 300, 200)))
     assert _hits(found, box)
     assert not _hits(shifted(find_glyph_text(view)), box)
-
-
-@pytest.mark.skipif(not list(Path("/usr/share/fonts/truetype/dejavu").glob("DejaVuSans*.ttf")),
-                    reason="no DejaVu TrueType fonts on this machine (Debian: fonts-dejavu-core)")
-def test_small_grey_outlined_text_over_speckle_in_one_frame_is_found_by_deid_textseg() -> None:
-    """Grey (200) 10-px DejaVu Sans text with a dark 1-px outline written over ultrasound speckle, one
-    frame each (``benchmarks/probe_text_styles.py``'s cases, 13 faces, 4 lines each): the weights before
-    training on small text over texture covered 0 of the 52 lines, these cover 8 (the probe's scoring,
-    with its 2-px margin: 0 and 12)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import probe_text_styles
-
-    if not is_available("deid-textseg"):
-        pytest.skip("deid-textseg weights not installed")
-    det = get_detector("deid-textseg", "cpu")
-    fonts = sorted(str(p) for p in Path("/usr/share/fonts/truetype/dejavu").glob("DejaVuSans*.ttf"))
-    found = lines = 0
-    for _, ds, truth in probe_text_styles.cases(fonts, [10], [1], ["us-grey"]):
-        frames = ds.pixel_array[None]
-        regions = scan_frames(ds, frames, det)[0]
-        for a in truth["annotations"]:
-            lines += 1
-            found += _covered((a["x"], a["y"], a["w"], a["h"]), regions)
-    assert lines == 4 * len(fonts)
-    assert found >= 6, f"{found} of {lines} lines"

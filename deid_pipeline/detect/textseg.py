@@ -20,7 +20,7 @@ from .dbnet import DBParams, ProbMapDetector, verified_weights
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "deid_textseg.pt"
-WEIGHTS_SHA256 = "bf30eb8905bc371ffdca1bb70e956fb4cd9dc1e526c3308cff6a21eedadef1f0"  # filled in by scripts/train_textseg.py --install
+WEIGHTS_SHA256 = "b733588d3e4d2e47070534a94ab5237998c89e2530ba7ada226f9235d3c4b464"  # filled in by scripts/train_textseg.py --install
 WIDTHS = (8, 24, 32, 64)
 
 # trained on full line boxes, so the map needs little growing back (DB's unclip undoes a shrunk target)
