@@ -107,7 +107,7 @@ def cases(fonts: list[str], sizes: list[int], outlines: list[int], styles: list[
         x0, y0 = (60, 20) if kind == "ct-air" else (120, 240) if ct else (200, 150)
         n = 1 if ct else cine
         drawn = [draw(background(kind, px + 1000 * k), font, px, value, outline, ring, x0, y0) for k in range(n)]
-        img, anns = (drawn[0][0], drawn[0][1]) if n == 1 else (np.stack([d[0] for d in drawn]), drawn[0][1])
+        img, anns = drawn[0][0] if n == 1 else np.stack([d[0] for d in drawn]), drawn[0][1]  # one text, its boxes
         truth = {"file": f"{Path(font).stem}-{px}px-o{outline}-{style}", "annotations": anns}
         out.append((f"{style} {px}px outline {outline}", dataset(img, ct), truth))
     return out

@@ -529,9 +529,7 @@ def temporal_median(frames: np.ndarray, reps: Sequence[int],
     pick = [reps[int(i)] for i in np.linspace(0, len(reps) - 1, min(len(reps), MEDIAN_MAX_FRAMES)).round()]
     if brightness is not None:
         stack = frames[pick]
-        first, level = brightness
-        key = level[np.clip(stack.astype(np.int64) - first, 0, len(level) - 1)]
-        middle = np.argsort(key, axis=0, kind="stable")[len(pick) // 2]
+        middle = np.argsort(_shown(stack, brightness), axis=0, kind="stable")[len(pick) // 2]
         return np.take_along_axis(stack, middle[None], axis=0)[0]
     median = np.median(frames[pick], axis=0)
     if np.issubdtype(frames.dtype, np.integer):

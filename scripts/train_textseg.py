@@ -94,9 +94,32 @@ def _random_text(rng: np.random.Generator) -> str:
     return s or "X"
 
 
+def _text_alpha(font: "object", text: str, left: int, top: int, tw: int, th: int, hard: bool,
+                stroke: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(ink, outline) coverage in 0..1, each (th, tw, 1), of ``text`` drawn with its ``font.getbbox``
+    corner at (``left``, ``top``); ``hard``: not anti-aliased, like a device's bitmap font; the outline
+    (``stroke`` pixels round the letters, always anti-aliased) is zeros without a stroke."""
+    from PIL import Image, ImageDraw
+
+    ink, ring = Image.new("L", (tw, th), 0), Image.new("L", (tw, th), 0)
+    draw = ImageDraw.Draw(ink)
+    if hard:
+        draw.fontmode = "1"
+    draw.text((-left, -top), text, fill=255, font=font)
+    if stroke:
+        ImageDraw.Draw(ring).text((-left, -top), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    return (np.asarray(ink, np.float32)[..., None] / 255.0, np.asarray(ring, np.float32)[..., None] / 255.0)
+
+
+def _mark_drawn(mask: np.ndarray, view: np.ndarray, x: int, y: int, cover: np.ndarray) -> None:
+    """``_mark`` the box of the pixels ``cover`` (coverage drawn at (x, y)) holds above a quarter."""
+    ys, xs = np.nonzero(cover[..., 0] > 0.25)
+    _mark(mask, grey_u8(view), x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+
+
 def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fonts: list[str]) -> None:
     """Draw 1-4 TrueType strings on the view (in place) and mark their boxes."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageFont
 
     h, w = view.shape[:2]
     for _ in range(int(rng.integers(1, 5))):
@@ -110,15 +133,9 @@ def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fon
         x, y = int(rng.integers(2, w - tw - 2)), int(rng.integers(2, h - th - 2))
         if (mask[max(0, y - 3): y + th + 3, max(0, x - 3): x + tw + 3] != 0).any():
             continue
-        layer = Image.new("L", (tw, th), 0)
-        d = ImageDraw.Draw(layer)
-        if rng.random() < 0.4:
-            d.fontmode = "1"  # hard-edged, like a device's bitmap font
-        d.text((-l, -t), text, fill=255, font=font)
-        a = np.asarray(layer, np.float32)[..., None] / 255.0
+        a, _ = _text_alpha(font, text, l, t, tw, th, hard=rng.random() < 0.4)
         if a.max() == 0:
             continue
-        ys, xs = np.nonzero(a[..., 0] > 0.25)
         patch = view[y: y + th, x: x + tw].astype(np.float32)
         if rng.random() < 0.2:  # a bar behind the text
             patch[:] = rng.integers(0, 256) if rng.random() < 0.5 else np.array(rng.integers(0, 256, 3))
@@ -130,8 +147,7 @@ def _paste_ttf(view: np.ndarray, mask: np.ndarray, rng: np.random.Generator, fon
         if rng.random() < 0.2 or base > 170:
             colour = np.full(3, rng.uniform(0, 60)) if base > 90 else colour
         view[y: y + th, x: x + tw] = np.clip(patch * (1 - a) + colour * a, 0, 255).astype(np.uint8)
-        gray = grey_u8(view)
-        _mark(mask, gray, x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+        _mark_drawn(mask, view, x, y, a)
 
 
 #: text pasted over texture (``_paste_ttf_on_texture``): its sizes in view pixels, and the share of views
@@ -147,7 +163,7 @@ def _paste_ttf_on_texture(view: np.ndarray, mask: np.ndarray, rng: np.random.Gen
     small labels, depths and markers over the image as often as beside it; ``_paste_ttf`` places text
     anywhere, mostly on the flat margins, and few of its strings are small."""
     import cv2
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageFont
 
     gray = grey_u8(view).astype(np.float32)
     mean = cv2.blur(gray, (15, 15))
@@ -171,15 +187,7 @@ def _paste_ttf_on_texture(view: np.ndarray, mask: np.ndarray, rng: np.random.Gen
             continue
         if (mask[max(0, y - 3): y + th + 3, max(0, x - 3): x + tw + 3] != 0).any() or not spread[y: y + th, x: x + tw].all():
             continue
-        ink, ring = Image.new("L", (tw, th), 0), Image.new("L", (tw, th), 0)
-        draw_ink = ImageDraw.Draw(ink)
-        if rng.random() < 0.3:
-            draw_ink.fontmode = "1"
-        draw_ink.text((-l, -t), text, fill=255, font=font)
-        if stroke:
-            ImageDraw.Draw(ring).text((-l, -t), text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
-        a = np.asarray(ink, np.float32)[..., None] / 255.0
-        o = np.asarray(ring, np.float32)[..., None] / 255.0
+        a, o = _text_alpha(font, text, l, t, tw, th, hard=rng.random() < 0.3, stroke=stroke)
         if a.max() == 0:
             continue
         patch = view[y: y + th, x: x + tw].astype(np.float32)
@@ -193,8 +201,7 @@ def _paste_ttf_on_texture(view: np.ndarray, mask: np.ndarray, rng: np.random.Gen
         if stroke:
             patch = patch * (1 - o) + float(rng.uniform(0, 50)) * o
         view[y: y + th, x: x + tw] = np.clip(patch * (1 - a) + colour * a, 0, 255).astype(np.uint8)
-        ys, xs = np.nonzero(np.maximum(a, o)[..., 0] > 0.25)
-        _mark(mask, grey_u8(view), x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+        _mark_drawn(mask, view, x, y, np.maximum(a, o))
 
 
 #: no-text kinds whose views get colour-map overlays (``overlay_negatives``)
@@ -404,9 +411,11 @@ def main(argv: list[str] | None = None) -> None:
     net = train(x, y, args.steps, args.batch, args.lr, args.seed, init=args.init)
     path = args.out / WEIGHTS_FILE
     torch.save(net.state_dict(), path)  # type: ignore[attr-defined]
-    meta = {"cases": None if args.data else args.cases, "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-            "texture": args.texture, "init_sha256": _sha256(args.init) if args.init else None,
-            "overlay_negatives": args.overlay_negatives, "data": str(args.data) if args.data else None, "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
+    meta = {"cases": None if args.data else args.cases, "data": str(args.data) if args.data else None,
+            "texture": args.texture, "overlay_negatives": args.overlay_negatives,
+            "init_sha256": _sha256(args.init) if args.init else None,
+            "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+            "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
             "data_s": round(t_data), "train_s": round(time.time() - t0 - t_data), "sha256": _sha256(path)}
     (args.out / "train.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta))
