@@ -2,8 +2,8 @@
 
 Only the driver writes these. ``OUTPUT/manifest.jsonl`` holds one record per input and no PHI; each
 record carries the sha256 of the record before it, so the file is a hash chain whose head
-``run.json`` authenticates with an HMAC under the run key and an Ed25519 signature by a key derived
-from it: a recipient checks the signature with the site's public key (``deid audit public-key``)
+``run.json`` authenticates, with the digest of its other fields, by an HMAC under the run key and an
+Ed25519 signature by a key derived from it: a recipient checks the signature with the site's public key (``deid audit public-key``)
 without holding the run key, which makes the pseudonyms. The private journal (outside OUTPUT,
 mode 0600) maps records to input paths; resume reads both and keeps their common prefix.
 """
@@ -46,13 +46,20 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def _chain_message(head: str, count: int) -> bytes:
-    return f"deid-manifest-chain:{head}:{count}".encode()
+def run_digest(run_info: dict[str, Any]) -> str:
+    """sha256 of ``run.json``'s canonical form less its ``chain``: the run's counts, settings, profile
+    and notes, which the chain head's HMAC and signature cover beside the head."""
+    return hashlib.sha256(canonical({k: v for k, v in run_info.items() if k != "chain"})).hexdigest()
 
 
-def chain_hmac(key: bytes, head: str, count: int) -> str:
-    """HMAC-SHA256 over the chain head and record count, under the run key."""
-    return hmac.new(key, _chain_message(head, count), hashlib.sha256).hexdigest()
+def _chain_message(head: str, count: int, run_sha256: str | None = None) -> bytes:
+    tail = "" if run_sha256 is None else f":run:{run_sha256}"  # None: an earlier deid's head (no run digest)
+    return f"deid-manifest-chain:{head}:{count}{tail}".encode()
+
+
+def chain_hmac(key: bytes, head: str, count: int, run_sha256: str | None = None) -> str:
+    """HMAC-SHA256 over the chain head, record count and run digest (:func:`run_digest`), under the run key."""
+    return hmac.new(key, _chain_message(head, count, run_sha256), hashlib.sha256).hexdigest()
 
 
 def signing_key(key: bytes) -> Ed25519PrivateKey:
@@ -385,14 +392,17 @@ class Ledger:
             self._index = None
             (self.private_dir / INDEX_NAME).unlink(missing_ok=True)
 
-    def chain(self) -> dict[str, Any]:
-        signer = signing_key(self.key)
+    def chain(self, run_info: dict[str, Any]) -> dict[str, Any]:
+        """``run.json``'s ``chain``: the head, and an HMAC and signature over it and ``run_info`` (the rest
+        of ``run.json``, which must not change after: :func:`run_digest`)."""
+        signer, digest = signing_key(self.key), run_digest(run_info)
         return {
             "records": self.records,
             "head_sha256": self.head,
-            "hmac_sha256": chain_hmac(self.key, self.head, self.records),
+            "run_sha256": digest,
+            "hmac_sha256": chain_hmac(self.key, self.head, self.records, digest),
             "ed25519_public_key": public_key_bytes(self.key).hex(),
-            "ed25519_signature": signer.sign(_chain_message(self.head, self.records)).hex(),
+            "ed25519_signature": signer.sign(_chain_message(self.head, self.records, digest)).hex(),
         }
 
 
@@ -453,7 +463,11 @@ def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None =
         problems.append(ChainProblem(count, f"run.json counts {chain.get('records')} records, the manifest holds {count}"))
     if chain.get("head_sha256") != prev:
         problems.append(ChainProblem(count, "the last record does not match the chain head in run.json"))
-    if key is not None and not hmac.compare_digest(chain.get("hmac_sha256", ""), chain_hmac(key, chain.get("head_sha256", ""), int(chain.get("records", -1)))):
+    digest = chain.get("run_sha256")  # absent: an earlier deid's run.json, whose head alone is signed
+    if digest is not None and digest != run_digest(run_info):
+        problems.append(ChainProblem(0, "run.json's fields do not match the digest its chain head signs: run.json was edited"))
+    if key is not None and not hmac.compare_digest(str(chain.get("hmac_sha256", "")), chain_hmac(
+            key, str(chain.get("head_sha256", "")), _int(chain.get("records")), None if digest is None else str(digest))):
         problems.append(ChainProblem(0, "the chain head's HMAC does not verify under this key: run.json was altered"))
     if public_key is not None:
         problems.extend(_signature_problems(chain, public_key, "the trusted"))
@@ -471,12 +485,18 @@ def _signature_problems(chain: dict[str, Any], trusted: bytes, whose: str) -> li
         other = key_fingerprint(bytes.fromhex(embedded)) if _hex(embedded, 32) else "unreadable"
         return [ChainProblem(0, f"the chain head is signed by another key ({other}), not {whose} public key "
                                 f"({key_fingerprint(trusted)})")]
+    head, count, digest = chain.get("head_sha256"), chain.get("records"), chain.get("run_sha256")
     try:
-        head, count = chain.get("head_sha256"), chain.get("records")
-        Ed25519PublicKey.from_public_bytes(trusted).verify(bytes.fromhex(signature), _chain_message(str(head), int(count)))
+        Ed25519PublicKey.from_public_bytes(trusted).verify(bytes.fromhex(signature), _chain_message(
+            str(head), _int(count), None if digest is None else str(digest)))
     except (InvalidSignature, ValueError, TypeError):
         return [ChainProblem(0, f"the chain head's signature does not verify under {whose} public key: run.json was altered")]
     return []
+
+
+def _int(value: object) -> int:
+    """A record count as run.json states it; anything but an integer is -1 (which no head signs)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 def _hex(value: object, size: int) -> bool:

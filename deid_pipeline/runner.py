@@ -323,8 +323,8 @@ def execute(
             "device": sorted(devices) or ["none"],
             "workers": n_workers,
             "cluster": "external" if opts.scheduler else ("in-process" if opts.workers == 0 else "local"),
-            "chain": ledger.chain(),
         }
+        summary["chain"] = ledger.chain(summary)  # signs the head and every field above
         atomic_write_json(ctx.output_dir / RUN_NAME, summary)
         log.info("run finished: %s in %.1f s (%s files/s), chain head %s", summary["counts"], elapsed,
                  summary["files_per_s"], summary["chain"]["head_sha256"])

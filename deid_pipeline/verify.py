@@ -1359,7 +1359,8 @@ _STATUSES = ("written", "skipped", "quarantined", "failed")
 def _summary_mismatches(run_info: dict[str, Any], manifest: Path) -> tuple[list[Finding], int]:
     """``run-summary-mismatch``: what a finished run's ``run.json`` states that its manifest also holds
     (the record count, the counts by status and by reason code, the profile), recounted from the
-    manifest; the chain's HMAC covers only the head and its count. Details name the field and counts.
+    manifest (the chain's HMAC and signature cover run.json's fields as a digest: this names which count
+    differs, and checks a run.json an earlier deid signed by its head alone). Details name the field and counts.
     Also what it states of this session's images (:func:`_pixel_mismatches`). Returns the findings and
     the manifest's lines (records, read or not)."""
     status: Counter[str] = Counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -13,7 +14,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from deid_pipeline.discover import walk_inputs
-from deid_pipeline.manifest import Ledger, atomic_write_json, key_fingerprint, parse_public_key, public_key_pem, verify_chain
+from deid_pipeline.manifest import (Ledger, atomic_write_json, key_fingerprint, parse_public_key, public_key_pem, run_digest,
+                                   signing_key, verify_chain)
 from deid_pipeline.pipeline import sniff
 from deid_pipeline.types import FileResult
 
@@ -36,7 +38,8 @@ def _result(i: int, status: str = "written") -> FileResult:
 
 def _finish(ledger: Ledger) -> None:
     ledger.close()
-    atomic_write_json(ledger.output_dir / "run.json", {"chain": ledger.chain()})
+    run = {"records": ledger.records, "workers": 2, "profile": dict(PROFILE)}
+    atomic_write_json(ledger.output_dir / "run.json", {**run, "chain": ledger.chain(run)})
 
 
 def _finished(tmp: Path, records: int) -> Path:
@@ -330,7 +333,7 @@ def _rebuilt(out: Path, edit: bytes, to: bytes, signer: bytes | None) -> None:
     if signer is not None:
         forged = Ledger(out, out.parent / "priv", signer, dict(PROFILE), "0.1.0")
         forged.head, forged.records = prev, len(lines)
-        run["chain"] = forged.chain()
+        run["chain"] = forged.chain({k: v for k, v in run.items() if k != "chain"})
     (out / "run.json").write_text(json.dumps(run))
 
 
@@ -390,3 +393,47 @@ def test_public_key_forms_and_an_unsigned_head(tmp_path: Path) -> None:
     (out / "run.json").write_text(json.dumps(run))
     assert verify_chain(out, KEY) == [] and verify_chain(out, None) == []
     assert ["holds no signature" in p.problem for p in verify_chain(out, None, raw)] == [True]
+
+
+def test_every_field_of_run_json_is_signed_with_the_chain_head(tmp_path: Path) -> None:
+    """An edit of any field of run.json beside the chain (a count, a setting, the profile) is found: by
+    the digest alone, and by the HMAC and signature, whose message holds it; taking the digest out does
+    not make the head an earlier deid's (the signature was made over the digest)."""
+    out = _finished(tmp_path, 3)
+    public = parse_public_key(public_key_pem(KEY).encode())
+    original = json.loads((out / "run.json").read_text())
+    assert original["chain"]["run_sha256"] == run_digest(original)
+    assert verify_chain(out, KEY, public) == []
+    for field, value in (("workers", 1), ("profile", {**PROFILE, "name": "other"}), ("records", 4), ("added", "x")):
+        run = json.loads(json.dumps(original))
+        run[field] = value
+        (out / "run.json").write_text(json.dumps(run))
+        assert [p.problem for p in verify_chain(out, None)] == [
+            "run.json's fields do not match the digest its chain head signs: run.json was edited"], field
+        run["chain"]["run_sha256"] = run_digest(run)  # the digest made again: the HMAC and signature find it
+        (out / "run.json").write_text(json.dumps(run))
+        assert verify_chain(out, None) == []
+        assert any("HMAC does not verify" in p.problem for p in verify_chain(out, KEY)), field
+        assert any("signature does not verify" in p.problem for p in verify_chain(out, None, public)), field
+        del run["chain"]["run_sha256"]  # an earlier deid's form: the head alone was not what was signed
+        (out / "run.json").write_text(json.dumps(run))
+        assert any("HMAC does not verify" in p.problem for p in verify_chain(out, KEY)), field
+        assert any("signature does not verify" in p.problem for p in verify_chain(out, None, public)), field
+
+
+def test_an_earlier_deid_s_head_signed_alone_still_verifies(tmp_path: Path) -> None:
+    """run.json of an earlier deid (HMAC and signature over the head and count only, no run digest)
+    checks as it did: intact under the key and the public key, and an edited head is still found."""
+    out = _finished(tmp_path, 2)
+    run = json.loads((out / "run.json").read_text())
+    chain = run["chain"]
+    del chain["run_sha256"]
+    message = f"deid-manifest-chain:{chain['head_sha256']}:{chain['records']}".encode()
+    chain["hmac_sha256"] = hmac.new(KEY, message, hashlib.sha256).hexdigest()
+    chain["ed25519_signature"] = signing_key(KEY).sign(message).hex()
+    (out / "run.json").write_text(json.dumps(run))
+    public = parse_public_key(public_key_pem(KEY).encode())
+    assert verify_chain(out, KEY) == [] and verify_chain(out, None, public) == []
+    chain["records"] = 1
+    (out / "run.json").write_text(json.dumps(run))
+    assert verify_chain(out, KEY, public)

@@ -11,6 +11,8 @@ import pydicom
 import pytest
 from support import deid, read_manifest, write_key
 
+from deid_pipeline.manifest import run_digest
+
 REPO = Path(__file__).resolve().parent.parent
 FILES = ["DOE^JOHN/20240101/IM0001", "NGUYEN^WEI/US/IM0001", "DOE^JOHN/20240101/IM0002"]
 
@@ -120,6 +122,25 @@ def test_deleted_record_is_caught(clean_run, tmp_path: Path) -> None:
     assert report["counts"].get("chain-broken", 0) >= 1
     proc = deid("audit", "verify", str(bad), "--key-file", str(key))
     assert proc.returncode == 1 and "line 2" in proc.stdout
+
+
+def test_an_edited_run_summary_is_caught(clean_run, tmp_path: Path) -> None:
+    """A field of a real run's run.json that no count checks (its workers, its detector) edited: the
+    audit finds it under the key and, re-digested, under the signature too; the untouched run passes."""
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    run = json.loads((bad / "run.json").read_text())
+    run["workers"], run["detector"] = run["workers"] + 3, "another"
+    (bad / "run.json").write_text(json.dumps(run))
+    proc = deid("audit", "verify", str(bad), "--key-file", str(key))
+    assert proc.returncode == 1 and "run.json was edited" in proc.stdout, proc.stdout
+    pub = tmp_path / "site.pub"
+    pub.write_text(deid("audit", "public-key", "--key-file", str(key)).stdout)
+    run["chain"]["run_sha256"] = run_digest(run)
+    (bad / "run.json").write_text(json.dumps(run))
+    proc = deid("audit", "verify", str(bad), "--public-key", str(pub))
+    assert proc.returncode == 1 and "signature does not verify" in proc.stdout, proc.stdout
+    assert deid("audit", "verify", str(out), "--public-key", str(pub)).returncode == 0
 
 
 def test_text_left_unredacted_is_caught() -> None:
@@ -736,7 +757,7 @@ def test_a_linked_folder_in_output_is_found_and_not_followed(clean_run, tmp_path
 @pytest.mark.parametrize("edit", ["records", "written", "quarantined", "reason", "profile"])
 def test_an_edited_run_summary_is_found(clean_run, tmp_path: Path, edit: str) -> None:
     """What ``run.json`` states that the manifest also holds (records, counts by status and by reason,
-    the profile) is checked against it; the chain covers only the head and its record count."""
+    the profile) is checked against it; the chain head's digest of run.json finds the edit too."""
     inp, out, key = clean_run
     bad = _copy_run(out, tmp_path / "bad")
     run = json.loads((bad / "run.json").read_text())
@@ -751,7 +772,7 @@ def test_an_edited_run_summary_is_found(clean_run, tmp_path: Path, edit: str) ->
     (bad / "run.json").write_text(json.dumps(run))
     code, report = _verify(bad, inp, key, "--no-rescan")
     assert code == 1
-    assert report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
+    assert report["counts"] == {"run-summary-mismatch": 1, "chain-broken": 1}, report["findings"]
 
 
 # --------------------------------------------------------------------------- what the probe found verify passing
