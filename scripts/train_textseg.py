@@ -16,6 +16,10 @@ Data (all generated here, deterministic from ``--seed``):
 * ``--overlay-negatives N``: N no-text crops under colour-map hot spots (a PET/CT fusion, a perfusion
   map): round blobs and rings a network trained on text over texture would box as lone letters.
 
+* ``--ruler-negatives N``: N no-text crops with scales drawn on them (ultrasound depth scales, rulers:
+  columns of ticks), and ``--turn SHARE``: that share of the training crops turned a quarter with their
+  targets (vertical text as text). Both measured on 2026-12-08 and not shipped (``models/MODEL_CARD.md``).
+
 The synth seeds used here (``seed * 1_000_003 + i`` with ``--seed`` 424242) are far from the
 evaluation seeds (7 and 11) of ``benchmarks/eval_text.py``. No shared or real patient image is used.
 
@@ -249,6 +253,55 @@ def overlay_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs[:n]), np.stack(ys[:n])
 
 
+def _ruler(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``view`` with one to three scales drawn on it (an ultrasound depth scale, a ruler, a time axis):
+    ticks at a regular step along a line, some longer, sometimes with triangle markers beside them, in
+    a device colour; not text, but a column of marks that a network shown turned text boxes as a line."""
+    import cv2
+
+    out = view.copy()
+    h, w = out.shape[:2]
+    for _ in range(int(rng.integers(1, 4))):
+        colour = [(0, 255, 0), (255, 255, 255), (255, 255, 0), (0, 200, 255), (160, 160, 160)][int(rng.integers(5))]
+        colour = tuple(int(c * rng.uniform(0.6, 1.0)) for c in colour)
+        step, thick = int(rng.integers(6, 32)), int(rng.integers(1, 3))
+        tick, long_every = int(rng.integers(2, 9)), int(rng.integers(2, 6))
+        vertical = rng.random() < 0.7
+        at = int(rng.integers(4, (w if vertical else h) - 12))
+        start = int(rng.integers(0, max(1, (h if vertical else w) // 3)))
+        stop = int(rng.integers(start + 4 * step, start + 4 * step + (h if vertical else w)))
+        for n, pos in enumerate(range(start, stop, step)):
+            length = tick * 2 if n % long_every == 0 else tick
+            p0, p1 = ((at, pos), (at + length, pos)) if vertical else ((pos, at), (pos, at + length))
+            cv2.line(out, p0, p1, colour, thick)
+            if rng.random() < 0.08:  # a focus marker: a small filled triangle beside the tick
+                s = int(rng.integers(4, 9))
+                x, y = (at + length + 1, pos) if vertical else (pos, at + length + 1)
+                tri = [(x, y - s // 2), (x + s, y), (x, y + s // 2)] if vertical else [(x - s // 2, y), (x, y + s), (x + s // 2, y)]
+                cv2.fillPoly(out, [np.array(tri, np.int32)], colour)
+        if rng.random() < 0.3:  # the scale's axis line
+            cv2.line(out, (at, start) if vertical else (start, at), (at, stop) if vertical else (stop, at), colour, 1)
+    return out
+
+
+def ruler_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` crops of no-text views with scales drawn on them (:func:`_ruler`), targets all 0."""
+    rng = np.random.default_rng(seed + 11)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    i = 0
+    while len(xs) < n:
+        kind = OVERLAY_KINDS[i % len(OVERLAY_KINDS)]
+        for img, mask in _views_of_case(kind, seed * 1_000_003 + 700_000 + i, rng):
+            ruled = _ruler(img, rng)
+            drawn = (np.abs(ruled.astype(np.int16) - img).max(axis=2) > 0).astype(np.uint8)  # crops mostly on a scale
+            for c, m in _crops(ruled, drawn, rng, 2):
+                xs.append(c)
+                ys.append(np.zeros_like(m))
+        i += 1
+    return np.stack(xs[:n]), np.stack(ys[:n])
+
+
 def _views_of_case(kind: str, seed: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     case = synth.render_case(kind, seed)
     ds = case.dataset
@@ -314,7 +367,7 @@ def make_dataset(n_cases: int, seed: int, texture: bool = False) -> tuple[np.nda
 
 
 def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed: int, log_every: int = 100,
-          init: Path | None = None) -> "object":
+          init: Path | None = None, turn: float = 0.0) -> "object":
     import torch
     import torch.nn.functional as F
 
@@ -330,8 +383,11 @@ def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed:
     t0, run = time.time(), []
     for step in range(steps):
         idx = rng.integers(0, len(x), batch)
-        xb = torch.from_numpy(x[idx])
-        yb = torch.from_numpy(y[idx]).float()
+        xs, ys = x[idx], y[idx]
+        if turn:  # a share of the crops turned a quarter either way, targets with them: vertical text is text
+            xs, ys = _turn_some(xs, ys, rng, turn)
+        xb = torch.from_numpy(xs)
+        yb = torch.from_numpy(ys).float()
         if rng.random() < 0.3:  # sensor noise
             xb = (xb.float() + torch.randn(xb.shape) * float(rng.uniform(2, 12))).clamp(0, 255).to(torch.uint8)
         inp = to_input(xb).contiguous(memory_format=torch.channels_last)  # type: ignore[attr-defined]
@@ -350,6 +406,17 @@ def train(x: np.ndarray, y: np.ndarray, steps: int, batch: int, lr: float, seed:
         if (step + 1) % log_every == 0:
             print(f"  step {step + 1}/{steps} loss {np.mean(run[-log_every:]):.4f} {time.time() - t0:.0f} s", flush=True)
     return net.eval()  # type: ignore[attr-defined]
+
+
+def _turn_some(xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """``xs`` (B, H, W, 3) and ``ys`` (B, H, W) with each crop turned a quarter (either way, the same for
+    its target) with probability ``share``; square crops keep their shape."""
+    xs, ys = xs.copy(), ys.copy()
+    for i in np.flatnonzero(rng.random(len(xs)) < share):
+        k = 1 if rng.random() < 0.5 else 3
+        xs[i] = np.rot90(xs[i], k, axes=(0, 1))
+        ys[i] = np.rot90(ys[i], k, axes=(0, 1))
+    return xs, ys
 
 
 def _sha256(path: Path) -> str:
@@ -384,7 +451,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, help="reuse a dataset .npz written by an earlier run")
     ap.add_argument("--overlay-negatives", type=int, default=0, metavar="N",
                     help="add N no-text crops under colour-map overlays (hot spots that are not text)")
+    ap.add_argument("--ruler-negatives", type=int, default=0, metavar="N",
+                    help="add N no-text crops with scales drawn on them (depth scales, rulers: columns of marks)")
     ap.add_argument("--init", type=Path, help="start from these weights (fine-tuning) instead of a fresh network")
+    ap.add_argument("--turn", type=float, default=0.0, metavar="SHARE",
+                    help="turn this share of the training crops a quarter (vertical text; 0: none, as shipped)")
     ap.add_argument("--install", type=Path, help="copy these weights to models/ and pin the sha256; nothing else")
     args = ap.parse_args(argv)
     if args.install:
@@ -406,14 +477,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.overlay_negatives:
         nx, ny = overlay_negatives(args.overlay_negatives, args.seed)
         x, y = np.concatenate([x, nx]), np.concatenate([y, ny])
+    if args.ruler_negatives:
+        nx, ny = ruler_negatives(args.ruler_negatives, args.seed)
+        x, y = np.concatenate([x, nx]), np.concatenate([y, ny])
     t_data = time.time() - t0
     print(f"{len(x)} crops, positive share {float((y == 1).mean()):.3f}, {t_data:.0f} s", flush=True)
-    net = train(x, y, args.steps, args.batch, args.lr, args.seed, init=args.init)
+    net = train(x, y, args.steps, args.batch, args.lr, args.seed, init=args.init, turn=args.turn)
     path = args.out / WEIGHTS_FILE
     torch.save(net.state_dict(), path)  # type: ignore[attr-defined]
     meta = {"cases": None if args.data else args.cases, "data": str(args.data) if args.data else None,
             "texture": args.texture, "overlay_negatives": args.overlay_negatives,
-            "init_sha256": _sha256(args.init) if args.init else None,
+            "ruler_negatives": args.ruler_negatives,
+            "init_sha256": _sha256(args.init) if args.init else None, "turn": args.turn,
             "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
             "crops": int(len(x)), "fonts": [Path(f).name for f in _fonts()], "torch": torch.__version__,
             "data_s": round(t_data), "train_s": round(time.time() - t0 - t_data), "sha256": _sha256(path)}

@@ -96,3 +96,28 @@ def test_colour_overlay_negatives_are_coloured_and_hold_no_text() -> None:
     assert not (y == 1).any()  # no text anywhere: they teach "hot spots are not text"
     chroma = x.max(axis=3).astype(int) - x.min(axis=3)
     assert (chroma > 60).mean(axis=(1, 2)).max() > 0.002  # coloured spots drawn over the grey views
+
+
+def test_turned_crops_keep_their_targets_and_ruler_negatives_hold_no_text() -> None:
+    """``_turn_some`` turns a crop and its target alike (share 1: every crop; 0: none); ruler negatives
+    are scales drawn on no-text views (marks in the crop) with all-zero targets."""
+    rng = np.random.default_rng(4)
+    xs = rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+    ys = np.zeros((3, 16, 16), np.uint8)
+    ys[:, 2:4, 5:12] = 1  # a horizontal line of "text"
+    tx, ty = T._turn_some(xs, ys, rng, 1.0)
+    for i in range(3):
+        k = next(k for k in (1, 3) if np.array_equal(ty[i], np.rot90(ys[i], k)))
+        assert np.array_equal(tx[i], np.rot90(xs[i], k, axes=(0, 1)))
+    same_x, same_y = T._turn_some(xs, ys, rng, 0.0)
+    assert np.array_equal(same_x, xs) and np.array_equal(same_y, ys)
+    x, y = T.ruler_negatives(4, 5)
+    assert x.shape == (4, T.CROP, T.CROP, 3) and y.shape == (4, T.CROP, T.CROP) and not y.any()
+    import cv2
+
+    flat = np.full((256, 256, 3), 30, np.uint8)
+    for seed in range(5):  # on a flat view: a scale is a run of separate marks (ticks), not one blob
+        drawn = (T._ruler(flat, np.random.default_rng(seed)) != 30).any(axis=2).astype(np.uint8)
+        assert drawn.any() and (flat == 30).all()
+        ticks = cv2.connectedComponents(drawn)[0] - 1
+        assert ticks >= 4 or drawn.sum() > 4 * 256 * 0.5, seed  # or ticks joined by the scale's axis line
