@@ -116,7 +116,10 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
         raise ConfigError("OUTPUT holds a run whose key is unknown; pass the same --key-file")
     else:
         key = b""  # made in start_run, once the checks passed
-        notes.append("no --key-file: a random key is used; pseudonyms will not link to other runs")
+        notes.append(f"no --key-file: a random key is used (OUTPUT.private/{KEY_NAME}); pseudonyms will not link "
+                     "to other runs, and the audit trail is signed by this run's own key: a recipient can check "
+                     "it only with its public half (deid audit public-key --key-file OUTPUT.private/"
+                     f"{KEY_NAME}), given by the site; use a site key for runs whose signature others check")
     if resume:
         import json
 

@@ -543,3 +543,24 @@ def test_quiet_reaches_the_workers(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out--quiet" / "verify.json").read_text())["rescan"]
     if not torch.cuda.is_available():
         assert checks["--verbose"].stderr.count("CUDA not available") == 1
+
+
+def test_a_run_without_a_key_file_says_how_its_signature_is_checked(tmp_path: Path) -> None:
+    """Without --key-file the run says (stderr and run.json's notes) that its audit trail is signed by its
+    own random key and how to print its public half; doing what it says checks the chain; the note names
+    the folder as OUTPUT, not its path."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SAMPLE / "DOE^JOHN" / "20240101" / "IM0001", inp / "a.dcm")
+    out = tmp_path / "out"
+    proc = deid("run", str(inp), str(out), "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    [note] = [n for n in notes if n.startswith("no --key-file")]
+    assert "signed by this run's own key" in note and "deid audit public-key --key-file OUTPUT.private/run.key" in note
+    assert note in proc.stderr and str(tmp_path) not in note
+    pem = deid("audit", "public-key", "--key-file", str(tmp_path / "out.private" / "run.key"))
+    assert pem.returncode == 0
+    (tmp_path / "run.pub").write_text(pem.stdout)
+    proc = deid("audit", "verify", str(out), "--public-key", str(tmp_path / "run.pub"))
+    assert proc.returncode == 0 and "signed by the trusted key" in proc.stdout, proc.stdout
