@@ -143,9 +143,9 @@ def _valid_prefix(manifest: Path, journal: Path) -> Iterator[tuple[bytes, dict[s
         return
     m_off = j_off = 0
     with open(manifest, "rb") as fm, open(journal, "rb") as fj:
-        for mline, jline in zip(fm, fj):
+        while (mline := fm.readline(MAX_LINE_BYTES + 1)) and (jline := fj.readline(MAX_LINE_BYTES + 1)):
             if not mline.endswith(b"\n") or not jline.endswith(b"\n"):
-                return  # torn by a kill
+                return  # torn by a kill (or a line over MAX_LINE_BYTES: no record of deid's)
             try:
                 rec, jrec = json.loads(mline), json.loads(jline)
             except ValueError:
@@ -414,12 +414,39 @@ class ChainProblem:
     problem: str
 
 
-def _raw_lines(path: Path) -> Iterator[bytes]:
+#: The longest manifest or journal line read into memory. deid's records are far shorter (a 60-frame
+#: cine with 47 boxes a frame: 42 kB, ~0.7 kB a frame, so 64 MiB is ~90,000 such frames); a longer line
+#: (a corrupt or planted file) is hashed in pieces and reported, never held whole.
+MAX_LINE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """A line over :data:`MAX_LINE_BYTES`: its length and sha256 (without its newline), read in pieces."""
+
+    size: int
+    sha256: str
+
+
+def read_lines(path: Path, limit: int | None = None) -> Iterator[bytes | LongLine]:
     """The file's lines without their newline, one at a time, as ``read_bytes().split(b"\\n")`` gives them
-    (less the empty piece after a final newline): a manifest of millions of records is never held whole."""
+    (less the empty piece after a final newline): a manifest of millions of records is never held
+    whole, and a line over ``limit`` bytes (:data:`MAX_LINE_BYTES`) comes as a :class:`LongLine`."""
+    limit = MAX_LINE_BYTES if limit is None else limit
     with path.open("rb") as fh:
-        for line in fh:
-            yield line[:-1] if line.endswith(b"\n") else line
+        while line := fh.readline(limit + 1):
+            if line.endswith(b"\n") or len(line) <= limit:
+                yield line[:-1] if line.endswith(b"\n") else line
+                continue
+            digest, size = hashlib.sha256(line), len(line)
+            while (piece := fh.readline(1 << 20)):
+                end = piece.endswith(b"\n")
+                piece = piece[:-1] if end else piece
+                digest.update(piece)
+                size += len(piece)
+                if end:
+                    break
+            yield LongLine(size, digest.hexdigest())
 
 
 def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None = None) -> list[ChainProblem]:
@@ -433,8 +460,12 @@ def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None =
     problems: list[ChainProblem] = []
     prev = GENESIS
     count = 0
-    for i, line in enumerate(_raw_lines(output_dir / MANIFEST_NAME), start=1):
+    for i, line in enumerate(read_lines(output_dir / MANIFEST_NAME), start=1):
         count = i
+        if isinstance(line, LongLine):
+            problems.append(ChainProblem(i, f"a line of {line.size} bytes: not a deid record"))
+            prev = line.sha256
+            continue
         try:
             rec = json.loads(line)
         except ValueError:

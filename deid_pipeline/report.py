@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import check_outside
-from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME
+from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, LongLine, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,18 @@ class Card:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The file's records in order; a line that is no JSON object (an edit, a torn or over-long line:
+    ``manifest.read_lines``) is an empty record in its place, so manifest and journal lines still pair."""
     out: list[dict[str, Any]] = []
     if not path.exists():
         return out
-    for raw in path.read_bytes().split(b"\n"):
-        if raw.strip():
-            out.append(json.loads(raw))
+    for raw in read_lines(path):
+        if isinstance(raw, LongLine) or raw.strip():
+            try:
+                rec = {} if isinstance(raw, LongLine) else json.loads(raw)
+            except ValueError:
+                rec = {}
+            out.append(rec if isinstance(rec, dict) else {})
     return out
 
 

@@ -71,7 +71,8 @@ from .actions import DUMMY_TEXT, TEXT_VRS, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
-from .manifest import JOURNAL_NAME, MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, atomic_write_json, verify_chain
+from .manifest import (JOURNAL_NAME, MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, LongLine, atomic_write_json, read_lines,
+                       verify_chain)
 from .types import PIXEL_DATA_TAGS, Region
 
 log = logging.getLogger(__name__)
@@ -312,14 +313,15 @@ def _well_known_uids(value: Any) -> bool:
 def _json_lines(path: Path, needs: str) -> Iterator[dict[str, Any] | None]:
     """The records of a JSON-lines file, one at a time (blank lines skipped); None for a line that is
     no JSON object or lacks the field ``needs`` (a torn last line, an edit), which the caller reports."""
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    rec = None
-                yield rec if isinstance(rec, dict) and needs in rec else None
+    for line in read_lines(path):
+        if isinstance(line, LongLine):  # over MAX_LINE_BYTES: never read whole
+            yield None
+        elif line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            yield rec if isinstance(rec, dict) and needs in rec else None
 
 
 _PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\]\.)?")
@@ -1055,18 +1057,20 @@ def _in_manifest(manifest: Path, keys: np.ndarray, most_words: int, salt: bytes)
         cand.clear()
         where.clear()
 
-    with manifest.open("rb") as fh:
-        for number, line in enumerate((ln for ln in fh if ln.strip()), start=1):
-            for text, prose in _record_text(line):
-                words = _WORD.findall(text.casefold())
-                for n in range(1, most_words + 1):
-                    for start in range(len(words) - n + 1):
-                        if n == 1 and prose and words[start].isalpha():
-                            continue
-                        cand.append(_words_key(words[start : start + n], salt))
-                        where.append((number, n))
-            if len(cand) >= _KEY_BLOCK:
-                look_up()
+    lines = (ln for ln in read_lines(manifest) if isinstance(ln, LongLine) or ln.strip())
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, LongLine):  # reported by the chain check; its text is never read
+            continue
+        for text, prose in _record_text(line):
+            words = _WORD.findall(text.casefold())
+            for n in range(1, most_words + 1):
+                for start in range(len(words) - n + 1):
+                    if n == 1 and prose and words[start].isalpha():
+                        continue
+                    cand.append(_words_key(words[start : start + n], salt))
+                    where.append((number, n))
+        if len(cand) >= _KEY_BLOCK:
+            look_up()
     if cand:
         look_up()
     return [Finding(number, "identifying-value-in-bytes",

@@ -437,3 +437,41 @@ def test_an_earlier_deid_s_head_signed_alone_still_verifies(tmp_path: Path) -> N
     chain["records"] = 1
     (out / "run.json").write_text(json.dumps(run))
     assert verify_chain(out, KEY, public)
+
+
+def test_an_over_long_line_is_hashed_in_pieces_never_held_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest line over MAX_LINE_BYTES (a corrupt or planted file) comes as its size and sha256, read
+    in pieces (memory near the limit, not the line); the chain check names it and links the record after
+    it through its hash; resume's valid prefix ends before it."""
+    import tracemalloc
+
+    from deid_pipeline import manifest as M
+
+    monkeypatch.setattr(M, "MAX_LINE_BYTES", 1 << 20)
+    junk = b"z" * (32 << 20)
+    first = canonical_record(GENESIS_PREV)
+    third = canonical_record(hashlib.sha256(junk).hexdigest())
+    path = tmp_path / "manifest.jsonl"
+    path.write_bytes(first + b"\n" + junk + b"\n" + third + b"\n")
+    tracemalloc.start()
+    lines = list(M.read_lines(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert lines == [first, M.LongLine(len(junk), hashlib.sha256(junk).hexdigest()), third]
+    assert peak < 8 << 20, peak  # the 32 MiB line never in memory whole (the old reader: 32 MiB and more)
+    assert list(M.read_lines(path, limit=len(junk))) == [first, junk, third]  # at the limit: read as a line
+    problems = verify_chain(tmp_path, None)
+    assert [(p.line, p.problem) for p in problems if p.line] == [(2, f"a line of {len(junk)} bytes: not a deid record")]
+    journal = tmp_path / "journal.jsonl"
+    journal.write_bytes(b"".join(json.dumps({"input_sha256": json.loads(r)["input_sha256"]}).encode() + b"\n"
+                                 for r in (first, third, third)))
+    assert len(list(M._valid_prefix(path, journal))) == 1
+
+
+GENESIS_PREV = "0" * 64
+
+
+def canonical_record(prev: str) -> bytes:
+    from deid_pipeline.manifest import canonical
+
+    return canonical({"input_sha256": "ab" * 32, "status": "skipped", "prev_record_sha256": prev})

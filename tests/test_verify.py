@@ -143,6 +143,29 @@ def test_an_edited_run_summary_is_caught(clean_run, tmp_path: Path) -> None:
     assert deid("audit", "verify", str(out), "--public-key", str(pub)).returncode == 0
 
 
+def test_a_line_over_the_limit_in_the_manifest_is_reported_not_read(clean_run, tmp_path: Path) -> None:
+    """A 65 MiB line planted in a real run's manifest (over MAX_LINE_BYTES): `deid verify` and `deid audit
+    verify` name it by line and size and fail, `deid report` still writes its page."""
+    from deid_pipeline.manifest import MAX_LINE_BYTES
+
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    lines = (bad / "manifest.jsonl").read_bytes().splitlines(keepends=True)
+    size = MAX_LINE_BYTES + (1 << 20)
+    with (bad / "manifest.jsonl").open("wb") as fh:
+        fh.write(lines[0])
+        fh.write(b"{" * size + b"\n")
+        fh.writelines(lines[1:])
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1
+    assert any(f["kind"] == "chain-broken" and f["line"] == 2 and f"a line of {size} bytes" in f["detail"]
+               for f in report["findings"]), report["findings"]
+    proc = deid("audit", "verify", str(bad), "--key-file", str(key))
+    assert proc.returncode == 1 and f"line 2: a line of {size} bytes: not a deid record" in proc.stdout
+    proc = deid("report", str(bad))
+    assert proc.returncode == 0 and (bad / "report.html").is_file(), proc.stderr[-2000:]
+
+
 def test_text_left_unredacted_is_caught() -> None:
     from deid_pipeline.verify import _rescan
 
