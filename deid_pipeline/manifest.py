@@ -3,9 +3,10 @@
 Only the driver writes these. ``OUTPUT/manifest.jsonl`` holds one record per input and no PHI; each
 record carries the sha256 of the record before it, so the file is a hash chain whose head
 ``run.json`` authenticates, with the digest of its other fields, by an HMAC under the run key and an
-Ed25519 signature by a key derived from it: a recipient checks the signature with the site's public key (``deid audit public-key``)
-without holding the run key, which makes the pseudonyms. The private journal (outside OUTPUT,
-mode 0600) maps records to input paths; resume reads both and keeps their common prefix.
+Ed25519 signature by a key derived from it: a recipient checks the signature with the site's public
+key (``deid audit public-key``) without holding the run key, which makes the pseudonyms. The private
+journal (outside OUTPUT, mode 0600) maps records to input paths; resume reads both and keeps their
+common prefix.
 """
 
 from __future__ import annotations

@@ -439,6 +439,13 @@ def test_an_earlier_deid_s_head_signed_alone_still_verifies(tmp_path: Path) -> N
     assert verify_chain(out, KEY, public)
 
 
+def _record_after(prev: str) -> bytes:
+    """A canonical skipped record linked to ``prev``."""
+    from deid_pipeline.manifest import canonical
+
+    return canonical({"input_sha256": "ab" * 32, "status": "skipped", "prev_record_sha256": prev})
+
+
 def test_an_over_long_line_is_hashed_in_pieces_never_held_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A manifest line over MAX_LINE_BYTES (a corrupt or planted file) comes as its size and sha256, read
     in pieces (memory near the limit, not the line); the chain check names it and links the record after
@@ -449,8 +456,8 @@ def test_an_over_long_line_is_hashed_in_pieces_never_held_whole(tmp_path: Path, 
 
     monkeypatch.setattr(M, "MAX_LINE_BYTES", 1 << 20)
     junk = b"z" * (32 << 20)
-    first = canonical_record(GENESIS_PREV)
-    third = canonical_record(hashlib.sha256(junk).hexdigest())
+    first = _record_after("0" * 64)
+    third = _record_after(hashlib.sha256(junk).hexdigest())
     path = tmp_path / "manifest.jsonl"
     path.write_bytes(first + b"\n" + junk + b"\n" + third + b"\n")
     tracemalloc.start()
@@ -466,12 +473,3 @@ def test_an_over_long_line_is_hashed_in_pieces_never_held_whole(tmp_path: Path, 
     journal.write_bytes(b"".join(json.dumps({"input_sha256": json.loads(r)["input_sha256"]}).encode() + b"\n"
                                  for r in (first, third, third)))
     assert len(list(M._valid_prefix(path, journal))) == 1
-
-
-GENESIS_PREV = "0" * 64
-
-
-def canonical_record(prev: str) -> bytes:
-    from deid_pipeline.manifest import canonical
-
-    return canonical({"input_sha256": "ab" * 32, "status": "skipped", "prev_record_sha256": prev})
