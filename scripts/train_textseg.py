@@ -45,6 +45,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -236,21 +237,29 @@ def _colour_overlay(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(view * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
 
 
-def overlay_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` crops of no-text views under colour-map overlays (:func:`_colour_overlay`), targets all 0: hot
-    spots a network trained on text over texture boxes as lone letters."""
-    rng = np.random.default_rng(seed + 7)
+def _no_text_crops(n: int, rng: np.random.Generator, seed0: int,
+                   paint: Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` crops, targets all 0, of the no-text views of ``OVERLAY_KINDS`` cases (seeds ``seed0 + i``),
+    each painted by ``paint(view, mask, rng)``, which gives the painted view and where crops centre."""
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     i = 0
     while len(xs) < n:
-        kind = OVERLAY_KINDS[i % len(OVERLAY_KINDS)]
-        for img, mask in _views_of_case(kind, seed * 1_000_003 + 500_000 + i, rng):
-            for c, m in _crops(_colour_overlay(img, rng), mask, rng, 2):
+        for img, mask in _views_of_case(OVERLAY_KINDS[i % len(OVERLAY_KINDS)], seed0 + i, rng):
+            painted, centres = paint(img, mask, rng)
+            for c, m in _crops(painted, centres, rng, 2):
                 xs.append(c)
-                ys.append(m)
+                ys.append(np.zeros_like(m))
         i += 1
     return np.stack(xs[:n]), np.stack(ys[:n])
+
+
+def overlay_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` crops of no-text views under colour-map overlays (:func:`_colour_overlay`), targets all 0: hot
+    spots a network trained on text over texture boxes as lone letters."""
+    return _no_text_crops(n, np.random.default_rng(seed + 7), seed * 1_000_003 + 500_000,
+                          lambda img, mask, rng: (_colour_overlay(img, rng), mask))
 
 
 def _ruler(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -285,21 +294,13 @@ def _ruler(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def ruler_negatives(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` crops of no-text views with scales drawn on them (:func:`_ruler`), targets all 0."""
-    rng = np.random.default_rng(seed + 11)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    i = 0
-    while len(xs) < n:
-        kind = OVERLAY_KINDS[i % len(OVERLAY_KINDS)]
-        for img, mask in _views_of_case(kind, seed * 1_000_003 + 700_000 + i, rng):
-            ruled = _ruler(img, rng)
-            drawn = (np.abs(ruled.astype(np.int16) - img).max(axis=2) > 0).astype(np.uint8)  # crops mostly on a scale
-            for c, m in _crops(ruled, drawn, rng, 2):
-                xs.append(c)
-                ys.append(np.zeros_like(m))
-        i += 1
-    return np.stack(xs[:n]), np.stack(ys[:n])
+    """``n`` crops of no-text views with scales drawn on them (:func:`_ruler`), targets all 0, most of
+    them centred on a scale's marks."""
+    def paint(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ruled = _ruler(img, rng)
+        return ruled, (np.abs(ruled.astype(np.int16) - img).max(axis=2) > 0).astype(np.uint8)
+
+    return _no_text_crops(n, np.random.default_rng(seed + 11), seed * 1_000_003 + 700_000, paint)
 
 
 def _views_of_case(kind: str, seed: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
