@@ -421,6 +421,21 @@ class ChainProblem:
 MAX_LINE_BYTES = 64 << 20
 
 
+#: The largest ``run.json`` read: deid's are a few kB (counts by reason, the profile, notes); a larger one
+#: (planted or corrupt) is refused unread, as one that does not parse.
+MAX_RUN_JSON_BYTES = 16 << 20
+
+
+def read_run_json(path: Path) -> Any:
+    """``run.json`` parsed (any JSON value); ValueError for one over :data:`MAX_RUN_JSON_BYTES` (never
+    read) or that does not parse, OSError for one that cannot be read."""
+    with path.open("rb") as fh:
+        data = fh.read(MAX_RUN_JSON_BYTES + 1)
+    if len(data) > MAX_RUN_JSON_BYTES:
+        raise ValueError(f"over {MAX_RUN_JSON_BYTES} bytes")
+    return json.loads(data.decode("utf-8"))
+
+
 @dataclass(frozen=True)
 class LongLine:
     """A line over :data:`MAX_LINE_BYTES`: its length and sha256 (without its newline), read in pieces."""
@@ -483,8 +498,8 @@ def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None =
         problems.append(ChainProblem(0, "run.json missing"))
         return problems
     try:
-        run_info = json.loads(run_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # torn or edited: no head to check the chain against
+        run_info = read_run_json(run_path)
+    except (OSError, ValueError):  # torn, edited or over the bound: no head to check the chain against
         problems.append(ChainProblem(0, "run.json does not read as JSON: the chain head cannot be checked"))
         return problems
     chain = run_info.get("chain") if isinstance(run_info, dict) else None

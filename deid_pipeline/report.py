@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .config import check_outside
-from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, LongLine, read_lines
+from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, LongLine, read_lines, read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,11 @@ def build_report(output_dir: Path, out: Path | None = None, input_dir: Path | No
     out = output_dir / REPORT_NAME if out is None else out
     records = _read_jsonl(output_dir / MANIFEST_NAME)
     run_path = output_dir / RUN_NAME
-    run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
+    try:
+        run = read_run_json(run_path) if run_path.exists() else {}
+    except (OSError, ValueError):  # edited, or over the bound: the page says the counts differ
+        run = {}
+    run = run if isinstance(run, dict) else {}
     cards: list[Card] = []
     for line, rec in enumerate(records, start=1):
         if rec.get("status") != "written":

@@ -26,7 +26,8 @@ from .config import BATCH_SIZE_HEADER_ONLY, BATCH_SIZE_SCAN, RUN_UMASK, RunConte
 from .detect import canonical_name, detector_problem
 from .discover import walk_inputs
 from .errors import STORAGE_CODE, ConfigError, StorageError, storage_error
-from .manifest import MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id
+from .manifest import (MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, SCHEMA_VERSION, Ledger, atomic_write_json, key_id,
+                       read_run_json)
 from .pipeline import TMP_PREFIX
 from .types import FileResult
 
@@ -121,11 +122,16 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
                      "it only with its public half (deid audit public-key --key-file OUTPUT.private/"
                      f"{KEY_NAME}), given by the site; use a site key for runs whose signature others check")
     if resume:
-        import json
-
         run_json = opts.output_dir / RUN_NAME
         if run_json.exists():
-            prev = json.loads(run_json.read_text(encoding="utf-8"))
+            try:
+                prev = read_run_json(run_json)
+            except ValueError:
+                raise ConfigError("OUTPUT's run.json does not read as a deid run summary (edited?); "
+                                  "its run cannot be resumed: use a new OUTPUT") from None
+            if not isinstance(prev, dict):
+                raise ConfigError("OUTPUT's run.json does not read as a deid run summary (edited?); "
+                                  "its run cannot be resumed: use a new OUTPUT")
             if prev.get("profile", {}).get("sha256") != profile.sha256:
                 raise ConfigError("OUTPUT holds a run made with a different profile; use a new OUTPUT")
             if key and prev.get("key_id") and prev["key_id"] != key_id(key):

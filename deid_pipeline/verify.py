@@ -71,8 +71,8 @@ from .actions import DUMMY_TEXT, TEXT_VRS, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
-from .manifest import (JOURNAL_NAME, MANIFEST_NAME, PROFILE_RECORD_NAME, RUN_NAME, LongLine, atomic_write_json, read_lines,
-                       verify_chain)
+from .manifest import (JOURNAL_NAME, MANIFEST_NAME, MAX_RUN_JSON_BYTES, PROFILE_RECORD_NAME, RUN_NAME, LongLine, atomic_write_json, read_lines,
+                       read_run_json, verify_chain)
 from .types import PIXEL_DATA_TAGS, Region
 
 log = logging.getLogger(__name__)
@@ -892,6 +892,8 @@ def _own_text(path: str, mtime_ns: int, size: int) -> tuple[bytes, bytes]:
     words: its field names. Read once per process while the file stays the same."""
     import html
 
+    if path.endswith(".json") and size > MAX_RUN_JSON_BYTES:  # never read (verify_run: run-summary-unreadable)
+        return b"", b""
     raw = Path(path).read_bytes().decode("utf-8", "replace")
     if path.endswith(".json"):
         try:
@@ -905,7 +907,7 @@ def _own_text(path: str, mtime_ns: int, size: int) -> tuple[bytes, bytes]:
     from .report import render_html
 
     try:
-        run = json.loads((Path(path).parent / RUN_NAME).read_text(encoding="utf-8"))
+        run = read_run_json(Path(path).parent / RUN_NAME)
     except (OSError, ValueError):
         run = {}
     profile = run.get("profile") if isinstance(run, dict) else None
@@ -1445,8 +1447,8 @@ def verify_run(
     workers log errors only (``--quiet``)."""
     findings: list[Finding] = [Finding(p.line, "chain-broken", p.problem) for p in verify_chain(output_dir, key)]
     try:
-        run_info = json.loads((output_dir / RUN_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # torn, edited, missing: the records are still checked
+        run_info = read_run_json(output_dir / RUN_NAME)
+    except (OSError, ValueError) as exc:  # torn, edited, missing, over the bound: the records are still checked
         run_info = None
         findings.append(Finding(0, "run-summary-unreadable", f"run.json does not read as JSON ({type(exc).__name__})"))
     if run_info is not None and not isinstance(run_info, dict):

@@ -473,3 +473,20 @@ def test_an_over_long_line_is_hashed_in_pieces_never_held_whole(tmp_path: Path, 
     journal.write_bytes(b"".join(json.dumps({"input_sha256": json.loads(r)["input_sha256"]}).encode() + b"\n"
                                  for r in (first, third, third)))
     assert len(list(M._valid_prefix(path, journal))) == 1
+
+
+def test_a_run_json_over_its_bound_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.json over MAX_RUN_JSON_BYTES (deid's are a few kB) is not read: the chain check says its head
+    cannot be checked; under the bound the same content verifies."""
+    from deid_pipeline import manifest as M
+
+    out = _finished(tmp_path, 2)
+    text = (out / "run.json").read_text()
+    assert verify_chain(out, KEY) == []
+    monkeypatch.setattr(M, "MAX_RUN_JSON_BYTES", len(text) + 10)
+    (out / "run.json").write_text(text + " " * 11)  # the same JSON, one byte over the bound
+    with pytest.raises(ValueError):
+        M.read_run_json(out / "run.json")
+    assert [p.problem for p in verify_chain(out, KEY)] == ["run.json does not read as JSON: the chain head cannot be checked"]
+    (out / "run.json").write_text(text + " " * 10)
+    assert verify_chain(out, KEY) == []

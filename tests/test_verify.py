@@ -166,6 +166,26 @@ def test_a_line_over_the_limit_in_the_manifest_is_reported_not_read(clean_run, t
     assert proc.returncode == 0 and (bad / "report.html").is_file(), proc.stderr[-2000:]
 
 
+def test_a_run_json_over_its_bound_is_reported_not_read(clean_run, tmp_path: Path) -> None:
+    """run.json padded past MAX_RUN_JSON_BYTES (the same JSON, 16 MiB of spaces after it): verify and the
+    audit report it unreadable (exit 1) without reading it, the report still writes its page, and the
+    run is not resumed (a configuration error, exit 2)."""
+    from deid_pipeline.manifest import MAX_RUN_JSON_BYTES
+
+    inp, out, key = clean_run
+    bad = _copy_run(out, tmp_path / "bad")
+    with (bad / "run.json").open("a") as fh:
+        fh.write(" " * MAX_RUN_JSON_BYTES)
+    code, report = _verify(bad, inp, key, "--no-rescan")
+    assert code == 1 and report["counts"].get("run-summary-unreadable") == 1, report["findings"]
+    proc = deid("audit", "verify", str(bad), "--key-file", str(key))
+    assert proc.returncode == 1 and "run.json does not read as JSON" in proc.stdout
+    proc = deid("report", str(bad))
+    assert proc.returncode == 0 and (bad / "report.html").is_file(), proc.stderr[-2000:]
+    proc = deid("run", str(inp), str(bad), "--workers", "0", "--key-file", str(key), "--quiet")
+    assert proc.returncode == 2 and "run.json does not read as a deid run summary" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_text_left_unredacted_is_caught() -> None:
     from deid_pipeline.verify import _rescan
 
@@ -1049,7 +1069,8 @@ def test_an_identifying_value_in_deid_s_own_files_is_found(clean_run, tmp_path: 
     code, report = _verify(bad, inp, key, "--no-rescan")
     details = [f["detail"] for f in report["findings"] if f["kind"] == "identifying-value-in-bytes"]
     assert code == 1 and details and all(where in d for d in details), report["findings"]
-    assert set(report["counts"]) == {"identifying-value-in-bytes"}, report["findings"]
+    # an edited run.json also breaks the digest its chain head signs
+    assert set(report["counts"]) == {"identifying-value-in-bytes"} | ({"chain-broken"} if where == "run.json" else set()), report["findings"]
     assert name.split("^")[0] not in json.dumps(report)
 
 
@@ -1108,7 +1129,8 @@ def test_run_summary_pixel_settings_are_checked_against_the_records(clean_run, t
     run["pixels" if edit == "pixels-none" else "pixel_mode"] = "none" if edit == "pixels-none" else "phi-text"
     (bad / "run.json").write_text(json.dumps(run))
     code, report = _verify(bad, inp, key, "--no-rescan")
-    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
+    # the edit also breaks the digest the chain head signs (02bce9c)
+    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1, "chain-broken": 1}, report["findings"]
 
 
 def test_a_header_only_run_stated_as_scanning_every_image_is_found(tmp_path: Path) -> None:
@@ -1123,4 +1145,4 @@ def test_a_header_only_run_stated_as_scanning_every_image_is_found(tmp_path: Pat
     run["pixels"] = "all"
     (out / "run.json").write_text(json.dumps(run))
     code, report = _verify(out, inp, key, "--no-rescan")
-    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1}, report["findings"]
+    assert code == 1 and report["counts"] == {"run-summary-mismatch": 1, "chain-broken": 1}, report["findings"]
