@@ -124,14 +124,15 @@ def prepare_run(opts: RunOptions) -> tuple[RunContext, Path, bool, list[str]]:
     if resume:
         run_json = opts.output_dir / RUN_NAME
         if run_json.exists():
+            unreadable = ConfigError("OUTPUT's run.json does not read as a deid run summary (edited?); "
+                                     "its run cannot be resumed: use a new OUTPUT")
             try:
                 prev = read_run_json(run_json)
             except ValueError:
-                raise ConfigError("OUTPUT's run.json does not read as a deid run summary (edited?); "
-                                  "its run cannot be resumed: use a new OUTPUT") from None
-            if not isinstance(prev, dict):
-                raise ConfigError("OUTPUT's run.json does not read as a deid run summary (edited?); "
-                                  "its run cannot be resumed: use a new OUTPUT")
+                raise unreadable from None
+            if not (isinstance(prev, dict) and isinstance(prev.get("profile", {}), dict)
+                    and isinstance(prev.get("detector", "auto"), str)):
+                raise unreadable
             if prev.get("profile", {}).get("sha256") != profile.sha256:
                 raise ConfigError("OUTPUT holds a run made with a different profile; use a new OUTPUT")
             if key and prev.get("key_id") and prev["key_id"] != key_id(key):

@@ -184,6 +184,11 @@ def test_a_run_json_over_its_bound_is_reported_not_read(clean_run, tmp_path: Pat
     assert proc.returncode == 0 and (bad / "report.html").is_file(), proc.stderr[-2000:]
     proc = deid("run", str(inp), str(bad), "--workers", "0", "--key-file", str(key), "--quiet")
     assert proc.returncode == 2 and "run.json does not read as a deid run summary" in proc.stderr, proc.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    for field, value in (("profile", ["a", "list"]), ("detector", 3)):  # JSON, not deid's shapes
+        (bad / "run.json").write_text(json.dumps({**run, field: value}))
+        proc = deid("run", str(inp), str(bad), "--workers", "0", "--key-file", str(key), "--quiet")
+        assert proc.returncode == 2 and "does not read as a deid run summary" in proc.stderr, (field, proc.stderr[-2000:])
 
 
 def test_text_left_unredacted_is_caught() -> None:
