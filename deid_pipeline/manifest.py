@@ -465,6 +465,21 @@ def read_lines(path: Path, limit: int | None = None) -> Iterator[bytes | LongLin
             yield LongLine(size, digest.hexdigest())
 
 
+def read_records(path: Path) -> Iterator[dict[str, Any] | None]:
+    """The records of a JSON-lines file (manifest, journal), one at a time, blank lines skipped; None for a
+    line that is no JSON object: an edit, a torn last line, or one over :data:`MAX_LINE_BYTES` (never read
+    whole), which the caller reports or passes over."""
+    for line in read_lines(path):
+        if isinstance(line, LongLine):
+            yield None
+        elif line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            yield rec if isinstance(rec, dict) else None
+
+
 def verify_chain(output_dir: Path, key: bytes | None, public_key: bytes | None = None) -> list[ChainProblem]:
     """Check the manifest's hash chain and, with the run key, the HMAC and signature of its head in
     ``run.json``; with a trusted raw ``public_key`` (:func:`parse_public_key`), that the head is signed by it.

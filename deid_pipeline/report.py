@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import os
 from collections import Counter, defaultdict
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .config import check_outside
-from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, LongLine, read_lines, read_run_json
+from .manifest import JOURNAL_NAME, MANIFEST_NAME, RUN_NAME, read_records, read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +59,8 @@ class Card:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The file's records in order; a line that is no JSON object (an edit, a torn or over-long line:
-    ``manifest.read_lines``) is an empty record in its place, so manifest and journal lines still pair."""
-    out: list[dict[str, Any]] = []
-    if not path.exists():
-        return out
-    for raw in read_lines(path):
-        if isinstance(raw, LongLine) or raw.strip():
-            try:
-                rec = {} if isinstance(raw, LongLine) else json.loads(raw)
-            except ValueError:
-                rec = {}
-            out.append(rec if isinstance(rec, dict) else {})
-    return out
+    ``manifest.read_records``) is an empty record in its place, so manifest and journal lines still pair."""
+    return [{} if rec is None else rec for rec in read_records(path)] if path.exists() else []
 
 
 def _safe_relative(path: str) -> PurePosixPath | None:

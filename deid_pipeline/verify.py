@@ -71,8 +71,8 @@ from .actions import DUMMY_TEXT, TEXT_VRS, is_well_known_uid
 from .config import RunContext
 from .discover import walk_inputs
 from .errors import ProfileError, withhold_warning_messages
-from .manifest import (JOURNAL_NAME, MANIFEST_NAME, MAX_RUN_JSON_BYTES, PROFILE_RECORD_NAME, RUN_NAME, LongLine, atomic_write_json, read_lines,
-                       read_run_json, verify_chain)
+from .manifest import (JOURNAL_NAME, MANIFEST_NAME, MAX_RUN_JSON_BYTES, PROFILE_RECORD_NAME, RUN_NAME, LongLine,
+                       atomic_write_json, read_lines, read_records, read_run_json, verify_chain)
 from .types import PIXEL_DATA_TAGS, Region
 
 log = logging.getLogger(__name__)
@@ -313,15 +313,8 @@ def _well_known_uids(value: Any) -> bool:
 def _json_lines(path: Path, needs: str) -> Iterator[dict[str, Any] | None]:
     """The records of a JSON-lines file, one at a time (blank lines skipped); None for a line that is
     no JSON object or lacks the field ``needs`` (a torn last line, an edit), which the caller reports."""
-    for line in read_lines(path):
-        if isinstance(line, LongLine):  # over MAX_LINE_BYTES: never read whole
-            yield None
-        elif line.strip():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                rec = None
-            yield rec if isinstance(rec, dict) and needs in rec else None
+    for rec in read_records(path):
+        yield rec if rec is not None and needs in rec else None
 
 
 _PATH_STEP = re.compile(r"\(([0-9A-F]{4}),([0-9A-F]{4})\)(?:\[(\d+)\]\.)?")
